@@ -1,0 +1,1 @@
+"""tamx stages (encode, explain, import/export, info) and the `tamx` command line."""

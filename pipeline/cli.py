@@ -1,0 +1,180 @@
+"""The `tamx` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+import tamx
+from tamx import ExplainSettings
+from tamx.errors import TamxError
+from tamx.filters import FILTERS
+
+from .explain import explain_run
+from .info import run_summary
+from .interchange import export_file, import_files
+from .progress import progress
+
+
+class _Group(click.Group):
+    """Turns tamx's own errors into a one-line message and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except TamxError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _report_failures(failed: dict[str, str], what: str) -> None:
+    if failed:
+        click.echo(f"{len(failed)} {what} failed:", err=True)
+        for name, reason in failed.items():
+            click.echo(f"  {name}: {reason}", err=True)
+        sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(tamx.__version__, prog_name="tamx")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """tamx: Token Activation Maps, why a vision-language model said each word.
+
+    encode (GPU) -> explain (CPU) -> render / eval, through a run store.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--limit", default=20, show_default=True, help="Samples listed one per line (0: all).")
+def info(run: str, as_json: bool, limit: int) -> None:
+    """What the run store RUN holds: model, samples, sizes, variants, incomplete writes."""
+    summary = run_summary(run)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    model = summary["model"]
+    click.echo(f"run      {summary['path']}  (schema {summary['schema_version']}, {summary['bytes'] / 1e6:.1f} MB)")
+    revision = f" @ {model['model_revision']}" if model.get("model_revision") else ""
+    click.echo(f"model    {model['model_id']}{revision}  ({model['dtype']})")
+    roles = ", ".join(f"{k}={v}" for k, v in model["special_tokens"].items()) or "none recorded"
+    click.echo(f"special  {roles}")
+    samples = summary["samples"]
+    click.echo(f"samples  {len(samples)} complete, {len(summary['incomplete'])} incomplete")
+    variants = (
+        ", ".join(f"{name} ({count})" for name, count in summary["variants"].items()) or "none (run `tamx explain`)"
+    )
+    click.echo(f"variants {variants}")
+    shown = samples if limit <= 0 else samples[:limit]
+    if shown:
+        click.echo(f"\n{'sample':<24} {'tokens':>7} {'answer':>7} {'vision':>7}  blocks / variants")
+        for s in shown:
+            click.echo(
+                f"{s['id']:<24} {s['tokens']:>7} {s['answer_tokens']:>7} {s['vision_cells']:>7}  "
+                f"{'; '.join(s['vision']) or '-'} / {', '.join(s['variants']) or '-'}"
+            )
+        if len(shown) < len(samples):
+            click.echo(f"... and {len(samples) - len(shown)} more (--limit 0 lists all)")
+    if summary["incomplete"]:
+        click.echo("\nincomplete (interrupted writes; re-run the stage that wrote them to resume):")
+        for sample_id in summary["incomplete"]:
+            click.echo(f"  {sample_id}")
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--variant", help="Name to store the maps under.  [default: from the settings: tam, cam, eci, ...]")
+@click.option("--kernel-size", default=3, show_default=True, type=int, help="Odd window size of the filter.")
+@click.option("--no-eci", is_flag=True, help="Skip estimated causal inference (Eqs. 2, 4, 5).")
+@click.option(
+    "--eci-weights",
+    type=click.Choice(["relevance", "uniform"]),
+    default="relevance",
+    show_default=True,
+    help="Weights of the context maps: Eq. 4's relevance, or uniform (ECI-mean).",
+)
+@click.option(
+    "--filter",
+    "filter_name",
+    type=click.Choice(list(FILTERS)),
+    default="rank-gaussian",
+    show_default=True,
+    help="Denoising filter applied per image and per video frame.",
+)
+@click.option("--samples", help="Comma-separated sample ids.  [default: all]")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes over samples.")
+@click.option("--no-candidates", is_flag=True, help="Skip the maps of the top-k candidates.")
+@click.option("--no-prompt", is_flag=True, help="Skip the maps of the prompt tokens.")
+@click.option("--overwrite", is_flag=True, help="Recompute variants that are already stored.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def explain(
+    run: str,
+    variant: str | None,
+    kernel_size: int,
+    no_eci: bool,
+    eci_weights: str,
+    filter_name: str,
+    samples: str | None,
+    workers: int,
+    no_candidates: bool,
+    no_prompt: bool,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Compute token activation maps for the samples of RUN (no model, no GPU).
+
+    Each setting is stored as a variant beside the others; hidden states are never rewritten.
+    """
+    settings = ExplainSettings(
+        eci="off" if no_eci else eci_weights,
+        filter=filter_name,
+        kernel_size=kernel_size,
+        candidates=not no_candidates,
+        prompt=not no_prompt,
+    )
+    variant = variant or settings.variant_name()
+    sample_ids = [s.strip() for s in samples.split(",") if s.strip()] if samples else None
+    report = explain_run(
+        run,
+        settings,
+        variant,
+        sample_ids,
+        workers=workers,
+        overwrite=overwrite,
+        wrap=lambda results, total: progress(results, f"explain {variant}", total, quiet),
+    )
+    if not quiet:
+        skipped = f", {len(report.skipped)} already stored" if report.skipped else ""
+        click.echo(f"variant {variant!r}: {len(report.done)} sample(s) explained{skipped}", err=True)
+    _report_failures(report.failed, "sample(s)")
+
+
+@main.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run store to create or add to.")
+@click.option("--overwrite", is_flag=True, help="Replace samples already in the run.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def import_(files: tuple[str, ...], out: str, overwrite: bool, quiet: bool) -> None:
+    """Import single-sample safetensors FILES (one sample each) into the run store --out."""
+    report = import_files(files, out, overwrite=overwrite)
+    if not quiet:
+        skipped = f", {len(report.skipped)} already there (--overwrite replaces)" if report.skipped else ""
+        click.echo(f"{out}: {len(report.imported)} sample(s) imported{skipped}", err=True)
+    _report_failures(report.failed, "file(s)")
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--sample", "sample_id", help="Sample id; may be left out when the run holds one sample.")
+@click.option("--variant", help="Maps variant to include.  [default: tam, if stored]")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .safetensors file to write.")
+def export(run: str, sample_id: str | None, variant: str | None, out: str) -> None:
+    """Export one sample of RUN (and its maps) as a single safetensors file."""
+    exported = export_file(run, out, sample_id, variant)
+    click.echo(f"wrote {out} (sample {exported!r})", err=True)

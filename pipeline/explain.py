@@ -1,0 +1,114 @@
+"""The explain stage: compute maps for the samples of a run and store them as a variant."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from tamx import ExplainSettings, explain_sample, open_run
+from tamx.errors import TamxError
+
+DONE, SKIPPED = "done", "skipped"
+
+
+@dataclass
+class ExplainReport:
+    """What an explain run did: sample ids done, skipped (already stored) and failed."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def explain_one(run_path: str, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> str:
+    """Explain one stored sample and store its maps; returns DONE or SKIPPED."""
+    run = open_run(run_path, mode="a")
+    stored = run.maps_settings(sample_id, variant)
+    if stored is not None and not overwrite:
+        if stored == settings.to_json():
+            return SKIPPED
+        raise TamxError(
+            f"sample {sample_id!r}: variant {variant!r} is stored with other settings ({stored}); "
+            "pass --overwrite to replace it or --variant to store these beside it"
+        )
+    maps = explain_sample(run.sample(sample_id), settings, variant)
+    run.write_maps(sample_id, maps, overwrite=True)
+    return DONE
+
+
+def _worker_init() -> None:
+    """One thread per worker process: the pool already uses every core."""
+    import numba
+
+    numba.set_num_threads(1)
+
+
+def _safe_explain(
+    run_path: str, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool
+) -> tuple[str, str]:
+    try:
+        return sample_id, explain_one(run_path, sample_id, settings, variant, overwrite)
+    except TamxError as exc:
+        return sample_id, f"error: {exc}"
+
+
+def _results(
+    run_path: str, sample_ids: Sequence[str], settings: ExplainSettings, variant: str, overwrite: bool, workers: int
+) -> Iterator[tuple[str, str]]:
+    if workers <= 1:
+        for sample_id in sample_ids:
+            yield _safe_explain(run_path, sample_id, settings, variant, overwrite)
+        return
+    # BLAS threads are fixed when numpy loads: spawned workers read these variables first.
+    saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update(dict.fromkeys(saved, "1"))
+    try:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
+            futures = [pool.submit(_safe_explain, run_path, s, settings, variant, overwrite) for s in sample_ids]
+            for future in futures:
+                yield future.result()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def explain_run(
+    run_path: str | os.PathLike,
+    settings: ExplainSettings | None = None,
+    variant: str | None = None,
+    sample_ids: Sequence[str] | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    wrap: Callable[[Iterator[tuple[str, str]], int], Iterator[tuple[str, str]]] | None = None,
+) -> ExplainReport:
+    """Explain samples of a run (default: all complete ones) into `variant`.
+
+    A sample that fails is reported and the others go on; `wrap` may wrap the result
+    stream (a progress bar). Samples whose variant is stored with the same settings are skipped.
+    """
+    settings = settings or ExplainSettings()
+    variant = variant or settings.variant_name()
+    run = open_run(run_path, mode="a")
+    known = run.sample_ids()
+    if sample_ids is None:
+        sample_ids = known
+    unknown = [s for s in sample_ids if s not in known]
+    if unknown:
+        raise TamxError(f"{run_path} has no complete sample(s) {', '.join(unknown)}; `tamx info {run_path}` lists them")
+    report = ExplainReport()
+    results = _results(str(Path(run_path)), list(sample_ids), settings, variant, overwrite, workers)
+    for sample_id, status in wrap(results, len(sample_ids)) if wrap else results:
+        if status == DONE:
+            report.done.append(sample_id)
+        elif status == SKIPPED:
+            report.skipped.append(sample_id)
+        else:
+            report.failed[sample_id] = status.removeprefix("error: ")
+    return report

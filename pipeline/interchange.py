@@ -1,0 +1,70 @@
+"""The import and export stages: single-sample safetensors files in and out of a run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tamx import create_run, open_run
+from tamx.errors import TamxError
+from tamx.interchange import export_sample, import_sample
+from tamx.store import check_compatible
+
+
+@dataclass
+class ImportReport:
+    """Sample ids imported, skipped (already in the run) and failed (file -> reason)."""
+
+    imported: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def import_files(
+    files: Sequence[str | os.PathLike], run_path: str | os.PathLike, overwrite: bool = False
+) -> ImportReport:
+    """Import sample files into a run, creating it from the first file's model if needed."""
+    report = ImportReport()
+    run = None
+    for file in files:
+        try:
+            sample, info, maps = import_sample(file)
+            if run is None:
+                run = create_run(run_path, info, exist_ok=True)
+            else:
+                check_compatible(run.info, info, run.path)
+            if sample.id in run and not overwrite:
+                report.skipped.append(sample.id)
+                continue
+            run.write_sample(sample, overwrite=overwrite)
+            if maps is not None:
+                run.write_maps(sample.id, maps, overwrite=True)
+            report.imported.append(sample.id)
+        except TamxError as exc:
+            report.failed[str(file)] = str(exc)
+    return report
+
+
+def export_file(
+    run_path: str | os.PathLike, out: str | os.PathLike, sample_id: str | None = None, variant: str | None = None
+) -> str:
+    """Export one sample (and one of its variants, default "tam" if stored) to `out`; returns its id."""
+    run = open_run(run_path)
+    if sample_id is None:
+        ids = run.sample_ids()
+        if len(ids) != 1:
+            raise TamxError(f"{run_path} holds {len(ids)} samples; choose one with --sample ({', '.join(ids[:5])} ...)")
+        sample_id = ids[0]
+    sample = run.sample(sample_id)
+    variants = run.variants(sample_id)
+    if variant is None:
+        variant = "tam" if "tam" in variants else (variants[0] if len(variants) == 1 else None)
+    maps = run.maps(sample_id, variant) if variant is not None else None
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    export_sample(partial, sample, run.info, maps)
+    os.replace(partial, out)
+    return sample_id

@@ -1,0 +1,204 @@
+"""Token activation maps of one sample: CAM, ECI, the filter and text relevance (METHOD.md).
+
+Answer tokens, their top-k candidates and the prompt tokens are all "targets": a position
+whose hidden state context is everything before it, and a class whose map is wanted. They
+are explained together, with two matrix products per sample (vision and context hidden
+states times the LM-head rows of every class involved) and one filter pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .activation import activation_maps, class_logits
+from .dtypes import to_float32
+from .eci import (
+    interference,
+    least_squares_scale,
+    relevance,
+    relevance_weights,
+    remove_interference,
+    uniform_weights,
+)
+from .errors import TamxError
+from .filters import check_filter_name, check_kernel_size, filter_maps
+from .layout import cell_block_starts, context_pool, frame_table, vision_positions
+from .records import Maps, Sample, check_lm_head_covers
+
+log = logging.getLogger(__name__)
+
+ECI_MODES = ("relevance", "uniform", "off")
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """How maps are computed. eci: "relevance" (Eq. 4), "uniform" (ECI-mean) or "off";
+    filter: "rank-gaussian", "median", "gaussian" or "none"; kernel_size: odd >= 1."""
+
+    eci: str = "relevance"
+    filter: str = "rank-gaussian"
+    kernel_size: int = 3
+    candidates: bool = True
+    prompt: bool = True
+
+    def __post_init__(self) -> None:
+        if self.eci not in ECI_MODES:
+            raise TamxError(f"unknown ECI mode {self.eci!r}; use one of {', '.join(ECI_MODES)}")
+        check_filter_name(self.filter)
+        check_kernel_size(self.kernel_size)
+
+    def variant_name(self) -> str:
+        """A readable default name: "tam" for the paper's method, "cam" for neither module."""
+        eci = {"relevance": "eci", "uniform": "eci-mean", "off": ""}[self.eci]
+        filt = "" if self.filter == "none" else self.filter
+        if self.kernel_size != 3 and filt:
+            filt += f"-k{self.kernel_size}"
+        if eci == "eci" and filt == "rank-gaussian":
+            return "tam"
+        return "-".join(part for part in (eci, filt) if part) or "cam"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExplainSettings:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class _TargetMaps:
+    """Per-target results: cam / eci / final [T, V], scale [T], relevance [T, Q]."""
+
+    cam: np.ndarray
+    eci: np.ndarray
+    final: np.ndarray
+    scale: np.ndarray
+    relevance: np.ndarray
+
+
+def decode_hidden(sample: Sample, positions: np.ndarray) -> tuple[np.ndarray, int]:
+    """Hidden states at `positions` as float32 [P, C], non-finite values set to 0, and their count."""
+    rows = to_float32(sample.hidden[positions], sample.hidden_dtype)
+    finite = np.isfinite(rows)
+    bad = int(rows.size - np.count_nonzero(finite))
+    if bad:
+        rows = np.where(finite, rows, 0.0).astype(np.float32)
+    return rows, bad
+
+
+def _explain_targets(
+    positions: np.ndarray,
+    classes: np.ndarray,
+    class_maps: np.ndarray,
+    pool: np.ndarray,
+    pool_classes: np.ndarray,
+    pool_logits: np.ndarray,
+    cell_starts: np.ndarray,
+    frames: np.ndarray,
+    settings: ExplainSettings,
+) -> _TargetMaps:
+    """Explain targets at `positions` [T] with class indices `classes` [T] into class_maps [V, U]."""
+    visible = pool[None, :] < positions[:, None]
+    r = relevance(pool_logits, pool_classes, classes, visible)
+    cam = np.ascontiguousarray(class_maps[:, classes].T)
+    cells_visible = cell_starts[None, :] < positions[:, None]
+    masked = not bool(cells_visible.all())
+    if masked:
+        cam *= cells_visible
+    if settings.eci == "off":
+        eci, scale = cam, np.zeros(len(positions), dtype=np.float32)
+    else:
+        if settings.eci == "relevance":
+            weights = relevance_weights(r)
+        else:
+            weights = uniform_weights(visible & (pool_classes[None, :] != classes[:, None]))
+        estimate = interference(weights, np.ascontiguousarray(class_maps[:, pool_classes].T))
+        if masked:
+            estimate *= cells_visible
+        scale = least_squares_scale(cam, estimate)
+        eci = remove_interference(cam, estimate, scale)
+    final = np.maximum(filter_maps(eci, frames, settings.filter, settings.kernel_size), 0.0)
+    return _TargetMaps(cam=cam, eci=eci, final=final, scale=scale, relevance=r)
+
+
+def explain_sample(sample: Sample, settings: ExplainSettings | None = None, variant: str | None = None) -> Maps:
+    """Compute every map of one sample under `settings` (default: the paper's TAM)."""
+    settings = settings or ExplainSettings()
+    variant = variant or settings.variant_name()
+    blocks = sample.vision_blocks
+    ids = sample.input_ids
+    answers, context = sample.answer_positions, sample.context_positions
+    n, m = len(answers), len(context)
+
+    # Targets: answer tokens, then candidates, then prompt tokens; identical ones computed once.
+    target_pos = [answers]
+    target_ids = [ids[answers]]
+    has_candidates = settings.candidates and sample.candidate_ids is not None
+    if has_candidates:
+        k = sample.candidate_ids.shape[1]
+        target_pos.append(np.repeat(answers, k))
+        target_ids.append(sample.candidate_ids.ravel())
+    if settings.prompt:
+        target_pos.append(context)
+        target_ids.append(ids[context])
+    all_pos = np.concatenate(target_pos)
+    all_ids = np.concatenate(target_ids)
+    pairs, inverse = np.unique(np.stack([all_pos, all_ids], axis=1), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+
+    pool = context_pool(context, answers)
+    classes, class_index = np.unique(np.concatenate([pairs[:, 1], ids[pool]]), return_inverse=True)
+    target_classes, pool_classes = class_index[: len(pairs)], class_index[len(pairs) :]
+    check_lm_head_covers(sample, classes)
+    rows, bias = sample.lm_head.weights(classes)
+
+    v_pos = vision_positions(blocks)
+    hidden, bad = decode_hidden(sample, np.concatenate([v_pos, pool]))
+    if bad:
+        log.warning("sample %r: %d non-finite hidden value(s) (NaN/Inf) treated as 0", sample.id, bad)
+    class_maps = activation_maps(hidden[: len(v_pos)], rows, bias)
+    pool_logits = class_logits(hidden[len(v_pos) :], rows, bias)
+
+    result = _explain_targets(
+        pairs[:, 0],
+        target_classes,
+        class_maps,
+        pool,
+        pool_classes,
+        pool_logits,
+        cell_block_starts(blocks),
+        frame_table(blocks),
+        settings,
+    )
+
+    answer_rows = inverse[:n]
+    answer_r = result.relevance[answer_rows]
+    pool_of_context = np.searchsorted(pool, context)
+    pool_of_answers = np.searchsorted(pool, answers[:-1])
+    answer_relevance = np.zeros((n, n), dtype=np.float32)
+    answer_relevance[:, : n - 1] = answer_r[:, pool_of_answers]
+    maps = Maps(
+        variant=variant,
+        settings=settings.to_json(),
+        cam=result.cam[answer_rows],
+        eci=result.eci[answer_rows],
+        tam=result.final[answer_rows],
+        scale=result.scale[answer_rows],
+        text_relevance=answer_r[:, pool_of_context],
+        answer_relevance=answer_relevance,
+        nonfinite_hidden=bad,
+    )
+    offset = n
+    if has_candidates:
+        rows_k = inverse[offset : offset + n * k]
+        maps.candidate_maps = result.final[rows_k].reshape(n, k, -1)
+        offset += n * k
+    if settings.prompt:
+        prompt_rows = inverse[offset : offset + m]
+        maps.prompt_maps = result.final[prompt_rows]
+        maps.prompt_relevance = result.relevance[prompt_rows][:, pool_of_context]
+    return maps

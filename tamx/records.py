@@ -1,0 +1,348 @@
+"""The records of a run: one dataclass per thing the store holds, with their checks.
+
+Positions index the model's token sequence `input_ids[0..L)`. `hidden[p]` is the last-layer
+hidden state at position p (after the final norm), which predicts `input_ids[p + 1]`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .dtypes import STORAGE_DTYPES, check_dtype_name, to_float32
+from .errors import SampleError
+
+SCHEMA_VERSION = 1
+VISION_KINDS = ("image", "video")
+_SAMPLE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
+
+
+def check_sample_id(sample_id: str) -> str:
+    """Return `sample_id` if it can name a folder of the store, else raise SampleError."""
+    if not isinstance(sample_id, str) or not _SAMPLE_ID.match(sample_id):
+        raise SampleError(
+            str(sample_id),
+            "id",
+            "sample ids use letters, digits, '_', '.' and '-' (at most 200, not starting with '.' or '-')",
+        )
+    return sample_id
+
+
+@dataclass(frozen=True)
+class VisionBlock:
+    """A maximal run of vision placeholder tokens, row-major over its (T, H, W) grid.
+
+    `media` is the index of the image or video in the sample's messages (in order of
+    appearance); `frames[t]` lists the source video frames that temporal slice t covers.
+    """
+
+    start: int
+    grid: tuple[int, int, int]
+    kind: str = "image"
+    media: int = 0
+    frames: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def size(self) -> int:
+        """Number of positions (merged patches) in the block: T * H * W."""
+        t, h, w = self.grid
+        return t * h * w
+
+    @property
+    def stop(self) -> int:
+        """One past the last position of the block."""
+        return self.start + self.size
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "start": self.start,
+            "grid": list(self.grid),
+            "kind": self.kind,
+            "media": self.media,
+            "frames": [list(f) for f in self.frames],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VisionBlock:
+        return cls(
+            start=int(data["start"]),
+            grid=tuple(int(x) for x in data["grid"]),
+            kind=str(data.get("kind", "image")),
+            media=int(data.get("media", 0)),
+            frames=tuple(tuple(int(x) for x in f) for f in data.get("frames", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Media:
+    """One encoded image or video frame (JPEG or PNG bytes) of a sample's inputs."""
+
+    item: int
+    kind: str
+    mime: str
+    data: bytes
+    frame: int | None = None
+
+
+@dataclass
+class LMHead:
+    """LM-head rows (and bias) for a set of token ids, in the model's stored dtype.
+
+    ids: [U] int64 ascending; rows: [U, C]; bias: [U] or None.
+    """
+
+    ids: np.ndarray
+    rows: np.ndarray
+    dtype: str = "float32"
+    bias: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.ids = np.asarray(self.ids, dtype=np.int64)
+        order = np.argsort(self.ids, kind="stable")
+        if not np.all(order == np.arange(len(order))):
+            self.ids = self.ids[order]
+            self.rows = np.asarray(self.rows)[order]
+            if self.bias is not None:
+                self.bias = np.asarray(self.bias)[order]
+        if len(self.ids) and np.any(np.diff(self.ids) == 0):
+            raise ValueError("LM-head ids must be unique")
+
+    def missing(self, token_ids: np.ndarray) -> np.ndarray:
+        """The token ids among `token_ids` that have no row here (unique, ascending)."""
+        wanted = np.unique(np.asarray(token_ids, dtype=np.int64))
+        return wanted[~np.isin(wanted, self.ids)]
+
+    def weights(self, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows [n, C] float32 and bias [n] float32 (or None) for `token_ids`, in that order."""
+        index = np.searchsorted(self.ids, token_ids)
+        rows = to_float32(self.rows[index], self.dtype)
+        bias = None if self.bias is None else to_float32(self.bias[index], self.dtype)
+        return rows, bias
+
+    def subset(self, token_ids: np.ndarray) -> LMHead:
+        """The rows of the given ids (all must be present)."""
+        ids = np.unique(np.asarray(token_ids, dtype=np.int64))
+        index = np.searchsorted(self.ids, ids)
+        bias = None if self.bias is None else self.bias[index]
+        return LMHead(ids=ids, rows=self.rows[index], dtype=self.dtype, bias=bias)
+
+
+@dataclass
+class RunInfo:
+    """Run-wide attributes: which model produced the hidden states and its special tokens.
+
+    special_tokens maps a role (image_token, video_token, vision_start, vision_end, ...) to
+    its token id, as resolved from the model's tokenizer and config.
+    """
+
+    model_id: str = "unknown"
+    model_revision: str | None = None
+    dtype: str = "float32"
+    special_tokens: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_dtype_name(self.dtype)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "model_revision": self.model_revision,
+            "dtype": self.dtype,
+            "special_tokens": dict(self.special_tokens),
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunInfo:
+        return cls(
+            model_id=data.get("model_id", "unknown"),
+            model_revision=data.get("model_revision"),
+            dtype=data.get("dtype", "float32"),
+            special_tokens={k: int(v) for k, v in data.get("special_tokens", {}).items()},
+            extra=dict(data.get("extra", {})),
+        )
+
+
+@dataclass
+class Sample:
+    """Everything explain needs about one sample, plus what a report shows.
+
+    hidden: [L-1, C] in the stored dtype (`hidden_dtype`; bfloat16 as uint16 bits);
+    input_ids: [L]; answer_positions: [N]; context_positions: [M] (prompt text of all turns);
+    candidate_ids / candidate_logprobs: [N, K] (top-k at each answer step) or None;
+    tokens: the decoded string of every input id, or None; lm_head: rows this sample needs.
+    """
+
+    id: str
+    hidden: np.ndarray
+    input_ids: np.ndarray
+    vision_blocks: tuple[VisionBlock, ...]
+    answer_positions: np.ndarray
+    context_positions: np.ndarray
+    lm_head: LMHead
+    hidden_dtype: str = "float32"
+    candidate_ids: np.ndarray | None = None
+    candidate_logprobs: np.ndarray | None = None
+    tokens: list[str] | None = None
+    media: list[Media] = field(default_factory=list)
+    messages: list[Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.input_ids = np.asarray(self.input_ids, dtype=np.int64)
+        self.answer_positions = np.asarray(self.answer_positions, dtype=np.int64)
+        self.context_positions = np.asarray(self.context_positions, dtype=np.int64)
+        self.vision_blocks = tuple(self.vision_blocks)
+        if self.candidate_ids is not None:
+            self.candidate_ids = np.asarray(self.candidate_ids, dtype=np.int64)
+        if self.candidate_logprobs is not None:
+            self.candidate_logprobs = np.asarray(self.candidate_logprobs, dtype=np.float32)
+
+    @property
+    def vision_size(self) -> int:
+        """Total number of vision positions: the length of every map."""
+        return sum(block.size for block in self.vision_blocks)
+
+    def hidden_float32(self) -> np.ndarray:
+        """Hidden states decoded to float32, [L-1, C]."""
+        return to_float32(self.hidden, self.hidden_dtype)
+
+    def needed_token_ids(self) -> np.ndarray:
+        """Every token id explain needs an LM-head row for (unique, ascending)."""
+        parts = [self.input_ids[self.context_positions], self.input_ids[self.answer_positions]]
+        if self.candidate_ids is not None:
+            parts.append(self.candidate_ids.ravel())
+        return np.unique(np.concatenate(parts).astype(np.int64))
+
+    def validate(self, special_tokens: dict[str, int] | None = None) -> None:
+        """Raise SampleError naming the field if the sample is inconsistent."""
+        validate_sample(self, special_tokens or {})
+
+
+def _fail(sample: Sample, name: str, problem: str) -> None:
+    raise SampleError(sample.id, name, problem)
+
+
+def _check_positions(sample: Sample, name: str, positions: np.ndarray, limit: int) -> None:
+    if positions.ndim != 1:
+        _fail(sample, name, f"must be 1-D, got shape {positions.shape}")
+    if len(positions) and (positions.min() < 0 or positions.max() >= limit):
+        _fail(sample, name, f"positions must lie in [0, {limit}), got {positions.min()}..{positions.max()}")
+    if np.any(np.diff(positions) <= 0):
+        _fail(sample, name, "positions must be strictly increasing")
+
+
+def _check_blocks(sample: Sample, special_tokens: dict[str, int]) -> None:
+    n_states = len(sample.hidden)
+    previous_stop = 0
+    for index, block in enumerate(sample.vision_blocks):
+        where = f"vision block {index}"
+        if len(block.grid) != 3 or min(block.grid) < 1:
+            _fail(sample, "vision_grids", f"{where}: grid {block.grid} must be 3 positive ints (T, H, W)")
+        if block.kind not in VISION_KINDS:
+            _fail(sample, "vision_blocks", f"{where}: kind {block.kind!r} is not one of {VISION_KINDS}")
+        if block.start < previous_stop:
+            _fail(sample, "vision_starts", f"{where} starts at {block.start}, inside the previous block")
+        if block.stop > n_states:
+            _fail(
+                sample,
+                "vision_grids",
+                f"{where}: grid {block.grid} has {block.size} cells from position {block.start}, "
+                f"past the {n_states} hidden states",
+            )
+        placeholder = special_tokens.get(f"{block.kind}_token")
+        if placeholder is not None:
+            run = sample.input_ids[block.start :]
+            held = int(np.argmin(run == placeholder)) if not np.all(run == placeholder) else len(run)
+            if held != block.size:
+                _fail(
+                    sample,
+                    "vision_grids",
+                    f"{where}: grid {block.grid} has T*H*W = {block.size} cells but the block "
+                    f"holds {held} {block.kind} placeholder tokens from position {block.start}",
+                )
+        if block.frames and len(block.frames) != block.grid[0]:
+            _fail(sample, "vision_blocks", f"{where}: {len(block.frames)} frame lists for T = {block.grid[0]}")
+        previous_stop = block.stop
+
+
+def validate_sample(sample: Sample, special_tokens: dict[str, int]) -> None:
+    """Check shapes, positions, grids and LM-head coverage; raise SampleError on the first fault."""
+    check_sample_id(sample.id)
+    check_dtype_name(sample.hidden_dtype)
+    length = len(sample.input_ids)
+    if sample.input_ids.ndim != 1 or length < 2:
+        _fail(sample, "input_ids", f"must be 1-D with at least 2 tokens, got shape {sample.input_ids.shape}")
+    if sample.hidden.ndim != 2 or sample.hidden.shape[0] != length - 1:
+        _fail(sample, "hidden", f"must be [L-1, C] = [{length - 1}, C], got {sample.hidden.shape}")
+    if sample.hidden.dtype != STORAGE_DTYPES[sample.hidden_dtype]:
+        _fail(sample, "hidden", f"holds {sample.hidden.dtype} but hidden_dtype is {sample.hidden_dtype}")
+    _check_positions(sample, "answer_positions", sample.answer_positions, length)
+    if len(sample.answer_positions) == 0:
+        _fail(sample, "answer_positions", "the sample has no answer token to explain")
+    if sample.answer_positions[0] < 1:
+        _fail(sample, "answer_positions", "the first answer token needs a position >= 1")
+    _check_positions(sample, "context_positions", sample.context_positions, length - 1)
+    _check_blocks(sample, special_tokens)
+    n = len(sample.answer_positions)
+    for name in ("candidate_ids", "candidate_logprobs"):
+        value = getattr(sample, name)
+        if value is not None and (value.ndim != 2 or value.shape[0] != n):
+            _fail(sample, name, f"must be [N, K] with N = {n} answer tokens, got {value.shape}")
+    if sample.tokens is not None and len(sample.tokens) != length:
+        _fail(sample, "tokens", f"has {len(sample.tokens)} strings for {length} input ids")
+    head = sample.lm_head
+    if head.rows.ndim != 2 or head.rows.shape != (len(head.ids), sample.hidden.shape[1]):
+        _fail(
+            sample,
+            "lm_head_rows",
+            f"must be [U, C] = [{len(head.ids)}, {sample.hidden.shape[1]}], got {head.rows.shape}",
+        )
+    check_lm_head_covers(sample, sample.needed_token_ids())
+
+
+def check_lm_head_covers(sample: Sample, token_ids: np.ndarray) -> None:
+    """Raise SampleError if the sample's LM-head rows lack any of `token_ids`."""
+    missing = sample.lm_head.missing(token_ids)
+    if len(missing):
+        shown = ", ".join(str(t) for t in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        _fail(sample, "lm_head_rows", f"no LM-head row for {len(missing)} token id(s) explain needs: {shown}")
+
+
+# Arrays of a Maps record, in store order; the optional ones may be None.
+MAPS_ARRAYS = ("cam", "eci", "tam", "text_relevance")
+MAPS_OPTIONAL = ("scale", "answer_relevance", "candidate_maps", "prompt_maps", "prompt_relevance")
+
+
+@dataclass
+class Maps:
+    """One explain variant of one sample (all float32; V = sum of T*H*W over blocks).
+
+    cam / eci / tam: [N, V] answer-token maps after Eq. 1, after ECI (Eq. 2 before the
+    filter) and after the variant's filter; scale: [N] least-squares s_i (Eq. 5);
+    text_relevance: [N, M] r_i over context_positions; answer_relevance: [N, N] r_i over
+    earlier answer tokens; candidate_maps: [N, K, V]; prompt_maps: [M, V];
+    prompt_relevance: [M, M]. settings: the explain settings that produced them.
+    """
+
+    variant: str
+    settings: dict[str, Any]
+    cam: np.ndarray
+    eci: np.ndarray
+    tam: np.ndarray
+    text_relevance: np.ndarray
+    scale: np.ndarray | None = None
+    answer_relevance: np.ndarray | None = None
+    candidate_maps: np.ndarray | None = None
+    prompt_maps: np.ndarray | None = None
+    prompt_relevance: np.ndarray | None = None
+    nonfinite_hidden: int = 0
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The present arrays by name."""
+        names = MAPS_ARRAYS + MAPS_OPTIONAL
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}

@@ -1,0 +1,171 @@
+"""explain_sample against the plain float64 reference of METHOD.md (tests/reference.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tamx import ExplainSettings, TamxError, explain_sample
+from tamx.dtypes import to_float32
+from tamx.errors import SampleError
+from tamx.synthetic import synthetic_sample
+
+from .reference import explain_ref
+
+LAYOUTS = {
+    "one-image": [(1, 9, 13)],
+    "several-images": [(1, 6, 8), (1, 1, 7), (1, 5, 1)],
+    "video": [(4, 6, 5)],
+    "image-and-video": [(1, 4, 4), (3, 3, 5)],
+}
+
+
+def reference_for(sample, **kwargs):
+    """Run the reference on a sample's arrays."""
+    rows, bias = sample.lm_head.weights(sample.lm_head.ids)
+    ids = sample.lm_head.ids.tolist()
+    return explain_ref(
+        to_float32(sample.hidden, sample.hidden_dtype).astype(np.float64),
+        sample.input_ids,
+        {t: rows[i].astype(np.float64) for i, t in enumerate(ids)},
+        None if bias is None else {t: float(bias[i]) for i, t in enumerate(ids)},
+        [(b.start, b.grid) for b in sample.vision_blocks],
+        sample.answer_positions.tolist(),
+        sample.context_positions.tolist(),
+        candidates=sample.candidate_ids,
+        **kwargs,
+    )
+
+
+def assert_close(actual, expected, name):
+    scale = max(float(np.abs(expected).max(initial=0.0)), 1e-30)
+    err = float(np.abs(np.asarray(actual, np.float64) - expected).max(initial=0.0)) / scale
+    assert err <= 1e-5, f"{name}: max relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("bias", [False, True])
+def test_agrees_with_reference(layout, bias):
+    sample = synthetic_sample(grids=LAYOUTS[layout], bias=bias, seed=len(layout))
+    maps = explain_sample(sample)
+    ref = reference_for(sample)
+    for name in ("cam", "eci", "tam", "scale", "text_relevance", "answer_relevance"):
+        assert_close(getattr(maps, name), ref[name], name)
+    assert_close(maps.candidate_maps, ref["candidate_tam"], "candidate_maps")
+    assert_close(maps.prompt_maps, ref["prompt_tam"], "prompt_maps")
+    assert_close(maps.prompt_relevance, ref["prompt_relevance"], "prompt_relevance")
+    assert maps.tam.max() > 0 and maps.cam.shape == (20, sample.vision_size)
+
+
+@pytest.mark.parametrize(
+    ("settings", "ref_kwargs"),
+    [
+        (ExplainSettings(eci="off", filter="none"), {"eci": "off", "filter": False}),
+        (ExplainSettings(eci="relevance", filter="none"), {"eci": "relevance", "filter": False}),
+        (ExplainSettings(eci="off"), {"eci": "off"}),
+        (ExplainSettings(eci="uniform"), {"eci": "uniform"}),
+        (ExplainSettings(kernel_size=5), {"kernel_size": 5}),
+        (ExplainSettings(kernel_size=1), {"kernel_size": 1}),
+    ],
+)
+def test_settings_agree_with_reference(settings, ref_kwargs):
+    sample = synthetic_sample(grids=[(1, 7, 9), (2, 4, 4)], seed=3)
+    maps = explain_sample(sample, settings)
+    ref = reference_for(sample, **ref_kwargs)
+    for name in ("cam", "eci", "tam"):
+        assert_close(getattr(maps, name), ref[name], name)
+    assert_close(maps.prompt_maps, ref["prompt_tam"], "prompt_maps")
+
+
+def test_bfloat16_hidden_states_agree_with_reference():
+    sample = synthetic_sample(grids=[(1, 8, 8)], dtype="bfloat16", seed=5)
+    assert sample.hidden.dtype == np.uint16
+    maps = explain_sample(sample)
+    assert_close(maps.tam, reference_for(sample)["tam"], "tam")
+
+
+def test_no_context_keeps_the_activation_map():
+    sample = synthetic_sample(grids=[(1, 6, 6)], n_context=0, n_answer=1, seed=1)
+    maps = explain_sample(sample, ExplainSettings(filter="none"))
+    np.testing.assert_array_equal(maps.eci, maps.cam)
+    assert maps.scale.tolist() == [0.0]
+    assert maps.text_relevance.shape == (1, 0)
+
+
+def test_zero_relevance_keeps_the_activation_map():
+    sample = synthetic_sample(grids=[(1, 6, 6)], seed=2)
+    # Context hidden states orthogonal to every row: all relevance is 0.
+    sample.hidden[sample.context_positions] = 0.0
+    sample.hidden[sample.answer_positions[:-1]] = 0.0
+    maps = explain_sample(sample, ExplainSettings(filter="none"))
+    assert not maps.text_relevance.any() and not maps.answer_relevance.any()
+    np.testing.assert_array_equal(maps.eci, maps.cam)
+
+
+def test_repeated_tokens_never_subtract_their_own_class():
+    sample = synthetic_sample(grids=[(1, 6, 6)], n_context=4, n_answer=3, seed=4)
+    token = sample.input_ids[sample.answer_positions[0]]
+    sample.input_ids[sample.context_positions] = token
+    sample.input_ids[sample.answer_positions] = token
+    maps = explain_sample(sample, ExplainSettings(filter="none", candidates=False))
+    assert not maps.text_relevance.any() and not maps.answer_relevance.any()
+    np.testing.assert_array_equal(maps.eci, maps.cam)
+
+
+def test_text_relevance_of_earlier_answers_is_lower_triangular():
+    maps = explain_sample(synthetic_sample(seed=6))
+    assert not np.triu(maps.answer_relevance).any()
+    assert np.tril(maps.answer_relevance, -1).any()
+
+
+def test_prompt_tokens_see_only_earlier_blocks():
+    sample = synthetic_sample(grids=[(1, 4, 4)], n_context=3, seed=7)
+    # Move the prompt text before the image: its maps must be empty.
+    maps = explain_sample(sample)
+    assert maps.prompt_maps.shape == (3, 16) and maps.prompt_maps.any()
+    sample.input_ids[:2] = sample.input_ids[sample.context_positions[:2]]
+    sample.context_positions = np.array([0, 1])
+    assert not explain_sample(sample).prompt_maps.any()
+
+
+def test_candidates_and_prompt_can_be_skipped():
+    maps = explain_sample(synthetic_sample(), ExplainSettings(candidates=False, prompt=False))
+    assert maps.candidate_maps is None and maps.prompt_maps is None and maps.prompt_relevance is None
+
+
+def test_nonfinite_hidden_states_count_and_act_as_zero(caplog):
+    sample = synthetic_sample(grids=[(1, 5, 5)], seed=8)
+    clean = sample.hidden.copy()
+    start = sample.vision_blocks[0].start
+    sample.hidden[start, :3] = [np.nan, np.inf, -np.inf]
+    maps = explain_sample(sample)
+    assert maps.nonfinite_hidden == 3
+    assert "3 non-finite" in caplog.text and "synthetic" in caplog.text
+    clean[start, :3] = 0.0
+    sample.hidden = clean
+    np.testing.assert_array_equal(maps.tam, explain_sample(sample).tam)
+
+
+def test_missing_lm_head_row_names_sample_and_field():
+    sample = synthetic_sample()
+    sample.lm_head = sample.lm_head.subset(sample.lm_head.ids[1:])
+    with pytest.raises(SampleError, match=r"sample 'synthetic', field 'lm_head_rows'.*no LM-head row"):
+        explain_sample(sample)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"eci": "maybe"}, "unknown ECI mode"), ({"filter": "box"}, "unknown filter"), ({"kernel_size": 4}, "odd")],
+)
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(TamxError, match=message):
+        ExplainSettings(**kwargs)
+
+
+def test_variant_names():
+    assert ExplainSettings().variant_name() == "tam"
+    assert ExplainSettings(eci="off", filter="none").variant_name() == "cam"
+    assert ExplainSettings(filter="none").variant_name() == "eci"
+    assert ExplainSettings(eci="off").variant_name() == "rank-gaussian"
+    assert ExplainSettings(eci="uniform", filter="median").variant_name() == "eci-mean-median"
+    assert ExplainSettings(kernel_size=5).variant_name() == "eci-rank-gaussian-k5"
