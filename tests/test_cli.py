@@ -1,0 +1,162 @@
+"""The command line end to end: import -> explain -> info -> export on synthetic samples."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from safetensors.numpy import load_file, save_file
+
+from pipeline.cli import main
+from tamx import open_run
+from tamx.interchange import export_sample
+from tamx.synthetic import synthetic_run_info, synthetic_sample
+
+
+def tamx_cli(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture
+def sample_files(tmp_path):
+    files = []
+    for seed, grids in enumerate([[(1, 9, 13)], [(1, 5, 6), (1, 4, 4)], [(3, 5, 5)]]):
+        path = tmp_path / f"s{seed}.safetensors"
+        sample = synthetic_sample(f"s{seed}", grids=grids, seed=seed, dtype="bfloat16")
+        export_sample(path, sample, synthetic_run_info(dtype="bfloat16"))
+        files.append(path)
+    return files
+
+
+def test_import_explain_export_round_trip(tmp_path, sample_files):
+    run = tmp_path / "run"
+    tamx_cli("import", *sample_files, "--out", run)
+    assert open_run(run).sample_ids() == ["s0", "s1", "s2"]
+    assert open_run(run).sample("s0").hidden_dtype == "bfloat16", "bf16 restored losslessly"
+    tamx_cli("explain", run, "--quiet")
+    tamx_cli("explain", run, "--no-eci", "--filter", "none", "--quiet")
+    out = tamx_cli("info", run).output
+    assert "3 complete, 0 incomplete" in out and "cam (3), tam (3)" in out and "video 3x5x5" in out
+
+    exported = tmp_path / "out.safetensors"
+    tamx_cli("export", run, "--sample", "s1", "--out", exported)
+    tensors = load_file(str(exported))
+    maps = open_run(run).maps("s1", "tam")
+    np.testing.assert_array_equal(tensors["maps.tam"], maps.tam)
+    np.testing.assert_array_equal(tensors["maps.cam"], maps.cam)
+    np.testing.assert_array_equal(tensors["text_relevance"], maps.text_relevance)
+    assert tensors["hidden"].dtype == np.float32 and tensors["lm_head_rows"].dtype == np.float32
+    assert tensors["maps.tam"].shape == (20, 30 + 16) and tensors["vision_grids"].tolist() == [[1, 5, 6], [1, 4, 4]]
+
+    again = tmp_path / "again"
+    tamx_cli("import", exported, "--out", again)
+    np.testing.assert_array_equal(open_run(again).maps("s1", "tam").tam, maps.tam)
+    np.testing.assert_array_equal(open_run(again).sample("s1").hidden, open_run(run).sample("s1").hidden)
+
+
+def test_a_file_with_only_the_required_tensors_imports_and_explains(tmp_path):
+    sample = synthetic_sample("ignored", grids=[(1, 6, 7)], top_k=0)
+    rows, _ = sample.lm_head.weights(sample.lm_head.ids)
+    minimal = {
+        "hidden": sample.hidden,
+        "input_ids": sample.input_ids,
+        "lm_head_ids": sample.lm_head.ids,
+        "lm_head_rows": rows,
+        "vision_starts": np.array([sample.vision_blocks[0].start]),
+        "vision_grids": np.array([[1, 6, 7]]),
+        "answer_positions": sample.answer_positions,
+        "context_positions": sample.context_positions,
+    }
+    save_file(minimal, str(tmp_path / "my sample.safetensors"))
+    run = tmp_path / "run"
+    tamx_cli("import", tmp_path / "my sample.safetensors", "--out", run)
+    tamx_cli("explain", run, "--quiet")
+    stored = open_run(run)
+    assert stored.sample_ids() == ["my_sample"]
+    assert stored.maps("my_sample").tam.shape == (20, 42)
+    tamx_cli("export", run, "--out", tmp_path / "back.safetensors")  # one sample: --sample optional
+
+
+def test_workers_and_sample_selection(run_path, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_path, copy)
+    tamx_cli("explain", run_path, "--quiet")
+    tamx_cli("explain", copy, "--workers", "2", "--samples", "img,video", "--quiet")
+    one, two = open_run(run_path), open_run(copy)
+    for sample_id in ("img", "video"):
+        np.testing.assert_array_equal(one.maps(sample_id).tam, two.maps(sample_id).tam)
+    assert two.variants("multi") == []
+
+
+def test_rerun_skips_and_conflicting_settings_need_overwrite(run_path):
+    tamx_cli("explain", run_path, "--quiet")
+    assert "3 already stored" in tamx_cli("explain", run_path).output
+    result = tamx_cli("explain", run_path, "--variant", "tam", "--kernel-size", "5", "--quiet", ok=False)
+    assert result.exit_code == 1
+    assert "variant 'tam' is stored with other settings" in result.output and "--overwrite" in result.output
+    tamx_cli("explain", run_path, "--variant", "tam", "--kernel-size", "5", "--overwrite", "--quiet")
+    assert open_run(run_path).maps("img").settings["kernel_size"] == 5
+
+
+def test_explain_goes_on_past_a_damaged_sample(run_path):
+    chunk = next(p for p in (run_path / "samples" / "multi" / "hidden").rglob("*") if p.is_file() and "c" in p.parts)
+    chunk.write_bytes(chunk.read_bytes()[:10])
+    result = tamx_cli("explain", run_path, "--quiet", ok=False)
+    assert result.exit_code == 1
+    assert "1 sample(s) failed" in result.output and "sample 'multi', field 'hidden'" in result.output
+    run = open_run(run_path)
+    assert run.variants("img") == ["tam"] and run.variants("video") == ["tam"]
+
+
+def test_bad_input_files_are_listed_and_the_rest_imports(tmp_path, sample_files):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    partial = tmp_path / "partial.safetensors"
+    tensors = load_file(str(sample_files[0]))
+    del tensors["vision_grids"]
+    save_file(tensors, str(partial))
+    result = tamx_cli("import", junk, partial, sample_files[1], "--out", tmp_path / "run", ok=False)
+    assert result.exit_code == 1
+    assert "not a readable safetensors file" in result.output
+    assert "field 'vision_grids'" in result.output and "lacks required tensor" in result.output
+    assert open_run(tmp_path / "run").sample_ids() == ["s1"]
+
+
+def test_cli_errors_are_one_line_messages(run_path, tmp_path):
+    result = tamx_cli("export", run_path, "--out", tmp_path / "x.safetensors", ok=False)
+    assert result.exit_code == 1 and "holds 3 samples; choose one with --sample" in result.output
+    result = tamx_cli("explain", run_path, "--samples", "img,nope", ok=False)
+    assert "no complete sample(s) nope" in result.output
+    result = tamx_cli("explain", run_path, "--kernel-size", "4", ok=False)
+    assert "kernel size must be odd" in result.output
+    result = tamx_cli("info", tmp_path, ok=False)
+    assert "not a tamx run store" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_info_reports_incomplete_samples_and_json(run_path):
+    staged = run_path / "staging" / "samples" / "half@0123"
+    staged.mkdir(parents=True)
+    out = tamx_cli("info", run_path).output
+    assert "1 incomplete" in out and "half" in out
+    summary = json.loads(tamx_cli("info", run_path, "--json").output)
+    assert summary["incomplete"] == ["half"] and [s["id"] for s in summary["samples"]] == ["img", "multi", "video"]
+    assert summary["model"]["dtype"] == "bfloat16"
+
+
+def test_console_script_is_installed():
+    beside = Path(sys.executable).parent / "tamx"
+    exe = str(beside) if beside.exists() else shutil.which("tamx")
+    assert exe, "the tamx console script is missing: install the package (pip install -e .)"
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("explain", "export", "import", "info"):
+        assert command in out

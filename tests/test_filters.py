@@ -1,0 +1,129 @@
+"""The rank Gaussian, median and Gaussian filters: reference agreement, edge cases, properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from tamx import TamxError, filter_grid, filter_maps
+from tamx.filters import opencv_gaussian_sigma
+
+from .reference import rank_gaussian_filter_ref
+
+SHAPES = [(1, 1), (1, 9), (9, 1), (2, 2), (5, 7), (12, 4)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+def test_rank_gaussian_agrees_with_reference(shape, k):
+    grid = np.random.default_rng(k).gamma(0.5, size=shape).astype(np.float32)
+    grid[grid < 0.3] = 0.0
+    expected = rank_gaussian_filter_ref(grid.astype(np.float64), k)
+    np.testing.assert_allclose(filter_grid(grid, "rank-gaussian", k), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_constant_window_returns_its_value():
+    grid = np.full((4, 5), 2.5, dtype=np.float32)
+    np.testing.assert_array_equal(filter_grid(grid), grid)
+    assert np.isfinite(filter_grid(grid)).all()
+
+
+def test_all_zeros_stay_zero():
+    assert not filter_grid(np.zeros((6, 6), np.float32)).any()
+
+
+def test_negative_inputs_follow_the_equations():
+    grid = np.random.default_rng(0).normal(size=(6, 7)).astype(np.float32)
+    out = filter_grid(grid)
+    np.testing.assert_allclose(out, rank_gaussian_filter_ref(grid.astype(np.float64), 3), rtol=1e-5, atol=1e-7)
+    all_negative = -np.abs(grid) - 0.1
+    assert not filter_grid(all_negative).any(), "a window with mean <= 0 outputs 0"
+
+
+@pytest.mark.parametrize("shape", [(1, 8), (8, 1)])
+def test_single_row_and_column_grids(shape):
+    grid = np.arange(8, dtype=np.float32).reshape(shape) + 1
+    out = filter_grid(grid)
+    assert out.shape == shape
+    np.testing.assert_allclose(out, rank_gaussian_filter_ref(grid.astype(np.float64), 3), rtol=1e-6)
+
+
+def test_kernel_size_one_is_the_identity_on_maps():
+    grid = np.random.default_rng(1).random((5, 6)).astype(np.float32)
+    for name in ("rank-gaussian", "median", "gaussian"):
+        np.testing.assert_array_equal(filter_grid(grid, name, 1), grid)
+
+
+@pytest.mark.parametrize("k", [0, 2, 4, -3, 2.0, True])
+def test_even_or_invalid_kernel_size_is_an_error(k):
+    with pytest.raises(TamxError, match="kernel size"):
+        filter_grid(np.ones((3, 3)), "rank-gaussian", k)
+
+
+def test_unknown_filter_is_an_error():
+    with pytest.raises(TamxError, match="unknown filter 'box'"):
+        filter_grid(np.ones((3, 3)), "box")
+
+
+def test_a_spike_of_salt_noise_is_suppressed():
+    grid = np.zeros((7, 7), np.float32)
+    grid[3, 3] = 100.0
+    # A smoothed median: the lone spike keeps only the weight of the top rank (~6%).
+    assert filter_grid(grid).max() < 0.1 * 100.0
+    assert not filter_grid(grid, "median").any()
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_median_matches_scipy_with_mirror_padding(k):
+    grid = np.random.default_rng(2).random((9, 11)).astype(np.float32)
+    expected = scipy.ndimage.median_filter(grid, size=k, mode="mirror")
+    np.testing.assert_array_equal(filter_grid(grid, "median", k), expected)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_gaussian_matches_opencv(k):
+    cv2 = pytest.importorskip("cv2")
+    grid = np.random.default_rng(3).random((9, 11)).astype(np.float32)
+    expected = cv2.GaussianBlur(grid, (k, k), opencv_gaussian_sigma(k), borderType=cv2.BORDER_REFLECT_101)
+    np.testing.assert_allclose(filter_grid(grid, "gaussian", k), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_frames_are_filtered_separately():
+    rng = np.random.default_rng(4)
+    frames = [rng.random((4, 5)).astype(np.float32), rng.random((3, 3)).astype(np.float32)]
+    flat = np.concatenate([f.ravel() for f in frames])[None].repeat(3, 0)
+    table = np.array([[0, 4, 5], [20, 3, 3]])
+    out = filter_maps(flat, table)
+    for row in out:
+        np.testing.assert_allclose(row[:20].reshape(4, 5), filter_grid(frames[0]), rtol=1e-6)
+        np.testing.assert_allclose(row[20:].reshape(3, 3), filter_grid(frames[1]), rtol=1e-6)
+
+
+grids = arrays(
+    np.float32,
+    st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    elements=st.floats(0, 1e3, width=32, allow_subnormal=False),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(grid=grids, k=st.sampled_from([1, 3, 5]), scale=st.floats(1e-3, 1e3))
+def test_scale_equivariance(grid, k, scale):
+    scaled = (grid * np.float32(scale)).astype(np.float32)
+    np.testing.assert_allclose(
+        filter_grid(scaled, "rank-gaussian", k), filter_grid(grid, "rank-gaussian", k) * scale, rtol=1e-4, atol=1e-30
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(grid=grids, k=st.sampled_from([3, 5]))
+def test_output_within_window_min_and_max(grid, k):
+    out = filter_grid(grid, "rank-gaussian", k)
+    padded = np.pad(grid, k // 2, mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k))
+    low, high = windows.min(axis=(2, 3)), windows.max(axis=(2, 3))
+    assert np.all(out >= low * (1 - 1e-6) - 1e-30) and np.all(out <= high * (1 + 1e-6) + 1e-30)

@@ -1,0 +1,51 @@
+"""Packaging promises: light imports, ruff-clean sources, CI running the README's command."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_tamx_does_not_import_torch():
+    code = "import sys, tamx, pipeline.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def _ruff() -> str:
+    beside = Path(sys.executable).parent / "ruff"
+    found = str(beside) if beside.exists() else shutil.which("ruff")
+    if found is None:
+        pytest.fail("ruff is not installed: pip install -e '.[test]'")
+    return found
+
+
+@pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]])
+def test_sources_are_ruff_clean(args):
+    result = subprocess.run([_ruff(), *args], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert "python -m pytest" in readme
+    assert ci[-1] == "python -m pytest"
+    assert "pip install torch==2.13.0" in readme and "torch==2.13.0" in "\n".join(ci)
+
+
+def test_example_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "example/synthetic_run.py", str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "one-image TAM maps: (20, 391)" in result.stdout
