@@ -25,8 +25,7 @@ def to_float32(values: np.ndarray, dtype_name: str) -> np.ndarray:
     """Decode stored values (bf16 bits, fp16 or fp32) into a float32 array of the same shape."""
     check_dtype_name(dtype_name)
     if dtype_name == "bfloat16":
-        bits = np.ascontiguousarray(values, dtype=np.uint16).astype(np.uint32) << 16
-        return bits.view(np.float32)
+        return np.left_shift(np.asarray(values, dtype=np.uint16), 16, dtype=np.uint32).view(np.float32)
     return np.asarray(values, dtype=np.float32)
 
 

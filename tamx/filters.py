@@ -49,8 +49,43 @@ def _reflect(index: int, size: int) -> int:
 
 
 @numba.njit(cache=True, inline="always")
+def _sort9(w: np.ndarray) -> None:
+    """Sort 9 values in place with Floyd's 25-comparator network (branch-free, in registers)."""
+    a0, a1, a2, a3, a4, a5, a6, a7, a8 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
+    a0, a3 = min(a0, a3), max(a0, a3)
+    a1, a7 = min(a1, a7), max(a1, a7)
+    a2, a5 = min(a2, a5), max(a2, a5)
+    a4, a8 = min(a4, a8), max(a4, a8)
+    a0, a7 = min(a0, a7), max(a0, a7)
+    a2, a4 = min(a2, a4), max(a2, a4)
+    a3, a8 = min(a3, a8), max(a3, a8)
+    a5, a6 = min(a5, a6), max(a5, a6)
+    a0, a2 = min(a0, a2), max(a0, a2)
+    a1, a3 = min(a1, a3), max(a1, a3)
+    a4, a5 = min(a4, a5), max(a4, a5)
+    a7, a8 = min(a7, a8), max(a7, a8)
+    a1, a4 = min(a1, a4), max(a1, a4)
+    a3, a6 = min(a3, a6), max(a3, a6)
+    a5, a7 = min(a5, a7), max(a5, a7)
+    a0, a1 = min(a0, a1), max(a0, a1)
+    a2, a4 = min(a2, a4), max(a2, a4)
+    a3, a5 = min(a3, a5), max(a3, a5)
+    a6, a8 = min(a6, a8), max(a6, a8)
+    a2, a3 = min(a2, a3), max(a2, a3)
+    a4, a5 = min(a4, a5), max(a4, a5)
+    a6, a7 = min(a6, a7), max(a6, a7)
+    a1, a2 = min(a1, a2), max(a1, a2)
+    a3, a4 = min(a3, a4), max(a3, a4)
+    a5, a6 = min(a5, a6), max(a5, a6)
+    w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8] = a0, a1, a2, a3, a4, a5, a6, a7, a8
+
+
+@numba.njit(cache=True, inline="always")
 def _sort_small(values: np.ndarray, n: int) -> None:
-    """In-place insertion sort of values[:n]; fastest for the 9..49 values of a window."""
+    """Sort values[:n] in place: the network for 3x3 windows, insertion sort otherwise."""
+    if n == 9:
+        _sort9(values)
+        return
     for i in range(1, n):
         current = values[i]
         j = i - 1
@@ -61,17 +96,12 @@ def _sort_small(values: np.ndarray, n: int) -> None:
 
 
 @numba.njit(cache=True, inline="always")
-def _rank_gaussian(window: np.ndarray, n: int) -> float:
-    """Eq. 6-7 on one sorted window: Gaussian weights over ranks, centred on the median."""
-    mean = 0.0
-    for j in range(n):
-        mean += window[j]
-    mean /= n
-    if mean <= 0.0:
-        return 0.0
+def _rank_gaussian(window: np.ndarray, n: int, mean: float) -> float:
+    """Eqs. 6-7 on one sorted window with mean > 0: Gaussian weights over ranks, centred on the median."""
     var = 0.0
     for j in range(n):
-        var += (window[j] - mean) ** 2
+        deviation = window[j] - mean
+        var += deviation * deviation
     var /= n
     centre = n // 2
     if var <= 0.0:
@@ -98,26 +128,54 @@ def _filter_frames(maps: np.ndarray, frames: np.ndarray, k: int, kind: int, spat
     out = np.zeros_like(maps)
     half = k // 2
     n = k * k
+    # Reflect-padding tables per frame, computed once: source offset of each padded row / column.
+    row_start = np.zeros(frames.shape[0] + 1, dtype=np.int64)
+    col_start = np.zeros(frames.shape[0] + 1, dtype=np.int64)
+    largest = 0
+    for f in range(frames.shape[0]):
+        height, width = frames[f, 1], frames[f, 2]
+        row_start[f + 1] = row_start[f] + height + 2 * half
+        col_start[f + 1] = col_start[f] + width + 2 * half
+        largest = max(largest, (height + 2 * half) * (width + 2 * half))
+    src_rows = np.empty(row_start[-1], dtype=np.int64)
+    src_cols = np.empty(col_start[-1], dtype=np.int64)
+    for f in range(frames.shape[0]):
+        offset, height, width = frames[f, 0], frames[f, 1], frames[f, 2]
+        for py in range(height + 2 * half):
+            src_rows[row_start[f] + py] = offset + _reflect(py - half, height) * width
+        for px in range(width + 2 * half):
+            src_cols[col_start[f] + px] = _reflect(px - half, width)
     for t in numba.prange(maps.shape[0]):
         window = np.empty(n, dtype=np.float64)
+        padded = np.empty(largest, dtype=np.float64)
         for f in range(frames.shape[0]):
             offset, height, width = frames[f, 0], frames[f, 1], frames[f, 2]
+            stride = width + 2 * half
+            for py in range(height + 2 * half):
+                row = src_rows[row_start[f] + py]
+                for px in range(stride):
+                    padded[py * stride + px] = maps[t, row + src_cols[col_start[f] + px]]
             for y in range(height):
                 for x in range(width):
                     m = 0
-                    for dy in range(-half, half + 1):
-                        row = offset + _reflect(y + dy, height) * width
-                        for dx in range(-half, half + 1):
-                            window[m] = maps[t, row + _reflect(x + dx, width)]
+                    total = 0.0
+                    for dy in range(k):
+                        base = (y + dy) * stride + x
+                        for dx in range(k):
+                            value = padded[base + dx]
+                            window[m] = value
+                            total += value
                             m += 1
                     if kind == GAUSSIAN:
-                        value = 0.0
+                        result = 0.0
                         for j in range(n):
-                            value += spatial[j] * window[j]
+                            result += spatial[j] * window[j]
+                    elif kind == RANK_GAUSSIAN and total <= 0.0:
+                        result = 0.0  # Eq. 7's mean <= 0 rule, before any sorting
                     else:
                         _sort_small(window, n)
-                        value = window[n // 2] if kind == MEDIAN else _rank_gaussian(window, n)
-                    out[t, offset + y * width + x] = value
+                        result = window[n // 2] if kind == MEDIAN else _rank_gaussian(window, n, total / n)
+                    out[t, offset + y * width + x] = result
     return out
 
 
