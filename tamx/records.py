@@ -236,6 +236,33 @@ def _check_positions(sample: Sample, name: str, positions: np.ndarray, limit: in
         _fail(sample, name, "positions must be strictly increasing")
 
 
+def _placeholder_run(ids: np.ndarray, start: int) -> int:
+    """Length of the run of ids equal to ids[start] that begins at `start`."""
+    run = ids[start:] == ids[start]
+    return len(run) if run.all() else int(np.argmin(run))
+
+
+def _check_placeholders(sample: Sample, index: int, block: VisionBlock, placeholder: int | None) -> None:
+    """A block is a run of one placeholder id (the model's, when the run records it) of T*H*W tokens."""
+    ids = sample.input_ids
+    where = f"vision block {index}"
+    if placeholder is not None and ids[block.start] != placeholder:
+        _fail(
+            sample,
+            "vision_starts",
+            f"{where} starts at a token {ids[block.start]}, not the {block.kind} placeholder {placeholder}",
+        )
+    held = _placeholder_run(ids, block.start)
+    following = [b.start for b in sample.vision_blocks if b.start == block.stop]
+    if held < block.size or (held > block.size and not following):
+        _fail(
+            sample,
+            "vision_grids",
+            f"{where}: grid {block.grid} has T*H*W = {block.size} cells but the block holds {held} "
+            f"{block.kind} placeholder tokens from position {block.start}",
+        )
+
+
 def _check_blocks(sample: Sample, special_tokens: dict[str, int]) -> None:
     n_states = len(sample.hidden)
     previous_stop = 0
@@ -254,17 +281,7 @@ def _check_blocks(sample: Sample, special_tokens: dict[str, int]) -> None:
                 f"{where}: grid {block.grid} has {block.size} cells from position {block.start}, "
                 f"past the {n_states} hidden states",
             )
-        placeholder = special_tokens.get(f"{block.kind}_token")
-        if placeholder is not None:
-            run = sample.input_ids[block.start :]
-            held = int(np.argmin(run == placeholder)) if not np.all(run == placeholder) else len(run)
-            if held != block.size:
-                _fail(
-                    sample,
-                    "vision_grids",
-                    f"{where}: grid {block.grid} has T*H*W = {block.size} cells but the block "
-                    f"holds {held} {block.kind} placeholder tokens from position {block.start}",
-                )
+        _check_placeholders(sample, index, block, special_tokens.get(f"{block.kind}_token"))
         if block.frames and len(block.frames) != block.grid[0]:
             _fail(sample, "vision_blocks", f"{where}: {len(block.frames)} frame lists for T = {block.grid[0]}")
         previous_stop = block.stop

@@ -15,7 +15,7 @@ from safetensors.numpy import load_file, save_file
 
 from pipeline.cli import main
 from tamx import open_run
-from tamx.interchange import export_sample
+from tamx.interchange import export_sample, read_metadata
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 
@@ -160,3 +160,19 @@ def test_console_script_is_installed():
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("explain", "export", "import", "info"):
         assert command in out
+
+
+def test_import_refuses_a_grid_that_disagrees_with_its_block(tmp_path, sample_files):
+    tensors = load_file(str(sample_files[0]))
+    tensors["vision_grids"] = np.array([[1, 9, 12]])  # 108 cells for 117 placeholders
+    with_metadata = {"tamx": json.dumps(read_metadata(sample_files[0]))}
+    save_file(tensors, str(tmp_path / "short.safetensors"), metadata=with_metadata)
+    save_file(tensors, str(tmp_path / "bare.safetensors"))  # no run metadata: no special-token roles
+    result = tamx_cli(
+        "import", tmp_path / "short.safetensors", tmp_path / "bare.safetensors", "--out", tmp_path / "run", ok=False
+    )
+    assert (
+        "sample 's0', field 'vision_grids'" in result.output and "sample 'bare', field 'vision_grids'" in result.output
+    )
+    assert "108 cells but the block holds 117 image placeholder tokens" in result.output
+    assert open_run(tmp_path / "run").sample_ids() == []
