@@ -17,6 +17,7 @@ from .explain import explain_run
 from .info import run_summary
 from .interchange import export_file, import_files
 from .progress import progress
+from .render import render_run
 
 
 class _Group(click.Group):
@@ -139,12 +140,11 @@ def explain(
         prompt=not no_prompt,
     )
     variant = variant or settings.variant_name()
-    sample_ids = [s.strip() for s in samples.split(",") if s.strip()] if samples else None
     report = explain_run(
         run,
         settings,
         variant,
-        sample_ids,
+        _split(samples),
         workers=workers,
         overwrite=overwrite,
         wrap=lambda results, total: progress(results, f"explain {variant}", total, quiet),
@@ -178,3 +178,31 @@ def export(run: str, sample_id: str | None, variant: str | None, out: str) -> No
     """Export one sample of RUN (and its maps) as a single safetensors file."""
     exported = export_file(run, out, sample_id, variant)
     click.echo(f"wrote {out} (sample {exported!r})", err=True)
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and the pages.")
+@click.option("--samples", help="Comma-separated sample ids.  [default: all]")
+@click.option("--variants", help="Comma-separated variants to include.  [default: all stored]")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def render(run: str, out: str, samples: str | None, variants: str | None, quiet: bool) -> None:
+    """Write one self-contained HTML page per sample of RUN and an index.html to --out.
+
+    Pages carry their data, images, CSS and JS inline: they open from disk, offline, and can
+    be shared by e-mail.
+    """
+    report = render_run(
+        run,
+        out,
+        _split(samples),
+        _split(variants),
+        wrap=lambda items, total: progress(items, "render", total, quiet),
+    )
+    click.echo(f"{len(report.pages)} page(s); open {report.index}")
+    _report_failures(report.failed, "sample(s)")
+
+
+def _split(value: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when not given)."""
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None

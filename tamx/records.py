@@ -173,7 +173,8 @@ class Sample:
 
     hidden: [L-1, C] in the stored dtype (`hidden_dtype`; bfloat16 as uint16 bits);
     input_ids: [L]; answer_positions: [N]; context_positions: [M] (prompt text of all turns);
-    candidate_ids / candidate_logprobs: [N, K] (top-k at each answer step) or None;
+    candidate_ids / candidate_logprobs: [N, K] (top-k at each answer step) or None, and
+    candidate_tokens: their decoded strings [N][K] or None;
     tokens: the decoded string of every input id, or None; lm_head: rows this sample needs.
     """
 
@@ -187,6 +188,7 @@ class Sample:
     hidden_dtype: str = "float32"
     candidate_ids: np.ndarray | None = None
     candidate_logprobs: np.ndarray | None = None
+    candidate_tokens: list[list[str]] | None = None
     tokens: list[str] | None = None
     media: list[Media] = field(default_factory=list)
     messages: list[Any] | None = None
@@ -310,6 +312,10 @@ def validate_sample(sample: Sample, special_tokens: dict[str, int]) -> None:
         value = getattr(sample, name)
         if value is not None and (value.ndim != 2 or value.shape[0] != n):
             _fail(sample, name, f"must be [N, K] with N = {n} answer tokens, got {value.shape}")
+    if sample.candidate_tokens is not None and (
+        sample.candidate_ids is None or [len(r) for r in sample.candidate_tokens] != [sample.candidate_ids.shape[1]] * n
+    ):
+        _fail(sample, "candidate_tokens", "must hold one string per candidate id, [N][K]")
     if sample.tokens is not None and len(sample.tokens) != length:
         _fail(sample, "tokens", f"has {len(sample.tokens)} strings for {length} input ids")
     head = sample.lm_head

@@ -109,7 +109,8 @@ def synthetic_sample(
         lm_head=LMHead(ids=np.zeros(0, np.int64), rows=np.zeros((0, hidden_size), np.float32)),
         candidate_ids=candidates,
         candidate_logprobs=None if candidates is None else _candidate_logprobs(rng, n_answer, top_k),
-        tokens=[f"t{i}" for i in ids],
+        candidate_tokens=None if candidates is None else [[f" t{c}" for c in row] for row in candidates.tolist()],
+        tokens=[f" t{i}" if i >= TEXT_START else f"<{i}>" for i in ids],
         media=items,
         messages=[{"role": "user", "content": [{"type": "text", "text": "synthetic"}]}],
     )
