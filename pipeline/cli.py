@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -185,8 +186,12 @@ def export(run: str, sample_id: str | None, variant: str | None, out: str) -> No
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and the pages.")
 @click.option("--samples", help="Comma-separated sample ids.  [default: all]")
 @click.option("--variants", help="Comma-separated variants to include.  [default: all stored]")
+@click.option("--png", is_flag=True, help="Also draw paper-style PNG figures (tam variant, or the first).")
+@click.option("--tokens", help="Comma-separated answer-token indices for the figures.  [default: all; grid: first 12]")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def render(run: str, out: str, samples: str | None, variants: str | None, quiet: bool) -> None:
+def render(
+    run: str, out: str, samples: str | None, variants: str | None, png: bool, tokens: str | None, quiet: bool
+) -> None:
     """Write one self-contained HTML page per sample of RUN and an index.html to --out.
 
     Pages carry their data, images, CSS and JS inline: they open from disk, offline, and can
@@ -198,9 +203,19 @@ def render(run: str, out: str, samples: str | None, variants: str | None, quiet:
         _split(samples),
         _split(variants),
         wrap=lambda items, total: progress(items, "render", total, quiet),
+        png=png,
+        tokens=[_int_option("--tokens", t) for t in _split(tokens) or []] or None,
     )
-    click.echo(f"{len(report.pages)} page(s); open {report.index}")
+    figures = f", {len(report.figures)} figure(s) in {Path(out) / 'figures'}" if report.figures else ""
+    click.echo(f"{len(report.pages)} page(s){figures}; open {report.index}")
     _report_failures(report.failed, "sample(s)")
+
+
+def _int_option(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an integer", param_hint=name) from None
 
 
 def _split(value: str | None) -> list[str] | None:

@@ -7,10 +7,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import jinja2
+import numpy as np
 
 from tamx import open_run
 from tamx.errors import TamxError
+from tamx.figures import grid_figure, token_figure
+from tamx.records import Maps, Sample
 from tamx.report import index_entry, page_data
 
 _env = jinja2.Environment(
@@ -52,14 +56,48 @@ def sample_page(data: dict, index_href: str = "../index.html") -> str:
     )
 
 
+GRID_TOKENS = 12
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write a PNG atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise TamxError(f"could not encode {path}")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(encoded.tobytes())
+    os.replace(partial, path)
+
+
+def write_figures(sample: Sample, maps: Maps, folder: Path, tokens: Sequence[int] | None) -> list[Path]:
+    """Per-token figures (the chosen answer tokens, default all) and a grid of them (at most 12 by default)."""
+    n = len(sample.answer_positions)
+    bad = [i for i in tokens or [] if not 0 <= i < n]
+    if bad:
+        raise TamxError(f"sample {sample.id!r} has answer tokens 0..{n - 1}; --tokens asked for {bad}")
+    chosen = list(tokens) if tokens else list(range(n))
+    written = []
+    for index in chosen:
+        path = folder / f"token_{index:03d}.png"
+        write_png(path, token_figure(sample, maps, index))
+        written.append(path)
+    grid = folder / "grid.png"
+    write_png(grid, grid_figure(sample, maps, chosen if tokens else chosen[:GRID_TOKENS]))
+    return [*written, grid]
+
+
 def render_run(
     run_path: str | os.PathLike,
     out: str | os.PathLike,
     sample_ids: Sequence[str] | None = None,
     variants: Sequence[str] | None = None,
     wrap=None,
+    png: bool = False,
+    tokens: Sequence[int] | None = None,
 ) -> RenderReport:
-    """Write out/index.html and out/samples/<id>.html for the samples of a run."""
+    """Write out/index.html and out/samples/<id>.html for the samples of a run, and with
+    `png` the figures out/figures/<id>/token_NNN.png and grid.png of its default variant."""
     run = open_run(run_path)
     out = Path(out)
     sample_ids = list(sample_ids) if sample_ids is not None else run.sample_ids()
@@ -71,9 +109,13 @@ def render_run(
         try:
             sample = run.sample(sample_id)
             names = [v for v in run.variants(sample_id) if variants is None or v in variants]
-            data = page_data(sample, {name: run.maps(sample_id, name) for name in names}, run.info)
+            stored = {name: run.maps(sample_id, name) for name in names}
+            data = page_data(sample, stored, run.info)
             page = out / "samples" / f"{sample_id}.html"
             write_text(page, sample_page(data))
+            if png and data["default_variant"] is not None:
+                figures = out / "figures" / sample_id
+                report.figures += write_figures(sample, stored[data["default_variant"]], figures, tokens)
         except TamxError as exc:
             report.failed[sample_id] = str(exc)
             continue
