@@ -159,44 +159,58 @@
       c.ctx.putImageData(c.image, 0, 0);
     }
   }
+  // Spans remember what they show, so a token switch only touches those that change.
   function tint(span, value) {
-    if (value === null || value === 0) {
+    const shown = value === null || value === 0 ? 0 : value;
+    if (span.tintValue === shown) return;
+    span.tintValue = shown;
+    if (!shown) {
       span.style.backgroundColor = "";
       return;
     }
-    const i = value * 3;
-    span.style.backgroundColor = "rgba(" + lut[i] + "," + lut[i + 1] + "," + lut[i + 2] + "," + (0.15 + 0.7 * (value / 255)).toFixed(3) + ")";
+    const i = shown * 3;
+    span.style.backgroundColor = "rgba(" + lut[i] + "," + lut[i + 1] + "," + lut[i + 2] + "," + (0.15 + 0.7 * (shown / 255)).toFixed(3) + ")";
+  }
+  function mark(span, isCurrent, isLater) {
+    const flags = (isCurrent ? 1 : 0) | (isLater ? 2 : 0);
+    if (span.flags === flags) return;
+    span.flags = flags;
+    span.classList.toggle("current", isCurrent);
+    span.classList.toggle("later", isLater);
   }
   function paintText(text, members) {
     const nContext = D.n_context;
     const selected = new Set(members || []);
     promptSpans.forEach((span, j) => {
       const isLater = state.kind === "prompt" && j >= state.index;
-      span.classList.toggle("later", isLater);
-      span.classList.toggle("current", state.kind === "prompt" && j === state.index);
+      mark(span, state.kind === "prompt" && j === state.index, isLater);
       tint(span, text && !isLater ? text[j] : null);
     });
     const step = state.kind === "prompt" ? -1 : state.index;
     answerSpans.forEach((span, j) => {
       const isCurrent = state.kind !== "prompt" && (selected.has(j) || j === step);
       const isLater = state.kind === "prompt" || (!isCurrent && j > step);
-      span.classList.toggle("current", isCurrent);
-      span.classList.toggle("later", isLater);
+      mark(span, isCurrent, isLater);
       tint(span, text && !isLater && !isCurrent && state.kind === "answer" ? text[nContext + j] : null);
     });
   }
   function paintCandidates() {
     const box = $("#candidates");
-    box.replaceChildren();
-    if (state.kind === "prompt" || !D.candidates.length || !array(state.variant, "candidates")) return;
-    D.candidates[state.index].forEach((text, k) => {
+    const shown = state.kind !== "prompt" && D.candidates.length && array(state.variant, "candidates");
+    const texts = shown ? D.candidates[state.index] : [];
+    while (box.children.length < texts.length) {
       const button = document.createElement("button");
       button.type = "button";
-      button.dataset.candidateIndex = String(k);
-      const p = D.candidate_probs.length ? D.candidate_probs[state.index][k] : null;
-      button.textContent = JSON.stringify(text).slice(1, -1) + (p === null ? "" : "  " + (100 * p).toFixed(1) + "%");
-      button.classList.toggle("selected", state.kind === "candidate" && state.candidate === k);
+      button.dataset.candidateIndex = String(box.children.length);
       box.appendChild(button);
+    }
+    [...box.children].forEach((button, k) => {
+      button.hidden = k >= texts.length;
+      if (button.hidden) return;
+      const p = D.candidate_probs.length ? D.candidate_probs[state.index][k] : null;
+      const label = JSON.stringify(texts[k]).slice(1, -1) + (p === null ? "" : "  " + (100 * p).toFixed(1) + "%");
+      if (button.textContent !== label) button.textContent = label;
+      button.classList.toggle("selected", state.kind === "candidate" && state.candidate === k);
     });
   }
   function paintStatus() {
@@ -274,6 +288,11 @@
   buildMedia();
   buildConversation();
   bind();
+  if (state.variant !== null) {
+    // Decode the shown variant now, so that the first token switch is as fast as the others.
+    for (const [name, value] of Object.entries(D.variants[state.variant])) if (value.data) array(state.variant, name);
+  }
   if (state.variant !== null) paint();
+  document.body.dataset.readyMs = performance.now().toFixed(1); // since navigation start
   document.body.dataset.ready = "1";
 })();
