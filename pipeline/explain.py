@@ -35,7 +35,7 @@ def explain_one(run_path: str, sample_id: str, settings: ExplainSettings, varian
             f"sample {sample_id!r}: variant {variant!r} is stored with other settings ({stored}); "
             "pass --overwrite to replace it or --variant to store these beside it"
         )
-    maps = explain_sample(run.sample(sample_id), settings, variant)
+    maps = explain_sample(run.sample(sample_id, media=False), settings, variant)
     run.write_maps(sample_id, maps, overwrite=True)
     return DONE
 

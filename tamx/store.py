@@ -203,18 +203,21 @@ class Run:
         }
 
     # ------------------------------------------------------------------ reading
-    def sample(self, sample_id: str) -> Sample:
-        """Load one sample with the LM-head rows it needs (as float32), validated."""
+    def sample(self, sample_id: str, media: bool = True) -> Sample:
+        """Load one sample with the LM-head rows it needs (as float32), validated.
+
+        media=False skips the encoded images and frames (explain does not need them).
+        """
         folder = self._sample_dir(sample_id)
         group = _open_group(folder, sample_id, "attributes")
         attrs = group.attrs[ATTRS_KEY]
         arrays = {name: _read_array(group, name, sample_id) for name in SAMPLE_ARRAYS}
         for name in SAMPLE_OPTIONAL:
             arrays[name] = _read_array(group, name, sample_id) if name in group else None
-        media = []
-        for index, meta in enumerate(attrs.get("media", [])):
+        items = []
+        for index, meta in enumerate(attrs.get("media", []) if media else []):
             data = _read_array(group, f"media/{index}", sample_id).tobytes()
-            media.append(
+            items.append(
                 Media(item=meta["item"], kind=meta["kind"], mime=meta["mime"], data=data, frame=meta.get("frame"))
             )
         sample = Sample(
@@ -224,7 +227,7 @@ class Run:
             lm_head=LMHead(ids=np.zeros(0, np.int64), rows=np.zeros((0, 0), np.float32)),
             tokens=attrs.get("tokens"),
             candidate_tokens=attrs.get("candidate_tokens"),
-            media=media,
+            media=items,
             messages=attrs.get("messages"),
             meta=attrs.get("meta", {}),
             **arrays,
