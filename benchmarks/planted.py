@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.eval import evaluate_run  # noqa: E402
+from pipeline.eval import EvalResult, evaluate_run  # noqa: E402
 from pipeline.eval.stage import format_table  # noqa: E402
 from pipeline.explain import explain_run  # noqa: E402
 from tamx import ExplainSettings, LMHead, Sample, VisionBlock, create_run  # noqa: E402
@@ -154,8 +155,11 @@ def planted_sample(sample_id: str, seed: int, leak: float, noise: float) -> tupl
     return sample, masks
 
 
-def build(out: Path, samples: int, leak: float, noise: float, seed: int = 0, extra: bool = False) -> tuple[Path, Path]:
-    """Write the run (explained) and the folder dataset under `out`; return their paths."""
+def build(
+    out: Path, samples: int, leak: float, noise: float, seed: int = 0, variants: Sequence[str] | None = None
+) -> tuple[Path, Path]:
+    """Write the run, explained with `variants` (default: VARIANTS), and the folder dataset
+    under `out`; return their paths."""
     run_path, data = out / "run", out / "data"
     run = create_run(run_path, synthetic_run_info(VOCAB))
     data.mkdir(parents=True, exist_ok=True)
@@ -175,14 +179,17 @@ def build(out: Path, samples: int, leak: float, noise: float, seed: int = 0, ext
         entries.append({"id": sample_id, "image": f"{sample_id}.jpg", "label": f"{sample_id}.png",
                         "categories": categories, "caption": ""})  # fmt: skip
     (data / "anno.json").write_text(json.dumps(entries))
-    for variant, settings in (VARIANTS | (MORE_VARIANTS if extra else {})).items():
-        explain_run(run_path, settings, variant)
+    every = VARIANTS | MORE_VARIANTS
+    for variant in variants or VARIANTS:
+        explain_run(run_path, every[variant], variant)
     return run_path, data
 
 
-def evaluate(out: Path, samples: int, leak: float, noise: float, seed: int = 0, extra: bool = False):
+def evaluate(
+    out: Path, samples: int, leak: float, noise: float, seed: int = 0, variants: Sequence[str] | None = None
+) -> EvalResult:
     """Build, explain and score a planted benchmark; returns the EvalResult."""
-    run_path, data = build(out, samples, leak, noise, seed, extra)
+    run_path, data = build(out, samples, leak, noise, seed, variants)
     return evaluate_run(run_path, "folder", data)
 
 
@@ -198,7 +205,8 @@ def main() -> None:
                 ("no noise", args.leak, 0.0)]  # fmt: skip
     for title, leak, noise in settings:
         name = title.replace(" ", "-")
-        result = evaluate(args.out / name, args.samples, leak, noise, args.seed, extra=title == "both effects")
+        variants = [*VARIANTS, *MORE_VARIANTS] if title == "both effects" else list(VARIANTS)
+        result = evaluate(args.out / name, args.samples, leak, noise, args.seed, variants)
         print(f"\n## {title}: leak {leak}, noise {noise}, {args.samples} samples\n")
         print(format_table(result))
 

@@ -159,7 +159,7 @@ def lemma(word: str) -> str:
         return _IRREGULAR_PLURALS[word]
     if len(word) <= 3 or word in _NOT_PLURAL or not word.endswith("s"):
         return word
-    if word.endswith(("ss", "us", "is")):
+    if word.endswith(("ss", "us")):
         return word
     if word.endswith("ies"):
         return word[:-1] if word[:-1] in _IE_NOUNS else word[:-3] + "y"
