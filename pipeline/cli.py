@@ -11,9 +11,12 @@ import click
 
 import tamx
 from tamx import ExplainSettings
+from tamx.datasets import DATASETS
 from tamx.errors import TamxError
 from tamx.filters import FILTERS
 
+from .eval import evaluate_run, write_results
+from .eval.stage import format_table
 from .explain import explain_run
 from .info import run_summary
 from .interchange import export_file, import_files
@@ -209,6 +212,66 @@ def render(
     figures = f", {len(report.figures)} figure(s) in {Path(out) / 'figures'}" if report.figures else ""
     click.echo(f"{len(report.pages)} page(s){figures}; open {report.index}")
     _report_failures(report.failed, "sample(s)")
+
+
+@main.command("eval")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--dataset", required=True, type=click.Choice(DATASETS), help="Layout of --data (docs/eval.md).")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="The dataset folder.")
+@click.option("--variants", help="Comma-separated variants to score.  [default: all stored]")
+@click.option("--samples", help="Comma-separated sample ids.  [default: all that have a record]")
+@click.option(
+    "--tagger",
+    type=click.Choice(["rules", "nltk"]),
+    default="rules",
+    show_default=True,
+    help="Word classes: offline rules, or NLTK's pos_tag as in the paper (needs its tagger data).",
+)
+@click.option(
+    "--first-token/--no-first-token",
+    default=True,
+    show_default=True,
+    help="Replace the first answer token's map by the first prompt token's map without ECI (Supp. E).",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Folder for the CSV and JSON.  [default: RUN/eval/DATASET]"
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def eval_(
+    run: str,
+    dataset: str,
+    data: str,
+    variants: str | None,
+    samples: str | None,
+    tagger: str,
+    first_token: bool,
+    out: str | None,
+    quiet: bool,
+) -> None:
+    """Score the maps of RUN against the masks of a dataset: Obj-IoU, Func-IoU, F1-IoU.
+
+    Every stored variant is scored side by side; per-class and per-word breakdowns and every
+    scored word go to --out.
+    """
+    result = evaluate_run(
+        run,
+        dataset,
+        data,
+        _split(variants),
+        tagger=tagger,
+        first_token=first_token,
+        sample_ids=_split(samples),
+        wrap=lambda items, total: progress(items, f"eval {dataset}", total, quiet),
+    )
+    click.echo(format_table(result))
+    folder = Path(out) if out else Path(run) / "eval" / dataset
+    write_results(result, folder)
+    if not quiet:
+        skipped = f"; {len(result.not_in_dataset)} sample(s) without a record skipped" if result.not_in_dataset else ""
+        click.echo(
+            f"wrote {folder}/summary.csv, summary.json, per_class.csv, per_word.csv, entries.csv{skipped}", err=True
+        )
+    _report_failures(result.failed, "sample(s)")
 
 
 def _int_option(name: str, value: str) -> int:

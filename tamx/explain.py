@@ -37,7 +37,8 @@ ECI_MODES = ("relevance", "uniform", "off")
 @dataclass(frozen=True)
 class ExplainSettings:
     """How maps are computed. eci: "relevance" (Eq. 4), "uniform" (ECI-mean) or "off";
-    filter: "rank-gaussian", "median", "gaussian" or "none"; kernel_size: odd >= 1."""
+    filter: "rank-gaussian", "median", "gaussian", "adaptive-median" or "none" (tamx.filters.FILTERS);
+    kernel_size: odd >= 1 (the largest window of the adaptive median)."""
 
     eci: str = "relevance"
     filter: str = "rank-gaussian"

@@ -1,7 +1,8 @@
 """Denoising filters applied to every image and every video frame of a map (Eqs. 6-7).
 
 All filters use a k x k window with reflect padding (numpy `mode="reflect"`, OpenCV's
-BORDER_REFLECT_101) and run as one numba kernel over many maps at once.
+BORDER_REFLECT_101) and run as one numba kernel over many maps at once. The adaptive
+median grows its window from 3 x 3 up to k x k (see `_adaptive_median`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,14 @@ import numpy as np
 
 from .errors import TamxError
 
-RANK_GAUSSIAN, MEDIAN, GAUSSIAN = 0, 1, 2
-FILTERS = {"rank-gaussian": RANK_GAUSSIAN, "median": MEDIAN, "gaussian": GAUSSIAN, "none": -1}
+RANK_GAUSSIAN, MEDIAN, GAUSSIAN, ADAPTIVE_MEDIAN = 0, 1, 2, 3
+FILTERS = {
+    "rank-gaussian": RANK_GAUSSIAN,
+    "median": MEDIAN,
+    "gaussian": GAUSSIAN,
+    "adaptive-median": ADAPTIVE_MEDIAN,
+    "none": -1,
+}
 
 
 def check_kernel_size(kernel_size: int) -> int:
@@ -122,6 +129,37 @@ def _rank_gaussian(window: np.ndarray, n: int, mean: float) -> float:
     return acc / total
 
 
+@numba.njit(cache=True, inline="always")
+def _adaptive_median(padded: np.ndarray, stride: int, y: int, x: int, half: int, k: int, window: np.ndarray) -> float:
+    """The adaptive median filter (Hwang & Haddad 1995, as used by Chang et al. 2008) at one cell.
+
+    `padded` holds the frame with `half = k // 2` cells of reflect padding, row stride `stride`;
+    z is the cell's value. For window sizes s = 3, 5, ..., k (k is the largest window):
+    take the s x s window's min, median (the middle of the s^2 sorted values) and max.
+    If min < median < max, the median is not an impulse: output z when min < z < max (z is not
+    an impulse either), else the median. Otherwise grow the window; when s = k is reached
+    without a non-impulse median, output the k x k median. k = 1 outputs z.
+    """
+    centre = (y + half) * stride + x + half
+    z = padded[centre]
+    if k < 3:
+        return z
+    median = z
+    for s in range(3, k + 1, 2):
+        r = s // 2
+        n = 0
+        for dy in range(-r, r + 1):
+            base = centre + dy * stride
+            for dx in range(-r, r + 1):
+                window[n] = padded[base + dx]
+                n += 1
+        _sort_small(window, n)
+        low, median, high = window[0], window[n // 2], window[n - 1]
+        if low < median < high:
+            return z if low < z < high else median
+    return median
+
+
 @numba.njit(cache=True, parallel=True)
 def _filter_frames(maps: np.ndarray, frames: np.ndarray, k: int, kind: int, spatial: np.ndarray) -> np.ndarray:
     """Filter maps [T, V] frame by frame; frames[f] = (offset into V, H, W)."""
@@ -157,6 +195,9 @@ def _filter_frames(maps: np.ndarray, frames: np.ndarray, k: int, kind: int, spat
                     padded[py * stride + px] = maps[t, row + src_cols[col_start[f] + px]]
             for y in range(height):
                 for x in range(width):
+                    if kind == ADAPTIVE_MEDIAN:
+                        out[t, offset + y * width + x] = _adaptive_median(padded, stride, y, x, half, k, window)
+                        continue
                     m = 0
                     total = 0.0
                     for dy in range(k):
@@ -192,7 +233,8 @@ def filter_maps(maps: np.ndarray, frames: np.ndarray, name: str = "rank-gaussian
     """Apply filter `name` to each frame of each map.
 
     maps: [T, V] float; frames: [F, 3] int64 rows (offset into V, H, W) covering V.
-    Returns float32 [T, V]. "none" returns the maps unchanged (as float32).
+    Returns float32 [T, V]. "none" returns the maps unchanged (as float32). For
+    "adaptive-median", k is the largest window (it starts at 3 x 3).
     """
     kind = FILTERS[check_filter_name(name)]
     k = check_kernel_size(kernel_size)

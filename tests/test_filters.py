@@ -127,3 +127,61 @@ def test_output_within_window_min_and_max(grid, k):
     windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k))
     low, high = windows.min(axis=(2, 3)), windows.max(axis=(2, 3))
     assert np.all(out >= low * (1 - 1e-6) - 1e-30) and np.all(out <= high * (1 + 1e-6) + 1e-30)
+
+
+def _adaptive_median_ref(grid: np.ndarray, k: int) -> np.ndarray:
+    """Plain adaptive median: windows 3..k over reflect padding, stage A then stage B."""
+    half = k // 2
+    padded = np.pad(grid, half, mode="reflect") if half else grid
+    out = np.empty_like(grid)
+    for y in range(grid.shape[0]):
+        for x in range(grid.shape[1]):
+            z = grid[y, x]
+            result = z
+            for s in range(3, k + 1, 2):
+                r = s // 2
+                window = padded[y + half - r : y + half + r + 1, x + half - r : x + half + r + 1]
+                low, median, high = window.min(), np.sort(window.ravel())[s * s // 2], window.max()
+                result = median
+                if low < median < high:
+                    result = z if low < z < high else median
+                    break
+            out[y, x] = result
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (7, 9), (12, 4)])
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+def test_adaptive_median_agrees_with_reference(shape, k):
+    rng = np.random.default_rng(k + shape[0])
+    grid = rng.random(shape).astype(np.float32)
+    grid[rng.random(shape) < 0.2] = 0.0
+    grid[rng.random(shape) < 0.1] = 1.0
+    np.testing.assert_array_equal(filter_grid(grid, "adaptive-median", k), _adaptive_median_ref(grid, k))
+
+
+def test_adaptive_median_by_hand():
+    # Centre: window 1 2 3 4 6 7 8 9 100, median 6 lies strictly inside: the impulse 100 becomes 6.
+    # (0, 1) = 2 lies strictly inside its reflect-padded window (1 .. 100): kept.
+    # (0, 0) = 1 is its window's minimum (1 2 2 4 4 100 100 100 100): replaced by the median 4.
+    grid = np.array([[1, 2, 3], [4, 100, 6], [7, 8, 9]], dtype=np.float32)
+    out = filter_grid(grid, "adaptive-median", 3)
+    assert out[1, 1] == 6.0 and out[0, 1] == 2.0 and out[0, 0] == 4.0
+
+
+def test_adaptive_median_grows_its_window_over_a_cluster():
+    # A 3x3 cluster of zeros: its 3x3 median is an impulse (0 = min = max), so k = 5 looks at
+    # the 5x5 window: nine zeros and 1..16 sorted, median (index 12) = 4, and z = 0 is the min.
+    grid = np.zeros((5, 5), dtype=np.float32)
+    ring = [(y, x) for y in range(5) for x in range(5) if not (1 <= y <= 3 and 1 <= x <= 3)]
+    for value, (y, x) in enumerate(ring, start=1):
+        grid[y, x] = value
+    assert filter_grid(grid, "adaptive-median", 3)[2, 2] == 0.0
+    assert filter_grid(grid, "adaptive-median", 5)[2, 2] == 4.0
+
+
+def test_adaptive_median_is_a_cli_filter_choice():
+    from pipeline.cli import explain
+
+    choices = next(p for p in explain.params if p.name == "filter_name").type.choices
+    assert "adaptive-median" in choices

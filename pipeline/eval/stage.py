@@ -1,0 +1,288 @@
+"""Score every stored variant of a run against a dataset's masks; write CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tamx import ExplainSettings, open_run
+from tamx.datasets import Record, category_names, load_dataset
+from tamx.errors import TamxError
+from tamx.metrics import (
+    FunctionScore,
+    ObjectScore,
+    Summary,
+    Word,
+    first_prompt_map,
+    match_category,
+    quantise_maps,
+    score_answer,
+    summarise,
+)
+from tamx.pos import NOUN, Tagger, category_lemmas, lemma, normalise_word
+from tamx.records import Sample
+from tamx.report import token_strings
+from tamx.words import group_words
+
+log = logging.getLogger(__name__)
+
+# Table order: the baselines and ablations of the paper's Tables 1-3, then anything else.
+VARIANT_ORDER = ("cam", "eci", "eci-mean", "rank-gaussian", "median", "gaussian", "adaptive-median", "tam")
+
+
+@dataclass
+class EvalResult:
+    """Scores of every variant over the samples the run and the dataset share."""
+
+    dataset: str
+    settings: dict[str, Any]
+    summaries: dict[str, Summary] = field(default_factory=dict)
+    variant_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    samples: dict[str, int] = field(default_factory=dict)
+    objects: dict[str, list[ObjectScore]] = field(default_factory=lambda: defaultdict(list))
+    functions: dict[str, list[FunctionScore]] = field(default_factory=lambda: defaultdict(list))
+    no_threshold: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    not_in_dataset: list[str] = field(default_factory=list)
+    not_in_run: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def variants(self) -> list[str]:
+        """Variant names in table order."""
+        known = [v for v in VARIANT_ORDER if v in self.summaries]
+        return known + sorted(v for v in self.summaries if v not in VARIANT_ORDER)
+
+    def per_class(self, variant: str) -> list[dict[str, Any]]:
+        """Obj-IoU, precision and recall per category (means over its entries)."""
+        rows: dict[str, list[ObjectScore]] = defaultdict(list)
+        for entry in self.objects[variant]:
+            rows[entry.category].append(entry)
+        return [
+            {
+                "variant": variant,
+                "category": name,
+                "count": len(entries),
+                "obj_iou": float(np.mean([e.iou for e in entries])),
+                "precision": float(np.mean([e.precision for e in entries])),
+                "recall": float(np.mean([e.recall for e in entries])),
+            }
+            for name, entries in sorted(rows.items())
+        ]
+
+    def per_word(self, variant: str) -> list[dict[str, Any]]:
+        """Mean score per word (its lemma, lower case) and kind: Obj-IoU for nouns, Func-IoU for function words."""
+        rows: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for o in self.objects[variant]:
+            rows[("noun", lemma(normalise_word(o.words)))].append(o.iou)
+        for f in self.functions[variant]:
+            rows[("function", normalise_word(f.word))].append(f.score)
+        return [
+            {"variant": variant, "kind": kind, "word": word, "count": len(v), "score": float(np.mean(v))}
+            for (kind, word), v in sorted(rows.items(), key=lambda item: (item[0][0], -len(item[1]), item[0][1]))
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "settings": self.settings,
+            "variants": {
+                v: {**self.summaries[v].to_json(), "samples": self.samples[v], "settings": self.variant_settings[v]}
+                for v in self.variants()
+            },
+            "per_class": {v: self.per_class(v) for v in self.variants()},
+            "per_word": {v: self.per_word(v) for v in self.variants()},
+            "function_words_without_threshold": dict(self.no_threshold),
+            "samples_not_in_dataset": self.not_in_dataset,
+            "records_not_in_run": self.not_in_run,
+            "failed": self.failed,
+        }
+
+
+def answer_words(sample: Sample, tagger: Tagger, categories: dict[str, set[str]]) -> list[Word]:
+    """The answer's words with their classes and matched categories (answer-token indices)."""
+    strings = token_strings(sample)
+    answer = [strings[p] for p in sample.answer_positions.tolist()]
+    words = []
+    for tokens in group_words(answer):
+        text = "".join(answer[t] for t in tokens).strip()
+        kind = tagger(text)
+        category = match_category(normalise_word(text), categories) if kind == NOUN else None
+        words.append(Word(text=text, tokens=tuple(tokens), kind=kind, category=category))
+    return words
+
+
+def _image_cells(sample: Sample) -> tuple[int, int]:
+    blocks = sample.vision_blocks
+    if len(blocks) != 1 or blocks[0].kind != "image" or blocks[0].grid[0] != 1:
+        shown = "; ".join(f"{b.kind} {b.grid}" for b in blocks) or "none"
+        raise TamxError(f"sample {sample.id!r}: eval scores samples with one image, this one has {shown}")
+    return blocks[0].grid[1], blocks[0].grid[2]
+
+
+def _score_sample(
+    run, record: Record, sample_id: str, variants: Sequence[str] | None, tagger: Tagger, first_token: bool
+) -> dict[str, tuple[Any, dict[str, Any]]]:
+    sample = run.sample(sample_id)
+    height, width = _image_cells(sample)
+    masks = record.masks()
+    categories = {name: lemmas for name, lemmas in category_lemmas(record.categories).items() if name in masks}
+    words = answer_words(sample, tagger, categories)
+    stored = run.variants(sample_id)
+    chosen = [v for v in stored if variants is None or v in variants]
+    scored = {}
+    for variant in chosen:
+        maps = run.maps(sample_id, variant)
+        relevance = np.concatenate(
+            [maps.text_relevance, maps.answer_relevance if maps.answer_relevance is not None else maps.cam[:, :0]],
+            axis=1,
+        )
+        quantised = quantise_maps(maps.tam, maps.eci, relevance)
+        if first_token:
+            before, after = first_prompt_map(sample, ExplainSettings.from_json(maps.settings))
+            quantised[0] = quantise_maps(after[None], before[None])[0]
+        grids = quantised.reshape(len(quantised), height, width)
+        scored[variant] = (score_answer(sample_id, words, grids, masks), maps.settings)
+    return scored
+
+
+def evaluate_run(
+    run_path: str | os.PathLike,
+    dataset: str,
+    data_dir: str | os.PathLike,
+    variants: Sequence[str] | None = None,
+    tagger: str = "rules",
+    first_token: bool = True,
+    sample_ids: Sequence[str] | None = None,
+    wrap: Callable[[Iterator[str], int], Iterator[str]] | None = None,
+) -> EvalResult:
+    """Score the variants (default: all stored) of every run sample that has a dataset record.
+
+    Samples match records by id (the ids `write_manifest` gives). A sample that cannot be
+    scored is reported in `failed` and the others go on.
+    """
+    records = {r.id: r for r in load_dataset(dataset, data_dir)}
+    word_tagger = Tagger(
+        tagger, {w for ws in category_lemmas(category_names(list(records.values()))).values() for w in ws}
+    )
+    run = open_run(run_path)
+    ids = run.sample_ids() if sample_ids is None else list(sample_ids)
+    result = EvalResult(dataset=dataset, settings={"tagger": tagger, "first_token_substitution": first_token})
+    result.not_in_dataset = [s for s in ids if s not in records]
+    result.not_in_run = len(set(records) - set(run.sample_ids()))
+    if result.not_in_dataset:
+        log.warning(
+            "%d sample(s) of %s have no %s record (ids differ): skipped", len(result.not_in_dataset), run_path, dataset
+        )
+    shared = [s for s in ids if s in records]
+    if not shared:
+        raise TamxError(
+            f"no sample of {run_path} has an id of the {dataset} records in {data_dir}; encode the manifest "
+            "that write_manifest writes for this dataset so the ids match"
+        )
+    names = iter(shared)
+    for sample_id in wrap(names, len(shared)) if wrap else names:
+        try:
+            scored = _score_sample(run, records[sample_id], sample_id, variants, word_tagger, first_token)
+        except TamxError as exc:
+            result.failed[sample_id] = str(exc)
+            continue
+        for variant, (scores, settings) in scored.items():
+            result.objects[variant].extend(scores.objects)
+            result.functions[variant].extend(scores.functions)
+            result.no_threshold[variant] += scores.no_threshold
+            result.samples[variant] = result.samples.get(variant, 0) + 1
+            result.variant_settings.setdefault(variant, settings)
+    for variant in result.samples:
+        result.summaries[variant] = summarise(result.objects[variant], result.functions[variant])
+    if variants is not None:
+        absent = [v for v in variants if v not in result.summaries]
+        if absent:
+            raise TamxError(f"variant(s) {', '.join(absent)} are not stored for these samples; run `tamx explain`")
+    return result
+
+
+def _settings_label(settings: dict[str, Any]) -> tuple[str, str]:
+    eci = {"relevance": "yes", "uniform": "mean", "off": "-"}.get(settings.get("eci", ""), "?")
+    name = settings.get("filter", "?")
+    filt = "-" if name == "none" else f"{name} k{settings.get('kernel_size', 3)}"
+    return eci, filt
+
+
+def format_table(result: EvalResult) -> str:
+    """The paper-style table (percent): variant, ECI, filter, Obj-IoU, Func-IoU, F1-IoU, precision, recall."""
+    header = (
+        f"{'variant':<18} {'ECI':<5} {'filter':<20} {'samples':>7} {'Obj-IoU':>8} {'Func-IoU':>9} {'F1-IoU':>7} "
+        f"{'Prec.':>6} {'Recall':>6} {'objects':>7} {'func.':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for variant in result.variants():
+        s = result.summaries[variant]
+        eci, filt = _settings_label(result.variant_settings[variant])
+        lines.append(
+            f"{variant:<18} {eci:<5} {filt:<20} {result.samples[variant]:>7} {100 * s.obj_iou:>8.2f} "
+            f"{100 * s.func_iou:>9.2f} {100 * s.f1_iou:>7.2f} {100 * s.precision:>6.2f} {100 * s.recall:>6.2f} "
+            f"{s.objects:>7} {s.functions:>6}"
+        )
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    staged = path.with_name(path.name + ".partial")
+    with staged.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(staged, path)
+
+
+def write_results(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write summary.csv, summary.json, per_class.csv, per_word.csv and entries.csv to out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    variants = result.variants()
+    summary_rows = []
+    for v in variants:
+        eci, filt = _settings_label(result.variant_settings[v])
+        summary_rows.append(
+            {"variant": v, "eci": eci, "filter": filt, "samples": result.samples[v]} | asdict(result.summaries[v])
+        )
+    paths = {
+        name: out / name for name in ("summary.csv", "summary.json", "per_class.csv", "per_word.csv", "entries.csv")
+    }
+    _write_csv(paths["summary.csv"], summary_rows, list(summary_rows[0]) if summary_rows else ["variant"])
+    staged = paths["summary.json"].with_name("summary.json.partial")
+    staged.write_text(json.dumps(result.to_json(), indent=2))
+    os.replace(staged, paths["summary.json"])
+    _write_csv(
+        paths["per_class.csv"],
+        [row for v in variants for row in result.per_class(v)],
+        ["variant", "category", "count", "obj_iou", "precision", "recall"],
+    )
+    _write_csv(
+        paths["per_word.csv"],
+        [row for v in variants for row in result.per_word(v)],
+        ["variant", "kind", "word", "count", "score"],
+    )
+    entries = [
+        {"variant": v, "sample": o.sample, "kind": "noun", "words": o.words, "category": o.category, "score": o.iou,
+         "precision": o.precision, "recall": o.recall, "threshold": ""}
+        for v in variants for o in result.objects[v]
+    ] + [
+        {"variant": v, "sample": f.sample, "kind": "function", "words": f.word, "category": "", "score": f.score,
+         "precision": "", "recall": "", "threshold": f.threshold}
+        for v in variants for f in result.functions[v]
+    ]  # fmt: skip
+    _write_csv(
+        paths["entries.csv"],
+        entries,
+        ["variant", "sample", "kind", "words", "category", "score", "precision", "recall", "threshold"],
+    )
+    return paths
