@@ -13,6 +13,7 @@ from tamx import ExplainSettings
 from tamx.errors import TamxError
 from tamx.filters import FILTERS
 
+from .encode.command import encode
 from .explain import explain_run
 from .info import run_summary
 from .interchange import export_file, import_files
@@ -178,3 +179,7 @@ def export(run: str, sample_id: str | None, variant: str | None, out: str) -> No
     """Export one sample of RUN (and its maps) as a single safetensors file."""
     exported = export_file(run, out, sample_id, variant)
     click.echo(f"wrote {out} (sample {exported!r})", err=True)
+
+
+# torch and transformers load only when `tamx encode` runs
+main.add_command(encode)

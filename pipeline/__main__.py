@@ -1,0 +1,5 @@
+"""`python -m pipeline` runs the `tamx` command line."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,267 @@
+"""Encode one sample: preprocess, generate (or teacher-force) under the final-norm hook, build a Sample."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from tamx.dtypes import STORAGE_DTYPES
+from tamx.records import LMHead, Sample, VisionBlock
+
+from .adapters import Adapter, AdapterError
+from .capture import FinalNormCapture
+from .inputs import EncodeInput, InputError, load_media, media_kind, media_records, split_answer
+
+log = logging.getLogger(__name__)
+
+TORCH_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How samples are encoded: greedy decoding length, candidates per step, video frames, context."""
+
+    max_new_tokens: int = 64
+    top_k: int = 3
+    num_frames: int = 8
+    include_system: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    if dtype not in TORCH_DTYPE_NAMES:
+        raise AdapterError(f"model dtype {dtype} cannot be stored; load the model in bf16, fp16 or fp32")
+    return TORCH_DTYPE_NAMES[dtype]
+
+
+def to_storage(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as the store holds it: bf16 as its uint16 bits, fp16 / fp32 as they are."""
+    tensor = tensor.detach().cpu().contiguous()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(np.uint16)
+    return tensor.numpy().astype(STORAGE_DTYPES[dtype_name(tensor.dtype)], copy=False)
+
+
+def text_spans(prompt: str, messages: list[dict[str, Any]], include_system: bool) -> list[tuple[int, int]]:
+    """Character spans of the message texts inside the rendered prompt (system text left out by default)."""
+    spans = []
+    cursor = 0
+    for message in messages:
+        for item in message["content"]:
+            if media_kind(item) is not None or not item.get("text"):
+                continue
+            text = item["text"]
+            found = prompt.find(text, cursor)
+            if found < 0:
+                text = text.strip()
+                found = prompt.find(text, cursor) if text else -1
+            if found < 0:
+                raise AdapterError(
+                    f"the chat template does not copy the text {item['text'][:40]!r} of a {message['role']} turn "
+                    "verbatim; tamx cannot tell prompt text from scaffolding for this template"
+                )
+            if message["role"] != "system" or include_system:
+                spans.append((found, found + len(text)))
+            cursor = found + len(text)
+    return spans
+
+
+def _shift_spans(spans: list[tuple[int, int]], replacements: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """Move spans of the rendered prompt to the processor's expanded text (placeholders replaced)."""
+    shifted = []
+    for start, stop in spans:
+        offset = 0
+        for rep in replacements:
+            (_rep_start, rep_stop), (_new_start, new_stop) = rep["span"], rep["new_span"]
+            if rep_stop <= start:
+                offset = new_stop - rep_stop
+        shifted.append((start + offset, stop + offset))
+    return shifted
+
+
+def context_positions(
+    offsets: np.ndarray, spans: list[tuple[int, int]], input_ids: np.ndarray, special_ids: set[int]
+) -> np.ndarray:
+    """Token positions whose characters lie inside a message text span, special tokens excluded."""
+    keep = np.zeros(len(offsets), dtype=bool)
+    starts, stops = offsets[:, 0], offsets[:, 1]
+    for span_start, span_stop in spans:
+        keep |= (stops > starts) & (starts < span_stop) & (stops > span_start)
+    keep &= ~np.isin(input_ids, np.array(sorted(special_ids), dtype=np.int64))
+    return np.flatnonzero(keep).astype(np.int64)
+
+
+def _device_inputs(inputs: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    moved = {}
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device)
+            if value.is_floating_point():
+                value = value.to(dtype)
+        moved[key] = value
+    return moved
+
+
+def _head_logits(adapter: Adapter, states: torch.Tensor) -> torch.Tensor:
+    """Full-vocabulary logits [n, V] float32 for a few hidden states (soft-capped like the model)."""
+    logits = adapter.model.get_output_embeddings()(states).float()
+    cap = adapter.logit_softcap()
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def _eos_ids(adapter: Adapter) -> list[int]:
+    ids = adapter.model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if adapter.tokenizer.eos_token_id is not None:
+        ids.append(int(adapter.tokenizer.eos_token_id))
+    return sorted(set(ids))
+
+
+def encode_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSettings, model_id: str) -> Sample:
+    """Run the model on one sample under the final-norm hook and return the Sample to store."""
+    model, processor, tokenizer = adapter.model, adapter.processor, adapter.tokenizer
+    messages, answer = split_answer(sample)
+    media = load_media(sample.id, messages, settings.num_frames, adapter.frame_multiple())
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    spans = text_spans(prompt, messages, settings.include_system)
+    images = [m.pixels for m in media if m.kind == "image"]
+    videos = [m.pixels for m in media if m.kind == "video"]
+    if videos and getattr(processor, "video_processor", None) is None:
+        raise InputError(
+            sample.id,
+            f"video input needs the {type(processor).__name__} video processor, which needs torchvision; "
+            "install torchvision (pip install torchvision) or give images",
+        )
+    bos = tokenizer.bos_token
+    try:
+        processed = processor(
+            text=[prompt],
+            images=images or None,
+            videos=videos or None,
+            return_tensors="pt",
+            return_offsets_mapping=True,
+            return_text_replacement_offsets=True,
+            add_special_tokens=not (bos and prompt.startswith(bos)),
+            **adapter.processor_kwargs(media),
+        )
+    except (ValueError, TypeError) as exc:
+        raise InputError(sample.id, f"the processor rejected the inputs: {exc}") from None
+    prompt_ids = processed["input_ids"][0].numpy().astype(np.int64)
+    roles = adapter.special_tokens()
+    special_ids = set(roles.values()) | {int(t) for t in tokenizer.all_special_ids}
+    spans = _shift_spans(spans, processed.get("text_replacement_offsets", [[]])[0])
+    offsets = np.asarray(processed["offset_mapping"][0], dtype=np.int64).reshape(-1, 2)
+    context = context_positions(offsets, spans, prompt_ids, special_ids)
+    blocks = [
+        VisionBlock(start=start, grid=spec.grid, kind=spec.kind, media=spec.media, frames=spec.frames)
+        for start, spec in adapter.find_blocks(prompt_ids, adapter.block_specs(media, processed))
+    ]
+
+    device, dtype = model.device, model.dtype
+    inputs = _device_inputs(adapter.model_inputs(processed), device, dtype)
+    prompt_length = len(prompt_ids)
+    norm = adapter.final_norm()
+    with torch.inference_mode():
+        if answer is not None:
+            answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+            if not answer_ids:
+                raise InputError(sample.id, "the given answer tokenizes to nothing")
+            extra = torch.tensor([answer_ids], dtype=inputs["input_ids"].dtype, device=device)
+            inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
+            for key in ("attention_mask", "mm_token_type_ids", "token_type_ids"):
+                if key in inputs:
+                    fill = torch.ones_like(extra) if key == "attention_mask" else torch.zeros_like(extra)
+                    inputs[key] = torch.cat([inputs[key], fill.to(inputs[key].dtype)], dim=1)
+            with FinalNormCapture(norm, inputs["input_ids"].shape[1]) as capture:
+                model(**inputs, use_cache=False, logits_to_keep=1)
+            input_ids = np.concatenate([prompt_ids, np.asarray(answer_ids, dtype=np.int64)])
+            hidden = capture.states[: len(input_ids) - 1]
+            answer_positions = np.arange(prompt_length, len(input_ids), dtype=np.int64)
+            step_logits = _head_logits(adapter, hidden[answer_positions - 1])
+            mode = "teacher-forced"
+        else:
+            eos = _eos_ids(adapter)
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else None)
+            with FinalNormCapture(norm, prompt_length + settings.max_new_tokens) as capture:
+                out = model.generate(
+                    **inputs,
+                    max_new_tokens=settings.max_new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    eos_token_id=eos or None,
+                    pad_token_id=pad,
+                    output_logits=True,
+                    return_dict_in_generate=True,
+                )
+            generated = out.sequences[0, prompt_length:].cpu().numpy().astype(np.int64)
+            stops = np.flatnonzero(np.isin(generated, eos))
+            count = int(stops[0]) if len(stops) else len(generated)
+            if count == 0:
+                raise InputError(sample.id, "the model ended its answer at once (first token is end-of-sequence)")
+            input_ids = np.concatenate([prompt_ids, generated[:count]])
+            hidden = capture.states[: len(input_ids) - 1]
+            answer_positions = np.arange(prompt_length, len(input_ids), dtype=np.int64)
+            step_logits = torch.cat([out.logits[i][:1].float() for i in range(count)])
+            answer = tokenizer.decode(generated[:count].tolist())
+            mode = "generate"
+        if len(hidden) != len(input_ids) - 1:
+            raise AdapterError(
+                f"the final-norm hook recorded {len(hidden)} states for {len(input_ids)} tokens; "
+                f"the {adapter.family} adapter hooks the wrong module"
+            )
+        candidate_ids = candidate_logprobs = None
+        if settings.top_k > 0:
+            logprobs = torch.log_softmax(step_logits, dim=-1)
+            top = torch.topk(logprobs, k=min(settings.top_k, logprobs.shape[-1]), dim=-1)
+            candidate_ids = top.indices.cpu().numpy().astype(np.int64)
+            candidate_logprobs = top.values.cpu().numpy().astype(np.float32)
+        hidden_stored = to_storage(hidden)
+
+    stored_dtype = dtype_name(hidden.dtype)
+    unique_ids, inverse = np.unique(input_ids, return_inverse=True)
+    names = [tokenizer.decode([int(t)]) for t in unique_ids]
+    record = Sample(
+        id=sample.id,
+        hidden=hidden_stored,
+        hidden_dtype=stored_dtype,
+        input_ids=input_ids,
+        vision_blocks=tuple(blocks),
+        answer_positions=answer_positions,
+        context_positions=context,
+        lm_head=LMHead(ids=np.zeros(0, np.int64), rows=np.zeros((0, hidden.shape[1]), np.float32)),
+        candidate_ids=candidate_ids,
+        candidate_logprobs=candidate_logprobs,
+        tokens=[names[i] for i in inverse.tolist()],
+        media=media_records(media),
+        messages=messages,
+        meta={
+            "model_id": model_id,
+            "mode": mode,
+            "prompt": prompt,
+            "answer": answer,
+            "settings": settings.to_json(),
+            "video_fps": [m.fps for m in media if m.kind == "video"],
+        },
+    )
+    record.lm_head = lm_head_rows(adapter, record.needed_token_ids())
+    return record
+
+
+def lm_head_rows(adapter: Adapter, token_ids: np.ndarray) -> LMHead:
+    """The LM-head rows (and bias) of `token_ids`, copied in the model's dtype."""
+    head = adapter.model.get_output_embeddings()
+    index = torch.as_tensor(token_ids, dtype=torch.long, device=head.weight.device)
+    rows = head.weight.detach().index_select(0, index)
+    bias = None if getattr(head, "bias", None) is None else head.bias.detach().index_select(0, index)
+    return LMHead(
+        ids=np.asarray(token_ids, dtype=np.int64),
+        rows=to_storage(rows),
+        dtype=dtype_name(rows.dtype),
+        bias=None if bias is None else to_storage(bias),
+    )
