@@ -24,7 +24,7 @@ from pipeline.encode.adapters import AdapterError, adapter_class  # noqa: E402
 from .tiny_models import QwenVideoProcessorDouble, write_image, write_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ["llava", "qwen2_vl"]
+FAMILIES = ["llava", "qwen2_vl", "qwen2_5_vl"]
 
 
 def _env():
@@ -58,7 +58,7 @@ def loaded(tiny_model_dir):
         if family not in cache:
             path = tiny_model_dir(family)
             processor = load_processor(str(path))
-            if family == "qwen2_vl" and getattr(processor, "video_processor", None) is None:
+            if family.startswith("qwen") and getattr(processor, "video_processor", None) is None:
                 processor.video_processor = QwenVideoProcessorDouble(processor.image_processor)
             cache[family] = (path, load_model(str(path), device="cpu", dtype="fp32"), processor)
         return cache[family]
@@ -74,6 +74,14 @@ def model_inputs_for(processor, sample, media_items):
     images = [m.pixels for m in items if m.kind == "image"] or None
     videos = [m.pixels for m in items if m.kind == "video"] or None
     kwargs = {"do_sample_frames": False} if videos else {}
+    if videos:
+        from transformers.video_utils import VideoMetadata
+
+        kwargs["video_metadata"] = [
+            VideoMetadata(total_num_frames=6, fps=4.0, frames_indices=list(m.frame_indices))
+            for m in items
+            if m.kind == "video"
+        ]
     return processor(text=[sample.meta["prompt"]], images=images, videos=videos, return_tensors="pt", **kwargs)
 
 
@@ -163,7 +171,7 @@ def test_blocks_match_placeholders_for_non_square_and_several_images(loaded, fam
     assert [b.media for b in stored.vision_blocks] == [0, 1]
     assert sum(b.size for b in stored.vision_blocks) == int((stored.input_ids == image_token).sum())
     inputs = model_inputs_for(processor, stored, 1)
-    if family == "qwen2_vl":
+    if family.startswith("qwen"):
         merge = model.config.vision_config.spatial_merge_size
         expected = [(t, h // merge, w // merge) for t, h, w in inputs["image_grid_thw"].tolist()]
         assert [b.grid for b in stored.vision_blocks] == expected
@@ -176,10 +184,11 @@ def test_blocks_match_placeholders_for_non_square_and_several_images(loaded, fam
         assert stored.input_ids[block.stop] != image_token and stored.input_ids[block.start - 1] != image_token
 
 
-def test_qwen2_vl_video_block_covers_frame_pairs(loaded, media, tmp_path):
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_qwen_video_block_covers_frame_pairs(loaded, family, media, tmp_path):
     """(c) a video: T = frames / temporal_patch_size, each slice lists the source frames it merges."""
     sample = inline_input((media["wide"],), media["video"], "Which one shows more people?", "The video", "video")
-    run, _model, processor = encode_one(loaded, "qwen2_vl", tmp_path, sample, num_frames=4)
+    run, _model, processor = encode_one(loaded, family, tmp_path, sample, num_frames=4)
     stored = run.sample("video")
     image_block, video_block = stored.vision_blocks
     assert (image_block.kind, video_block.kind) == ("image", "video")

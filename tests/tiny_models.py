@@ -70,15 +70,24 @@ def _save(folder: Path, model, tokenizer, image_processor, template: str, proces
     return folder
 
 
-def build_qwen2_vl(folder: Path, seed: int = 0) -> Path:
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
+def build_qwen2_vl(folder: Path, seed: int = 0, version: str = "2") -> Path:
+    import transformers
+    from transformers import Qwen2VLImageProcessor
+
+    if version == "2.5":
+        config_class, model_class = transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
+        vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64}
+        vision.update({"window_size": 56, "fullatt_block_indexes": [1]})
+    else:
+        config_class, model_class = transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
+        vision = {"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2}
 
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>"]
     special += ["<|image_pad|>", "<|video_pad|>"]
     tokenizer = make_tokenizer(special, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in special}
     torch.manual_seed(seed)
-    config = Qwen2VLConfig(
+    config = config_class(
         text_config={
             "vocab_size": len(tokenizer),
             "hidden_size": 64,
@@ -91,13 +100,13 @@ def build_qwen2_vl(folder: Path, seed: int = 0) -> Path:
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
         },
-        vision_config={"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2},
+        vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
-    model = Qwen2VLForConditionalGeneration(config).eval()
+    model = model_class(config).eval()
     return _save(folder, model, tokenizer, Qwen2VLImageProcessor(), QWEN2_VL_TEMPLATE)
 
 
@@ -138,7 +147,11 @@ def build_llava(folder: Path, seed: int = 0) -> Path:
     return _save(folder, model, tokenizer, CLIPImageProcessor(), LLAVA_TEMPLATE, processor_config)
 
 
-BUILDERS = {"qwen2_vl": build_qwen2_vl, "llava": build_llava}
+BUILDERS = {
+    "qwen2_vl": build_qwen2_vl,
+    "qwen2_5_vl": lambda folder: build_qwen2_vl(folder, version="2.5"),
+    "llava": build_llava,
+}
 
 
 def write_image(path: Path, height: int, width: int, seed: int = 0) -> str:
@@ -191,4 +204,6 @@ class QwenVideoProcessorDouble:
             all_patches.append(x.reshape(gt * gh * gw, 3 * tps * p * p))
             grids.append([gt, gh, gw])
         data = {"pixel_values_videos": np.concatenate(all_patches), "video_grid_thw": np.asarray(grids, np.int64)}
+        if kwargs.get("video_metadata") is not None:
+            data["video_metadata"] = kwargs["video_metadata"]
         return BatchFeature(data, tensor_type=kwargs.get("return_tensors"))

@@ -119,7 +119,22 @@ class Adapter:
 
     def processor_kwargs(self, media: list[MediaItem]) -> dict[str, Any]:
         """Extra keyword arguments of the processor call (frames are already sampled)."""
-        return {"do_sample_frames": False} if any(m.kind == "video" for m in media) else {}
+        videos = [m for m in media if m.kind == "video"]
+        if not videos:
+            return {}
+        from transformers.video_utils import VideoMetadata
+
+        metadata = [
+            VideoMetadata(
+                total_num_frames=m.source_frames or len(m.frame_indices),
+                fps=m.fps,
+                height=int(m.pixels.shape[1]),
+                width=int(m.pixels.shape[2]),
+                frames_indices=list(m.frame_indices),
+            )
+            for m in videos
+        ]
+        return {"do_sample_frames": False, "video_metadata": metadata}
 
     def model_inputs(self, processed: dict[str, Any]) -> dict[str, Any]:
         """The processor outputs the model's forward and generate take."""
