@@ -117,6 +117,7 @@ def encode(
     for sample in wrap(stream, len(todo)) if wrap else stream:
         try:
             record = encode_sample(adapter, sample, settings, str(model_id))
+            record.meta["rank"] = {"rank": rank, "world_size": world}
             run.write_sample(record, overwrite=True)
         except (TamxError, ValueError, OSError, RuntimeError) as exc:
             log.debug("sample %s failed", sample.id, exc_info=True)
