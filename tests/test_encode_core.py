@@ -24,7 +24,7 @@ from pipeline.encode.adapters import AdapterError, adapter_class  # noqa: E402
 from .tiny_models import QwenVideoProcessorDouble, write_image, write_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ["llava", "qwen2_vl", "qwen2_5_vl"]
+FAMILIES = ["llava", "qwen2_vl", "qwen2_5_vl", "gemma3"]
 
 
 def _env():
@@ -82,6 +82,8 @@ def model_inputs_for(processor, sample, media_items):
             for m in items
             if m.kind == "video"
         ]
+    bos = processor.tokenizer.bos_token
+    kwargs["add_special_tokens"] = not (bos and sample.meta["prompt"].startswith(bos))
     return processor(text=[sample.meta["prompt"]], images=images, videos=videos, return_tensors="pt", **kwargs)
 
 
@@ -119,8 +121,9 @@ def test_greedy_tokens_and_teacher_forced_hidden(loaded, family, media, tmp_path
     answer = torch.as_tensor(stored.input_ids[prompt_length:])[None]
     inputs["input_ids"] = torch.cat([inputs["input_ids"], answer], 1)
     inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
-    if "mm_token_type_ids" in inputs:
-        inputs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(answer)], 1)
+    for key in ("mm_token_type_ids", "token_type_ids"):
+        if key in inputs:
+            inputs[key] = torch.cat([inputs[key], torch.zeros_like(answer)], 1)
     with torch.inference_mode():
         reference = model.model(**inputs).last_hidden_state[0].numpy()
     np.testing.assert_allclose(hidden, reference[:-1], rtol=1e-4, atol=1e-4)
@@ -176,9 +179,12 @@ def test_blocks_match_placeholders_for_non_square_and_several_images(loaded, fam
         expected = [(t, h // merge, w // merge) for t, h, w in inputs["image_grid_thw"].tolist()]
         assert [b.grid for b in stored.vision_blocks] == expected
         assert expected[0][2] > expected[0][1] and expected[1][1] > expected[1][2]  # wide, then tall
-    else:
+    elif family == "llava":
         side = model.config.vision_config.image_size // model.config.vision_config.patch_size
         assert [b.grid for b in stored.vision_blocks] == [(1, side, side)] * 2
+    else:
+        ((t, h, w),) = {b.grid for b in stored.vision_blocks}
+        assert t == 1 and h * w == model.config.mm_tokens_per_image
     for block in stored.vision_blocks:
         assert np.all(stored.input_ids[block.start : block.stop] == image_token)
         assert stored.input_ids[block.stop] != image_token and stored.input_ids[block.start - 1] != image_token

@@ -147,7 +147,68 @@ def build_llava(folder: Path, seed: int = 0) -> Path:
     return _save(folder, model, tokenizer, CLIPImageProcessor(), LLAVA_TEMPLATE, processor_config)
 
 
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}<start_of_turn>{{ role }}\n"
+    "{% if message['content'] is string %}{{ message['content'] | trim }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] | trim }}{% endif %}{% endfor %}{% endif %}<end_of_turn>\n"
+    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def build_gemma3(folder: Path, seed: int = 0) -> Path:
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor
+
+    special = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+    special += ["<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+    tokenizer = make_tokenizer(
+        special,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={
+            "image_token": "<image_soft_token>",
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+        },
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in special}
+    torch.manual_seed(seed)
+    config = Gemma3Config(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "sliding_window": 32,
+            "bos_token_id": ids["<bos>"],
+            "eos_token_id": [ids["<eos>"], ids["<end_of_turn>"]],
+            "pad_token_id": ids["<pad>"],
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 224,
+            "patch_size": 14,
+        },
+        mm_tokens_per_image=16,
+        boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"],
+    )
+    model = Gemma3ForConditionalGeneration(config).eval()
+    return _save(folder, model, tokenizer, Gemma3ImageProcessor(), GEMMA3_TEMPLATE, {"image_seq_length": 16})
+
+
 BUILDERS = {
+    "gemma3": build_gemma3,
     "qwen2_vl": build_qwen2_vl,
     "qwen2_5_vl": lambda folder: build_qwen2_vl(folder, version="2.5"),
     "llava": build_llava,

@@ -12,10 +12,11 @@ from typing import Any
 from torch import nn
 
 from .base import Adapter, AdapterError, BlockSpec
+from .gemma3 import Gemma3Adapter
 from .llava import LlavaAdapter
 from .qwen2_vl import Qwen2VLAdapter
 
-ADAPTERS: tuple[type[Adapter], ...] = (Qwen2VLAdapter, LlavaAdapter)
+ADAPTERS: tuple[type[Adapter], ...] = (Qwen2VLAdapter, LlavaAdapter, Gemma3Adapter)
 
 
 def _registry() -> dict[str, type[Adapter]]:
