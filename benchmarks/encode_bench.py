@@ -164,7 +164,9 @@ def main() -> None:
             sys.exit(f"{mode} failed:\n{out.stderr[-3000:]}")
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     plain = results["plain"]
-    print(f"Qwen2-VL 2B widths, {args.layers} text layers, vision depth {args.vision_depth}, {args.device} {args.dtype}")
+    print(
+        f"Qwen2-VL 2B widths, {args.layers} text layers, vision depth {args.vision_depth}, {args.device} {args.dtype}"
+    )
     print(f"prompt {args.prompt_tokens} text + {args.grid * args.grid // 4} image tokens, {args.new_tokens} new tokens")
     print(f"{'mode':<8} {'time s':>8} {'x plain':>8} {'extra MB':>9} {'hidden MB':>10} {'extra/hidden':>13}")
     for mode, r in results.items():

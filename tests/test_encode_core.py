@@ -24,7 +24,7 @@ from pipeline.encode.adapters import AdapterError, adapter_class  # noqa: E402
 from .tiny_models import QwenVideoProcessorDouble, write_image, write_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ["llava", "qwen2_vl", "qwen2_5_vl", "gemma3"]
+FAMILIES = ["llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3"]
 
 
 def _env():
@@ -59,7 +59,8 @@ def loaded(tiny_model_dir):
             path = tiny_model_dir(family)
             processor = load_processor(str(path))
             if family.startswith("qwen") and getattr(processor, "video_processor", None) is None:
-                processor.video_processor = QwenVideoProcessorDouble(processor.image_processor)
+                patch = processor.image_processor.patch_size
+                processor.video_processor = QwenVideoProcessorDouble(processor.image_processor, patch_size=patch)
             cache[family] = (path, load_model(str(path), device="cpu", dtype="fp32"), processor)
         return cache[family]
 
@@ -205,8 +206,32 @@ def test_qwen_video_block_covers_frame_pairs(loaded, family, media, tmp_path):
     inputs = model_inputs_for(processor, stored, 2)
     t, h, w = inputs["video_grid_thw"][0].tolist()
     assert video_block.grid == (t, h // 2, w // 2)
+    assert np.array_equal(
+        stored.input_ids, np.concatenate([inputs["input_ids"][0].numpy(), stored.input_ids[stored.answer_positions]])
+    )
     frames = [m.frame for m in stored.media if m.kind == "video-frame"]
     assert frames == [0, 2, 3, 5]
+
+
+def test_qwen3_vl_video_has_one_block_per_timestamped_slice(loaded, media, tmp_path):
+    """(c) Qwen3-VL: timestamp text between slices, so every slice is its own (1, H, W) block."""
+    sample = inline_input((media["tall"],), media["video"], "Which one shows more people?", "The video", "video")
+    run, model, processor = encode_one(loaded, "qwen3_vl", tmp_path, sample, num_frames=4)
+    stored = run.sample("video")
+    image_block, *slices = stored.vision_blocks
+    assert image_block.kind == "image" and [b.kind for b in slices] == ["video", "video"]
+    assert [b.media for b in slices] == [1, 1]
+    assert [b.frames for b in slices] == [((0, 2),), ((3, 5),)]
+    inputs = model_inputs_for(processor, stored, 2)
+    t, h, w = inputs["video_grid_thw"][0].tolist()
+    merge = model.config.vision_config.spatial_merge_size
+    assert t == 2 and all(b.grid == (1, h // merge, w // merge) for b in slices)
+    video_token = run.info.special_tokens["video_token"]
+    assert int((stored.input_ids == video_token).sum()) == t * (h // merge) * (w // merge)
+    between = "".join(stored.tokens[slices[0].stop : slices[1].start])
+    assert "seconds>" in between  # the timestamp text sits between the slices ...
+    context = "".join(stored.tokens[p] for p in stored.context_positions)
+    assert context == "Which one shows more people?"  # ... and is not context
 
 
 def test_unsupported_architecture_names_the_missing_adapter():

@@ -59,6 +59,13 @@ def make_tokenizer(special: list[str], vocab: int = 300, **roles: str):
 
 def _save(folder: Path, model, tokenizer, image_processor, template: str, processor_config: dict | None = None):
     folder.mkdir(parents=True, exist_ok=True)
+    # Like a trained model, never predict a vision placeholder (its logit is 0, below the random maxima):
+    # a generated placeholder would make the teacher-forced re-run see more placeholders than images.
+    config = model.config
+    placeholders = [getattr(config, n, None) for n in ("image_token_id", "video_token_id")]
+    with torch.no_grad():
+        for token_id in filter(lambda t: t is not None, placeholders):
+            model.get_output_embeddings().weight[token_id] = 0
     tokenizer.chat_template = template
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -74,7 +81,11 @@ def build_qwen2_vl(folder: Path, seed: int = 0, version: str = "2") -> Path:
     import transformers
     from transformers import Qwen2VLImageProcessor
 
-    if version == "2.5":
+    if version == "3":
+        config_class, model_class = transformers.Qwen3VLConfig, transformers.Qwen3VLForConditionalGeneration
+        vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64}
+        vision.update({"num_position_embeddings": 64, "deepstack_visual_indexes": [0]})
+    elif version == "2.5":
         config_class, model_class = transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
         vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64}
         vision.update({"window_size": 56, "fullatt_block_indexes": [1]})
@@ -95,6 +106,7 @@ def build_qwen2_vl(folder: Path, seed: int = 0, version: str = "2") -> Path:
             "num_hidden_layers": 2,
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
+            "head_dim": 16,
             "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
             "bos_token_id": None,
             "eos_token_id": ids["<|im_end|>"],
@@ -107,7 +119,10 @@ def build_qwen2_vl(folder: Path, seed: int = 0, version: str = "2") -> Path:
         vision_end_token_id=ids["<|vision_end|>"],
     )
     model = model_class(config).eval()
-    return _save(folder, model, tokenizer, Qwen2VLImageProcessor(), QWEN2_VL_TEMPLATE)
+    # Qwen3-VL checkpoints ship the Qwen2-VL image processor with 16-pixel patches and 0.5 mean/std
+    extra = {"patch_size": 16, "image_mean": [0.5] * 3, "image_std": [0.5] * 3} if version == "3" else {}
+    image_processor = Qwen2VLImageProcessor(**extra)
+    return _save(folder, model, tokenizer, image_processor, QWEN2_VL_TEMPLATE)
 
 
 def build_llava(folder: Path, seed: int = 0) -> Path:
@@ -211,6 +226,7 @@ BUILDERS = {
     "gemma3": build_gemma3,
     "qwen2_vl": build_qwen2_vl,
     "qwen2_5_vl": lambda folder: build_qwen2_vl(folder, version="2.5"),
+    "qwen3_vl": lambda folder: build_qwen2_vl(folder, version="3"),
     "llava": build_llava,
 }
 
