@@ -24,7 +24,7 @@ from pipeline.encode.adapters import AdapterError, adapter_class  # noqa: E402
 from .tiny_models import QwenVideoProcessorDouble, write_image, write_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ["llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3"]
+FAMILIES = ["llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3", "internvl"]
 
 
 def _env():
@@ -83,6 +83,8 @@ def model_inputs_for(processor, sample, media_items):
             for m in items
             if m.kind == "video"
         ]
+    if type(processor).__name__.startswith("InternVL"):
+        kwargs["crop_to_patches"] = False  # tamx encodes InternVL's base tile only (docs/encode.md)
     bos = processor.tokenizer.bos_token
     kwargs["add_special_tokens"] = not (bos and sample.meta["prompt"].startswith(bos))
     return processor(text=[sample.meta["prompt"]], images=images, videos=videos, return_tensors="pt", **kwargs)
@@ -183,9 +185,10 @@ def test_blocks_match_placeholders_for_non_square_and_several_images(loaded, fam
     elif family == "llava":
         side = model.config.vision_config.image_size // model.config.vision_config.patch_size
         assert [b.grid for b in stored.vision_blocks] == [(1, side, side)] * 2
-    else:
+    else:  # pooled / pixel-shuffled fixed grids: as many cells as the config's tokens per image
+        per_image = model.config.mm_tokens_per_image if family == "gemma3" else model.config.image_seq_length
         ((t, h, w),) = {b.grid for b in stored.vision_blocks}
-        assert t == 1 and h * w == model.config.mm_tokens_per_image
+        assert t == 1 and h == w and h * w == per_image
     for block in stored.vision_blocks:
         assert np.all(stored.input_ids[block.start : block.stop] == image_token)
         assert stored.input_ids[block.stop] != image_token and stored.input_ids[block.start - 1] != image_token
@@ -373,3 +376,19 @@ def test_cli_import_stays_torch_free():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_checkpoint_generation_settings_do_not_change_greedy_answer(loaded, media, tmp_path):
+    """A checkpoint's repetition penalty would make tokens differ from the argmax explain recomputes."""
+    _, model, _ = loaded("qwen2_vl")
+    saved = model.generation_config.repetition_penalty
+    model.generation_config.repetition_penalty = 50.0
+    try:
+        sample = inline_input((media["wide"],), None, "Describe the image.", None, "penalty")
+        run, _, _ = encode_one(loaded, "qwen2_vl", tmp_path, sample, max_new_tokens=12)
+    finally:
+        model.generation_config.repetition_penalty = saved
+    stored = run.sample("penalty")
+    rows, _ = stored.lm_head.weights(stored.lm_head.ids)
+    argmax = stored.lm_head.ids[(stored.hidden_float32()[stored.answer_positions - 1] @ rows.T).argmax(1)]
+    assert np.array_equal(argmax, stored.input_ids[stored.answer_positions])

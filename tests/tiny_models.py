@@ -222,7 +222,60 @@ def build_gemma3(folder: Path, seed: int = 0) -> Path:
     return _save(folder, model, tokenizer, Gemma3ImageProcessor(), GEMMA3_TEMPLATE, {"image_seq_length": 16})
 
 
+INTERNVL_TEMPLATE = QWEN2_VL_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<IMG_CONTEXT>\n").replace(
+    "<|vision_start|><|video_pad|><|vision_end|>", "<video>\n"
+)
+
+
+def build_internvl(folder: Path, seed: int = 0) -> Path:
+    from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+    tokenizer = make_tokenizer(
+        special,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in special}
+    torch.manual_seed(seed)
+    config = InternVLConfig(
+        text_config={
+            "model_type": "qwen2",
+            "vocab_size": len(tokenizer),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": [224, 224],
+            "patch_size": [14, 14],
+        },
+        image_token_id=ids["<IMG_CONTEXT>"],
+        image_seq_length=64,
+        tie_word_embeddings=False,
+    )
+    model = InternVLForConditionalGeneration(config).eval()
+    # InternVL3-hf checkpoints ship GotOcr2 image processing with tiling on; here at 224 px tiles
+    image_processor = GotOcr2ImageProcessor(size={"height": 224, "width": 224}, crop_to_patches=True)
+    return _save(folder, model, tokenizer, image_processor, INTERNVL_TEMPLATE, {"image_seq_length": 64})
+
+
 BUILDERS = {
+    "internvl": build_internvl,
     "gemma3": build_gemma3,
     "qwen2_vl": build_qwen2_vl,
     "qwen2_5_vl": lambda folder: build_qwen2_vl(folder, version="2.5"),

@@ -56,3 +56,24 @@ class FinalNormCapture:
         if self._buffer is None:
             raise RuntimeError("the final-norm hook never ran: the adapter points at the wrong module")
         return self._buffer[: self._filled]
+
+
+class TopKRecorder:
+    """A logits processor that keeps only the top-k log-probs of each decode step.
+
+    generate hands it the step's logits [B, V] (raw logits under a plain greedy config); it
+    records `k` ids and log-softmax values of batch row 0 and returns the scores unchanged, so
+    no per-step full-vocabulary logits are kept.
+    """
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.ids: list[torch.Tensor] = []
+        self.logprobs: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.k > 0:
+            top = torch.topk(torch.log_softmax(scores[:1].float(), dim=-1), k=min(self.k, scores.shape[-1]), dim=-1)
+            self.ids.append(top.indices[0])
+            self.logprobs.append(top.values[0])
+        return scores

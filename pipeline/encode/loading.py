@@ -121,7 +121,7 @@ def load_processor(id_or_path: str) -> Any:
     """AutoProcessor.from_pretrained; without torchvision, the image-only assembly of the same pieces."""
     try:
         return AutoProcessor.from_pretrained(id_or_path)
-    except ImportError as exc:
+    except (ImportError, ValueError) as exc:  # transformers raises either when torchvision is missing
         if "torchvision" not in str(exc).lower():
             raise
         model_type = _config(id_or_path).model_type

@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import GenerationConfig, LogitsProcessorList
 
 from tamx.dtypes import STORAGE_DTYPES
 from tamx.records import LMHead, Sample, VisionBlock
 
 from .adapters import Adapter, AdapterError
-from .capture import FinalNormCapture
+from .capture import FinalNormCapture, TopKRecorder
 from .inputs import EncodeInput, InputError, load_media, media_kind, media_records, split_answer
 
 log = logging.getLogger(__name__)
@@ -188,18 +189,28 @@ def encode_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSetting
         else:
             eos = _eos_ids(adapter)
             pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else None)
+            # plain greedy: no repetition penalty or other processors from the checkpoint's generation
+            # config, so every answer token is the argmax of the logits explain recomputes
+            # (generate fills every field left None from the checkpoint's config, so set them explicitly)
+            greedy = GenerationConfig(
+                max_new_tokens=settings.max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=eos or None,
+                pad_token_id=pad,
+                repetition_penalty=1.0,
+                encoder_repetition_penalty=1.0,
+                no_repeat_ngram_size=0,
+                min_length=0,
+                suppress_tokens=[],
+                begin_suppress_tokens=[],
+            )
+            recorder = TopKRecorder(settings.top_k)
             with FinalNormCapture(norm, prompt_length + settings.max_new_tokens) as capture:
-                out = model.generate(
-                    **inputs,
-                    max_new_tokens=settings.max_new_tokens,
-                    do_sample=False,
-                    num_beams=1,
-                    eos_token_id=eos or None,
-                    pad_token_id=pad,
-                    output_logits=True,
-                    return_dict_in_generate=True,
+                sequences = model.generate(
+                    **inputs, generation_config=greedy, logits_processor=LogitsProcessorList([recorder])
                 )
-            generated = out.sequences[0, prompt_length:].cpu().numpy().astype(np.int64)
+            generated = sequences[0, prompt_length:].cpu().numpy().astype(np.int64)
             stops = np.flatnonzero(np.isin(generated, eos))
             count = int(stops[0]) if len(stops) else len(generated)
             if count == 0:
@@ -207,7 +218,7 @@ def encode_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSetting
             input_ids = np.concatenate([prompt_ids, generated[:count]])
             hidden = capture.states[: len(input_ids) - 1]
             answer_positions = np.arange(prompt_length, len(input_ids), dtype=np.int64)
-            step_logits = torch.cat([out.logits[i][:1].float() for i in range(count)])
+            step_logits = None
             answer = tokenizer.decode(generated[:count].tolist())
             mode = "generate"
         if len(hidden) != len(input_ids) - 1:
@@ -216,7 +227,15 @@ def encode_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSetting
                 f"the {adapter.family} adapter hooks the wrong module"
             )
         candidate_ids = candidate_logprobs = None
-        if settings.top_k > 0:
+        if settings.top_k > 0 and step_logits is None:
+            candidate_ids = torch.stack(recorder.ids[:count]).cpu().numpy().astype(np.int64)
+            if not np.array_equal(candidate_ids[:, 0], input_ids[answer_positions]):
+                raise AdapterError(
+                    "a logits processor from the checkpoint's generation config changed the greedy tokens; "
+                    "the answer would not be the argmax that explain recomputes"
+                )
+            candidate_logprobs = torch.stack(recorder.logprobs[:count]).cpu().numpy().astype(np.float32)
+        elif settings.top_k > 0:
             logprobs = torch.log_softmax(step_logits, dim=-1)
             top = torch.topk(logprobs, k=min(settings.top_k, logprobs.shape[-1]), dim=-1)
             candidate_ids = top.indices.cpu().numpy().astype(np.int64)

@@ -13,11 +13,12 @@ from torch import nn
 
 from .base import Adapter, AdapterError, BlockSpec
 from .gemma3 import Gemma3Adapter
+from .internvl import InternVLAdapter
 from .llava import LlavaAdapter
 from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_vl import Qwen3VLAdapter
 
-ADAPTERS: tuple[type[Adapter], ...] = (Qwen2VLAdapter, Qwen3VLAdapter, LlavaAdapter, Gemma3Adapter)
+ADAPTERS: tuple[type[Adapter], ...] = (Qwen2VLAdapter, Qwen3VLAdapter, LlavaAdapter, Gemma3Adapter, InternVLAdapter)
 
 
 def _registry() -> dict[str, type[Adapter]]:
