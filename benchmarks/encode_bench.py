@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -152,7 +153,9 @@ MODES = ("plain", "tamx", "authors")
 
 
 def _child(arguments: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, *arguments], capture_output=True, text=True)
+    # a fixed mmap threshold: every large tensor is its own mapping, so peak RSS follows tensor peaks
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    out = subprocess.run([sys.executable, __file__, *arguments], capture_output=True, text=True, env=env)
     if out.returncode:
         sys.exit(f"{arguments} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -221,6 +224,9 @@ def main() -> None:
             f"{(r['extra_bytes'] - plain['extra_bytes']) / hidden:>13.2f}"
         )
     print("targets: tamx time <= 1.05 x plain; tamx extra memory over plain <= 1.1 x hidden it stores")
+    print(
+        f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings are noisy above 1)"
+    )
 
 
 if __name__ == "__main__":
