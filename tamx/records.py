@@ -37,6 +37,8 @@ class VisionBlock:
 
     `media` is the index of the image or video in the sample's messages (in order of
     appearance); `frames[t]` lists the source video frames that temporal slice t covers.
+    `unmapped` counts placeholder tokens of the same item right after the grid that no map
+    covers (LLaVA-OneVision's high-resolution tiles and row-newline tokens).
     """
 
     start: int
@@ -44,6 +46,7 @@ class VisionBlock:
     kind: str = "image"
     media: int = 0
     frames: tuple[tuple[int, ...], ...] = ()
+    unmapped: int = 0
 
     @property
     def size(self) -> int:
@@ -63,6 +66,7 @@ class VisionBlock:
             "kind": self.kind,
             "media": self.media,
             "frames": [list(f) for f in self.frames],
+            "unmapped": self.unmapped,
         }
 
     @classmethod
@@ -73,6 +77,7 @@ class VisionBlock:
             kind=str(data.get("kind", "image")),
             media=int(data.get("media", 0)),
             frames=tuple(tuple(int(x) for x in f) for f in data.get("frames", ())),
+            unmapped=int(data.get("unmapped", 0)),
         )
 
 
@@ -258,16 +263,19 @@ def _check_blocks(sample: Sample, special_tokens: dict[str, int]) -> None:
         if placeholder is not None:
             run = sample.input_ids[block.start :]
             held = int(np.argmin(run == placeholder)) if not np.all(run == placeholder) else len(run)
-            if held != block.size:
+            if held != block.size + block.unmapped:
+                unmapped = f" plus {block.unmapped} unmapped" if block.unmapped else ""
                 _fail(
                     sample,
                     "vision_grids",
-                    f"{where}: grid {block.grid} has T*H*W = {block.size} cells but the block "
+                    f"{where}: grid {block.grid} has T*H*W = {block.size} cells{unmapped} but the block "
                     f"holds {held} {block.kind} placeholder tokens from position {block.start}",
                 )
         if block.frames and len(block.frames) != block.grid[0]:
             _fail(sample, "vision_blocks", f"{where}: {len(block.frames)} frame lists for T = {block.grid[0]}")
-        previous_stop = block.stop
+        if block.unmapped < 0:
+            _fail(sample, "vision_blocks", f"{where}: unmapped = {block.unmapped} must be >= 0")
+        previous_stop = block.stop + block.unmapped
 
 
 def validate_sample(sample: Sample, special_tokens: dict[str, int]) -> None:

@@ -24,7 +24,7 @@ from pipeline.encode.adapters import AdapterError, adapter_class  # noqa: E402
 from .tiny_models import QwenVideoProcessorDouble, write_image, write_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ["llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3", "internvl"]
+FAMILIES = ["llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3", "internvl", "llava_onevision"]
 
 
 def _env():
@@ -175,23 +175,27 @@ def test_blocks_match_placeholders_for_non_square_and_several_images(loaded, fam
     image_token = run.info.special_tokens["image_token"]
     assert image_token == model.config.image_token_id
     assert [b.media for b in stored.vision_blocks] == [0, 1]
-    assert sum(b.size for b in stored.vision_blocks) == int((stored.input_ids == image_token).sum())
+    placeholders = int((stored.input_ids == image_token).sum())
+    assert sum(b.size + b.unmapped for b in stored.vision_blocks) == placeholders
     inputs = model_inputs_for(processor, stored, 1)
     if family.startswith("qwen"):
         merge = model.config.vision_config.spatial_merge_size
         expected = [(t, h // merge, w // merge) for t, h, w in inputs["image_grid_thw"].tolist()]
         assert [b.grid for b in stored.vision_blocks] == expected
         assert expected[0][2] > expected[0][1] and expected[1][1] > expected[1][2]  # wide, then tall
-    elif family == "llava":
+    elif family in ("llava", "llava_onevision"):
         side = model.config.vision_config.image_size // model.config.vision_config.patch_size
         assert [b.grid for b in stored.vision_blocks] == [(1, side, side)] * 2
+        # OneVision: the anyres tiles and row newlines follow the base grid, unmapped
+        assert all((b.unmapped > 0) == (family == "llava_onevision") for b in stored.vision_blocks)
     else:  # pooled / pixel-shuffled fixed grids: as many cells as the config's tokens per image
         per_image = model.config.mm_tokens_per_image if family == "gemma3" else model.config.image_seq_length
         ((t, h, w),) = {b.grid for b in stored.vision_blocks}
         assert t == 1 and h == w and h * w == per_image
     for block in stored.vision_blocks:
-        assert np.all(stored.input_ids[block.start : block.stop] == image_token)
-        assert stored.input_ids[block.stop] != image_token and stored.input_ids[block.start - 1] != image_token
+        end = block.stop + block.unmapped
+        assert np.all(stored.input_ids[block.start : end] == image_token)
+        assert stored.input_ids[end] != image_token and stored.input_ids[block.start - 1] != image_token
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])

@@ -274,7 +274,52 @@ def build_internvl(folder: Path, seed: int = 0) -> Path:
     return _save(folder, model, tokenizer, image_processor, INTERNVL_TEMPLATE, {"image_seq_length": 64})
 
 
+ONEVISION_TEMPLATE = QWEN2_VL_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<image>\n").replace(
+    "<|vision_start|><|video_pad|><|vision_end|>", "<video>\n"
+)
+
+
+def build_llava_onevision(folder: Path, seed: int = 0) -> Path:
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionImageProcessor
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+    tokenizer = make_tokenizer(special, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in special}
+    image_processor = LlavaOnevisionImageProcessor()
+    torch.manual_seed(seed)
+    config = LlavaOnevisionConfig(
+        text_config={
+            "model_type": "qwen2",
+            "vocab_size": len(tokenizer),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 384,
+            "patch_size": 14,
+        },
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        image_grid_pinpoints=image_processor.image_grid_pinpoints,
+        vision_feature_select_strategy="full",
+    )
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    processor_config = {"num_image_tokens": 729, "vision_feature_select_strategy": "full"}
+    return _save(folder, model, tokenizer, image_processor, ONEVISION_TEMPLATE, processor_config)
+
+
 BUILDERS = {
+    "llava_onevision": build_llava_onevision,
     "internvl": build_internvl,
     "gemma3": build_gemma3,
     "qwen2_vl": build_qwen2_vl,

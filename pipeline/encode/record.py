@@ -160,7 +160,9 @@ def encode_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSetting
     offsets = np.asarray(processed["offset_mapping"][0], dtype=np.int64).reshape(-1, 2)
     context = context_positions(offsets, spans, prompt_ids, special_ids)
     blocks = [
-        VisionBlock(start=start, grid=spec.grid, kind=spec.kind, media=spec.media, frames=spec.frames)
+        VisionBlock(
+            start=start, grid=spec.grid, kind=spec.kind, media=spec.media, frames=spec.frames, unmapped=spec.unmapped
+        )
         for start, spec in adapter.find_blocks(prompt_ids, adapter.block_specs(media, processed))
     ]
 

@@ -15,10 +15,18 @@ from .base import Adapter, AdapterError, BlockSpec
 from .gemma3 import Gemma3Adapter
 from .internvl import InternVLAdapter
 from .llava import LlavaAdapter
+from .llava_onevision import LlavaOnevisionAdapter
 from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_vl import Qwen3VLAdapter
 
-ADAPTERS: tuple[type[Adapter], ...] = (Qwen2VLAdapter, Qwen3VLAdapter, LlavaAdapter, Gemma3Adapter, InternVLAdapter)
+ADAPTERS: tuple[type[Adapter], ...] = (
+    Qwen2VLAdapter,
+    Qwen3VLAdapter,
+    LlavaAdapter,
+    Gemma3Adapter,
+    InternVLAdapter,
+    LlavaOnevisionAdapter,
+)
 
 
 def _registry() -> dict[str, type[Adapter]]:

@@ -30,10 +30,16 @@ class BlockSpec:
     grid: tuple[int, int, int]
     media: int
     frames: tuple[tuple[int, ...], ...] = ()
+    unmapped: int = 0
 
     @property
     def size(self) -> int:
         return int(np.prod(self.grid))
+
+    @property
+    def tokens(self) -> int:
+        """Placeholder tokens the item takes: the grid plus trailing unmapped ones."""
+        return self.size + self.unmapped
 
 
 def _ids(value: Any) -> int | None:
@@ -188,14 +194,14 @@ class Adapter:
                         f"grids account for (at position {start + offset})"
                     )
                 spec = queue.pop(0)
-                if spec.kind != kind or offset + spec.size > length:
+                if spec.kind != kind or offset + spec.tokens > length:
                     raise AdapterError(
                         f"the {self.family} adapter expected a {spec.kind} block of grid {spec.grid} "
-                        f"({spec.size} tokens) at position {start + offset}, but found a run of "
+                        f"({spec.tokens} tokens) at position {start + offset}, but found a run of "
                         f"{length - offset} {kind} placeholder tokens"
                     )
                 matched.append((start + offset, spec))
-                offset += spec.size
+                offset += spec.tokens
         if queue:
             raise AdapterError(
                 f"the {self.family} adapter expected {len(queue)} more vision block(s) than the sequence holds"
