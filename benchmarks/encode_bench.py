@@ -118,7 +118,7 @@ def run_mode(mode: str, args, prepared=None) -> dict:
                 recorder = TopKRecorder(3)
                 with FinalNormCapture(norm, prompt_length + args.new_tokens) as capture:
                     model.generate(**inputs, **gen, logits_processor=LogitsProcessorList([recorder]))
-                states = capture.states[: prompt_length + args.new_tokens - 1]
+                states = capture.states[0, : prompt_length + args.new_tokens - 1]
                 return states.numel() * states.element_size()
             out = model.generate(**inputs, **gen, output_hidden_states=True, return_dict_in_generate=True)
             states = torch.cat([step[-1][0] for step in out.hidden_states])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -389,3 +390,29 @@ def test_checkpoint_generation_settings_do_not_change_greedy_answer(loaded, medi
     rows, _ = stored.lm_head.weights(stored.lm_head.ids)
     argmax = stored.lm_head.ids[(stored.hidden_float32()[stored.answer_positions - 1] @ rows.T).argmax(1)]
     assert np.array_equal(argmax, stored.input_ids[stored.answer_positions])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_batched_equals_one_at_a_time(loaded, family, media, tmp_path, caplog):
+    """--batch-size: left-padded batched generate stores what one-at-a-time encoding stores."""
+    _, model, processor = loaded(family)
+    samples = [
+        inline_input((media["wide"],), None, "Describe the image in one sentence.", None, "a"),
+        inline_input((media["tall"],), None, "What is in this picture? A cat sits on a red mat.", None, "b"),
+        inline_input((media["wide"], media["tall"]), None, "Compare them.", None, "c"),
+        inline_input((media["tall"],), None, "What is it?", "A house.", "d"),
+    ]
+    settings = EncodeSettings(max_new_tokens=6)
+    one = encode(model, processor, samples, tmp_path / "one", settings=settings)
+    with caplog.at_level(logging.INFO, logger="pipeline.encode.stage"):
+        many = encode(model, processor, samples, tmp_path / "many", settings=settings, batch_size=4)
+    assert "batched generate failed" not in caplog.text  # the three generated samples really shared a batch
+    assert one.failed == many.failed == {} and sorted(many.done) == ["a", "b", "c", "d"]
+    run_one, run_many = tamx.open_run(tmp_path / "one"), tamx.open_run(tmp_path / "many")
+    for sample_id in "abcd":
+        a, b = run_one.sample(sample_id), run_many.sample(sample_id)
+        for name in ("input_ids", "answer_positions", "context_positions", "candidate_ids"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), (sample_id, name)
+        assert a.vision_blocks == b.vision_blocks
+        np.testing.assert_allclose(a.hidden_float32(), b.hidden_float32(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(a.candidate_logprobs, b.candidate_logprobs, rtol=1e-4, atol=1e-4)

@@ -12,32 +12,34 @@ from torch import nn
 
 
 class FinalNormCapture:
-    """Context manager recording the output of `norm` for batch row 0: `states` [n, C].
+    """Context manager recording the output of `norm` for the first `rows` batch rows: `states` [rows, n, C].
 
     capacity: the number of positions to expect (prompt + new tokens); the buffer grows if
     a call brings more, which only costs a copy.
     """
 
-    def __init__(self, norm: nn.Module, capacity: int) -> None:
+    def __init__(self, norm: nn.Module, capacity: int, rows: int = 1) -> None:
         self.norm = norm
         self.capacity = max(1, capacity)
+        self.rows = rows
         self._buffer: torch.Tensor | None = None
         self._filled = 0
         self._handle = None
 
     def _hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         states = output[0] if isinstance(output, tuple) else output
-        rows = states.detach()[0]
-        if rows.ndim != 2:
+        if states.ndim != 3:
             raise RuntimeError(f"the final norm returned shape {tuple(states.shape)}, expected [batch, seq, hidden]")
-        end = self._filled + rows.shape[0]
+        rows = states.detach()[: self.rows]
+        end = self._filled + rows.shape[1]
         if self._buffer is None:
-            self._buffer = torch.empty((max(self.capacity, end), rows.shape[1]), dtype=rows.dtype, device=rows.device)
-        elif end > self._buffer.shape[0]:
-            grown = torch.empty((end, rows.shape[1]), dtype=rows.dtype, device=rows.device)
-            grown[: self._filled] = self._buffer[: self._filled]
+            shape = (self.rows, max(self.capacity, end), rows.shape[2])
+            self._buffer = torch.empty(shape, dtype=rows.dtype, device=rows.device)
+        elif end > self._buffer.shape[1]:
+            grown = torch.empty((self.rows, end, rows.shape[2]), dtype=rows.dtype, device=rows.device)
+            grown[:, : self._filled] = self._buffer[:, : self._filled]
             self._buffer = grown
-        self._buffer[self._filled : end] = rows
+        self._buffer[:, self._filled : end] = rows
         self._filled = end
 
     def __enter__(self) -> FinalNormCapture:
@@ -52,18 +54,18 @@ class FinalNormCapture:
 
     @property
     def states(self) -> torch.Tensor:
-        """The recorded rows [n, C] in the model's dtype (a view of the buffer)."""
+        """The recorded states [rows, n, C] in the model's dtype (a view of the buffer)."""
         if self._buffer is None:
             raise RuntimeError("the final-norm hook never ran: the adapter points at the wrong module")
-        return self._buffer[: self._filled]
+        return self._buffer[:, : self._filled]
 
 
 class TopKRecorder:
     """A logits processor that keeps only the top-k log-probs of each decode step.
 
     generate hands it the step's logits [B, V] (raw logits under a plain greedy config); it
-    records `k` ids and log-softmax values of batch row 0 and returns the scores unchanged, so
-    no per-step full-vocabulary logits are kept.
+    records `k` ids and log-softmax values per batch row ([B, k] per step) and returns the
+    scores unchanged, so no per-step full-vocabulary logits are kept.
     """
 
     def __init__(self, k: int) -> None:
@@ -73,7 +75,7 @@ class TopKRecorder:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.k > 0:
-            top = torch.topk(torch.log_softmax(scores[:1].float(), dim=-1), k=min(self.k, scores.shape[-1]), dim=-1)
-            self.ids.append(top.indices[0])
-            self.logprobs.append(top.values[0])
+            top = torch.topk(torch.log_softmax(scores.float(), dim=-1), k=min(self.k, scores.shape[-1]), dim=-1)
+            self.ids.append(top.indices)
+            self.logprobs.append(top.values)
         return scores

@@ -22,7 +22,13 @@ from ..progress import progress
 @click.option("--frames", default=8, show_default=True, type=click.IntRange(1), help="Frames sampled per video.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True)
-@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1), help="Samples per forward.")
+@click.option(
+    "--batch-size",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Samples per generate call (left-padded).",
+)
 @click.option("--include-system", is_flag=True, help="Count the system prompt as context.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run store to create or resume.")
 @click.option("--overwrite", is_flag=True, help="Re-encode samples already stored (default: resume).")
@@ -59,8 +65,6 @@ def encode(
         raise click.UsageError("give either --manifest or inline inputs (--image/--video/--prompt), not both")
     if not manifest and prompt is None:
         raise click.UsageError("give --manifest FILE, or --prompt with --image / --video")
-    if batch_size != 1:
-        click.echo("note: samples are encoded one at a time; --batch-size is not used yet", err=True)
     inputs = manifest or inline_input(images, video, prompt or "", answer, sample_id)
     settings = EncodeSettings(
         max_new_tokens=max_new_tokens, top_k=top_k, num_frames=frames, include_system=include_system
@@ -73,6 +77,7 @@ def encode(
         dtype=dtype,
         settings=settings,
         overwrite=overwrite,
+        batch_size=batch_size,
         wrap=lambda samples, total: (s for s in progress(samples, "encode", total, quiet)),
     )
     if not quiet:

@@ -15,7 +15,7 @@ from tamx.records import LMHead, Sample, VisionBlock
 
 from .adapters import Adapter, AdapterError
 from .capture import FinalNormCapture, TopKRecorder
-from .inputs import EncodeInput, InputError, load_media, media_kind, media_records, split_answer
+from .inputs import EncodeInput, InputError, MediaItem, load_media, media_kind, media_records, split_answer
 
 log = logging.getLogger(__name__)
 
@@ -124,154 +124,273 @@ def _eos_ids(adapter: Adapter) -> list[int]:
     return sorted(set(ids))
 
 
-def encode_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSettings, model_id: str) -> Sample:
-    """Run the model on one sample under the final-norm hook and return the Sample to store."""
-    model, processor, tokenizer = adapter.model, adapter.processor, adapter.tokenizer
+@dataclass
+class Prepared:
+    """One sample after preprocessing: prompt, media, processor outputs, blocks and context."""
+
+    sample: EncodeInput
+    messages: list[dict[str, Any]]
+    answer: str | None
+    media: list[MediaItem]
+    prompt: str
+    prompt_ids: np.ndarray
+    context: np.ndarray
+    blocks: list[VisionBlock]
+    processed: Any
+    add_special_tokens: bool
+
+
+@dataclass
+class Outcome:
+    """What the model produced for one sample: the final ids, hidden [L-1, C], answer span, candidates."""
+
+    input_ids: np.ndarray
+    hidden: torch.Tensor
+    answer_positions: np.ndarray
+    candidate_ids: np.ndarray | None
+    candidate_logprobs: np.ndarray | None
+    answer: str
+    mode: str
+
+
+def _processor_call(
+    adapter: Adapter, prompts: list[str], media: list[MediaItem], add_special_tokens: bool, per_prompt=None, **extra
+):
+    """Call the processor; `per_prompt` gives each prompt's media: images go nested per prompt where every
+    prompt has some, as `apply_chat_template(tokenize=True)` passes them (LLaVA-OneVision's multi-image
+    layout and Gemma 3's batching depend on it)."""
+    images: Any = [m.pixels for m in media if m.kind == "image"]
+    videos = [m.pixels for m in media if m.kind == "video"]
+    if per_prompt is not None:
+        nested = [[m.pixels for m in items if m.kind == "image"] for items in per_prompt]
+        if all(nested):  # some processors (Gemma 3) need each prompt's images as its own list
+            images = nested
+    return adapter.processor(
+        text=prompts,
+        images=images or None,
+        videos=videos or None,
+        return_tensors="pt",
+        add_special_tokens=add_special_tokens,
+        **adapter.processor_kwargs(media),
+        **extra,
+    )
+
+
+def prepare_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSettings) -> Prepared:
+    """Load the media, render the chat template, run the processor, find blocks and context."""
+    processor, tokenizer = adapter.processor, adapter.tokenizer
     messages, answer = split_answer(sample)
     media = load_media(sample.id, messages, settings.num_frames, adapter.frame_multiple())
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     spans = text_spans(prompt, messages, settings.include_system)
-    images = [m.pixels for m in media if m.kind == "image"]
-    videos = [m.pixels for m in media if m.kind == "video"]
-    if videos and getattr(processor, "video_processor", None) is None:
+    if any(m.kind == "video" for m in media) and getattr(processor, "video_processor", None) is None:
         raise InputError(
             sample.id,
             f"video input needs the {type(processor).__name__} video processor, which needs torchvision; "
             "install torchvision (pip install torchvision) or give images",
         )
     bos = tokenizer.bos_token
+    add_special_tokens = not (bos and prompt.startswith(bos))
     try:
-        processed = processor(
-            text=[prompt],
-            images=images or None,
-            videos=videos or None,
-            return_tensors="pt",
+        processed = _processor_call(
+            adapter,
+            [prompt],
+            media,
+            add_special_tokens,
+            per_prompt=[media],
             return_offsets_mapping=True,
             return_text_replacement_offsets=True,
-            add_special_tokens=not (bos and prompt.startswith(bos)),
-            **adapter.processor_kwargs(media),
         )
     except (ValueError, TypeError) as exc:
         raise InputError(sample.id, f"the processor rejected the inputs: {exc}") from None
     prompt_ids = processed["input_ids"][0].numpy().astype(np.int64)
-    roles = adapter.special_tokens()
-    special_ids = set(roles.values()) | {int(t) for t in tokenizer.all_special_ids}
+    special_ids = set(adapter.special_tokens().values()) | {int(t) for t in tokenizer.all_special_ids}
     spans = _shift_spans(spans, processed.get("text_replacement_offsets", [[]])[0])
     offsets = np.asarray(processed["offset_mapping"][0], dtype=np.int64).reshape(-1, 2)
-    context = context_positions(offsets, spans, prompt_ids, special_ids)
     blocks = [
         VisionBlock(
             start=start, grid=spec.grid, kind=spec.kind, media=spec.media, frames=spec.frames, unmapped=spec.unmapped
         )
         for start, spec in adapter.find_blocks(prompt_ids, adapter.block_specs(media, processed))
     ]
+    return Prepared(
+        sample=sample,
+        messages=messages,
+        answer=answer,
+        media=media,
+        prompt=prompt,
+        prompt_ids=prompt_ids,
+        context=context_positions(offsets, spans, prompt_ids, special_ids),
+        blocks=blocks,
+        processed=processed,
+        add_special_tokens=add_special_tokens,
+    )
 
-    device, dtype = model.device, model.dtype
-    inputs = _device_inputs(adapter.model_inputs(processed), device, dtype)
-    prompt_length = len(prompt_ids)
-    norm = adapter.final_norm()
-    with torch.inference_mode():
-        if answer is not None:
-            answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-            if not answer_ids:
-                raise InputError(sample.id, "the given answer tokenizes to nothing")
-            extra = torch.tensor([answer_ids], dtype=inputs["input_ids"].dtype, device=device)
-            inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
-            for key in ("attention_mask", "mm_token_type_ids", "token_type_ids"):
-                if key in inputs:
-                    fill = torch.ones_like(extra) if key == "attention_mask" else torch.zeros_like(extra)
-                    inputs[key] = torch.cat([inputs[key], fill.to(inputs[key].dtype)], dim=1)
-            with FinalNormCapture(norm, inputs["input_ids"].shape[1]) as capture:
-                model(**inputs, use_cache=False, logits_to_keep=1)
-            input_ids = np.concatenate([prompt_ids, np.asarray(answer_ids, dtype=np.int64)])
-            hidden = capture.states[: len(input_ids) - 1]
-            answer_positions = np.arange(prompt_length, len(input_ids), dtype=np.int64)
-            step_logits = _head_logits(adapter, hidden[answer_positions - 1])
-            mode = "teacher-forced"
-        else:
-            eos = _eos_ids(adapter)
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else None)
-            # plain greedy: no repetition penalty or other processors from the checkpoint's generation
-            # config, so every answer token is the argmax of the logits explain recomputes
-            # (generate fills every field left None from the checkpoint's config, so set them explicitly)
-            greedy = GenerationConfig(
-                max_new_tokens=settings.max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                eos_token_id=eos or None,
-                pad_token_id=pad,
-                repetition_penalty=1.0,
-                encoder_repetition_penalty=1.0,
-                no_repeat_ngram_size=0,
-                min_length=0,
-                suppress_tokens=[],
-                begin_suppress_tokens=[],
-            )
-            recorder = TopKRecorder(settings.top_k)
-            with FinalNormCapture(norm, prompt_length + settings.max_new_tokens) as capture:
-                sequences = model.generate(
-                    **inputs, generation_config=greedy, logits_processor=LogitsProcessorList([recorder])
-                )
-            generated = sequences[0, prompt_length:].cpu().numpy().astype(np.int64)
+
+def _candidates(logits: torch.Tensor, top_k: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if top_k <= 0:
+        return None, None
+    top = torch.topk(torch.log_softmax(logits.float(), dim=-1), k=min(top_k, logits.shape[-1]), dim=-1)
+    return top.indices.cpu().numpy().astype(np.int64), top.values.cpu().numpy().astype(np.float32)
+
+
+def teacher_force(adapter: Adapter, prepared: Prepared, settings: EncodeSettings) -> Outcome:
+    """One forward pass over prompt + the given answer under the hook."""
+    model, tokenizer = adapter.model, adapter.tokenizer
+    inputs = _device_inputs(adapter.model_inputs(prepared.processed), model.device, model.dtype)
+    answer_ids = tokenizer(prepared.answer, add_special_tokens=False)["input_ids"]
+    if not answer_ids:
+        raise InputError(prepared.sample.id, "the given answer tokenizes to nothing")
+    extra = torch.tensor([answer_ids], dtype=inputs["input_ids"].dtype, device=model.device)
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
+    for key in ("attention_mask", "mm_token_type_ids", "token_type_ids"):
+        if key in inputs:
+            fill = torch.ones_like(extra) if key == "attention_mask" else torch.zeros_like(extra)
+            inputs[key] = torch.cat([inputs[key], fill.to(inputs[key].dtype)], dim=1)
+    with torch.inference_mode(), FinalNormCapture(adapter.final_norm(), inputs["input_ids"].shape[1]) as capture:
+        model(**inputs, use_cache=False, logits_to_keep=1)
+        input_ids = np.concatenate([prepared.prompt_ids, np.asarray(answer_ids, dtype=np.int64)])
+        hidden = capture.states[0, : len(input_ids) - 1]
+        answer_positions = np.arange(len(prepared.prompt_ids), len(input_ids), dtype=np.int64)
+        candidate_ids, candidate_logprobs = _candidates(
+            _head_logits(adapter, hidden[answer_positions - 1]), settings.top_k
+        )
+    return Outcome(
+        input_ids, hidden, answer_positions, candidate_ids, candidate_logprobs, prepared.answer, "teacher-forced"
+    )
+
+
+def _greedy_config(adapter: Adapter, settings: EncodeSettings, eos: list[int]) -> GenerationConfig:
+    tokenizer = adapter.tokenizer
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else None)
+    # plain greedy: generate fills every field left None from the checkpoint's generation config
+    # (repetition penalty, n-gram blocking, ...), so set them explicitly; then every answer token is
+    # the argmax of the logits explain recomputes
+    return GenerationConfig(
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=eos or None,
+        pad_token_id=pad,
+        repetition_penalty=1.0,
+        encoder_repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        min_length=0,
+        suppress_tokens=[],
+        begin_suppress_tokens=[],
+    )
+
+
+def generate(adapter: Adapter, batch: list[Prepared], settings: EncodeSettings) -> list[Outcome]:
+    """Greedy generation for a batch of samples (left-padded) under the hook."""
+    model, tokenizer = adapter.model, adapter.tokenizer
+    if len(batch) == 1:
+        processed = batch[0].processed
+    else:
+        media = [m for p in batch for m in p.media]
+        processed = _processor_call(
+            adapter,
+            [p.prompt for p in batch],
+            media,
+            batch[0].add_special_tokens,
+            per_prompt=[p.media for p in batch],
+            padding=True,
+            padding_side="left",
+        )
+    inputs = _device_inputs(adapter.model_inputs(processed), model.device, model.dtype)
+    width = inputs["input_ids"].shape[1]
+    mask = inputs.get("attention_mask")
+    pads = [0] * len(batch) if mask is None else (mask == 0).sum(dim=1).tolist()
+    for p, pad, row in zip(batch, pads, inputs["input_ids"].cpu().numpy()):
+        if not np.array_equal(row[pad:], p.prompt_ids):
+            raise AdapterError(f"sample {p.sample.id!r}: batched preprocessing changed its prompt tokens")
+    eos = _eos_ids(adapter)
+    recorder = TopKRecorder(settings.top_k)
+    with (
+        torch.inference_mode(),
+        FinalNormCapture(adapter.final_norm(), width + settings.max_new_tokens, rows=len(batch)) as capture,
+    ):
+        sequences = model.generate(
+            **inputs,
+            generation_config=_greedy_config(adapter, settings, eos),
+            logits_processor=LogitsProcessorList([recorder]),
+        )
+        outcomes = []
+        for row, (p, pad) in enumerate(zip(batch, pads)):
+            generated = sequences[row, width:].cpu().numpy().astype(np.int64)
             stops = np.flatnonzero(np.isin(generated, eos))
             count = int(stops[0]) if len(stops) else len(generated)
             if count == 0:
-                raise InputError(sample.id, "the model ended its answer at once (first token is end-of-sequence)")
-            input_ids = np.concatenate([prompt_ids, generated[:count]])
-            hidden = capture.states[: len(input_ids) - 1]
-            answer_positions = np.arange(prompt_length, len(input_ids), dtype=np.int64)
-            step_logits = None
+                raise InputError(p.sample.id, "the model ended its answer at once (first token is end-of-sequence)")
+            input_ids = np.concatenate([p.prompt_ids, generated[:count]])
+            hidden = capture.states[row, pad : width + count - 1]
+            answer_positions = np.arange(len(p.prompt_ids), len(input_ids), dtype=np.int64)
+            candidate_ids = candidate_logprobs = None
+            if settings.top_k > 0:
+                candidate_ids = torch.stack([ids[row] for ids in recorder.ids[:count]]).cpu().numpy().astype(np.int64)
+                candidate_logprobs = torch.stack([lp[row] for lp in recorder.logprobs[:count]]).cpu().numpy()
+                if not np.array_equal(candidate_ids[:, 0], generated[:count]):
+                    raise AdapterError(
+                        "a logits processor from the checkpoint's generation config changed the greedy tokens; "
+                        "the answer would not be the argmax that explain recomputes"
+                    )
             answer = tokenizer.decode(generated[:count].tolist())
-            mode = "generate"
-        if len(hidden) != len(input_ids) - 1:
-            raise AdapterError(
-                f"the final-norm hook recorded {len(hidden)} states for {len(input_ids)} tokens; "
-                f"the {adapter.family} adapter hooks the wrong module"
+            outcomes.append(
+                Outcome(input_ids, hidden, answer_positions, candidate_ids, candidate_logprobs, answer, "generate")
             )
-        candidate_ids = candidate_logprobs = None
-        if settings.top_k > 0 and step_logits is None:
-            candidate_ids = torch.stack(recorder.ids[:count]).cpu().numpy().astype(np.int64)
-            if not np.array_equal(candidate_ids[:, 0], input_ids[answer_positions]):
-                raise AdapterError(
-                    "a logits processor from the checkpoint's generation config changed the greedy tokens; "
-                    "the answer would not be the argmax that explain recomputes"
-                )
-            candidate_logprobs = torch.stack(recorder.logprobs[:count]).cpu().numpy().astype(np.float32)
-        elif settings.top_k > 0:
-            logprobs = torch.log_softmax(step_logits, dim=-1)
-            top = torch.topk(logprobs, k=min(settings.top_k, logprobs.shape[-1]), dim=-1)
-            candidate_ids = top.indices.cpu().numpy().astype(np.int64)
-            candidate_logprobs = top.values.cpu().numpy().astype(np.float32)
-        hidden_stored = to_storage(hidden)
+    return outcomes
 
-    stored_dtype = dtype_name(hidden.dtype)
-    unique_ids, inverse = np.unique(input_ids, return_inverse=True)
-    names = [tokenizer.decode([int(t)]) for t in unique_ids]
+
+def build_sample(
+    adapter: Adapter, prepared: Prepared, outcome: Outcome, settings: EncodeSettings, model_id: str
+) -> Sample:
+    """The store record of one sample from its preprocessing and the model's outcome."""
+    hidden = outcome.hidden
+    if len(hidden) != len(outcome.input_ids) - 1:
+        raise AdapterError(
+            f"the final-norm hook recorded {len(hidden)} states for {len(outcome.input_ids)} tokens; "
+            f"the {adapter.family} adapter hooks the wrong module"
+        )
+    unique_ids, inverse = np.unique(outcome.input_ids, return_inverse=True)
+    names = [adapter.tokenizer.decode([int(t)]) for t in unique_ids]
+    media = prepared.media
     record = Sample(
-        id=sample.id,
-        hidden=hidden_stored,
-        hidden_dtype=stored_dtype,
-        input_ids=input_ids,
-        vision_blocks=tuple(blocks),
-        answer_positions=answer_positions,
-        context_positions=context,
+        id=prepared.sample.id,
+        hidden=to_storage(hidden),
+        hidden_dtype=dtype_name(hidden.dtype),
+        input_ids=outcome.input_ids,
+        vision_blocks=tuple(prepared.blocks),
+        answer_positions=outcome.answer_positions,
+        context_positions=prepared.context,
         lm_head=LMHead(ids=np.zeros(0, np.int64), rows=np.zeros((0, hidden.shape[1]), np.float32)),
-        candidate_ids=candidate_ids,
-        candidate_logprobs=candidate_logprobs,
+        candidate_ids=outcome.candidate_ids,
+        candidate_logprobs=None
+        if outcome.candidate_logprobs is None
+        else outcome.candidate_logprobs.astype(np.float32),
         tokens=[names[i] for i in inverse.tolist()],
         media=media_records(media),
-        messages=messages,
+        messages=prepared.messages,
         meta={
             "model_id": model_id,
-            "mode": mode,
-            "prompt": prompt,
-            "answer": answer,
+            "mode": outcome.mode,
+            "prompt": prepared.prompt,
+            "answer": outcome.answer,
             "settings": settings.to_json(),
             "video_fps": [m.fps for m in media if m.kind == "video"],
         },
     )
     record.lm_head = lm_head_rows(adapter, record.needed_token_ids())
     return record
+
+
+def encode_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSettings, model_id: str) -> Sample:
+    """Run the model on one sample under the final-norm hook and return the Sample to store."""
+    prepared = prepare_sample(adapter, sample, settings)
+    if prepared.answer is not None:
+        outcome = teacher_force(adapter, prepared, settings)
+    else:
+        (outcome,) = generate(adapter, [prepared], settings)
+    return build_sample(adapter, prepared, outcome, settings, model_id)
 
 
 def lm_head_rows(adapter: Adapter, token_ids: np.ndarray) -> LMHead:

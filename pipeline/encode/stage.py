@@ -22,7 +22,7 @@ from tamx.errors import TamxError
 
 from .adapters import Adapter, adapter_for
 from .inputs import EncodeInput, read_manifest
-from .record import EncodeSettings, dtype_name, encode_sample
+from .record import EncodeSettings, Prepared, build_sample, dtype_name, generate, prepare_sample, teacher_force
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,15 @@ def encode(
     model_id: str | None = None,
     settings: EncodeSettings | None = None,
     overwrite: bool = False,
+    batch_size: int = 1,
     wrap: Callable[[Iterator[EncodeInput], int], Iterator[EncodeInput]] | None = None,
 ) -> EncodeReport:
     """Encode samples with an already loaded model into the run store `out`.
 
     Finished samples are skipped (resume) unless `overwrite`; a failing sample is recorded
-    in the report and the others go on. `wrap` may wrap the sample stream (a progress bar).
+    in the report and the others go on. Up to `batch_size` samples to generate for share one
+    left-padded generate call (teacher-forced ones run alone). `wrap` may wrap the sample
+    stream (a progress bar).
     """
     started = time.perf_counter()
     settings = settings or EncodeSettings()
@@ -114,21 +117,66 @@ def encode(
         else:
             todo.append(sample)
     stream: Iterator[EncodeInput] = iter(todo)
+    batch: list[EncodeInput] = []
     for sample in wrap(stream, len(todo)) if wrap else stream:
-        try:
-            record = encode_sample(adapter, sample, settings, str(model_id))
-            record.meta["rank"] = {"rank": rank, "world_size": world}
-            run.write_sample(record, overwrite=True)
-        except (TamxError, ValueError, OSError, RuntimeError) as exc:
-            log.debug("sample %s failed", sample.id, exc_info=True)
-            message = str(exc)
-            prefix = f"sample {sample.id!r}: "
-            report.failed[sample.id] = message.removeprefix(prefix)
-            continue
-        report.done.append(sample.id)
+        batch.append(sample)
+        if len(batch) >= batch_size:
+            _encode_batch(adapter, run, batch, settings, str(model_id), {"rank": rank, "world_size": world}, report)
+            batch = []
+    if batch:
+        _encode_batch(adapter, run, batch, settings, str(model_id), {"rank": rank, "world_size": world}, report)
     _barrier()
     report.seconds = time.perf_counter() - started
     return report
+
+
+ERRORS = (TamxError, ValueError, OSError, RuntimeError)
+
+
+def _fail(report: EncodeReport, sample_id: str, exc: Exception) -> None:
+    log.debug("sample %s failed", sample_id, exc_info=True)
+    report.failed[sample_id] = str(exc).removeprefix(f"sample {sample_id!r}: ")
+
+
+def _encode_batch(
+    adapter: Adapter,
+    run: Any,
+    batch: list[EncodeInput],
+    settings: EncodeSettings,
+    model_id: str,
+    rank: dict[str, int],
+    report: EncodeReport,
+) -> None:
+    """Prepare, run and store a batch; a failure is charged to its sample alone."""
+    ready: list[Prepared] = []
+    for sample in batch:
+        try:
+            ready.append(prepare_sample(adapter, sample, settings))
+        except ERRORS as exc:
+            _fail(report, sample.id, exc)
+    to_generate = [p for p in ready if p.answer is None]
+    outcomes = {}
+    if len(to_generate) > 1:
+        try:
+            outcomes = {p.sample.id: o for p, o in zip(to_generate, generate(adapter, to_generate, settings))}
+        except ERRORS as exc:
+            log.info("batched generate failed (%s); running the batch one sample at a time", exc)
+    for prepared in ready:
+        sample_id = prepared.sample.id
+        try:
+            outcome = outcomes.get(sample_id)
+            if outcome is None:
+                if prepared.answer is not None:
+                    outcome = teacher_force(adapter, prepared, settings)
+                else:
+                    (outcome,) = generate(adapter, [prepared], settings)
+            record = build_sample(adapter, prepared, outcome, settings, model_id)
+            record.meta["rank"] = rank
+            run.write_sample(record, overwrite=True)
+        except ERRORS as exc:
+            _fail(report, sample_id, exc)
+            continue
+        report.done.append(sample_id)
 
 
 def encode_path(
@@ -140,6 +188,7 @@ def encode_path(
     dtype: str = "auto",
     settings: EncodeSettings | None = None,
     overwrite: bool = False,
+    batch_size: int = 1,
     wrap: Callable[[Iterator[EncodeInput], int], Iterator[EncodeInput]] | None = None,
 ) -> EncodeReport:
     """Load `model_id` (an HF id or a local folder) and encode `inputs` into `out` (torchrun-aware)."""
@@ -150,7 +199,17 @@ def encode_path(
         model = load_model(model_id, device=device, dtype=dtype)
         processor = load_processor(model_id)
         name = str(Path(model_id).resolve()) if Path(model_id).exists() else model_id
-        return encode(model, processor, inputs, out, model_id=name, settings=settings, overwrite=overwrite, wrap=wrap)
+        return encode(
+            model,
+            processor,
+            inputs,
+            out,
+            model_id=name,
+            settings=settings,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            wrap=wrap,
+        )
     finally:
         if joined:
             dist.destroy_process_group()
