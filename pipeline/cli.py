@@ -15,6 +15,7 @@ from tamx.datasets import DATASETS
 from tamx.errors import TamxError
 from tamx.filters import FILTERS
 
+from .encode.command import encode
 from .eval import evaluate_run, write_results
 from .eval.stage import format_table
 from .explain import explain_run
@@ -284,3 +285,7 @@ def _int_option(name: str, value: str) -> int:
 def _split(value: str | None) -> list[str] | None:
     """A comma-separated option as a list (None when not given)."""
     return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+# torch and transformers load only when `tamx encode` runs
+main.add_command(encode)

@@ -37,6 +37,8 @@ class VisionBlock:
 
     `media` is the index of the image or video in the sample's messages (in order of
     appearance); `frames[t]` lists the source video frames that temporal slice t covers.
+    `unmapped` counts placeholder tokens of the same item right after the grid that no map
+    covers (LLaVA-OneVision's high-resolution tiles and row-newline tokens).
     """
 
     start: int
@@ -44,6 +46,7 @@ class VisionBlock:
     kind: str = "image"
     media: int = 0
     frames: tuple[tuple[int, ...], ...] = ()
+    unmapped: int = 0
 
     @property
     def size(self) -> int:
@@ -63,6 +66,7 @@ class VisionBlock:
             "kind": self.kind,
             "media": self.media,
             "frames": [list(f) for f in self.frames],
+            "unmapped": self.unmapped,
         }
 
     @classmethod
@@ -73,6 +77,7 @@ class VisionBlock:
             kind=str(data.get("kind", "image")),
             media=int(data.get("media", 0)),
             frames=tuple(tuple(int(x) for x in f) for f in data.get("frames", ())),
+            unmapped=int(data.get("unmapped", 0)),
         )
 
 
@@ -245,7 +250,8 @@ def _placeholder_run(ids: np.ndarray, start: int) -> int:
 
 
 def _check_placeholders(sample: Sample, index: int, block: VisionBlock, placeholder: int | None) -> None:
-    """A block is a run of one placeholder id (the model's, when the run records it) of T*H*W tokens."""
+    """A block is a run of one placeholder id (the model's, when the run records it) of
+    T*H*W tokens plus the block's unmapped ones."""
     ids = sample.input_ids
     where = f"vision block {index}"
     if placeholder is not None and ids[block.start] != placeholder:
@@ -255,13 +261,15 @@ def _check_placeholders(sample: Sample, index: int, block: VisionBlock, placehol
             f"{where} starts at a token {ids[block.start]}, not the {block.kind} placeholder {placeholder}",
         )
     held = _placeholder_run(ids, block.start)
-    following = [b.start for b in sample.vision_blocks if b.start == block.stop]
-    if held < block.size or (held > block.size and not following):
+    expected = block.size + block.unmapped
+    followed = any(b.start == block.start + expected for b in sample.vision_blocks)
+    if held < expected or (held > expected and not followed):
+        unmapped = f" plus {block.unmapped} unmapped" if block.unmapped else ""
         _fail(
             sample,
             "vision_grids",
-            f"{where}: grid {block.grid} has T*H*W = {block.size} cells but the block holds {held} "
-            f"{block.kind} placeholder tokens from position {block.start}",
+            f"{where}: grid {block.grid} has T*H*W = {block.size} cells{unmapped} but the block holds "
+            f"{held} {block.kind} placeholder tokens from position {block.start}",
         )
 
 
@@ -283,10 +291,12 @@ def _check_blocks(sample: Sample, special_tokens: dict[str, int]) -> None:
                 f"{where}: grid {block.grid} has {block.size} cells from position {block.start}, "
                 f"past the {n_states} hidden states",
             )
+        if block.unmapped < 0:
+            _fail(sample, "vision_blocks", f"{where}: unmapped = {block.unmapped} must be >= 0")
         _check_placeholders(sample, index, block, special_tokens.get(f"{block.kind}_token"))
         if block.frames and len(block.frames) != block.grid[0]:
             _fail(sample, "vision_blocks", f"{where}: {len(block.frames)} frame lists for T = {block.grid[0]}")
-        previous_stop = block.stop
+        previous_stop = block.stop + block.unmapped
 
 
 def validate_sample(sample: Sample, special_tokens: dict[str, int]) -> None:

@@ -144,8 +144,8 @@ def _segments(sample: Sample, strings: list[str]) -> list[dict[str, Any]]:
     role[sample.answer_positions] = 2
     index[sample.answer_positions] = np.arange(len(sample.answer_positions))
     for b, block in enumerate(sample.vision_blocks):
-        role[block.start : block.stop] = 3
-        index[block.start : block.stop] = b
+        role[block.start : block.stop + block.unmapped] = 3
+        index[block.start : block.stop + block.unmapped] = b
     kinds = {0: "template", 1: "prompt", 2: "answer", 3: "vision"}
     segments: list[dict[str, Any]] = []
     for position, (r, i) in enumerate(zip(role.tolist(), index.tolist())):

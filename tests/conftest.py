@@ -1,4 +1,5 @@
-"""Shared fixtures: synthetic runs written through the public store API."""
+"""Shared fixtures: synthetic runs written through the public store API, and tiny models of
+real VLM families saved to folders once per session."""
 
 from __future__ import annotations
 
@@ -22,3 +23,21 @@ def run_path(tmp_path):
     for seed, (name, grids) in enumerate(LAYOUTS.items()):
         run.write_sample(synthetic_sample(name, grids=grids, dtype="bfloat16", seed=seed, bias=seed == 1))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A function: family name -> folder of a saved tiny model of that family (built once)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("PIL", reason="transformers' image processors need Pillow (pip install pillow)")
+    from .tiny_models import BUILDERS
+
+    built = {}
+
+    def get(family: str):
+        if family not in built:
+            built[family] = BUILDERS[family](tmp_path_factory.mktemp(family))
+        return built[family]
+
+    return get

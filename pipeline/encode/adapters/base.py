@@ -1,0 +1,209 @@
+"""What every model family adapter tells encode: special tokens, the final norm, the vision blocks.
+
+An adapter never hard-codes token ids: roles come from the model's config and tokenizer.
+Grids come from the processor's `image_grid_thw` / `video_grid_thw` or from the family's
+fixed patch grid, and every grid is checked against the placeholder run it describes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from torch import nn
+
+from tamx.errors import TamxError
+
+from ..inputs import MediaItem
+
+
+class AdapterError(TamxError):
+    """The model or its inputs do not match what the family adapter expects."""
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One expected vision block: kind, grid (T, H, W) in merged patches, media index, frames per slice."""
+
+    kind: str
+    grid: tuple[int, int, int]
+    media: int
+    frames: tuple[tuple[int, ...], ...] = ()
+    unmapped: int = 0
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.grid))
+
+    @property
+    def tokens(self) -> int:
+        """Placeholder tokens the item takes: the grid plus trailing unmapped ones."""
+        return self.size + self.unmapped
+
+
+def _ids(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+class Adapter:
+    """Base adapter. Subclasses set `family` and `model_types` and override what differs."""
+
+    family: ClassVar[str] = ""
+    model_types: ClassVar[tuple[str, ...]] = ()
+    # tokenizer strings resolved (if present in the vocabulary) to extra roles
+    token_roles: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, model: nn.Module, processor: Any) -> None:
+        self.model = model
+        self.processor = processor
+        self.config = model.config
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+
+    # ------------------------------------------------------------ tokens
+    def config_token(self, *names: str) -> int | None:
+        """The first of `names` set on the model config (or its text config)."""
+        for source in (self.config, getattr(self.config, "text_config", None)):
+            for name in names:
+                value = getattr(source, name, None) if source is not None else None
+                if value is not None:
+                    return int(value)
+        return None
+
+    def tokenizer_token(self, text: str) -> int | None:
+        """The id of a token string if the tokenizer knows it as one token."""
+        token_id = self.tokenizer.convert_tokens_to_ids(text)
+        if token_id is None or (token_id == self.tokenizer.unk_token_id and text != self.tokenizer.unk_token):
+            return None
+        return int(token_id)
+
+    def special_tokens(self) -> dict[str, int]:
+        """Role -> token id: image_token, video_token, vision_start, vision_end and turn markers."""
+        roles = {
+            "image_token": self.config_token("image_token_id", "image_token_index"),
+            "video_token": self.config_token("video_token_id", "video_token_index"),
+            "vision_start": self.config_token("vision_start_token_id", "boi_token_id", "boi_token_index"),
+            "vision_end": self.config_token("vision_end_token_id", "eoi_token_id", "eoi_token_index"),
+        }
+        for role, text in self.token_roles.items():
+            roles.setdefault(role, None)
+            if roles[role] is None:
+                roles[role] = self.tokenizer_token(text)
+        for name in ("bos", "eos", "pad"):
+            token_id = getattr(self.tokenizer, f"{name}_token_id", None)
+            if token_id is not None:
+                roles.setdefault(f"{name}_token", int(token_id))
+        return {role: token_id for role, token_id in roles.items() if token_id is not None}
+
+    # ------------------------------------------------------------ model parts
+    def language_model(self) -> nn.Module:
+        inner = getattr(self.model, "model", None)
+        language_model = getattr(inner, "language_model", None)
+        if language_model is None:
+            raise AdapterError(
+                f"{type(self.model).__name__} has no .model.language_model; the {self.family} adapter needs one"
+            )
+        return language_model
+
+    def final_norm(self) -> nn.Module:
+        """The module whose output the LM head multiplies."""
+        norm = getattr(self.language_model(), "norm", None)
+        if norm is None:
+            raise AdapterError(f"the language model of {type(self.model).__name__} has no final .norm to hook")
+        return norm
+
+    def logit_softcap(self) -> float | None:
+        """Gemma-style soft-capping of the final logits (None: plain logits)."""
+        text_config = getattr(self.config, "text_config", self.config)
+        cap = getattr(text_config, "final_logit_softcapping", None)
+        return float(cap) if cap else None
+
+    # ------------------------------------------------------------ inputs
+    def frame_multiple(self) -> int:
+        """Sampled video frames are rounded up to a multiple of this (the temporal patch size)."""
+        return 1
+
+    def processor_kwargs(self, media: list[MediaItem]) -> dict[str, Any]:
+        """Extra keyword arguments of the processor call (frames are already sampled)."""
+        videos = [m for m in media if m.kind == "video"]
+        if not videos:
+            return {}
+        from transformers.video_utils import VideoMetadata
+
+        metadata = [
+            VideoMetadata(
+                total_num_frames=m.source_frames or len(m.frame_indices),
+                fps=m.fps,
+                height=int(m.pixels.shape[1]),
+                width=int(m.pixels.shape[2]),
+                frames_indices=list(m.frame_indices),
+            )
+            for m in videos
+        ]
+        return {"do_sample_frames": False, "video_metadata": metadata}
+
+    def model_inputs(self, processed: dict[str, Any]) -> dict[str, Any]:
+        """The processor outputs the model's forward and generate take."""
+        drop = {"offset_mapping", "text_replacement_offsets"}
+        return {k: v for k, v in processed.items() if k not in drop}
+
+    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[BlockSpec]:
+        """The vision blocks in sequence order; subclasses implement this."""
+        raise NotImplementedError(f"the {self.family} adapter does not define block_specs")
+
+    # ------------------------------------------------------------ shared helpers
+    @staticmethod
+    def video_slices(item: MediaItem, temporal: int, count: int) -> tuple[tuple[int, ...], ...]:
+        """Source frame indices of each of `count` temporal slices of `temporal` sampled frames."""
+        frames = list(item.frame_indices)
+        slices = []
+        for t in range(count):
+            chunk = frames[t * temporal : (t + 1) * temporal] or frames[-1:]
+            slices.append(tuple(dict.fromkeys(chunk)))
+        return tuple(slices)
+
+    def placeholder_ids(self) -> dict[str, int]:
+        roles = self.special_tokens()
+        return {kind: roles[f"{kind}_token"] for kind in ("image", "video") if f"{kind}_token" in roles}
+
+    def find_blocks(self, input_ids: np.ndarray, specs: list[BlockSpec]) -> list[tuple[int, BlockSpec]]:
+        """Match the expected blocks to the placeholder runs of `input_ids`; returns (start, spec)."""
+        placeholders = self.placeholder_ids()
+        runs = []
+        index = 0
+        while index < len(input_ids):
+            token = int(input_ids[index])
+            kind = next((k for k, v in placeholders.items() if v == token), None)
+            if kind is None:
+                index += 1
+                continue
+            stop = index
+            while stop < len(input_ids) and input_ids[stop] == token:
+                stop += 1
+            runs.append((index, stop - index, kind))
+            index = stop
+        # several blocks may sit back to back in one run (e.g. a video's slices); split runs by the specs
+        matched: list[tuple[int, BlockSpec]] = []
+        queue = list(specs)
+        for start, length, kind in runs:
+            offset = 0
+            while offset < length:
+                if not queue:
+                    raise AdapterError(
+                        f"the {self.family} adapter found more {kind} placeholder tokens than the processor's "
+                        f"grids account for (at position {start + offset})"
+                    )
+                spec = queue.pop(0)
+                if spec.kind != kind or offset + spec.tokens > length:
+                    raise AdapterError(
+                        f"the {self.family} adapter expected a {spec.kind} block of grid {spec.grid} "
+                        f"({spec.tokens} tokens) at position {start + offset}, but found a run of "
+                        f"{length - offset} {kind} placeholder tokens"
+                    )
+                matched.append((start + offset, spec))
+                offset += spec.tokens
+        if queue:
+            raise AdapterError(
+                f"the {self.family} adapter expected {len(queue)} more vision block(s) than the sequence holds"
+            )
+        return matched

@@ -1,0 +1,90 @@
+"""The `tamx encode` command; torch and transformers load only when it runs."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..progress import progress
+
+
+@click.command()
+@click.option("--model", "model_id", required=True, help="Hugging Face model id or local model folder.")
+@click.option("--image", "images", multiple=True, type=click.Path(), help="Image file (repeatable).")
+@click.option("--video", type=click.Path(), help="Video file.")
+@click.option("--prompt", help="Prompt text (inline input).")
+@click.option("--answer", help="Explain this answer by teacher forcing instead of generating one.")
+@click.option("--id", "sample_id", default="sample", show_default=True, help="Sample id of the inline input.")
+@click.option("--manifest", type=click.Path(dir_okay=False), help="JSONL file: one {id, messages, answer?} a line.")
+@click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(1), help="Answer length limit.")
+@click.option("--top-k", default=3, show_default=True, type=click.IntRange(0), help="Candidates kept per step.")
+@click.option("--frames", default=8, show_default=True, type=click.IntRange(1), help="Frames sampled per video.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True)
+@click.option(
+    "--batch-size",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Samples per generate call (left-padded).",
+)
+@click.option("--include-system", is_flag=True, help="Count the system prompt as context.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run store to create or resume.")
+@click.option("--overwrite", is_flag=True, help="Re-encode samples already stored (default: resume).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def encode(
+    model_id: str,
+    images: tuple[str, ...],
+    video: str | None,
+    prompt: str | None,
+    answer: str | None,
+    sample_id: str,
+    manifest: str | None,
+    max_new_tokens: int,
+    top_k: int,
+    frames: int,
+    device: str,
+    dtype: str,
+    batch_size: int,
+    include_system: bool,
+    out: str,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Run a VLM on images/videos and a prompt; store what `tamx explain` needs in the run --out.
+
+    Inline: --image (repeatable) / --video, --prompt, optional --answer. Or --manifest FILE.
+    Finished samples are skipped, so re-running resumes; under torchrun every rank takes a shard.
+    """
+    from .inputs import inline_input
+    from .record import EncodeSettings
+    from .stage import encode_path
+
+    if manifest and (images or video or prompt or answer):
+        raise click.UsageError("give either --manifest or inline inputs (--image/--video/--prompt), not both")
+    if not manifest and prompt is None:
+        raise click.UsageError("give --manifest FILE, or --prompt with --image / --video")
+    inputs = manifest or inline_input(images, video, prompt or "", answer, sample_id)
+    settings = EncodeSettings(
+        max_new_tokens=max_new_tokens, top_k=top_k, num_frames=frames, include_system=include_system
+    )
+    report = encode_path(
+        model_id,
+        inputs,
+        out,
+        device=device,
+        dtype=dtype,
+        settings=settings,
+        overwrite=overwrite,
+        batch_size=batch_size,
+        wrap=lambda samples, total: (s for s in progress(samples, "encode", total, quiet)),
+    )
+    if not quiet:
+        skipped = f", {len(report.skipped)} already stored" if report.skipped else ""
+        click.echo(f"{out}: {len(report.done)} sample(s) encoded in {report.seconds:.1f}s{skipped}", err=True)
+    if report.failed:
+        click.echo(f"{len(report.failed)} sample(s) failed:", err=True)
+        for name, reason in report.failed.items():
+            click.echo(f"  {name}: {reason}", err=True)
+        sys.exit(1)

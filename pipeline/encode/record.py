@@ -1,0 +1,407 @@
+"""Encode one sample: preprocess, generate (or teacher-force) under the final-norm hook, build a Sample."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import GenerationConfig, LogitsProcessorList
+
+from tamx.dtypes import STORAGE_DTYPES
+from tamx.records import LMHead, Sample, VisionBlock
+
+from .adapters import Adapter, AdapterError
+from .capture import FinalNormCapture, TopKRecorder
+from .inputs import EncodeInput, InputError, MediaItem, load_media, media_kind, media_records, split_answer
+
+log = logging.getLogger(__name__)
+
+TORCH_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How samples are encoded: greedy decoding length, candidates per step, video frames, context."""
+
+    max_new_tokens: int = 64
+    top_k: int = 3
+    num_frames: int = 8
+    include_system: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    if dtype not in TORCH_DTYPE_NAMES:
+        raise AdapterError(f"model dtype {dtype} cannot be stored; load the model in bf16, fp16 or fp32")
+    return TORCH_DTYPE_NAMES[dtype]
+
+
+def to_storage(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as the store holds it: bf16 as its uint16 bits, fp16 / fp32 as they are."""
+    tensor = tensor.detach().cpu().contiguous()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(np.uint16)
+    return tensor.numpy().astype(STORAGE_DTYPES[dtype_name(tensor.dtype)], copy=False)
+
+
+def text_spans(prompt: str, messages: list[dict[str, Any]], include_system: bool) -> list[tuple[int, int]]:
+    """Character spans of the message texts inside the rendered prompt (system text left out by default)."""
+    spans = []
+    cursor = 0
+    for message in messages:
+        for item in message["content"]:
+            if media_kind(item) is not None or not item.get("text"):
+                continue
+            text = item["text"]
+            found = prompt.find(text, cursor)
+            if found < 0:
+                text = text.strip()
+                found = prompt.find(text, cursor) if text else -1
+            if found < 0:
+                raise AdapterError(
+                    f"the chat template does not copy the text {item['text'][:40]!r} of a {message['role']} turn "
+                    "verbatim; tamx cannot tell prompt text from scaffolding for this template"
+                )
+            if message["role"] != "system" or include_system:
+                spans.append((found, found + len(text)))
+            cursor = found + len(text)
+    return spans
+
+
+def _shift_spans(spans: list[tuple[int, int]], replacements: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """Move spans of the rendered prompt to the processor's expanded text (placeholders replaced)."""
+    shifted = []
+    for start, stop in spans:
+        offset = 0
+        for rep in replacements:
+            (_rep_start, rep_stop), (_new_start, new_stop) = rep["span"], rep["new_span"]
+            if rep_stop <= start:
+                offset = new_stop - rep_stop
+        shifted.append((start + offset, stop + offset))
+    return shifted
+
+
+def context_positions(
+    offsets: np.ndarray, spans: list[tuple[int, int]], input_ids: np.ndarray, special_ids: set[int]
+) -> np.ndarray:
+    """Token positions whose characters lie inside a message text span, special tokens excluded."""
+    keep = np.zeros(len(offsets), dtype=bool)
+    starts, stops = offsets[:, 0], offsets[:, 1]
+    for span_start, span_stop in spans:
+        keep |= (stops > starts) & (starts < span_stop) & (stops > span_start)
+    keep &= ~np.isin(input_ids, np.array(sorted(special_ids), dtype=np.int64))
+    return np.flatnonzero(keep).astype(np.int64)
+
+
+def _device_inputs(inputs: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    moved = {}
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device)
+            if value.is_floating_point():
+                value = value.to(dtype)
+        moved[key] = value
+    return moved
+
+
+def _head_logits(adapter: Adapter, states: torch.Tensor) -> torch.Tensor:
+    """Full-vocabulary logits [n, V] float32 for a few hidden states (soft-capped like the model)."""
+    logits = adapter.model.get_output_embeddings()(states).float()
+    cap = adapter.logit_softcap()
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def _eos_ids(adapter: Adapter) -> list[int]:
+    ids = adapter.model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if adapter.tokenizer.eos_token_id is not None:
+        ids.append(int(adapter.tokenizer.eos_token_id))
+    return sorted(set(ids))
+
+
+@dataclass
+class Prepared:
+    """One sample after preprocessing: prompt, media, processor outputs, blocks and context."""
+
+    sample: EncodeInput
+    messages: list[dict[str, Any]]
+    answer: str | None
+    media: list[MediaItem]
+    prompt: str
+    prompt_ids: np.ndarray
+    context: np.ndarray
+    blocks: list[VisionBlock]
+    processed: Any
+    add_special_tokens: bool
+
+
+@dataclass
+class Outcome:
+    """What the model produced for one sample: the final ids, hidden [L-1, C], answer span, candidates."""
+
+    input_ids: np.ndarray
+    hidden: torch.Tensor
+    answer_positions: np.ndarray
+    candidate_ids: np.ndarray | None
+    candidate_logprobs: np.ndarray | None
+    answer: str
+    mode: str
+
+
+def _processor_call(
+    adapter: Adapter, prompts: list[str], media: list[MediaItem], add_special_tokens: bool, per_prompt=None, **extra
+):
+    """Call the processor; `per_prompt` gives each prompt's media: images go nested per prompt where every
+    prompt has some, as `apply_chat_template(tokenize=True)` passes them (LLaVA-OneVision's multi-image
+    layout and Gemma 3's batching depend on it)."""
+    images: Any = [m.pixels for m in media if m.kind == "image"]
+    videos = [m.pixels for m in media if m.kind == "video"]
+    if per_prompt is not None:
+        nested = [[m.pixels for m in items if m.kind == "image"] for items in per_prompt]
+        if all(nested):  # some processors (Gemma 3) need each prompt's images as its own list
+            images = nested
+    return adapter.processor(
+        text=prompts,
+        images=images or None,
+        videos=videos or None,
+        return_tensors="pt",
+        add_special_tokens=add_special_tokens,
+        **adapter.processor_kwargs(media),
+        **extra,
+    )
+
+
+def prepare_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSettings) -> Prepared:
+    """Load the media, render the chat template, run the processor, find blocks and context."""
+    processor, tokenizer = adapter.processor, adapter.tokenizer
+    messages, answer = split_answer(sample)
+    media = load_media(sample.id, messages, settings.num_frames, adapter.frame_multiple())
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    spans = text_spans(prompt, messages, settings.include_system)
+    if any(m.kind == "video" for m in media) and getattr(processor, "video_processor", None) is None:
+        raise InputError(
+            sample.id,
+            f"video input needs the {type(processor).__name__} video processor, which needs torchvision; "
+            "install torchvision (pip install torchvision) or give images",
+        )
+    bos = tokenizer.bos_token
+    add_special_tokens = not (bos and prompt.startswith(bos))
+    try:
+        processed = _processor_call(
+            adapter,
+            [prompt],
+            media,
+            add_special_tokens,
+            per_prompt=[media],
+            return_offsets_mapping=True,
+            return_text_replacement_offsets=True,
+        )
+    except (ValueError, TypeError) as exc:
+        raise InputError(sample.id, f"the processor rejected the inputs: {exc}") from None
+    prompt_ids = processed["input_ids"][0].numpy().astype(np.int64)
+    special_ids = set(adapter.special_tokens().values()) | {int(t) for t in tokenizer.all_special_ids}
+    spans = _shift_spans(spans, processed.get("text_replacement_offsets", [[]])[0])
+    offsets = np.asarray(processed["offset_mapping"][0], dtype=np.int64).reshape(-1, 2)
+    blocks = [
+        VisionBlock(
+            start=start, grid=spec.grid, kind=spec.kind, media=spec.media, frames=spec.frames, unmapped=spec.unmapped
+        )
+        for start, spec in adapter.find_blocks(prompt_ids, adapter.block_specs(media, processed))
+    ]
+    return Prepared(
+        sample=sample,
+        messages=messages,
+        answer=answer,
+        media=media,
+        prompt=prompt,
+        prompt_ids=prompt_ids,
+        context=context_positions(offsets, spans, prompt_ids, special_ids),
+        blocks=blocks,
+        processed=processed,
+        add_special_tokens=add_special_tokens,
+    )
+
+
+def _candidates(logits: torch.Tensor, top_k: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if top_k <= 0:
+        return None, None
+    top = torch.topk(torch.log_softmax(logits.float(), dim=-1), k=min(top_k, logits.shape[-1]), dim=-1)
+    return top.indices.cpu().numpy().astype(np.int64), top.values.cpu().numpy().astype(np.float32)
+
+
+def teacher_force(adapter: Adapter, prepared: Prepared, settings: EncodeSettings) -> Outcome:
+    """One forward pass over prompt + the given answer under the hook."""
+    model, tokenizer = adapter.model, adapter.tokenizer
+    inputs = _device_inputs(adapter.model_inputs(prepared.processed), model.device, model.dtype)
+    answer_ids = tokenizer(prepared.answer, add_special_tokens=False)["input_ids"]
+    if not answer_ids:
+        raise InputError(prepared.sample.id, "the given answer tokenizes to nothing")
+    extra = torch.tensor([answer_ids], dtype=inputs["input_ids"].dtype, device=model.device)
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
+    for key in ("attention_mask", "mm_token_type_ids", "token_type_ids"):
+        if key in inputs:
+            fill = torch.ones_like(extra) if key == "attention_mask" else torch.zeros_like(extra)
+            inputs[key] = torch.cat([inputs[key], fill.to(inputs[key].dtype)], dim=1)
+    with torch.inference_mode(), FinalNormCapture(adapter.final_norm(), inputs["input_ids"].shape[1]) as capture:
+        model(**inputs, use_cache=False, logits_to_keep=1)
+        input_ids = np.concatenate([prepared.prompt_ids, np.asarray(answer_ids, dtype=np.int64)])
+        hidden = capture.states[0, : len(input_ids) - 1]
+        answer_positions = np.arange(len(prepared.prompt_ids), len(input_ids), dtype=np.int64)
+        candidate_ids, candidate_logprobs = _candidates(
+            _head_logits(adapter, hidden[answer_positions - 1]), settings.top_k
+        )
+    return Outcome(
+        input_ids, hidden, answer_positions, candidate_ids, candidate_logprobs, prepared.answer, "teacher-forced"
+    )
+
+
+def _greedy_config(adapter: Adapter, settings: EncodeSettings, eos: list[int]) -> GenerationConfig:
+    tokenizer = adapter.tokenizer
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else None)
+    # plain greedy: generate fills every field left None from the checkpoint's generation config
+    # (repetition penalty, n-gram blocking, ...), so set them explicitly; then every answer token is
+    # the argmax of the logits explain recomputes
+    return GenerationConfig(
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=eos or None,
+        pad_token_id=pad,
+        repetition_penalty=1.0,
+        encoder_repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        min_length=0,
+        suppress_tokens=[],
+        begin_suppress_tokens=[],
+    )
+
+
+def generate(adapter: Adapter, batch: list[Prepared], settings: EncodeSettings) -> list[Outcome]:
+    """Greedy generation for a batch of samples (left-padded) under the hook."""
+    model, tokenizer = adapter.model, adapter.tokenizer
+    if len(batch) == 1:
+        processed = batch[0].processed
+    else:
+        media = [m for p in batch for m in p.media]
+        processed = _processor_call(
+            adapter,
+            [p.prompt for p in batch],
+            media,
+            batch[0].add_special_tokens,
+            per_prompt=[p.media for p in batch],
+            padding=True,
+            padding_side="left",
+        )
+    inputs = _device_inputs(adapter.model_inputs(processed), model.device, model.dtype)
+    width = inputs["input_ids"].shape[1]
+    mask = inputs.get("attention_mask")
+    pads = [0] * len(batch) if mask is None else (mask == 0).sum(dim=1).tolist()
+    for p, pad, row in zip(batch, pads, inputs["input_ids"].cpu().numpy()):
+        if not np.array_equal(row[pad:], p.prompt_ids):
+            raise AdapterError(f"sample {p.sample.id!r}: batched preprocessing changed its prompt tokens")
+    eos = _eos_ids(adapter)
+    recorder = TopKRecorder(settings.top_k)
+    with (
+        torch.inference_mode(),
+        FinalNormCapture(adapter.final_norm(), width + settings.max_new_tokens, rows=len(batch)) as capture,
+    ):
+        sequences = model.generate(
+            **inputs,
+            generation_config=_greedy_config(adapter, settings, eos),
+            logits_processor=LogitsProcessorList([recorder]),
+        )
+        outcomes = []
+        for row, (p, pad) in enumerate(zip(batch, pads)):
+            generated = sequences[row, width:].cpu().numpy().astype(np.int64)
+            stops = np.flatnonzero(np.isin(generated, eos))
+            count = int(stops[0]) if len(stops) else len(generated)
+            if count == 0:
+                raise InputError(p.sample.id, "the model ended its answer at once (first token is end-of-sequence)")
+            input_ids = np.concatenate([p.prompt_ids, generated[:count]])
+            hidden = capture.states[row, pad : width + count - 1]
+            answer_positions = np.arange(len(p.prompt_ids), len(input_ids), dtype=np.int64)
+            candidate_ids = candidate_logprobs = None
+            if settings.top_k > 0:
+                candidate_ids = torch.stack([ids[row] for ids in recorder.ids[:count]]).cpu().numpy().astype(np.int64)
+                candidate_logprobs = torch.stack([lp[row] for lp in recorder.logprobs[:count]]).cpu().numpy()
+                if not np.array_equal(candidate_ids[:, 0], generated[:count]):
+                    raise AdapterError(
+                        "a logits processor from the checkpoint's generation config changed the greedy tokens; "
+                        "the answer would not be the argmax that explain recomputes"
+                    )
+            answer = tokenizer.decode(generated[:count].tolist())
+            outcomes.append(
+                Outcome(input_ids, hidden, answer_positions, candidate_ids, candidate_logprobs, answer, "generate")
+            )
+    return outcomes
+
+
+def build_sample(
+    adapter: Adapter, prepared: Prepared, outcome: Outcome, settings: EncodeSettings, model_id: str
+) -> Sample:
+    """The store record of one sample from its preprocessing and the model's outcome."""
+    hidden = outcome.hidden
+    if len(hidden) != len(outcome.input_ids) - 1:
+        raise AdapterError(
+            f"the final-norm hook recorded {len(hidden)} states for {len(outcome.input_ids)} tokens; "
+            f"the {adapter.family} adapter hooks the wrong module"
+        )
+    unique_ids, inverse = np.unique(outcome.input_ids, return_inverse=True)
+    names = [adapter.tokenizer.decode([int(t)]) for t in unique_ids]
+    media = prepared.media
+    record = Sample(
+        id=prepared.sample.id,
+        hidden=to_storage(hidden),
+        hidden_dtype=dtype_name(hidden.dtype),
+        input_ids=outcome.input_ids,
+        vision_blocks=tuple(prepared.blocks),
+        answer_positions=outcome.answer_positions,
+        context_positions=prepared.context,
+        lm_head=LMHead(ids=np.zeros(0, np.int64), rows=np.zeros((0, hidden.shape[1]), np.float32)),
+        candidate_ids=outcome.candidate_ids,
+        candidate_logprobs=None
+        if outcome.candidate_logprobs is None
+        else outcome.candidate_logprobs.astype(np.float32),
+        tokens=[names[i] for i in inverse.tolist()],
+        media=media_records(media),
+        messages=prepared.messages,
+        meta={
+            "model_id": model_id,
+            "mode": outcome.mode,
+            "prompt": prepared.prompt,
+            "answer": outcome.answer,
+            "settings": settings.to_json(),
+            "video_fps": [m.fps for m in media if m.kind == "video"],
+        },
+    )
+    record.lm_head = lm_head_rows(adapter, record.needed_token_ids())
+    return record
+
+
+def encode_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSettings, model_id: str) -> Sample:
+    """Run the model on one sample under the final-norm hook and return the Sample to store."""
+    prepared = prepare_sample(adapter, sample, settings)
+    if prepared.answer is not None:
+        outcome = teacher_force(adapter, prepared, settings)
+    else:
+        (outcome,) = generate(adapter, [prepared], settings)
+    return build_sample(adapter, prepared, outcome, settings, model_id)
+
+
+def lm_head_rows(adapter: Adapter, token_ids: np.ndarray) -> LMHead:
+    """The LM-head rows (and bias) of `token_ids`, copied in the model's dtype."""
+    head = adapter.model.get_output_embeddings()
+    index = torch.as_tensor(token_ids, dtype=torch.long, device=head.weight.device)
+    rows = head.weight.detach().index_select(0, index)
+    bias = None if getattr(head, "bias", None) is None else head.bias.detach().index_select(0, index)
+    return LMHead(
+        ids=np.asarray(token_ids, dtype=np.int64),
+        rows=to_storage(rows),
+        dtype=dtype_name(rows.dtype),
+        bias=None if bias is None else to_storage(bias),
+    )

@@ -1,0 +1,215 @@
+"""The encode loop: samples in, one stored Sample each, resumable, failures collected per sample.
+
+Under torchrun (WORLD_SIZE > 1) each rank takes a disjoint shard of the samples and writes
+into the same store; rank 0 creates it, the others wait at a barrier.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from tamx import RunInfo, create_run
+from tamx.errors import TamxError
+
+from .adapters import Adapter, adapter_for
+from .inputs import EncodeInput, read_manifest
+from .record import EncodeSettings, Prepared, build_sample, dtype_name, generate, prepare_sample, teacher_force
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncodeReport:
+    """What an encode run did: sample ids stored, skipped (already stored) and failed (id -> reason)."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_info(adapter: Adapter, model_id: str) -> RunInfo:
+    """The run attributes of a model: id, revision, stored dtype and special-token roles."""
+    config = adapter.model.config
+    return RunInfo(
+        model_id=model_id,
+        model_revision=getattr(config, "_commit_hash", None),
+        dtype=dtype_name(adapter.model.dtype),
+        special_tokens=adapter.special_tokens(),
+        extra={"family": adapter.family, "model_type": config.model_type},
+    )
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def init_distributed(device: torch.device) -> bool:
+    """Join the torchrun process group if there is one (gloo on CPU, nccl on CUDA); True if joined now."""
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or not dist.is_available() or dist.is_initialized():
+        return False
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def as_inputs(inputs: str | os.PathLike | EncodeInput | Iterable[EncodeInput]) -> tuple[list[EncodeInput], dict]:
+    """Samples from a manifest path, one EncodeInput, or a list of them; plus manifest lines that failed."""
+    if isinstance(inputs, (str, os.PathLike)):
+        return read_manifest(inputs)
+    if isinstance(inputs, EncodeInput):
+        return [inputs], {}
+    return list(inputs), {}
+
+
+def encode(
+    model: torch.nn.Module,
+    processor: Any,
+    inputs: str | os.PathLike | EncodeInput | Sequence[EncodeInput],
+    out: str | os.PathLike,
+    *,
+    model_id: str | None = None,
+    settings: EncodeSettings | None = None,
+    overwrite: bool = False,
+    batch_size: int = 1,
+    wrap: Callable[[Iterator[EncodeInput], int], Iterator[EncodeInput]] | None = None,
+) -> EncodeReport:
+    """Encode samples with an already loaded model into the run store `out`.
+
+    Finished samples are skipped (resume) unless `overwrite`; a failing sample is recorded
+    in the report and the others go on. Up to `batch_size` samples to generate for share one
+    left-padded generate call (teacher-forced ones run alone). `wrap` may wrap the sample
+    stream (a progress bar).
+    """
+    started = time.perf_counter()
+    settings = settings or EncodeSettings()
+    adapter = adapter_for(model, processor)
+    model_id = model_id or getattr(model, "name_or_path", None) or "unknown"
+    samples, failed = as_inputs(inputs)
+    rank, world = _world()
+    info = run_info(adapter, str(model_id))
+    if rank == 0:
+        create_run(out, info, exist_ok=True)
+    _barrier()
+    run = create_run(out, info, exist_ok=True)
+    report = EncodeReport(failed=dict(failed) if rank == 0 else {})
+    shard = samples[rank::world]
+    stored = set(run.sample_ids())
+    todo = []
+    for sample in shard:
+        if sample.id in stored and not overwrite:
+            report.skipped.append(sample.id)
+        else:
+            todo.append(sample)
+    stream: Iterator[EncodeInput] = iter(todo)
+    batch: list[EncodeInput] = []
+    for sample in wrap(stream, len(todo)) if wrap else stream:
+        batch.append(sample)
+        if len(batch) >= batch_size:
+            _encode_batch(adapter, run, batch, settings, str(model_id), {"rank": rank, "world_size": world}, report)
+            batch = []
+    if batch:
+        _encode_batch(adapter, run, batch, settings, str(model_id), {"rank": rank, "world_size": world}, report)
+    _barrier()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+ERRORS = (TamxError, ValueError, OSError, RuntimeError)
+
+
+def _fail(report: EncodeReport, sample_id: str, exc: Exception) -> None:
+    log.debug("sample %s failed", sample_id, exc_info=True)
+    report.failed[sample_id] = str(exc).removeprefix(f"sample {sample_id!r}: ")
+
+
+def _encode_batch(
+    adapter: Adapter,
+    run: Any,
+    batch: list[EncodeInput],
+    settings: EncodeSettings,
+    model_id: str,
+    rank: dict[str, int],
+    report: EncodeReport,
+) -> None:
+    """Prepare, run and store a batch; a failure is charged to its sample alone."""
+    ready: list[Prepared] = []
+    for sample in batch:
+        try:
+            ready.append(prepare_sample(adapter, sample, settings))
+        except ERRORS as exc:
+            _fail(report, sample.id, exc)
+    to_generate = [p for p in ready if p.answer is None]
+    outcomes = {}
+    if len(to_generate) > 1:
+        try:
+            outcomes = {p.sample.id: o for p, o in zip(to_generate, generate(adapter, to_generate, settings))}
+        except ERRORS as exc:
+            log.info("batched generate failed (%s); running the batch one sample at a time", exc)
+    for prepared in ready:
+        sample_id = prepared.sample.id
+        try:
+            outcome = outcomes.get(sample_id)
+            if outcome is None:
+                if prepared.answer is not None:
+                    outcome = teacher_force(adapter, prepared, settings)
+                else:
+                    (outcome,) = generate(adapter, [prepared], settings)
+            record = build_sample(adapter, prepared, outcome, settings, model_id)
+            record.meta["rank"] = rank
+            run.write_sample(record, overwrite=True)
+        except ERRORS as exc:
+            _fail(report, sample_id, exc)
+            continue
+        report.done.append(sample_id)
+
+
+def encode_path(
+    model_id: str,
+    inputs: str | os.PathLike | EncodeInput | Sequence[EncodeInput],
+    out: str | os.PathLike,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    settings: EncodeSettings | None = None,
+    overwrite: bool = False,
+    batch_size: int = 1,
+    wrap: Callable[[Iterator[EncodeInput], int], Iterator[EncodeInput]] | None = None,
+) -> EncodeReport:
+    """Load `model_id` (an HF id or a local folder) and encode `inputs` into `out` (torchrun-aware)."""
+    from .loading import load_model, load_processor, resolve_device
+
+    joined = init_distributed(resolve_device(device))
+    try:
+        model = load_model(model_id, device=device, dtype=dtype)
+        processor = load_processor(model_id)
+        name = str(Path(model_id).resolve()) if Path(model_id).exists() else model_id
+        return encode(
+            model,
+            processor,
+            inputs,
+            out,
+            model_id=name,
+            settings=settings,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            wrap=wrap,
+        )
+    finally:
+        if joined:
+            dist.destroy_process_group()
