@@ -416,3 +416,33 @@ def test_batched_equals_one_at_a_time(loaded, family, media, tmp_path, caplog):
         assert a.vision_blocks == b.vision_blocks
         np.testing.assert_allclose(a.hidden_float32(), b.hidden_float32(), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(a.candidate_logprobs, b.candidate_logprobs, rtol=1e-4, atol=1e-4)
+
+
+def test_encode_a_mask_dataset_then_eval(tiny_model_dir, media, tmp_path):
+    """`tamx encode --dataset folder --data DIR` writes the manifest with the paper's prompt;
+    its sample ids are the records' ids, so `tamx eval` finds their masks."""
+    data = tmp_path / "data"
+    data.mkdir()
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(data / "scene.png"), cv2.imread(str(media["wide"])))
+    label = np.zeros((60, 100), np.uint8)
+    label[10:40, 20:70] = 3
+    cv2.imwrite(str(data / "scene_label.png"), label)
+    (data / "anno.json").write_text(json.dumps([["scene.png", "a cat", "scene_label.png", {"cat": 3}]]))
+    out = tmp_path / "run"
+    result = tamx_cli(
+        "encode", "--model", str(tiny_model_dir("llava")), "--dataset", "folder", "--data", str(data),
+        "--max-new-tokens", "4", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    manifest = [json.loads(line) for line in (tmp_path / "run.folder.jsonl").read_text().splitlines()]
+    assert [m["id"] for m in manifest] == ["scene"] and tamx.open_run(out).sample_ids() == ["scene"]
+    assert manifest[0]["messages"][0]["content"][1]["text"].startswith("Write a one-sentence caption")
+    assert tamx_cli("explain", str(out), "--quiet").returncode == 0
+    scored = tamx_cli("eval", str(out), "--dataset", "folder", "--data", str(data), "--quiet")
+    assert scored.returncode == 0, scored.stderr
+    assert "tam" in scored.stdout and (out / "eval" / "folder" / "summary.json").is_file()
+    both = tamx_cli(
+        "encode", "--model", "x", "--dataset", "folder", "--data", str(data), "--prompt", "p", "--out", str(out)
+    )
+    assert both.returncode == 2 and "give one of --manifest" in both.stderr

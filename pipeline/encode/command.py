@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
+from tamx.datasets import DATASETS
+
+from ..eval.manifests import write_manifest
 from ..progress import progress
 
 
@@ -17,6 +21,12 @@ from ..progress import progress
 @click.option("--answer", help="Explain this answer by teacher forcing instead of generating one.")
 @click.option("--id", "sample_id", default="sample", show_default=True, help="Sample id of the inline input.")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="JSONL file: one {id, messages, answer?} a line.")
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASETS),
+    help="Encode a mask dataset for `tamx eval` with the paper's prompt (writes OUT.DATASET.jsonl).",
+)
+@click.option("--data", type=click.Path(exists=True, file_okay=False), help="The folder of --dataset.")
 @click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(1), help="Answer length limit.")
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(0), help="Candidates kept per step.")
 @click.option("--frames", default=8, show_default=True, type=click.IntRange(1), help="Frames sampled per video.")
@@ -41,6 +51,8 @@ def encode(
     answer: str | None,
     sample_id: str,
     manifest: str | None,
+    dataset: str | None,
+    data: str | None,
     max_new_tokens: int,
     top_k: int,
     frames: int,
@@ -61,10 +73,19 @@ def encode(
     from .record import EncodeSettings
     from .stage import encode_path
 
-    if manifest and (images or video or prompt or answer):
-        raise click.UsageError("give either --manifest or inline inputs (--image/--video/--prompt), not both")
+    if bool(dataset) != bool(data):
+        raise click.UsageError("--dataset and --data go together")
+    if sum(map(bool, (manifest, dataset, images or video or prompt or answer))) > 1:
+        raise click.UsageError(
+            "give one of --manifest, --dataset with --data, or inline inputs (--image/--video/--prompt)"
+        )
+    if dataset:
+        manifest = f"{Path(out).resolve()}.{dataset}.jsonl"
+        count = write_manifest(dataset, data, manifest)
+        if not quiet:
+            click.echo(f"{manifest}: {count} {dataset} record(s) with the paper's prompt", err=True)
     if not manifest and prompt is None:
-        raise click.UsageError("give --manifest FILE, or --prompt with --image / --video")
+        raise click.UsageError("give --manifest FILE, --dataset NAME --data DIR, or --prompt with --image / --video")
     inputs = manifest or inline_input(images, video, prompt or "", answer, sample_id)
     settings = EncodeSettings(
         max_new_tokens=max_new_tokens, top_k=top_k, num_frames=frames, include_system=include_system
