@@ -118,6 +118,7 @@ def test_greedy_tokens_and_teacher_forced_hidden(loaded, family, media, tmp_path
     )
     assert np.array_equal(stored.candidate_ids[:, 0], stored.input_ids[stored.answer_positions])
     assert np.all(np.diff(stored.candidate_logprobs, axis=1) <= 0) and np.all(stored.candidate_logprobs <= 0)
+    assert [row[0] for row in stored.candidate_tokens] == [stored.tokens[p] for p in stored.answer_positions]
 
     inputs = model_inputs_for(processor, stored, 1)
     prompt_length = inputs["input_ids"].shape[1]

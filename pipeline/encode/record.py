@@ -353,6 +353,9 @@ def build_sample(
         )
     unique_ids, inverse = np.unique(outcome.input_ids, return_inverse=True)
     names = [adapter.tokenizer.decode([int(t)]) for t in unique_ids]
+    candidate_tokens = None
+    if outcome.candidate_ids is not None:
+        candidate_tokens = [[adapter.tokenizer.decode([int(t)]) for t in row] for row in outcome.candidate_ids.tolist()]
     media = prepared.media
     record = Sample(
         id=prepared.sample.id,
@@ -364,6 +367,7 @@ def build_sample(
         context_positions=prepared.context,
         lm_head=LMHead(ids=np.zeros(0, np.int64), rows=np.zeros((0, hidden.shape[1]), np.float32)),
         candidate_ids=outcome.candidate_ids,
+        candidate_tokens=candidate_tokens,
         candidate_logprobs=None
         if outcome.candidate_logprobs is None
         else outcome.candidate_logprobs.astype(np.float32),
