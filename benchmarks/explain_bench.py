@@ -1,0 +1,541 @@
+"""Benchmark of `tamx.explain_sample` at Qwen2-VL-2B size, against a naive numpy TAM and the matmul floor.
+
+Synthetic samples (hidden size 1536, vocabulary 151936, bfloat16 hidden states, top-3
+candidates, 20 prompt tokens) for one 640x480 image and a 10-frame video, then the
+throughput of `pipeline.explain.explain_run` over a store of such samples read from disk.
+
+    cd /work/wt-bench && python benchmarks/explain_bench.py            # full run
+    python benchmarks/explain_bench.py --quick                          # < 1 minute
+    python benchmarks/explain_bench.py --samples 500 --repeats 15 --profile
+
+Timings are medians of interleaved repeats (time.perf_counter) after a warm-up call, so
+numba's compile time is excluded and machine noise hits every method alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+# Run from a checkout without installing: `python benchmarks/explain_bench.py`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import tamx
+import tamx.explain as tamx_explain
+from tamx import ExplainSettings, Sample, create_run, explain_sample, open_run
+from tamx.synthetic import synthetic_run_info, synthetic_sample
+
+HIDDEN_SIZE = 1536  # Qwen2-VL-2B
+VOCAB_SIZE = 151936  # Qwen2-VL's vocabulary: token ids are spread like a real run's
+N_CONTEXT = 20  # prompt text tokens
+TOP_K = 3
+DTYPE = "bfloat16"
+ANSWERS_ONLY = ExplainSettings(candidates=False, prompt=False)
+TARGET_MS = 15.0  # whole explain of the 391 x 128 case
+TARGET_FLOOR_RATIO = 2.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark input: vision grids (T, H, W) and the number of answer tokens."""
+
+    name: str
+    grids: tuple[tuple[int, int, int], ...]
+    n_answer: int
+
+    @property
+    def vision_size(self) -> int:
+        return sum(t * h * w for t, h, w in self.grids)
+
+
+CASES = (
+    Case("image 640x480 (1,17,23)", ((1, 17, 23),), 20),
+    Case("image 640x480 (1,17,23)", ((1, 17, 23),), 60),
+    Case("image 640x480 (1,17,23)", ((1, 17, 23),), 128),
+    Case("video 10 frames (5,16,16)", ((5, 16, 16),), 60),
+    Case("video 10 frames (10,16,16)", ((10, 16, 16),), 60),
+)
+STORE_CASE = CASES[2]
+
+
+def make_sample(case: Case, seed: int = 0, sample_id: str = "bench", media: bool = False) -> Sample:
+    """A synthetic sample of `case` at Qwen2-VL-2B size, stored as a real encode would (bfloat16)."""
+    return synthetic_sample(
+        sample_id=sample_id,
+        grids=case.grids,
+        n_answer=case.n_answer,
+        n_context=N_CONTEXT,
+        hidden_size=HIDDEN_SIZE,
+        vocab_size=VOCAB_SIZE,
+        top_k=TOP_K,
+        dtype=DTYPE,
+        seed=seed,
+        media=media,
+    )
+
+
+# ---------------------------------------------------------------------------- naive numpy TAM
+
+
+def decode_bfloat16(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 stored as uint16 bits -> float32."""
+    return (np.ascontiguousarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def rank_gaussian_numpy(grid: np.ndarray, k: int = 3) -> np.ndarray:
+    """Eqs. 6-7 on one [H, W] frame, vectorised: reflect pad, k x k windows, sort, rank Gaussian."""
+    n, centre = k * k, (k * k) // 2
+    padded = np.pad(grid, k // 2, mode="reflect")
+    windows = np.sort(sliding_window_view(padded, (k, k)).reshape(*grid.shape, n), axis=-1)
+    mean = windows.mean(axis=-1)
+    sd = windows.std(axis=-1)
+    ranks_sq = ((np.arange(n) - centre) ** 2).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        two_sigma_sq = 2.0 * (sd / mean) ** 2
+        weights = np.exp(-ranks_sq / two_sigma_sq[..., None])
+    weights[..., centre] = 1.0  # sd == 0 (a constant window) leaves only the median: its value
+    out = (weights * windows).sum(axis=-1) / weights.sum(axis=-1)
+    return np.where(mean > 0, out, 0.0).astype(np.float32)
+
+
+def naive_tam(sample: Sample, kernel_size: int = 3) -> np.ndarray:
+    """TAM of every answer token written straight from METHOD.md, one token at a time: [N, V] float32.
+
+    Per answer token i: A_i = relu(Hv @ w[a_i]); for each context token k (prompt text and
+    earlier answers) its map A_k = relu(Hv @ w[ids[q_k]]) and r_i[k] = relu(h[q_k] . w[a_i])
+    (0 for the own class); E_i, the closed-form s_i, relu(A_i - s_i E_i), then the rank
+    Gaussian filter per image / video frame.
+    """
+    assert sample.hidden_dtype == DTYPE and sample.lm_head.bias is None
+    hidden = decode_bfloat16(sample.hidden)
+    head = decode_bfloat16(sample.lm_head.rows)
+    row = {int(t): head[i] for i, t in enumerate(sample.lm_head.ids)}
+    ids = sample.input_ids
+    v_pos = np.concatenate([np.arange(b.start, b.stop) for b in sample.vision_blocks])
+    hv = hidden[v_pos]
+    frames, offset = [], 0
+    for block in sample.vision_blocks:
+        t, h, w = block.grid
+        for _ in range(t):
+            frames.append((offset, h, w))
+            offset += h * w
+    answers = sample.answer_positions.tolist()
+    context = sample.context_positions.tolist()
+    out = np.zeros((len(answers), len(v_pos)), dtype=np.float32)
+    for i, p in enumerate(answers):
+        a_i = int(ids[p])
+        cam = np.maximum(hv @ row[a_i], 0.0)
+        ctx = context + answers[:i]
+        maps, rel = [], []
+        for q in ctx:
+            maps.append(np.maximum(hv @ row[int(ids[q])], 0.0))
+            rel.append(0.0 if ids[q] == a_i else max(float(hidden[q] @ row[a_i]), 0.0))
+        estimate = np.zeros(len(v_pos), dtype=np.float32)
+        total = sum(rel)
+        for r, a_k in zip(rel, maps):
+            estimate += np.float32(r / (total + 1e-8)) * a_k
+        ee = float(estimate @ estimate)
+        scale = float(cam @ estimate) / ee if ee > 0 else 0.0
+        eci = np.maximum(cam - np.float32(scale) * estimate, 0.0)
+        for off, h, w in frames:
+            grid = eci[off : off + h * w].reshape(h, w)
+            out[i, off : off + h * w] = np.maximum(rank_gaussian_numpy(grid, kernel_size), 0.0).ravel()
+    return out
+
+
+def check_naive_agrees(sample: Sample, tam: np.ndarray) -> float:
+    """Assert the naive TAM equals tamx's to 1e-4 of the largest value; return the relative error."""
+    naive = naive_tam(sample)
+    error = float(np.max(np.abs(naive - tam)) / max(float(np.max(np.abs(tam))), 1e-30))
+    assert error <= 1e-4, f"sample {sample.id}: naive TAM differs from tamx by {error:.2e} (relative)"
+    return error
+
+
+# ---------------------------------------------------------------------------- the matmul floor
+
+
+@dataclass
+class FloorInputs:
+    """The float32 operands of the two unavoidable products, decoded before timing."""
+
+    vision: np.ndarray  # [V, C]
+    classes: np.ndarray  # [U, C]: every class tamx needs a map of
+    context: np.ndarray  # [Q, C]: prompt text + every answer but the last
+    answer_rows: np.ndarray  # [N, C]: the LM row of each answer token
+
+    def run(self) -> None:
+        self.vision @ self.classes.T
+        self.context @ self.answer_rows.T
+
+
+def floor_inputs(sample: Sample, settings: ExplainSettings) -> FloorInputs:
+    """Operands for the classes `settings` makes tamx use (answer, context, candidate, prompt ids)."""
+    hidden = decode_bfloat16(sample.hidden)
+    ids = sample.input_ids
+    answers, context = sample.answer_positions, sample.context_positions
+    parts = [ids[answers], ids[context]]  # context maps enter E_i; prompt ids are the same ids
+    if settings.candidates and sample.candidate_ids is not None:
+        parts.append(sample.candidate_ids.ravel())
+    classes = np.unique(np.concatenate(parts))
+    head = sample.lm_head
+    v_pos = np.concatenate([np.arange(b.start, b.stop) for b in sample.vision_blocks])
+    pool = np.union1d(context, answers[:-1])
+    return FloorInputs(
+        vision=np.ascontiguousarray(hidden[v_pos]),
+        classes=decode_bfloat16(head.rows[np.searchsorted(head.ids, classes)]),
+        context=np.ascontiguousarray(hidden[pool]),
+        answer_rows=decode_bfloat16(head.rows[np.searchsorted(head.ids, ids[answers])]),
+    )
+
+
+# ---------------------------------------------------------------------------- timing
+
+
+def interleaved_times(methods: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each method in each of `repeats` rounds; each round runs them all, in a rotated order."""
+    names = list(methods)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            methods[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    classes: int  # U of the default settings
+    answer_classes: int  # U of the answers-only settings
+    context_size: int  # Q
+    error: float
+    times: dict[str, list[float]]  # seconds of every repeat
+
+    def seconds(self, statistic: Callable[[list[float]], float] = statistics.median) -> dict[str, float]:
+        return {name: statistic(values) for name, values in self.times.items()}
+
+
+def bench_case(case: Case, repeats: int) -> CaseResult:
+    sample = make_sample(case)
+    floor = floor_inputs(sample, ExplainSettings())
+    floor_answers = floor_inputs(sample, ANSWERS_ONLY)
+    # Warm-up: numba compiles (or loads its cache) here; also the honesty check.
+    maps = explain_sample(sample)
+    explain_sample(sample, ANSWERS_ONLY)
+    error = check_naive_agrees(sample, maps.tam)
+    floor.run()
+    floor_answers.run()
+    methods = {
+        "tamx": lambda: explain_sample(sample),
+        "tamx-answers": lambda: explain_sample(sample, ANSWERS_ONLY),
+        "naive": lambda: naive_tam(sample),
+        "floor": floor.run,
+        "floor-answers": floor_answers.run,
+    }
+    times = interleaved_times(methods, repeats)
+    return CaseResult(case, len(floor.classes), len(floor_answers.classes), len(floor.context), error, times)
+
+
+PROFILED_STEPS = (
+    "decode_hidden",
+    "activation_maps",
+    "class_logits",
+    "relevance",
+    "relevance_weights",
+    "interference",
+    "least_squares_scale",
+    "remove_interference",
+    "filter_maps",
+    "_explain_targets",
+)
+TARGET_STEPS = PROFILED_STEPS[3:9]  # the steps called inside _explain_targets
+
+
+def profile_steps(sample: Sample, settings: ExplainSettings, repeats: int) -> list[tuple[str, float]]:
+    """Median seconds per explain_sample call spent in each helper tamx.explain calls (wrapped with timers)."""
+    names = [name for name in PROFILED_STEPS if hasattr(tamx_explain, name)]
+    saved = {name: getattr(tamx_explain, name) for name in names}
+    spent = dict.fromkeys(names, 0.0)
+
+    def timed(name: str, func: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - start
+
+        return wrapper
+
+    explain_sample(sample, settings)
+    rounds: list[dict[str, float]] = []
+    try:
+        for name in names:
+            setattr(tamx_explain, name, timed(name, saved[name]))
+        for _ in range(repeats):
+            spent.update(dict.fromkeys(names, 0.0))
+            start = time.perf_counter()
+            explain_sample(sample, settings)
+            total = time.perf_counter() - start
+            targets = spent.get("_explain_targets", 0.0)
+            steps = {name: value for name, value in spent.items() if name != "_explain_targets"}
+            inside = sum(value for name, value in steps.items() if name in TARGET_STEPS)
+            rounds.append(
+                {
+                    "total": total,
+                    **steps,
+                    "_explain_targets: rest (cam gather, masks)": targets - inside,
+                    "explain_sample: rest (unique, LM rows, outputs)": total - targets - (sum(steps.values()) - inside),
+                }
+            )
+    finally:
+        for name, func in saved.items():
+            setattr(tamx_explain, name, func)
+    return [(name, statistics.median(r[name] for r in rounds)) for name in rounds[0]]
+
+
+def profile_case(case: Case, repeats: int) -> list[tuple[str, float, float]]:
+    """Milliseconds per step of tamx.explain for `case`: (step, default settings, answers only)."""
+    sample = make_sample(case)
+    default = profile_steps(sample, ExplainSettings(), repeats)
+    answers = dict(profile_steps(sample, ANSWERS_ONLY, repeats))
+    return [(name, 1e3 * value, 1e3 * answers.get(name, 0.0)) for name, value in default]
+
+
+# ---------------------------------------------------------------------------- store throughput
+
+
+@dataclass
+class StoreResult:
+    samples: int
+    build_s: float
+    store_mb: float
+    packs: list[int]  # LM-head packs each sample's rows are spread over
+    seconds: dict[str, float]
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def bench_store(n_samples: int, folder: Path) -> StoreResult:
+    """Write `n_samples` samples of STORE_CASE, then time reading them and explain_run with 1 and 2 workers."""
+    from pipeline.explain import explain_run  # the stage the command line runs
+
+    path = folder / "run"
+    run = create_run(path, synthetic_run_info(vocab_size=VOCAB_SIZE, dtype=DTYPE))
+    start = time.perf_counter()
+    step = max(1, n_samples // 10)
+    for i in range(n_samples):
+        run.write_sample(make_sample(STORE_CASE, seed=1000 + i, sample_id=f"s{i:05d}", media=True))
+        if (i + 1) % step == 0 or i + 1 == n_samples:
+            elapsed = time.perf_counter() - start
+            print(f"  store: wrote {i + 1}/{n_samples} samples ({elapsed:.1f} s)", flush=True)
+    build = time.perf_counter() - start
+
+    seconds = {}
+    reader = open_run(path)
+    ids = reader.sample_ids()
+    packs = [len(reader.sample_attrs(sample_id)["lm_head_packs"]) for sample_id in ids]
+    start = time.perf_counter()
+    for sample_id in ids:
+        reader.sample(sample_id)
+    seconds["read only: run.sample(id)"] = time.perf_counter() - start
+    print(f"  store: read {len(ids)} samples in {seconds['read only: run.sample(id)']:.1f} s", flush=True)
+    for workers in (1, 2):
+        label = f"explain_run workers={workers}"
+        start = time.perf_counter()
+        report = explain_run(path, variant=f"bench-w{workers}", workers=workers, overwrite=True)
+        seconds[label] = time.perf_counter() - start
+        assert len(report.done) == n_samples and not report.failed, report.failed
+        print(f"  store: {label} in {seconds[label]:.1f} s", flush=True)
+    return StoreResult(n_samples, build, folder_mb(path), packs, seconds)
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def machine_lines() -> list[str]:
+    """nproc, CPU, numpy and its BLAS, numba threads, thread variables."""
+    cpu = platform.processor() or "?"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas_text = f"{blas.get('name')} {blas.get('version')}"
+        config = blas.get("openblas configuration")
+        if config:
+            blas_text += f" ({' '.join(config.split()[2:])})"
+    except Exception as exc:  # show_config's layout is not an API
+        blas_text = f"unknown ({type(exc).__name__})"
+    import numba
+
+    env = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    env_text = ", ".join(f"{k}={v}" for k, v in env.items() if v is not None) or "none set"
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return [
+        f"machine: nproc={affinity} (cpu_count={os.cpu_count()}), {cpu}, {platform.system()} {platform.machine()}",
+        f"python {platform.python_version()}, numpy {np.__version__}, BLAS: {blas_text}",
+        f"numba {numba.__version__}: {numba.get_num_threads()} threads; thread variables: {env_text}",
+        f"tamx {tamx.__version__} from {Path(tamx.__file__).parent}",
+    ]
+
+
+def ms(seconds: float) -> str:
+    return f"{1e3 * seconds:.1f}" if seconds >= 0.01 else f"{1e3 * seconds:.2f}"
+
+
+def per_token(seconds: float, n: int) -> str:
+    return f"{1e3 * seconds / n:.3f}"
+
+
+def case_table(results: list[CaseResult], statistic: Callable[[list[float]], float]) -> list[str]:
+    lines = [
+        "| case | V | N | U (default / answers) | tamx default | tamx answers only | naive numpy | "
+        "floor (default U) | floor (answers U) | naive / tamx answers | tamx / floor | tamx answers / floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for res in results:
+        s, n = res.seconds(statistic), res.case.n_answer
+
+        def cell(name: str, s: dict[str, float] = s, n: int = n) -> str:
+            return f"{ms(s[name])} ({per_token(s[name], n)})"
+
+        lines.append(
+            f"| {res.case.name} | {res.case.vision_size} | {n} | {res.classes} / {res.answer_classes} | "
+            f"{cell('tamx')} | {cell('tamx-answers')} | {cell('naive')} | {cell('floor')} | "
+            f"{cell('floor-answers')} | {s['naive'] / s['tamx-answers']:.0f}x | "
+            f"{s['tamx'] / s['floor']:.1f}x | {s['tamx-answers'] / s['floor-answers']:.1f}x |"
+        )
+    return lines
+
+
+def store_table(res: StoreResult) -> list[str]:
+    lines = [
+        f"| {res.samples} stored samples, {STORE_CASE.vision_size} x {STORE_CASE.n_answer}, {DTYPE} "
+        f"({res.store_mb:.0f} MiB) | seconds | samples/s | ms/sample |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, seconds in res.seconds.items():
+        lines.append(f"| {label} | {seconds:.2f} | {res.samples / seconds:.1f} | {1e3 * seconds / res.samples:.1f} |")
+    return lines
+
+
+def target_lines(results: list[CaseResult]) -> list[str]:
+    target = next((r for r in results if r.case == STORE_CASE), None)
+    if target is None:
+        return []
+    s = target.seconds()
+    whole, ratio = 1e3 * s["tamx"], s["tamx"] / s["floor"]
+    return [
+        f"Targets ({target.case.vision_size} x {target.case.n_answer}, default explain): "
+        f"{whole:.1f} ms vs <= {TARGET_MS:.0f} ms: {'met' if whole <= TARGET_MS else 'MISSED'}; "
+        f"tamx / floor {ratio:.1f}x vs <= {TARGET_FLOOR_RATIO:.0f}x: "
+        f"{'met' if ratio <= TARGET_FLOOR_RATIO else 'MISSED'}.",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 repeats and a 20-sample store (under a minute)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per case (default 9, quick 3)")
+    parser.add_argument("--samples", type=int, default=None, help="samples in the store (default 200, quick 20)")
+    parser.add_argument("--no-store", action="store_true", help="skip the store throughput part")
+    parser.add_argument("--profile", action="store_true", help="also time the steps of tamx.explain (391 x 128)")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 9)
+    n_samples = args.samples or (20 if args.quick else 200)
+
+    header = machine_lines()
+    for line in header:
+        print(line)
+    print(
+        f"inputs: synthetic, C={HIDDEN_SIZE}, vocab={VOCAB_SIZE}, {DTYPE} hidden states, top-{TOP_K} candidates, "
+        f"{N_CONTEXT} prompt tokens; median of {repeats} interleaved repeats after a warm-up",
+        flush=True,
+    )
+    started = time.perf_counter()
+    results = []
+    for case in CASES:
+        res = bench_case(case, repeats)
+        results.append(res)
+        s = res.seconds()
+        print(
+            f"  {case.name}, N={case.n_answer}: tamx {ms(s['tamx'])} ms, answers only {ms(s['tamx-answers'])} ms, "
+            f"naive {ms(s['naive'])} ms, floor {ms(s['floor'])} / {ms(s['floor-answers'])} ms "
+            f"(naive vs tamx TAM: max relative difference {res.error:.1e})",
+            flush=True,
+        )
+    profile = profile_case(STORE_CASE, max(2 * repeats, 7)) if args.profile else []
+    store = None
+    if not args.no_store:
+        with tempfile.TemporaryDirectory(prefix="tamx-bench-") as folder:
+            store = bench_store(n_samples, Path(folder))
+
+    print()
+    print("## Explain benchmark")
+    print()
+    for line in header:
+        print(f"- {line}")
+    print(
+        f"- inputs: synthetic Qwen2-VL-2B size (C={HIDDEN_SIZE}, vocab {VOCAB_SIZE}, {DTYPE}), top-{TOP_K} candidates, "
+        f"{N_CONTEXT} prompt tokens; V vision tokens, N answer tokens, U classes with a map"
+    )
+    print(f"- median of {repeats} interleaved repeats; ms per sample (ms per answer token)")
+    print(
+        "- tamx default: answers + candidates + prompt maps; answers only: candidates=False, prompt=False; "
+        "naive: per-token numpy of METHOD.md (answers only); floor: float32 [V,C]x[U,C]^T + [Q,C]x[N,C]^T"
+    )
+    print()
+    for line in case_table(results, statistics.median):
+        print(line)
+    print()
+    print(f"Best of {repeats} (the machine's capability when nothing else runs; same columns):")
+    print()
+    for line in case_table(results, min):
+        print(line)
+    print()
+    for line in target_lines(results):
+        print(line)
+    if profile:
+        print()
+        print(
+            f"| tamx step, {STORE_CASE.vision_size} x {STORE_CASE.n_answer} (timed helpers of tamx.explain, medians) "
+            "| ms, default | ms, answers only |"
+        )
+        print("|---|---:|---:|")
+        for label, default, answers in profile:
+            print(f"| {label} | {default:.2f} | {answers:.2f} |")
+    if store is not None:
+        print()
+        for line in store_table(store):
+            print(line)
+        print()
+        print(
+            f"(store built in {store.build_s:.1f} s; a sample's LM-head rows lie in {statistics.mean(store.packs):.1f} "
+            f"packs on average, {max(store.packs)} at most; explain_run includes reading, explaining and writing "
+            "the maps; workers=2 includes starting the worker processes)"
+        )
+    print()
+    print(f"total benchmark time {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
