@@ -7,9 +7,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from pathlib import Path
 
-from tamx import ExplainSettings, explain_sample, open_run
+from tamx import ExplainSettings, Run, explain_sample, open_run
 from tamx.errors import TamxError
 
 DONE, SKIPPED = "done", "skipped"
@@ -24,9 +23,8 @@ class ExplainReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def explain_one(run_path: str, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> str:
+def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> str:
     """Explain one stored sample and store its maps; returns DONE or SKIPPED."""
-    run = open_run(run_path, mode="a")
     stored = run.maps_settings(sample_id, variant)
     if stored is not None and not overwrite:
         if stored == settings.to_json():
@@ -40,35 +38,43 @@ def explain_one(run_path: str, sample_id: str, settings: ExplainSettings, varian
     return DONE
 
 
-def _worker_init() -> None:
-    """One thread per worker process: the pool already uses every core."""
+_worker_run: Run | None = None  # the run a pool worker explains, opened once per process
+
+
+def _worker_init(run_path: str) -> None:
+    """Open the run once per worker, so its cache of LM-head rows serves every sample; one
+    thread per worker, as the pool already uses every core."""
     import numba
 
+    global _worker_run
     numba.set_num_threads(1)
+    _worker_run = open_run(run_path, mode="a")
 
 
 def _safe_explain(
-    run_path: str, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool
+    run: Run | None, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool
 ) -> tuple[str, str]:
+    """explain_one with tamx's errors as a status (in a worker, `run` None means its own)."""
     try:
-        return sample_id, explain_one(run_path, sample_id, settings, variant, overwrite)
+        return sample_id, explain_one(run or _worker_run, sample_id, settings, variant, overwrite)
     except TamxError as exc:
         return sample_id, f"error: {exc}"
 
 
 def _results(
-    run_path: str, sample_ids: Sequence[str], settings: ExplainSettings, variant: str, overwrite: bool, workers: int
+    run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str, overwrite: bool, workers: int
 ) -> Iterator[tuple[str, str]]:
     if workers <= 1:
         for sample_id in sample_ids:
-            yield _safe_explain(run_path, sample_id, settings, variant, overwrite)
+            yield _safe_explain(run, sample_id, settings, variant, overwrite)
         return
     # BLAS threads are fixed when numpy loads: spawned workers read these variables first.
     saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update(dict.fromkeys(saved, "1"))
     try:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
-            futures = [pool.submit(_safe_explain, run_path, s, settings, variant, overwrite) for s in sample_ids]
+        context = get_context("spawn")
+        with ProcessPoolExecutor(workers, context, _worker_init, (str(run.path),)) as pool:
+            futures = [pool.submit(_safe_explain, None, s, settings, variant, overwrite) for s in sample_ids]
             for future in futures:
                 yield future.result()
     finally:
@@ -103,7 +109,7 @@ def explain_run(
     if unknown:
         raise TamxError(f"{run_path} has no complete sample(s) {', '.join(unknown)}; `tamx info {run_path}` lists them")
     report = ExplainReport()
-    results = _results(str(Path(run_path)), list(sample_ids), settings, variant, overwrite, workers)
+    results = _results(run, list(sample_ids), settings, variant, overwrite, workers)
     for sample_id, status in wrap(results, len(sample_ids)) if wrap else results:
         if status == DONE:
             report.done.append(sample_id)

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from .dtypes import to_float32
 from .errors import SampleError, StoreError
 from .records import (
     MAPS_ARRAYS,
@@ -37,6 +37,7 @@ from .records import (
 
 ATTRS_KEY = "tamx"
 CHUNK_BYTES = 8 << 20
+PACK_CACHE_BYTES = 256 << 20  # LM-head packs kept in memory per opened run
 _COMPRESSORS = (ZstdCodec(level=3), Crc32cCodec())
 SAMPLE_ARRAYS = ("hidden", "input_ids", "answer_positions", "context_positions")
 SAMPLE_OPTIONAL = ("candidate_ids", "candidate_logprobs")
@@ -136,6 +137,8 @@ class Run:
         self.attrs: dict[str, Any] = attrs
         self.info = RunInfo.from_json(attrs.get("run", {}))
         self._pack_index: dict[int, str] | None = None
+        self._packs: OrderedDict[str, LMHead] = OrderedDict()
+        self._pack_bytes = 0
 
     # ------------------------------------------------------------------ listing
     def sample_ids(self) -> list[str]:
@@ -236,26 +239,43 @@ class Run:
         sample.validate(self.info.special_tokens)
         return sample
 
+    def _pack(self, name: str, sample_id: str) -> LMHead:
+        """An LM-head pack (ids, rows, bias in its stored dtype), read once and kept in a bounded cache."""
+        cached = self._packs.get(name)
+        if cached is not None:
+            self._packs.move_to_end(name)
+            return cached
+        group = _open_group(self.path / "lm_head" / name, sample_id, "lm_head_rows")
+        pack = LMHead(
+            ids=_read_array(group, "ids", sample_id),
+            rows=_read_array(group, "rows", sample_id),
+            dtype=group.attrs[ATTRS_KEY]["dtype"],
+            bias=_read_array(group, "bias", sample_id) if "bias" in group else None,
+        )
+        self._packs[name] = pack
+        self._pack_bytes += pack.rows.nbytes
+        while self._pack_bytes > PACK_CACHE_BYTES and len(self._packs) > 1:
+            _, evicted = self._packs.popitem(last=False)
+            self._pack_bytes -= evicted.rows.nbytes
+        return pack
+
     def _gather_lm_head(self, sample: Sample, packs: list[str]) -> LMHead:
         needed = sample.needed_token_ids()
         width = sample.hidden.shape[1] if sample.hidden.ndim == 2 else 0
         rows = np.zeros((len(needed), width), dtype=np.float32)
         bias = None
         found = np.zeros(len(needed), dtype=bool)
-        for pack in packs:
-            folder = self.path / "lm_head" / pack
-            group = _open_group(folder, sample.id, "lm_head_rows")
-            ids = _read_array(group, "ids", sample.id)
-            take = np.isin(needed, ids) & ~found
+        for name in packs:
+            pack = self._pack(name, sample.id)
+            take = np.isin(needed, pack.ids) & ~found
             if not take.any():
                 continue
-            index = np.searchsorted(ids, needed[take])
-            dtype = group.attrs[ATTRS_KEY]["dtype"]
-            rows[take] = to_float32(_read_array(group, "rows", sample.id)[index], dtype)
-            if "bias" in group:
+            part_rows, part_bias = pack.weights(needed[take])
+            rows[take] = part_rows
+            if part_bias is not None:
                 if bias is None:
                     bias = np.zeros(len(needed), dtype=np.float32)
-                bias[take] = to_float32(_read_array(group, "bias", sample.id)[index], dtype)
+                bias[take] = part_bias
             found |= take
         return LMHead(ids=needed[found], rows=rows[found], dtype="float32", bias=None if bias is None else bias[found])
 
