@@ -227,6 +227,21 @@ INTERNVL_TEMPLATE = QWEN2_VL_TEMPLATE.replace("<|vision_start|><|image_pad|><|vi
 )
 
 
+def _qwen2_text_config(vocab_size: int, ids: dict[str, int]) -> dict:
+    """A tiny Qwen2 language model config (InternVL and LLaVA-OneVision use one)."""
+    return {
+        "model_type": "qwen2",
+        "vocab_size": vocab_size,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+
+
 def build_internvl(folder: Path, seed: int = 0) -> Path:
     from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration
 
@@ -245,17 +260,7 @@ def build_internvl(folder: Path, seed: int = 0) -> Path:
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in special}
     torch.manual_seed(seed)
     config = InternVLConfig(
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
+        text_config=_qwen2_text_config(len(tokenizer), ids),
         vision_config={
             "hidden_size": 32,
             "intermediate_size": 64,
@@ -288,17 +293,7 @@ def build_llava_onevision(folder: Path, seed: int = 0) -> Path:
     image_processor = LlavaOnevisionImageProcessor()
     torch.manual_seed(seed)
     config = LlavaOnevisionConfig(
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
+        text_config=_qwen2_text_config(len(tokenizer), ids),
         vision_config={
             "model_type": "siglip_vision_model",
             "hidden_size": 32,
