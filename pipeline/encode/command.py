@@ -69,9 +69,15 @@ def encode(
     Inline: --image (repeatable) / --video, --prompt, optional --answer. Or --manifest FILE.
     Finished samples are skipped, so re-running resumes; under torchrun every rank takes a shard.
     """
-    from .inputs import inline_input
-    from .record import EncodeSettings
-    from .stage import encode_path
+    try:
+        from .inputs import inline_input
+        from .record import EncodeSettings
+        from .stage import encode_path
+    except ImportError as exc:
+        raise click.ClickException(
+            f"tamx encode needs torch, transformers and Pillow ({exc}); install them with "
+            "pip install 'tamx[encode]' (torch first, for the build your machine needs)"
+        ) from None
 
     if bool(dataset) != bool(data):
         raise click.UsageError("--dataset and --data go together")
