@@ -212,6 +212,8 @@ def render(
     )
     figures = f", {len(report.figures)} figure(s) in {Path(out) / 'figures'}" if report.figures else ""
     click.echo(f"{len(report.pages)} page(s){figures}; open {report.index}")
+    if report.unexplained:
+        click.echo(f"{len(report.unexplained)} sample(s) have no maps yet: run `tamx explain {run}` first", err=True)
     _report_failures(report.failed, "sample(s)")
 
 

@@ -33,6 +33,7 @@ class RenderReport:
     index: Path | None = None
     figures: list[Path] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    unexplained: list[str] = field(default_factory=list)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -120,6 +121,8 @@ def render_run(
             report.failed[sample_id] = str(exc)
             continue
         seen_variants.update(names)
+        if not names:
+            report.unexplained.append(sample_id)
         report.pages[sample_id] = page
         entries.append(index_entry(sample, f"samples/{sample_id}.html"))
     report.index = out / "index.html"

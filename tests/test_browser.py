@@ -233,3 +233,13 @@ def test_index_links_open_every_page(report, browser):
         page.page.click("#to-index")
         page.page.wait_for_selector("a.sample-link")
     assert page.errors == [] and page.outside_requests() == []
+
+
+def test_a_sample_without_maps_says_how_to_get_them(tmp_path, browser):
+    run = create_run(tmp_path / "run", synthetic_run_info())
+    run.write_sample(synthetic_sample("bare", grids=[(1, 3, 3)]))
+    assert render_run(tmp_path / "run", tmp_path / "html").unexplained == ["bare"]
+    page = Page(browser, tmp_path / "html" / "samples" / "bare.html")
+    page.page.click("[data-answer-index='2']")
+    assert "run `tamx explain`" in page.page.inner_text("#status")
+    assert page.errors == [] and page.outside_requests() == []

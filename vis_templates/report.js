@@ -221,6 +221,10 @@
     $("#status").textContent = what + " · " + state.variant;
   }
   function paint() {
+    if (state.variant === null) {
+      $("#status").textContent = "No maps are stored for this sample: run `tamx explain` on the run, then render again.";
+      return;
+    }
     if (!nAnswer && state.kind === "answer") return;
     const { map, text, members } = current();
     paintMaps(map);
@@ -292,7 +296,7 @@
     // Decode the shown variant now, so that the first token switch is as fast as the others.
     for (const [name, value] of Object.entries(D.variants[state.variant])) if (value.data) array(state.variant, name);
   }
-  if (state.variant !== null) paint();
+  paint();
   document.body.dataset.readyMs = performance.now().toFixed(1); // since navigation start
   document.body.dataset.ready = "1";
 })();
