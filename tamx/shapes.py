@@ -66,7 +66,7 @@ def draw_shape(shape: str, centre: tuple[int, int], radius: int, size: int) -> n
     if shape == "circle":
         cv2.circle(canvas, (x, y), radius, 1, thickness=-1)
     elif shape == "square":
-        half = int(round(radius * 0.8))
+        half = round(radius * 0.8)
         cv2.rectangle(canvas, (x - half, y - half), (x + half, y + half), 1, thickness=-1)
     elif shape == "triangle":
         h = radius
