@@ -128,6 +128,8 @@ def cell_labels(scene: Scene, grid: int, min_cover: float = 0.5) -> np.ndarray:
     for i, obj in enumerate(scene.objects):
         cover = cv2.resize(obj.mask.astype(np.float32), (grid, grid), interpolation=cv2.INTER_AREA)
         labels[cover >= min_cover] = i
+        if not (cover >= min_cover).any():  # a small object still owns the cell it covers most
+            labels.flat[int(np.argmax(cover))] = i
     assert size % grid == 0, "the grid must divide the image"
     return labels
 
