@@ -74,7 +74,7 @@ class TrainSettings:
     steps_vision: int = 1000
     steps_joint: int = 0
     batch: int = 16
-    lr_text: float = 3e-3
+    lr_text: float = 2e-3
     lr_vision: float = 1e-3
     lr_joint: float = 2e-4
     two_image_fraction: float = 0.1
@@ -190,9 +190,10 @@ class Sequences:
         )
         return self.tok(text, add_special_tokens=True)["input_ids"]
 
-    def region(self, scene: Scene, rng: np.random.Generator) -> list[int]:
-        """The 144 words standing in for an image: on an object's cells its colour and its shape word
-        (each at least once, in random cells), the filler token elsewhere."""
+    def region(self, scene: Scene, rng: np.random.Generator, keep: float = 1.0) -> tuple[list[int], list[int]]:
+        """The words standing in for an image and their columns: on an object's cells its colour and its
+        shape word (each at least once, in random cells), the filler token elsewhere; only a random
+        share `keep` of the filler cells is kept (a curriculum: copying is learnt on short regions first)."""
         labels = cell_labels(scene, GRID).ravel()
         out = np.full(labels.shape, self.filler_id, np.int64)
         for i, obj in enumerate(scene.objects):
@@ -201,10 +202,11 @@ class Sequences:
             if len(cells) >= 2:
                 colour[:2] = [True, False]
             out[cells] = np.where(colour, self.word_ids[obj.colour], self.word_ids[obj.shape])
-        return out.tolist()
+        kept = np.flatnonzero((labels >= 0) | (rng.random(labels.shape) < keep))
+        return out[kept].tolist(), (kept % GRID).tolist()
 
     def sample(
-        self, scenes: list[Scene], rng: np.random.Generator, text: bool
+        self, scenes: list[Scene], rng: np.random.Generator, text: bool, keep: float = 1.0
     ) -> tuple[list[int], list[float], list[int]]:
         """ids, per-position loss weights (on the token each position predicts) and the column of each
         region cell (-1 elsewhere) for one sample."""
@@ -212,10 +214,13 @@ class Sequences:
         ids, weights, cols, k = [], [], [], 0
         for t in prompt:
             if t == self.image_id:
-                block = self.region(scenes[k], rng) if text else [self.image_id] * (GRID * GRID)
+                if text:
+                    block, block_cols = self.region(scenes[k], rng, keep)
+                else:
+                    block, block_cols = [self.image_id] * (GRID * GRID), [-1] * (GRID * GRID)
                 ids += block
                 weights += [0.0] * len(block)
-                cols += [c % GRID for c in range(len(block))] if text else [-1] * len(block)
+                cols += block_cols
                 k += 1
             else:
                 ids.append(t)
@@ -229,14 +234,22 @@ class Sequences:
         return ids, weights, cols
 
 
-def batch(seqs: Sequences, rng: np.random.Generator, n: int, text: bool, two_fraction: float, region_weight: float):
+def batch(
+    seqs: Sequences,
+    rng: np.random.Generator,
+    n: int,
+    text: bool,
+    two_fraction: float,
+    region_weight: float,
+    keep: float = 1.0,
+):
     """A padded batch: input_ids, attention_mask, target weights [B, L-1], pixel_values or None."""
     rows, images = [], []
     # a batch is all one-image or all two-image (half as many samples), so padding costs nothing
     count = 2 if rng.random() < two_fraction else 1
     for _ in range(n // count):
         scenes = [make_scene(rng) for _ in range(count)]
-        ids, w, c = seqs.sample(scenes, rng, text)
+        ids, w, c = seqs.sample(scenes, rng, text, keep)
         if text and region_weight:
             region = {*seqs.word_ids.values(), seqs.filler_id}
             w = [region_weight if t in region and wi == 0 else wi for t, wi in zip(ids, w)]
@@ -364,8 +377,16 @@ def train(out: str | Path, settings: TrainSettings, log_every: int = 10) -> Path
             for group in opt.param_groups:
                 group["lr"] = lrs[stage] * warm * (0.1 + 0.9 * cosine)
             text = stage == "text"
+            # the share of filler cells kept in text regions grows from 5% to all over the first 60% of the stage
+            keep = min(1.0, 0.05 + step / (0.6 * steps[stage]))
             ids, mask, weights, cols, pv = batch(
-                seqs, rng, settings.batch, text, settings.two_image_fraction, settings.region_loss_weight if text else 0
+                seqs,
+                rng,
+                settings.batch,
+                text,
+                settings.two_image_fraction,
+                settings.region_loss_weight if text else 0,
+                keep,
             )
             loss, acc = loss_of(model, ids, mask, weights, cols, pv, columns)
             opt.zero_grad(set_to_none=True)
