@@ -33,6 +33,12 @@ def test_demo_writes_the_report_with_the_notice(tmp_path):
     two = (tmp_path / "demo" / "report" / "samples" / "two-images.html").read_text()
     blocks = re.findall(r'"grid": \[1, 12, 12\]', two)
     assert len(blocks) == 2, "expected two 12x12 vision blocks"
+    # a second run into the same folder is refused with the fix, and --overwrite replaces it
+    again = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo")])
+    assert again.exit_code != 0 and "--overwrite" in again.output
+    replaced = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert index.is_file()
 
 
 def test_notice_says_how_to_run_a_real_model():

@@ -79,8 +79,9 @@ def demo_inputs(folder: Path):
     return inputs
 
 
-def run_demo(out: str | Path, model: str | None = None, quiet: bool = False) -> DemoReport:
-    """Encode, explain (tam, cam, eci) and render the demo into `out` (run/ and report/)."""
+def run_demo(out: str | Path, model: str | None = None, overwrite: bool = False) -> DemoReport:
+    """Encode, explain (tam, cam, eci) and render the demo into `out` (inputs/, run/ and report/);
+    with `overwrite`, those three folders of an earlier demo are removed first."""
     from pipeline.encode import EncodeSettings, encode
     from pipeline.encode.adapters import adapter_for
     from pipeline.encode.loading import load_model, load_processor
@@ -98,8 +99,13 @@ def run_demo(out: str | Path, model: str | None = None, quiet: bool = False) -> 
             "`python -m pipeline.demo.train --out runs/shapes-train --export pipeline/demo/model`"
         )
     run_path, report_path = out / "run", out / "report"
+    if overwrite:
+        import shutil
+
+        for folder in (out / "inputs", run_path, report_path):
+            shutil.rmtree(folder, ignore_errors=True)
     if run_path.exists():
-        raise TamxError(f"{run_path} exists; give another --out or remove it")
+        raise TamxError(f"{run_path} exists; give another --out, or --overwrite to replace the earlier demo")
     vlm = load_model(model_id, device="cpu", dtype="fp32")
     processor = load_processor(model_id)
     name = str(Path(model_id).resolve()) if Path(model_id).exists() else model_id
