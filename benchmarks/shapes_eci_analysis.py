@@ -94,8 +94,56 @@ def main(argv: list[str] | None = None) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(args.model or str(MODEL_DIR))
     out = Path(args.out)
-    for key, value in analyse(out / "run", out / "data", tokenizer).items():
+    results = {**analyse(out / "run", out / "data", tokenizer), **estimate_shape(out / "run", tokenizer)}
+    for key, value in results.items():
         print(f"{key:32} {value}")
+
+
+def estimate_shape(run_path: Path, tokenizer) -> dict:
+    """Cosine of each colour word's CAM A_i with its interference estimate E_i (Eq. 4), and of both
+    with the map of the vision hidden-state norms |h[v]| (a component every class shares)."""
+    from tamx.activation import activation_maps
+
+    run = open_run(run_path)
+    cos_ae, cos_an, cos_en, scale_error = [], [], [], []
+
+    def cos(a: np.ndarray, b: np.ndarray) -> float:
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+    for sample_id in run.sample_ids():
+        sample = run.sample(sample_id, media=False)
+        maps = run.maps(sample_id, "eci")
+        hidden = sample.hidden_float32()
+        (block,) = sample.vision_blocks
+        vision = hidden[block.start : block.stop]
+        norms = np.linalg.norm(vision, axis=1)
+        head = sample.lm_head
+        index = {int(t): j for j, t in enumerate(head.ids)}
+        rows = head.rows.astype(np.float32)
+        bias = None if head.bias is None else head.bias.astype(np.float32)
+        ids, answers, context = sample.input_ids, sample.answer_positions, sample.context_positions
+        classes = [index[int(ids[q])] for q in context]
+        prompt_maps = activation_maps(vision, rows[classes], None if bias is None else bias[classes]).T
+        for i, position in enumerate(answers):
+            if word_class(tokenizer.decode([int(ids[position])]).strip()) != "colour":
+                continue
+            r = np.concatenate([maps.text_relevance[i], maps.answer_relevance[i][:i]])
+            if r.sum() <= 0:
+                continue
+            context_maps = np.concatenate([prompt_maps, maps.cam[:i]])
+            estimate = (r / (r.sum() + 1e-8)) @ context_maps
+            a = maps.cam[i]
+            # the estimate rebuilt here gives the stored least-squares scale (a check of the rebuild)
+            scale_error.append(abs(float(a @ estimate / (estimate @ estimate)) - float(maps.scale[i])))
+            cos_ae.append(cos(a, estimate))
+            cos_an.append(cos(a, norms))
+            cos_en.append(cos(estimate, norms))
+    return {
+        "cos_cam_estimate": float(np.mean(cos_ae)),
+        "cos_cam_hidden_norm": float(np.mean(cos_an)),
+        "cos_estimate_hidden_norm": float(np.mean(cos_en)),
+        "rebuilt_scale_max_error": float(np.max(scale_error)),
+    }
 
 
 if __name__ == "__main__":
