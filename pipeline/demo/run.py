@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from tamx import ExplainSettings
 from tamx.errors import TamxError
@@ -132,9 +131,3 @@ def captions(run_path: Path) -> dict[str, str]:
 
     run = open_run(run_path)
     return {sample_id: run.sample(sample_id, media=False).meta.get("answer", "") for sample_id in run.sample_ids()}
-
-
-def pointing(mask: np.ndarray, cell_map: np.ndarray) -> bool:
-    """Whether the peak of a [H, W] map, upsampled to the mask's size, falls inside the mask."""
-    up = cv2.resize(cell_map.astype(np.float32), mask.shape[::-1], interpolation=cv2.INTER_NEAREST)
-    return bool(mask.flat[int(np.argmax(up))])
