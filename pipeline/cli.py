@@ -291,3 +291,20 @@ def _split(value: str | None) -> list[str] | None:
 
 # torch and transformers load only when `tamx encode` runs
 main.add_command(encode)
+
+
+@main.command()
+@click.option("--out", default="tamx-demo", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--model", default=None, help="A model id or folder instead of the bundled toy model.")
+@click.option("--overwrite", is_flag=True, help="Replace the inputs, run and report of an earlier demo in --out.")
+def demo(out: str, model: str | None, overwrite: bool) -> None:
+    """Encode, explain and render bundled shapes-world images with a bundled toy VLM (CPU, offline)."""
+    from .demo.run import NOTICE, captions, run_demo
+
+    if model is None:
+        click.echo(NOTICE, err=True)
+    report = run_demo(out, model, overwrite)
+    for sample_id, answer in captions(report.run).items():
+        click.echo(f"  {sample_id}: {answer}", err=True)
+    click.echo(f"done in {report.seconds:.1f} s; open the report:", err=True)
+    click.echo(str(report.index))

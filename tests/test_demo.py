@@ -1,0 +1,45 @@
+"""`tamx demo` end to end with the bundled toy model: report, notice, variants, a two-image sample."""
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("transformers")
+
+from pipeline.cli import main
+from pipeline.demo.run import MODEL_DIR, NOTICE
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (MODEL_DIR / "config.json").is_file(), reason="the bundled demo model is not built")
+def test_demo_writes_the_report_with_the_notice(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    index = tmp_path / "demo" / "report" / "index.html"
+    assert result.stdout.strip().splitlines()[-1] == str(index)
+    assert "toy" in result.stderr and "tamx encode --model" in result.stderr
+    html = index.read_text()
+    assert "is a toy" in html and "not a real VLM" in html
+    pages = sorted((tmp_path / "demo" / "report" / "samples").glob("*.html"))
+    assert [p.stem for p in pages] == ["one-shape", "three-shapes", "two-images", "two-shapes"]
+    for page in pages:
+        text = page.read_text()
+        assert "not a real VLM" in text
+        for variant in ("tam", "cam", "eci"):
+            assert f'"{variant}"' in text
+    # the two-image sample carries two images, each with its own 12 x 12 map block
+    two = (tmp_path / "demo" / "report" / "samples" / "two-images.html").read_text()
+    blocks = re.findall(r'"grid": \[1, 12, 12\]', two)
+    assert len(blocks) == 2, "expected two 12x12 vision blocks"
+    # a second run into the same folder is refused with the fix, and --overwrite replaces it
+    again = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo")])
+    assert again.exit_code != 0 and "--overwrite" in again.output
+    replaced = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert index.is_file()
+
+
+def test_notice_says_how_to_run_a_real_model():
+    assert "toy" in NOTICE and "tamx encode --model" in NOTICE and json.dumps(NOTICE)
