@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tamx import create_run, open_run
 from tamx.errors import TamxError
 from tamx.interchange import export_sample, import_sample
 from tamx.store import check_compatible
+
+from .files import atomic_path
 
 
 @dataclass
@@ -62,9 +63,6 @@ def export_file(
     if variant is None:
         variant = "tam" if "tam" in variants else (variants[0] if len(variants) == 1 else None)
     maps = run.maps(sample_id, variant) if variant is not None else None
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    export_sample(partial, sample, run.info, maps)
-    os.replace(partial, out)
+    with atomic_path(out) as partial:
+        export_sample(partial, sample, run.info, maps)
     return sample_id

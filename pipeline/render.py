@@ -17,6 +17,8 @@ from tamx.figures import grid_figure, token_figure
 from tamx.records import Maps, Sample
 from tamx.report import index_entry, page_data
 
+from .files import atomic_path, write_text
+
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("vis_templates", ""),
     autoescape=True,
@@ -34,14 +36,6 @@ class RenderReport:
     figures: list[Path] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     unexplained: list[str] = field(default_factory=list)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a file atomically (aside, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 def sample_page(data: dict, index_href: str = "../index.html") -> str:
@@ -62,13 +56,11 @@ GRID_TOKENS = 12
 
 def write_png(path: Path, image: np.ndarray) -> None:
     """Write a PNG atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise TamxError(f"could not encode {path}")
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(encoded.tobytes())
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        partial.write_bytes(encoded.tobytes())
 
 
 def write_figures(sample: Sample, maps: Maps, folder: Path, tokens: Sequence[int] | None) -> list[Path]:

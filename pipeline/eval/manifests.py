@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 from tamx.datasets import PROMPTS, load_dataset
+
+from ..files import write_text
 
 
 def manifest_lines(dataset: str, data_dir: str | os.PathLike, prompt: str | None = None) -> list[dict]:
@@ -29,11 +30,6 @@ def write_manifest(
     """Write the manifest of `dataset` under `data_dir` to `out_jsonl` (written aside, then
     renamed); returns the number of lines."""
     lines = manifest_lines(dataset, data_dir, prompt)
-    out = Path(out_jsonl)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staged = out.with_name(out.name + ".partial")
-    with staged.open("w", encoding="utf-8") as handle:
-        for line in lines:
-            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-    os.replace(staged, out)
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    write_text(out_jsonl, text)
     return len(lines)

@@ -33,6 +33,8 @@ from tamx.records import Sample
 from tamx.report import token_strings
 from tamx.words import group_words
 
+from ..files import atomic_path, write_text
+
 log = logging.getLogger(__name__)
 
 # Table order: the baselines and ablations of the paper's Tables 1-3, then anything else.
@@ -235,12 +237,10 @@ def format_table(result: EvalResult) -> str:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    staged = path.with_name(path.name + ".partial")
-    with staged.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_path(path) as partial, partial.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns))
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(staged, path)
 
 
 def write_results(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Path]:
@@ -258,9 +258,7 @@ def write_results(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, P
         name: out / name for name in ("summary.csv", "summary.json", "per_class.csv", "per_word.csv", "entries.csv")
     }
     _write_csv(paths["summary.csv"], summary_rows, list(summary_rows[0]) if summary_rows else ["variant"])
-    staged = paths["summary.json"].with_name("summary.json.partial")
-    staged.write_text(json.dumps(result.to_json(), indent=2))
-    os.replace(staged, paths["summary.json"])
+    write_text(paths["summary.json"], json.dumps(result.to_json(), indent=2))
     _write_csv(
         paths["per_class.csv"],
         [row for v in variants for row in result.per_class(v)],
