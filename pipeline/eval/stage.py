@@ -132,7 +132,7 @@ def _image_cells(sample: Sample) -> tuple[int, int]:
 def _score_sample(
     run, record: Record, sample_id: str, variants: Sequence[str] | None, tagger: Tagger, first_token: bool
 ) -> dict[str, tuple[Any, dict[str, Any]]]:
-    sample = run.sample(sample_id)
+    sample = run.sample(sample_id, media=False)
     height, width = _image_cells(sample)
     masks = record.masks()
     categories = {name: lemmas for name, lemmas in category_lemmas(record.categories).items() if name in masks}
