@@ -210,11 +210,6 @@ def word_class(text: str, category_words: frozenset[str] | set[str] = frozenset(
     return NOUN
 
 
-def function_tag(text: str) -> str | None:
-    """The Penn tag of a function word (its first listed tag), or None."""
-    return _FUNCTION.get(normalise_word(text))
-
-
 class Tagger:
     """Word classes for the protocol; `kind` "rules" (offline, default) or "nltk" (NLTK's pos_tag)."""
 

@@ -401,15 +401,6 @@ class Run:
             zarr.open_group(str(final.parent), mode="a")
         _replace_dir(staged, final, self.path / "staging" / "trash" / uuid.uuid4().hex)
 
-    def delete_sample(self, sample_id: str) -> None:
-        """Remove a complete sample (its LM-head packs stay; other samples may use them)."""
-        self._require_writable()
-        folder = self._sample_dir(sample_id)
-        trash = self.path / "staging" / "trash" / uuid.uuid4().hex
-        trash.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(folder, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-
 
 def create_run(path: str | os.PathLike, info: RunInfo, exist_ok: bool = False) -> Run:
     """Create an empty run store at `path` (or open it for appending if `exist_ok`)."""
