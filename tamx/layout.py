@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,6 +34,61 @@ def frame_table(blocks: Sequence[VisionBlock]) -> np.ndarray:
             rows.append((offset, h, w))
             offset += h * w
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
+@dataclass(frozen=True)
+class MapFrame:
+    """Where one 2-D slice of a map is drawn: the contract between the store and every
+    consumer that draws or scores maps (report, figures, eval, serve).
+
+    offset: first cell of the slice in the map vector [V]; height, width: the slice's grid;
+    block: index into `sample.vision_blocks`; kind / media: which image or video it shows
+    (`media` indexes the sample's items of that kind, as `VisionBlock.media`);
+    frame: the first source video frame of the slice (None for images);
+    box: (x0, y0, x1, y1) outer edges of the grid in source pixels of that image or frame,
+    may extend past the image where the processor padded; None when the geometry is not
+    recorded (then the grid is assumed to cover the whole image);
+    label: a short name for people ("image", "tile 1,2", "thumbnail", "t=1.5s").
+    """
+
+    offset: int
+    height: int
+    width: int
+    block: int
+    kind: str
+    media: int
+    frame: int | None = None
+    box: tuple[float, float, float, float] | None = None
+    label: str = ""
+
+    @property
+    def size(self) -> int:
+        return self.height * self.width
+
+
+def map_frames(blocks: Sequence[VisionBlock]) -> list[MapFrame]:
+    """One MapFrame per image grid or temporal slice of a video, in map order."""
+    out = []
+    offset = 0
+    for index, block in enumerate(blocks):
+        t, h, w = block.grid
+        for slice_ in range(t):
+            frames = block.frames[slice_] if block.frames else ()
+            label = "image" if block.kind == "image" else f"slice {slice_}"
+            out.append(
+                MapFrame(
+                    offset=offset,
+                    height=h,
+                    width=w,
+                    block=index,
+                    kind=block.kind,
+                    media=block.media,
+                    frame=frames[0] if frames else None,
+                    label=label,
+                )
+            )
+            offset += h * w
+    return out
 
 
 def context_pool(context_positions: np.ndarray, answer_positions: np.ndarray) -> np.ndarray:
