@@ -84,6 +84,7 @@ def map_frames(blocks: Sequence[VisionBlock]) -> list[MapFrame]:
                     kind=block.kind,
                     media=block.media,
                     frame=frames[0] if frames else None,
+                    box=block.box,
                     label=label,
                 )
             )

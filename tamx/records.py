@@ -39,6 +39,9 @@ class VisionBlock:
     appearance); `frames[t]` lists the source video frames that temporal slice t covers.
     `unmapped` counts placeholder tokens of the same item right after the grid that no map
     covers (LLaVA-OneVision's high-resolution tiles and row-newline tokens).
+    `box` is (x0, y0, x1, y1), the outer edges of the grid in source pixels of its image or
+    frame (past the image where the processor padded); None: not recorded, and the grid is
+    assumed to cover the whole image.
     """
 
     start: int
@@ -47,6 +50,7 @@ class VisionBlock:
     media: int = 0
     frames: tuple[tuple[int, ...], ...] = ()
     unmapped: int = 0
+    box: tuple[float, float, float, float] | None = None
 
     @property
     def size(self) -> int:
@@ -67,6 +71,7 @@ class VisionBlock:
             "media": self.media,
             "frames": [list(f) for f in self.frames],
             "unmapped": self.unmapped,
+            "box": None if self.box is None else list(self.box),
         }
 
     @classmethod
@@ -78,6 +83,7 @@ class VisionBlock:
             media=int(data.get("media", 0)),
             frames=tuple(tuple(int(x) for x in f) for f in data.get("frames", ())),
             unmapped=int(data.get("unmapped", 0)),
+            box=None if data.get("box") is None else tuple(float(x) for x in data["box"]),
         )
 
 
