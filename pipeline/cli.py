@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import click
@@ -12,10 +11,10 @@ import click
 import tamx
 from tamx import ExplainSettings
 from tamx.datasets import DATASETS
-from tamx.errors import TamxError
 from tamx.filters import FILTERS
 
 from .encode.command import encode
+from .errors import ErrorGroup, report_failures
 from .eval import evaluate_run, write_results
 from .eval.stage import format_table
 from .explain import explain_run
@@ -25,27 +24,9 @@ from .progress import progress
 from .render import render_run
 
 
-class _Group(click.Group):
-    """Turns tamx's own errors into a one-line message and exit status 1."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except TamxError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-def _report_failures(failed: dict[str, str], what: str) -> None:
-    if failed:
-        click.echo(f"{len(failed)} {what} failed:", err=True)
-        for name, reason in failed.items():
-            click.echo(f"  {name}: {reason}", err=True)
-        sys.exit(1)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(tamx.__version__, prog_name="tamx")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv: debug, and the traceback of an error).")
 def main(verbose: int) -> None:
     """tamx: Token Activation Maps, why a vision-language model said each word.
 
@@ -157,7 +138,7 @@ def explain(
     if not quiet:
         skipped = f", {len(report.skipped)} already stored" if report.skipped else ""
         click.echo(f"variant {variant!r}: {len(report.done)} sample(s) explained{skipped}", err=True)
-    _report_failures(report.failed, "sample(s)")
+    report_failures(report.failed, "sample(s)")
 
 
 @main.command("import")
@@ -171,7 +152,7 @@ def import_(files: tuple[str, ...], out: str, overwrite: bool, quiet: bool) -> N
     if not quiet:
         skipped = f", {len(report.skipped)} already there (--overwrite replaces)" if report.skipped else ""
         click.echo(f"{out}: {len(report.imported)} sample(s) imported{skipped}", err=True)
-    _report_failures(report.failed, "file(s)")
+    report_failures(report.failed, "file(s)")
 
 
 @main.command()
@@ -214,7 +195,7 @@ def render(
     click.echo(f"{len(report.pages)} page(s){figures}; open {report.index}")
     if report.unexplained:
         click.echo(f"{len(report.unexplained)} sample(s) have no maps yet: run `tamx explain {run}` first", err=True)
-    _report_failures(report.failed, "sample(s)")
+    report_failures(report.failed, "sample(s)")
 
 
 @main.command("eval")
@@ -274,7 +255,7 @@ def eval_(
         click.echo(
             f"wrote {folder}/summary.csv, summary.json, per_class.csv, per_word.csv, entries.csv{skipped}", err=True
         )
-    _report_failures(result.failed, "sample(s)")
+    report_failures(result.failed, "sample(s)")
 
 
 def _int_option(name: str, value: str) -> int:

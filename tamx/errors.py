@@ -1,4 +1,8 @@
-"""Exceptions raised by tamx. Every message says what is wrong and what to do."""
+"""Exceptions raised by tamx. Every message says what is wrong and what to do.
+
+The command line prints any TamxError as one line and exits with status 1; anything else
+that escapes a command is reported as a bug (see pipeline/errors.py).
+"""
 
 from __future__ import annotations
 
@@ -18,4 +22,33 @@ class SampleError(TamxError):
         self.sample_id = sample_id
         self.field = field
         self.problem = problem
-        super().__init__(f"sample {sample_id!r}, field {field!r}: {problem}")
+        super().__init__(f"sample {shown_id(sample_id)}, field {field!r}: {problem}")
+
+    def __reduce__(self):
+        return type(self), (self.sample_id, self.field, self.problem)
+
+
+class DiskFullError(TamxError):
+    """The disk (or the user's quota) filled up while writing; the run stops there.
+
+    Per-sample loops let it through instead of charging it to one sample: every later
+    sample would fail the same way.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(
+            f"no space left on device while writing {what}; free some space (or write elsewhere) and run the "
+            "command again: what was finished is kept, and nothing half-written is read as complete"
+        )
+
+    def __reduce__(self):
+        return type(self), (self.what,)
+
+
+def shown_id(sample_id: object, limit: int = 40) -> str:
+    """A sample id as messages show it: quoted, and cut short when it is long."""
+    text = str(sample_id)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from tamx.datasets import DATASETS
 
+from ..errors import report_failures
 from ..eval.manifests import write_manifest
 from ..progress import progress
 
@@ -110,8 +110,4 @@ def encode(
     if not quiet:
         skipped = f", {len(report.skipped)} already stored" if report.skipped else ""
         click.echo(f"{out}: {len(report.done)} sample(s) encoded in {report.seconds:.1f}s{skipped}", err=True)
-    if report.failed:
-        click.echo(f"{len(report.failed)} sample(s) failed:", err=True)
-        for name, reason in report.failed.items():
-            click.echo(f"  {name}: {reason}", err=True)
-        sys.exit(1)
+    report_failures(report.failed)
