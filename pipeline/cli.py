@@ -14,7 +14,7 @@ from tamx.datasets import DATASETS
 from tamx.filters import FILTERS
 
 from .encode.command import encode
-from .errors import ErrorGroup, report_failures
+from .errors import ErrorGroup, name_option, report_failures
 from .eval import evaluate_run, write_results
 from .eval.stage import format_table
 from .explain import explain_run
@@ -76,7 +76,11 @@ def info(run: str, as_json: bool, limit: int) -> None:
 
 @main.command()
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--variant", help="Name to store the maps under.  [default: from the settings: tam, cam, eci, ...]")
+@click.option(
+    "--variant",
+    callback=name_option("variant name"),
+    help="Name to store the maps under.  [default: from the settings: tam, cam, eci, ...]",
+)
 @click.option("--kernel-size", default=3, show_default=True, type=int, help="Odd window size of the filter.")
 @click.option("--no-eci", is_flag=True, help="Skip estimated causal inference (Eqs. 2, 4, 5).")
 @click.option(
@@ -94,7 +98,9 @@ def info(run: str, as_json: bool, limit: int) -> None:
     show_default=True,
     help="Denoising filter applied per image and per video frame.",
 )
-@click.option("--samples", help="Comma-separated sample ids.  [default: all]")
+@click.option(
+    "--samples", callback=name_option("sample id", many=True), help="Comma-separated sample ids.  [default: all]"
+)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes over samples.")
 @click.option("--no-candidates", is_flag=True, help="Skip the maps of the top-k candidates.")
 @click.option("--no-prompt", is_flag=True, help="Skip the maps of the prompt tokens.")
@@ -157,7 +163,12 @@ def import_(files: tuple[str, ...], out: str, overwrite: bool, quiet: bool) -> N
 
 @main.command()
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--sample", "sample_id", help="Sample id; may be left out when the run holds one sample.")
+@click.option(
+    "--sample",
+    "sample_id",
+    callback=name_option("sample id"),
+    help="Sample id; may be left out when the run holds one sample.",
+)
 @click.option("--variant", help="Maps variant to include.  [default: tam, if stored]")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .safetensors file to write.")
 def export(run: str, sample_id: str | None, variant: str | None, out: str) -> None:
@@ -169,7 +180,9 @@ def export(run: str, sample_id: str | None, variant: str | None, out: str) -> No
 @main.command()
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and the pages.")
-@click.option("--samples", help="Comma-separated sample ids.  [default: all]")
+@click.option(
+    "--samples", callback=name_option("sample id", many=True), help="Comma-separated sample ids.  [default: all]"
+)
 @click.option("--variants", help="Comma-separated variants to include.  [default: all stored]")
 @click.option("--png", is_flag=True, help="Also draw paper-style PNG figures (tam variant, or the first).")
 @click.option("--tokens", help="Comma-separated answer-token indices for the figures.  [default: all; grid: first 12]")
@@ -203,7 +216,11 @@ def render(
 @click.option("--dataset", required=True, type=click.Choice(DATASETS), help="Layout of --data (docs/eval.md).")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="The dataset folder.")
 @click.option("--variants", help="Comma-separated variants to score.  [default: all stored]")
-@click.option("--samples", help="Comma-separated sample ids.  [default: all that have a record]")
+@click.option(
+    "--samples",
+    callback=name_option("sample id", many=True),
+    help="Comma-separated sample ids.  [default: all that have a record]",
+)
 @click.option(
     "--tagger",
     type=click.Choice(["rules", "nltk"]),

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 
 import click
 
-from tamx.errors import TamxError
+from tamx.errors import TamxError, shown_id
+from tamx.records import ID_RULE, name_problem
 
 from .files import NO_SPACE
 
@@ -107,3 +108,18 @@ def report_failures(failed: Mapping[str, str], what: str = "sample(s)") -> None:
     for name, reason in failed.items():
         click.echo(f"  {name}: {_one_line(reason)}", err=True)
     sys.exit(EXIT_FAILED)
+
+
+def name_option(what: str, many: bool = False):
+    """A click callback that refuses an option value that cannot name a folder of the store
+    (a sample id, a variant; `many`: comma-separated), with the rule, before any work starts."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        names = [] if value is None else ([v.strip() for v in value.split(",") if v.strip()] if many else [value])
+        for name in names:
+            problem = name_problem(name)
+            if problem is not None:
+                raise click.BadParameter(f"the {what} {shown_id(name)} {problem}; {what}s use {ID_RULE}")
+        return value
+
+    return check

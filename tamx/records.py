@@ -13,21 +13,54 @@ from typing import Any
 import numpy as np
 
 from .dtypes import STORAGE_DTYPES, check_dtype_name, to_float32
-from .errors import SampleError
+from .errors import SampleError, TamxError, shown_id
 
 SCHEMA_VERSION = 1
 VISION_KINDS = ("image", "video")
-_SAMPLE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
+ID_MAX_LENGTH = 200
+ID_RULE = (
+    "letters, digits, '_', '.' and '-', at most 200 characters, starting with a letter, digit or '_' "
+    "and not ending with '.'"
+)
+_ID_START = re.compile(r"[A-Za-z0-9_]")
+_ID_CHAR = re.compile(r"[A-Za-z0-9_.\-]")
+# Device names Windows reserves (with any extension), and the file that is a zarr group's metadata.
+_RESERVED_ID = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?|zarr\.json", re.IGNORECASE)
+
+
+def name_problem(name: object) -> str | None:
+    """Why `name` cannot name a folder of the store (a sample id, a variant), or None if it can."""
+    if not isinstance(name, str):
+        return f"must be a string, not {type(name).__name__}"
+    if not name:
+        return "is empty"
+    if len(name) > ID_MAX_LENGTH:
+        return f"is {len(name)} characters long, over the limit of {ID_MAX_LENGTH}"
+    bad = sorted({c for c in name if not _ID_CHAR.fullmatch(c)})
+    if bad:
+        return f"holds {', '.join(repr(c) for c in bad)}"
+    if not _ID_START.fullmatch(name[0]):
+        return f"starts with {name[0]!r}"
+    if name.endswith("."):
+        return "ends with '.'"
+    if _RESERVED_ID.fullmatch(name):
+        return "is a reserved name (a device on Windows, or the store's own metadata file)"
+    return None
+
+
+def check_name(name: object, what: str) -> str:
+    """Return `name` if it can name a folder of the store, else raise TamxError naming the rule."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise TamxError(f"the {what} {shown_id(name)} {problem}; {what}s use {ID_RULE}")
+    return name
 
 
 def check_sample_id(sample_id: str) -> str:
-    """Return `sample_id` if it can name a folder of the store, else raise SampleError."""
-    if not isinstance(sample_id, str) or not _SAMPLE_ID.match(sample_id):
-        raise SampleError(
-            str(sample_id),
-            "id",
-            "sample ids use letters, digits, '_', '.' and '-' (at most 200, not starting with '.' or '-')",
-        )
+    """Return `sample_id` if it can name a folder of the store, else raise SampleError naming the rule."""
+    problem = name_problem(sample_id)
+    if problem is not None:
+        raise SampleError(str(sample_id), "id", f"the id {problem}; sample ids use {ID_RULE}")
     return sample_id
 
 

@@ -32,7 +32,9 @@ from .records import (
     RunInfo,
     Sample,
     VisionBlock,
+    check_name,
     check_sample_id,
+    name_problem,
 )
 
 ATTRS_KEY = "tamx"
@@ -162,7 +164,7 @@ class Run:
         return iter(self.sample_ids())
 
     def __contains__(self, sample_id: object) -> bool:
-        return isinstance(sample_id, str) and (self.path / "samples" / sample_id / "zarr.json").is_file()
+        return name_problem(sample_id) is None and (self.path / "samples" / sample_id / "zarr.json").is_file()
 
     def _sample_dir(self, sample_id: str) -> Path:
         check_sample_id(sample_id)
@@ -281,7 +283,7 @@ class Run:
 
     def maps(self, sample_id: str, variant: str = "tam") -> Maps:
         """Load one explain variant of a sample."""
-        folder = self._sample_dir(sample_id) / "maps" / variant
+        folder = self._sample_dir(sample_id) / "maps" / check_name(variant, "variant name")
         if not (folder / "zarr.json").is_file():
             have = self.variants(sample_id)
             raise SampleError(
@@ -300,7 +302,7 @@ class Run:
 
     def maps_settings(self, sample_id: str, variant: str) -> dict[str, Any] | None:
         """The settings a stored variant was made with, or None if it is not stored."""
-        path = self.path / "samples" / sample_id / "maps" / variant / "zarr.json"
+        path = self._sample_dir(sample_id) / "maps" / check_name(variant, "variant name") / "zarr.json"
         if not path.is_file():
             return None
         return json.loads(path.read_text())["attributes"][ATTRS_KEY]["settings"]
@@ -384,8 +386,7 @@ class Run:
     def write_maps(self, sample_id: str, maps: Maps, overwrite: bool = False) -> None:
         """Store one explain variant of a sample atomically."""
         self._require_writable()
-        final = self._sample_dir(sample_id) / "maps" / maps.variant
-        check_sample_id(maps.variant)
+        final = self._sample_dir(sample_id) / "maps" / check_name(maps.variant, "variant name")
         if final.exists() and not overwrite:
             raise SampleError(sample_id, f"maps/{maps.variant}", "already stored; pass overwrite=True to replace it")
         staged = self._staging("maps", f"{sample_id}.{maps.variant}")

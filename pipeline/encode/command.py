@@ -8,7 +8,7 @@ import click
 
 from tamx.datasets import DATASETS
 
-from ..errors import report_failures
+from ..errors import name_option, report_failures
 from ..eval.manifests import write_manifest
 from ..progress import progress
 
@@ -19,7 +19,14 @@ from ..progress import progress
 @click.option("--video", type=click.Path(), help="Video file.")
 @click.option("--prompt", help="Prompt text (inline input).")
 @click.option("--answer", help="Explain this answer by teacher forcing instead of generating one.")
-@click.option("--id", "sample_id", default="sample", show_default=True, help="Sample id of the inline input.")
+@click.option(
+    "--id",
+    "sample_id",
+    default="sample",
+    show_default=True,
+    callback=name_option("sample id"),
+    help="Sample id of the inline input.",
+)
 @click.option("--manifest", type=click.Path(dir_okay=False), help="JSONL file: one {id, messages, answer?} a line.")
 @click.option(
     "--dataset",

@@ -94,16 +94,74 @@ def inline_input(
     return EncodeInput(id=sample_id, messages=[{"role": "user", "content": content}], answer=answer)
 
 
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+def _type_name(value: Any) -> str:
+    """The JSON type of a value, as a message names it."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def messages_problem(messages: Any) -> str | None:
+    """What is wrong with the JSON types of chat `messages` (None: nothing), naming the place:
+    a non-empty list of {"role", "content"} turns, content a string or a list of items, each
+    item an object whose text is a string and whose image or video names a path."""
+    if not isinstance(messages, list) or not messages:
+        return f"messages must be a non-empty list of chat turns, not {_type_name(messages)}"
+    for t, turn in enumerate(messages):
+        where = f"messages[{t}]"
+        if not isinstance(turn, dict):
+            return f'{where} must be an object {{"role": ..., "content": ...}}, not {_type_name(turn)}'
+        if turn.get("role") not in CHAT_ROLES:
+            return f"{where}.role is {turn.get('role')!r}; use one of {', '.join(CHAT_ROLES)}"
+        content = turn.get("content")
+        if isinstance(content, str):
+            continue
+        if not isinstance(content, list):
+            return f"{where}.content must be a string or a list of items, not {_type_name(content)}"
+        for i, item in enumerate(content):
+            at = f"{where}.content[{i}]"
+            if not isinstance(item, dict):
+                return f'{at} must be an object such as {{"type": "text", "text": ...}}, not {_type_name(item)}'
+            kind = item.get("type")
+            if kind is not None and not isinstance(kind, str):
+                return f"{at}.type must be a string, not {_type_name(kind)}"
+            if media_kind(item) is not None:
+                if media_path(item) is None:
+                    return f"{at} is an {media_kind(item)} without a path: give it as a string"
+            elif kind in (None, "text") and not isinstance(item.get("text", ""), str):
+                return f"{at}.text must be a string, not {_type_name(item['text'])}"
+    return None
+
+
+def _manifest_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TamxError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise TamxError(
+            f"manifest {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
+
+
 def read_manifest(path: str | Path) -> tuple[list[EncodeInput], dict[str, str]]:
-    """Parse a JSONL manifest; returns the samples and, by line or id, the lines that failed."""
+    """Parse a JSONL manifest; returns the samples and, by line or id, the lines that failed.
+
+    A line fails alone (not JSON, not a record, an id that cannot name a folder, values of
+    the wrong JSON type); a file that cannot be read or is not UTF-8 raises TamxError.
+    """
     path = Path(path)
     samples: list[EncodeInput] = []
     failed: dict[str, str] = {}
-    seen: set[str] = set()
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise TamxError(f"cannot read manifest {path}: {exc}") from None
+    seen: dict[str, str] = {}  # lower-cased id -> id: ids differing in case collide on macOS and Windows
+    lines = _manifest_text(path).splitlines()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -116,24 +174,38 @@ def read_manifest(path: str | Path) -> tuple[list[EncodeInput], dict[str, str]]:
         if not isinstance(record, dict) or "messages" not in record:
             failed[where] = 'each line needs {"id": ..., "messages": [...]}'
             continue
-        sample_id = str(record.get("id", f"line{number}"))
+        raw_id = record.get("id", f"line{number}")
+        if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+            failed[where] = f"the id must be a string or an integer, not {_type_name(raw_id)}"
+            continue
+        sample_id = str(raw_id)
         try:
             check_sample_id(sample_id)
         except TamxError as exc:
             failed[where] = str(exc)
             continue
-        if sample_id in seen:
-            failed[where] = f"sample id {sample_id!r} appears twice in the manifest"
+        problem = messages_problem(record["messages"])
+        answer = record.get("answer")
+        if problem is None and answer is not None and not isinstance(answer, str):
+            problem = f"answer must be a string (or left out), not {_type_name(answer)}"
+        if problem is not None:
+            failed[sample_id if sample_id not in failed else where] = problem
             continue
-        seen.add(sample_id)
-        samples.append(
-            EncodeInput(
-                id=sample_id,
-                messages=record["messages"],
-                answer=record.get("answer"),
-                base_dir=path.parent.resolve(),
+        twin = seen.get(sample_id.lower())
+        if twin is not None:
+            failed[where] = (
+                f"sample id {sample_id!r} appears twice in the manifest"
+                if twin == sample_id
+                else f"sample id {sample_id!r} differs from {twin!r} only in case; they would share a folder "
+                "on macOS and Windows: rename one"
             )
+            continue
+        seen[sample_id.lower()] = sample_id
+        samples.append(
+            EncodeInput(id=sample_id, messages=record["messages"], answer=answer, base_dir=path.parent.resolve())
         )
+    if not samples and not failed:
+        raise TamxError(f'manifest {path} holds no records; write one {{"id", "messages"}} object a line')
     return samples, failed
 
 
@@ -143,9 +215,12 @@ def split_answer(sample: EncodeInput) -> tuple[list[dict[str, Any]], str | None]
     A final assistant turn is the answer unless `answer` is given; the prompt must end
     with a user turn that carries text.
     """
+    problem = messages_problem(sample.messages)
+    if problem is not None:
+        raise InputError(sample.id, problem)
+    if sample.answer is not None and not isinstance(sample.answer, str):
+        raise InputError(sample.id, f"answer must be a string (or None), not {_type_name(sample.answer)}")
     messages = copy.deepcopy(sample.messages)
-    if not isinstance(messages, list) or not messages:
-        raise InputError(sample.id, "messages must be a non-empty list of chat turns")
     answer = sample.answer
     if messages[-1].get("role") == "assistant":
         last = messages.pop()
@@ -153,9 +228,6 @@ def split_answer(sample: EncodeInput) -> tuple[list[dict[str, Any]], str | None]
             answer = "".join(i.get("text", "") for i in _content_items(last) if i.get("type", "text") == "text")
     if not messages or messages[-1].get("role") != "user":
         raise InputError(sample.id, "the conversation must end with a user turn (then, optionally, the answer)")
-    for message in messages:
-        if message.get("role") not in ("system", "user", "assistant"):
-            raise InputError(sample.id, f"unknown chat role {message.get('role')!r}; use system, user or assistant")
     last_text = "".join(i.get("text", "") for i in _content_items(messages[-1]) if media_kind(i) is None)
     if not last_text.strip():
         raise InputError(sample.id, "the prompt is empty: the last user turn needs some text")

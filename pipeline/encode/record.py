@@ -341,10 +341,35 @@ def generate(adapter: Adapter, batch: list[Prepared], settings: EncodeSettings) 
     return outcomes
 
 
+def max_positions(config: Any) -> int | None:
+    """The language model's max_position_embeddings (in its text config for most VLMs), if it has one."""
+    for source in (getattr(config, "text_config", None), config):
+        value = getattr(source, "max_position_embeddings", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def warn_if_too_long(adapter: Adapter, sample_id: str, tokens: int, prompt_tokens: int) -> None:
+    """Say so when a sample runs past the positions the model was trained for: it still encodes,
+    but what the model says (and so its maps) there is not what it would say within them."""
+    limit = max_positions(adapter.model.config)
+    if limit is not None and tokens > limit:
+        log.warning(
+            "sample %r has %d tokens (%d of them the prompt), over the model's max_position_embeddings of %d; "
+            "its answer and maps past that are unreliable: shorten the prompt or use fewer or smaller images",
+            sample_id,
+            tokens,
+            prompt_tokens,
+            limit,
+        )
+
+
 def build_sample(
     adapter: Adapter, prepared: Prepared, outcome: Outcome, settings: EncodeSettings, model_id: str
 ) -> Sample:
     """The store record of one sample from its preprocessing and the model's outcome."""
+    warn_if_too_long(adapter, prepared.sample.id, len(outcome.input_ids), len(prepared.prompt_ids))
     hidden = outcome.hidden
     if len(hidden) != len(outcome.input_ids) - 1:
         raise AdapterError(

@@ -194,15 +194,18 @@ def encode_path(
     """Load `model_id` (an HF id or a local folder) and encode `inputs` into `out` (torchrun-aware)."""
     from .loading import load_model, load_processor, resolve_device
 
+    samples, failed = as_inputs(inputs)  # a bad manifest fails before the model loads
+    if not samples:
+        return EncodeReport(failed=failed)
     joined = init_distributed(resolve_device(device))
     try:
         model = load_model(model_id, device=device, dtype=dtype)
         processor = load_processor(model_id)
         name = str(Path(model_id).resolve()) if Path(model_id).exists() else model_id
-        return encode(
+        report = encode(
             model,
             processor,
-            inputs,
+            samples,
             out,
             model_id=name,
             settings=settings,
@@ -210,6 +213,9 @@ def encode_path(
             batch_size=batch_size,
             wrap=wrap,
         )
+        if _world()[0] == 0:
+            report.failed = {**failed, **report.failed}
+        return report
     finally:
         if joined:
             dist.destroy_process_group()
