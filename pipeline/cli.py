@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -101,7 +102,13 @@ def info(run: str, as_json: bool, limit: int) -> None:
 @click.option(
     "--samples", callback=name_option("sample id", many=True), help="Comma-separated sample ids.  [default: all]"
 )
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes over samples.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, max(2, os.cpu_count() or 1)),
+    help="Processes over samples (at most the CPUs of this machine).",
+)
 @click.option("--no-candidates", is_flag=True, help="Skip the maps of the top-k candidates.")
 @click.option("--no-prompt", is_flag=True, help="Skip the maps of the prompt tokens.")
 @click.option("--overwrite", is_flag=True, help="Recompute variants that are already stored.")

@@ -8,8 +8,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
-from tamx import ExplainSettings, Run, explain_sample, open_run
-from tamx.errors import TamxError
+from tamx import ExplainSettings, Run, VisionBlock, explain_sample, open_run
+from tamx.errors import DiskFullError, TamxError
+from tamx.layout import frame_table
+
+from .files import writing
 
 DONE, SKIPPED = "done", "skipped"
 
@@ -34,7 +37,8 @@ def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: st
             "pass --overwrite to replace it or --variant to store these beside it"
         )
     maps = explain_sample(run.sample(sample_id, media=False), settings, variant)
-    run.write_maps(sample_id, maps, overwrite=True)
+    with writing(f"the maps {variant!r} of sample {sample_id!r} in {run.path}"):
+        run.write_maps(sample_id, maps, overwrite=True)
     return DONE
 
 
@@ -57,6 +61,8 @@ def _safe_explain(
     """explain_one with tamx's errors as a status (in a worker, `run` None means its own)."""
     try:
         return sample_id, explain_one(run or _worker_run, sample_id, settings, variant, overwrite)
+    except DiskFullError:
+        raise  # every later sample would fail the same way: stop the run
     except TamxError as exc:
         return sample_id, f"error: {exc}"
 
@@ -64,6 +70,7 @@ def _safe_explain(
 def _results(
     run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str, overwrite: bool, workers: int
 ) -> Iterator[tuple[str, str]]:
+    workers = min(workers, len(sample_ids))  # a process per sample at most
     if workers <= 1:
         for sample_id in sample_ids:
             yield _safe_explain(run, sample_id, settings, variant, overwrite)
@@ -75,14 +82,43 @@ def _results(
         context = get_context("spawn")
         with ProcessPoolExecutor(workers, context, _worker_init, (str(run.path),)) as pool:
             futures = [pool.submit(_safe_explain, None, s, settings, variant, overwrite) for s in sample_ids]
-            for future in futures:
-                yield future.result()
+            try:
+                for future in futures:
+                    yield future.result()
+            finally:  # a full disk, Ctrl-C: do not start the samples still queued
+                for future in futures:
+                    future.cancel()
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def check_kernel_fits(run: Run, sample_ids: Sequence[str], settings: ExplainSettings) -> None:
+    """Refuse, before any work, a filter window wider than every image or frame grid it would filter.
+
+    Past the grid the window only repeats reflected cells, and the filter's cost grows as k^4
+    (a typo such as 101 on a 17 x 23 grid takes minutes per sample). 3 always passes.
+    """
+    k = settings.kernel_size
+    if settings.filter == "none" or k <= 3:
+        return
+    widest, where = 0, ""
+    for sample_id in sample_ids:
+        blocks = [VisionBlock.from_json(b) for b in run.sample_attrs(sample_id)["vision_blocks"]]
+        for _, height, width in frame_table(blocks).tolist():
+            if max(height, width) > widest:
+                widest, where = max(height, width), f"{height}x{width} in sample {sample_id!r}"
+        if k <= widest:
+            return
+    if sample_ids:
+        largest = max(3, widest if widest % 2 else widest - 1)
+        raise TamxError(
+            f"--kernel-size {k} is wider than every vision grid it would filter (the largest is {where}); "
+            f"use an odd size up to {largest}"
+        )
 
 
 def explain_run(
@@ -108,6 +144,7 @@ def explain_run(
     unknown = [s for s in sample_ids if s not in known]
     if unknown:
         raise TamxError(f"{run_path} has no complete sample(s) {', '.join(unknown)}; `tamx info {run_path}` lists them")
+    check_kernel_fits(run, list(sample_ids), settings)
     report = ExplainReport()
     results = _results(run, list(sample_ids), settings, variant, overwrite, workers)
     for sample_id, status in wrap(results, len(sample_ids)) if wrap else results:

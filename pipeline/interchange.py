@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tamx import create_run, open_run
-from tamx.errors import TamxError
+from tamx.errors import DiskFullError, TamxError
 from tamx.interchange import export_sample, import_sample
 from tamx.store import check_compatible
 
-from .files import atomic_path
+from .files import atomic_path, writing
 
 
 @dataclass
@@ -32,17 +32,20 @@ def import_files(
     for file in files:
         try:
             sample, info, maps = import_sample(file)
-            if run is None:
-                run = create_run(run_path, info, exist_ok=True)
-            else:
-                check_compatible(run.info, info, run.path)
-            if sample.id in run and not overwrite:
-                report.skipped.append(sample.id)
-                continue
-            run.write_sample(sample, overwrite=overwrite)
-            if maps is not None:
-                run.write_maps(sample.id, maps, overwrite=True)
+            with writing(f"sample {sample.id!r} into {run_path}"):
+                if run is None:
+                    run = create_run(run_path, info, exist_ok=True)
+                else:
+                    check_compatible(run.info, info, run.path)
+                if sample.id in run and not overwrite:
+                    report.skipped.append(sample.id)
+                    continue
+                run.write_sample(sample, overwrite=overwrite)
+                if maps is not None:
+                    run.write_maps(sample.id, maps, overwrite=True)
             report.imported.append(sample.id)
+        except DiskFullError:
+            raise  # every later file would fail the same way: stop here
         except TamxError as exc:
             report.failed[str(file)] = str(exc)
     return report

@@ -12,7 +12,7 @@ import jinja2
 import numpy as np
 
 from tamx import open_run
-from tamx.errors import TamxError
+from tamx.errors import DiskFullError, TamxError
 from tamx.figures import grid_figure, token_figure
 from tamx.records import Maps, Sample
 from tamx.report import index_entry, page_data
@@ -109,6 +109,8 @@ def render_run(
             if png and data["default_variant"] is not None:
                 figures = out / "figures" / sample_id
                 report.figures += write_figures(sample, stored[data["default_variant"]], figures, tokens)
+        except DiskFullError:
+            raise  # every later page would fail the same way: stop here
         except TamxError as exc:
             report.failed[sample_id] = str(exc)
             continue

@@ -18,11 +18,21 @@ import torch
 import torch.distributed as dist
 
 from tamx import RunInfo, create_run
-from tamx.errors import TamxError
+from tamx.errors import DiskFullError, TamxError
 
+from ..files import writing
 from .adapters import Adapter, adapter_for
 from .inputs import EncodeInput, read_manifest
-from .record import EncodeSettings, Prepared, build_sample, dtype_name, generate, prepare_sample, teacher_force
+from .record import (
+    EncodeSettings,
+    Prepared,
+    build_sample,
+    dtype_name,
+    generate,
+    max_positions,
+    prepare_sample,
+    teacher_force,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +109,12 @@ def encode(
     started = time.perf_counter()
     settings = settings or EncodeSettings()
     adapter = adapter_for(model, processor)
+    limit = max_positions(model.config)
+    if limit is not None and settings.max_new_tokens > limit:
+        raise TamxError(
+            f"--max-new-tokens {settings.max_new_tokens} is more than the model's max_position_embeddings "
+            f"({limit}): no answer can be that long; give at most {limit}"
+        )
     model_id = model_id or getattr(model, "name_or_path", None) or "unknown"
     samples, failed = as_inputs(inputs)
     rank, world = _world()
@@ -172,7 +188,10 @@ def _encode_batch(
                     (outcome,) = generate(adapter, [prepared], settings)
             record = build_sample(adapter, prepared, outcome, settings, model_id)
             record.meta["rank"] = rank
-            run.write_sample(record, overwrite=True)
+            with writing(f"sample {sample_id!r} into {run.path}"):
+                run.write_sample(record, overwrite=True)
+        except DiskFullError:
+            raise  # every later sample would fail the same way: stop the run
         except ERRORS as exc:
             _fail(report, sample_id, exc)
             continue
