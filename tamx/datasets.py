@@ -49,19 +49,45 @@ class Record:
     prompt: str | None = None
 
     def masks(self) -> dict[str, np.ndarray]:
-        """Binary masks [H, W] bool of the categories present in the image (non-empty only)."""
+        """Binary masks [H, W] bool of the categories present in the image (non-empty only).
+
+        Every label must have the size of the image (when the image file is there) and of the
+        record's other masks: one of another size is refused, never resized, since the maps
+        are placed in the image's pixels.
+        """
+        reference = (image_size(self.image), f"its image {self.image}") if self.image.is_file() else None
         if self.label.is_dir():
             found = {}
             for name in self.categories:
                 path = self.label / f"{name}.png"
                 if path.is_file():
-                    mask = read_label(path) > 0
+                    mask = _sized(read_label(path), path, reference) > 0
+                    reference = reference or (mask.shape, f"the mask {path}")
                     if mask.any():
                         found[name] = mask
             return found
-        label = read_label(self.label)
+        label = _sized(read_label(self.label), self.label, reference)
         present = set(np.unique(label).tolist())
         return {name: label == value for name, value in self.categories.items() if value in present and value != 0}
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if pixels is None:
+        raise TamxError(f"cannot read the image {path}: not an image format OpenCV decodes")
+    return pixels.shape[0], pixels.shape[1]
+
+
+def _sized(label: np.ndarray, path: Path, reference: tuple[tuple[int, int], str] | None) -> np.ndarray:
+    """`label` if it has the reference size (its image's, or the first mask's), else raise."""
+    if reference is not None and label.shape != tuple(reference[0]):
+        (height, width), what = reference
+        raise TamxError(
+            f"the mask {path} is {label.shape[0]}x{label.shape[1]} pixels but {what} is {height}x{width}; "
+            "a mask must have its image's size (eval does not resize masks)"
+        )
+    return label
 
 
 def read_label(path: Path) -> np.ndarray:
@@ -76,6 +102,38 @@ def read_label(path: Path) -> np.ndarray:
     return label
 
 
+def read_json(path: Path) -> Any:
+    """A dataset's JSON file; a file that is not UTF-8 or not JSON is a TamxError naming the place."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise TamxError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise TamxError(f"{path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TamxError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+
+
+LABEL_MAX = 65535  # label PNGs hold 8- or 16-bit ids
+
+
+def _label_id(value: Any, where: str) -> int:
+    """A category's label id: an integer pixel value of a label PNG."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= LABEL_MAX:
+        raise TamxError(
+            f"{where}: the category id {value!r} is not an integer from 0 to {LABEL_MAX} (a label PNG's pixel value)"
+        )
+    return value
+
+
+def _text(value: Any, where: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise TamxError(f"{where}: {what} must be a non-empty string, got {value!r}")
+    return value
+
+
 def _check_folder(data_dir: Path, *names: str) -> None:
     missing = [name for name in names if not (data_dir / name).exists()]
     if missing:
@@ -88,21 +146,37 @@ def load_coco(data_dir: Path) -> list[Record]:
     instances = "annotations/instances_minival2014.json"
     captions_file = "annotations/captions_val2014.json"
     _check_folder(data_dir, instances, captions_file, "image", "seg_label")
-    meta = json.loads((data_dir / instances).read_text())
-    categories = {c["name"]: int(c["id"]) for c in meta["categories"]}
+    meta = read_json(data_dir / instances)
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(key), list) for key in ("images", "categories")):
+        raise TamxError(f"{data_dir / instances} must be an object with the lists 'images' and 'categories'")
+    categories = {}
+    for index, category in enumerate(meta["categories"]):
+        where = f"{data_dir / instances} categories[{index}]"
+        if not isinstance(category, dict):
+            raise TamxError(f"{where} must be an object {{'id', 'name'}}")
+        categories[_text(category.get("name"), where, "name")] = _label_id(category.get("id"), where)
+    image_ids = []
+    for index, image in enumerate(meta["images"]):
+        value = image.get("id") if isinstance(image, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise TamxError(f"{data_dir / instances} images[{index}]: the id {value!r} is not a non-negative integer")
+        image_ids.append(value)
     captions: dict[int, list[str]] = {}
-    for item in json.loads((data_dir / captions_file).read_text()).get("annotations", []):
-        captions.setdefault(int(item["image_id"]), []).append(item["caption"].strip())
+    listed = read_json(data_dir / captions_file)
+    for index, item in enumerate(listed.get("annotations", []) if isinstance(listed, dict) else []):
+        if not isinstance(item, dict) or not isinstance(item.get("caption"), str):
+            raise TamxError(f"{data_dir / captions_file} annotations[{index}] needs an image_id and a caption string")
+        captions.setdefault(item.get("image_id"), []).append(item["caption"].strip())
     records = []
-    for image in sorted(meta["images"], key=lambda i: int(i["id"])):
-        name = f"{int(image['id']):012d}"
+    for image_id in sorted(image_ids):
+        name = f"{image_id:012d}"
         records.append(
             Record(
                 id=name,
                 image=data_dir / "image" / f"{name}.jpg",
                 label=data_dir / "seg_label" / f"{name}.png",
                 categories=categories,
-                captions=captions.get(int(image["id"]), []),
+                captions=captions.get(image_id, []),
             )
         )
     return records
@@ -135,12 +209,21 @@ def _entry(data_dir: Path, entry: Any, index: int, used: set[str]) -> Record:
         raise TamxError(f"{where} is not [image path, description, label path, {{name: id}}]")
     if not isinstance(categories, dict):
         raise TamxError(f"{where}: categories must map names to label ids, got {type(categories).__name__}")
+    image, label = _text(image, where, "the image path"), _text(label, where, "the label path")
+    if isinstance(captions, str):
+        captions = [captions]
+    if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+        raise TamxError(f"{where}: captions must be a list of strings, got {captions!r:.60}")
+    if name is not None and (isinstance(name, bool) or not isinstance(name, (str, int))):
+        raise TamxError(f"{where}: the id must be a string or an integer, got {name!r}")
+    if prompt is not None and not isinstance(prompt, str):
+        raise TamxError(f"{where}: the prompt must be a string, got {prompt!r}")
     return Record(
         id=str(name) if name is not None else _record_id(image, used),
         image=data_dir / image,
         label=data_dir / label,
-        categories={str(k): int(v) for k, v in categories.items()},
-        captions=[str(c) for c in captions],
+        categories={str(k): _label_id(v, f"{where}, category {k!r}") for k, v in categories.items()},
+        captions=captions,
         prompt=prompt,
     )
 
@@ -149,7 +232,7 @@ def load_anno(data_dir: Path) -> list[Record]:
     """GranDf, OpenPSG and the folder layout: `anno.json` (see the module docstring)."""
     data_dir = Path(data_dir)
     _check_folder(data_dir, "anno.json")
-    entries = json.loads((data_dir / "anno.json").read_text())
+    entries = read_json(data_dir / "anno.json")
     if not isinstance(entries, list):
         raise TamxError(f"{data_dir / 'anno.json'} must hold a list of entries")
     # Ids given explicitly are reserved first; the others come from the image file names.

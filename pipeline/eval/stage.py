@@ -134,6 +134,8 @@ def _score_sample(
 ) -> dict[str, tuple[Any, dict[str, Any]]]:
     sample = run.sample(sample_id, media=False)
     height, width = _image_cells(sample)
+    if not record.image.is_file():
+        raise TamxError(f"its image {record.image} is missing: eval needs it to check that the masks have its size")
     masks = record.masks()
     categories = {name: lemmas for name, lemmas in category_lemmas(record.categories).items() if name in masks}
     words = answer_words(sample, tagger, categories)
