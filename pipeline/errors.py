@@ -19,7 +19,7 @@ import click
 from tamx.errors import TamxError, shown_id
 from tamx.records import ID_RULE, name_problem
 
-from .files import NO_SPACE
+from .files import is_no_space
 
 EXIT_FAILED, EXIT_BUG, EXIT_INTERRUPTED = 1, 70, 130
 TRACEBACK_VERBOSITY = 2
@@ -49,10 +49,11 @@ def user_message(exc: BaseException) -> str | None:
     """The one-line message of an error the user can cause and fix, or None for a bug."""
     if isinstance(exc, TamxError):
         return _one_line(str(exc))
+    if is_no_space(exc):
+        where = getattr(exc, "filename", None)
+        return f"no space left on device while writing {where or 'to disk'}; free some space and run again"
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
-        if exc.errno in NO_SPACE:
-            return f"no space left on device while writing{where or ' to disk'}; free some space and run again"
         if exc.strerror:
             other = f" -> {exc.filename2}" if exc.filename2 else ""
             return _one_line(f"{exc.strerror}:{where}{other}" if where else exc.strerror)

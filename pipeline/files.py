@@ -14,6 +14,15 @@ from pathlib import Path
 from tamx.errors import DiskFullError
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+# Libraries that write through Rust (safetensors) report the OS error in their own exception's text.
+_NO_SPACE_TEXT = tuple(f"(os error {code})" for code in sorted(NO_SPACE))
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether `exc` says the disk (or the quota) is full."""
+    if isinstance(exc, OSError):
+        return exc.errno in NO_SPACE
+    return any(text in str(exc) for text in _NO_SPACE_TEXT)
 
 
 @contextmanager
@@ -21,8 +30,10 @@ def writing(what: str) -> Iterator[None]:
     """Turn "no space left on device" (or "quota exceeded") inside the block into DiskFullError(what)."""
     try:
         yield
-    except OSError as exc:
-        if exc.errno in NO_SPACE:
+    except DiskFullError:
+        raise
+    except Exception as exc:
+        if is_no_space(exc):
             raise DiskFullError(what) from exc
         raise
 
