@@ -131,7 +131,8 @@ def messages_problem(messages: Any) -> str | None:
                 return f"{at}.type must be a string, not {_type_name(kind)}"
             if media_kind(item) is not None:
                 if media_path(item) is None:
-                    return f"{at} is an {media_kind(item)} without a path: give it as a string"
+                    article = "an" if media_kind(item) == "image" else "a"
+                    return f"{at} is {article} {media_kind(item)} without a path: give it as a string"
             elif kind in (None, "text") and not isinstance(item.get("text", ""), str):
                 return f"{at}.text must be a string, not {_type_name(item['text'])}"
     return None
