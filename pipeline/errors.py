@@ -17,7 +17,6 @@ from collections.abc import Mapping
 import click
 
 from tamx.errors import TamxError, shown_id
-from tamx.records import ID_RULE, name_problem
 
 from .files import is_no_space
 
@@ -116,6 +115,8 @@ def name_option(what: str, many: bool = False):
     (a sample id, a variant; `many`: comma-separated), with the rule, before any work starts."""
 
     def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        from tamx.records import ID_RULE, name_problem  # numpy: not needed for `tamx --help`
+
         names = [] if value is None else ([v.strip() for v in value.split(",") if v.strip()] if many else [value])
         for name in names:
             problem = name_problem(name)

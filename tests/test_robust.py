@@ -408,14 +408,18 @@ def test_disk_full_during_import_stops_with_one_line_and_keeps_earlier_samples(t
         assert info.exit_code == 0 and f"{len(stored)} complete, 1 incomplete" in info.output
 
 
-def test_disk_full_during_explain_stops_and_keeps_finished_maps(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_disk_full_during_explain_stops_and_keeps_finished_maps(tmp_path, workers):
     files = _files(3, tmp_path)
     with small_disk(tmp_path, "2m") as disk:
         run = disk / "run"
         assert tamx_cli("import", *files, "--out", run, "--quiet").exit_code == 0
         assert tamx_cli("explain", run, "--samples", "s0", "--quiet").exit_code == 0
         fill(disk)
-        out = refused(tamx_cli("explain", run, "--quiet"), "no space left on device while writing the maps 'tam'")
+        out = refused(
+            tamx_cli("explain", run, "--workers", workers, "--quiet"),
+            "no space left on device while writing the maps 'tam'",
+        )
         assert "failed:" not in out
         reopened = open_run(run)
         assert reopened.variants("s0") == ["tam"] and reopened.maps("s0").tam.shape[0] == 20
@@ -524,3 +528,12 @@ def test_render_token_bounds(run_path, tmp_path):
     refused(
         tamx_cli("render", run_path, "--out", tmp_path / "r", "--png", "--tokens", "x"), "'x' is not an integer", code=2
     )
+
+
+def test_errors_cross_process_boundaries_intact():
+    """explain --workers N raises a full disk from a worker process: the message survives pickling."""
+    import pickle
+
+    for error in (DiskFullError("the maps 'tam' of sample 'a'"), SampleError("a", "hidden", "is damaged")):
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error)
