@@ -206,3 +206,19 @@ def test_a_prompt_past_the_model_positions_is_warned_about(tmp_path, image, capl
     with caplog.at_level(logging.WARNING):
         assert tamx_cli("encode", *short, "--quiet").exit_code == 0
     assert not [r for r in caplog.records if "max_position_embeddings" in r.getMessage()]
+
+
+def test_disk_full_during_encode_stops_with_one_line_and_keeps_earlier_samples(tmp_path, image):
+    from .test_robust import fill, small_disk
+
+    records = [{"id": name, "messages": _turn(PICTURE, TEXT), "answer": "red"} for name in ("a", "b", "c")]
+    manifest = _manifest(tmp_path, records)
+    with small_disk(tmp_path, "4m") as disk:
+        run = disk / "run"
+        first = ["--model", MODEL_DIR, "--image", image, "--prompt", "Hi", "--answer", "red", "--id", "first"]
+        assert tamx_cli("encode", *first, "--out", run, "--quiet").exit_code == 0
+        fill(disk)
+        result = tamx_cli("encode", "--model", MODEL_DIR, "--manifest", manifest, "--out", run, "--quiet")
+        out = refused(result, "no space left on device while writing sample 'a' into")
+        assert "failed:" not in out
+        assert open_run(run).sample_ids() == ["first"] and open_run(run).sample("first").answer_positions.size

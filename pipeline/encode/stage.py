@@ -119,10 +119,11 @@ def encode(
     samples, failed = as_inputs(inputs)
     rank, world = _world()
     info = run_info(adapter, str(model_id))
-    if rank == 0:
-        create_run(out, info, exist_ok=True)
-    _barrier()
-    run = create_run(out, info, exist_ok=True)
+    with writing(f"the run {out}"):
+        if rank == 0:
+            create_run(out, info, exist_ok=True)
+        _barrier()
+        run = create_run(out, info, exist_ok=True)
     report = EncodeReport(failed=dict(failed) if rank == 0 else {})
     shard = samples[rank::world]
     stored = set(run.sample_ids())
