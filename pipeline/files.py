@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tamx.errors import DiskFullError
+from tamx.errors import DiskFullError, TamxError
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Libraries that write through Rust (safetensors) report the OS error in their own exception's text.
@@ -30,11 +30,14 @@ def writing(what: str) -> Iterator[None]:
     """Turn "no space left on device" (or "quota exceeded") inside the block into DiskFullError(what)."""
     try:
         yield
-    except DiskFullError:
+    except TamxError:
         raise
     except Exception as exc:
         if is_no_space(exc):
             raise DiskFullError(what) from exc
+        if not isinstance(exc, OSError) and "(os error " in str(exc):
+            # a library's own exception around an OS refusal (no such folder, permission): the user's to fix
+            raise TamxError(f"cannot write {what}: {exc}") from exc
         raise
 
 

@@ -537,3 +537,8 @@ def test_errors_cross_process_boundaries_intact():
     for error in (DiskFullError("the maps 'tam' of sample 'a'"), SampleError("a", "hidden", "is damaged")):
         again = pickle.loads(pickle.dumps(error))
         assert type(again) is type(error) and str(again) == str(error)
+
+
+def test_a_library_error_around_an_os_refusal_is_the_users_to_fix(run_path, tmp_path):
+    out = refused(tamx_cli("export", run_path, "--sample", "img", "--out", "/proc/x.safetensors"))
+    assert "internal error" not in out and "cannot write /proc/x.safetensors" in out
