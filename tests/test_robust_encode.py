@@ -222,3 +222,11 @@ def test_disk_full_during_encode_stops_with_one_line_and_keeps_earlier_samples(t
         out = refused(result, "no space left on device while writing sample 'a' into")
         assert "failed:" not in out
         assert open_run(run).sample_ids() == ["first"] and open_run(run).sample("first").answer_positions.size
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--top-k", "51"), ("--top-k", "-1"), ("--max-new-tokens", "0"), ("--frames", "0")]
+)
+def test_encode_option_bounds_are_usage_errors(tmp_path, image, option, value):
+    args = ["--model", NO_MODEL, "--image", image, "--prompt", "Hi", option, value, "--out", tmp_path / "r"]
+    refused(tamx_cli("encode", *args), "is not in the range", code=2)

@@ -12,6 +12,8 @@ from ..errors import name_option, report_failures
 from ..eval.manifests import write_manifest
 from ..progress import progress
 
+MAX_TOP_K = 50  # every candidate costs a map per answer token in explain and a stored LM-head row
+
 
 @click.command()
 @click.option("--model", "model_id", required=True, help="Hugging Face model id or local model folder.")
@@ -35,7 +37,13 @@ from ..progress import progress
 )
 @click.option("--data", type=click.Path(exists=True, file_okay=False), help="The folder of --dataset.")
 @click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(1), help="Answer length limit.")
-@click.option("--top-k", default=3, show_default=True, type=click.IntRange(0), help="Candidates kept per step.")
+@click.option(
+    "--top-k",
+    default=3,
+    show_default=True,
+    type=click.IntRange(0, MAX_TOP_K),
+    help=f"Candidates kept per step (at most {MAX_TOP_K}: explain draws a map for each).",
+)
 @click.option("--frames", default=8, show_default=True, type=click.IntRange(1), help="Frames sampled per video.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True)
