@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from .errors import TamxError
+from .records import ID_RULE, name_problem
 
 DATASETS = ("coco", "grandf", "openpsg", "folder")
 PROMPTS = {
@@ -216,6 +217,8 @@ def _entry(data_dir: Path, entry: Any, index: int, used: set[str]) -> Record:
         raise TamxError(f"{where}: captions must be a list of strings, got {captions!r:.60}")
     if name is not None and (isinstance(name, bool) or not isinstance(name, (str, int))):
         raise TamxError(f"{where}: the id must be a string or an integer, got {name!r}")
+    if name is not None and name_problem(str(name)) is not None:
+        raise TamxError(f"{where}: the id {name_problem(str(name))}; it names a sample of the run, so use {ID_RULE}")
     if prompt is not None and not isinstance(prompt, str):
         raise TamxError(f"{where}: the prompt must be a string, got {prompt!r}")
     return Record(

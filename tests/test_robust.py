@@ -308,6 +308,8 @@ def test_a_missing_or_unreadable_image_fails_that_sample(eval_case, tmp_path):
         (b'[{"image": "a.jpg", "label": "a.png", "categories": {}, "id": [1]}]', "the id must be a string"),
         (b'[{"image": "a.jpg", "label": "a.png", "categories": {}, "prompt": 3}]', "the prompt must be a string"),
         (b'[["a.jpg", 7, "a.png", {"dog": 1}]]', "captions must be a list of strings"),
+        (b'[{"image": "a.jpg", "label": "a.png", "categories": {}, "id": "../x"}]', "the id holds '/'"),
+        (b'[{"image": "a.jpg", "label": "a.png", "categories": {}, "id": ".."}]', "the id starts with '.'"),
     ],
 )
 def test_malformed_anno_json_is_one_line(eval_case, tmp_path, anno, expected):
