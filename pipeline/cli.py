@@ -79,7 +79,7 @@ def info(run: str, as_json: bool, limit: int) -> None:
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--variant",
-    callback=name_option("variant name"),
+    callback=name_option("variant name", new=True),
     help="Name to store the maps under.  [default: from the settings: tam, cam, eci, ...]",
 )
 @click.option("--kernel-size", default=3, show_default=True, type=int, help="Odd window size of the filter.")

@@ -110,16 +110,17 @@ def report_failures(failed: Mapping[str, str], what: str = "sample(s)") -> None:
     sys.exit(EXIT_FAILED)
 
 
-def name_option(what: str, many: bool = False):
+def name_option(what: str, many: bool = False, new: bool = False):
     """A click callback that refuses an option value that cannot name a folder of the store
-    (a sample id, a variant; `many`: comma-separated), with the rule, before any work starts."""
+    (a sample id, a variant; `many`: comma-separated; `new`: a name to create, held to the
+    portable rule), with the rule, before any work starts."""
 
     def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
         from tamx.records import ID_RULE, name_problem  # numpy: not needed for `tamx --help`
 
         names = [] if value is None else ([v.strip() for v in value.split(",") if v.strip()] if many else [value])
         for name in names:
-            problem = name_problem(name)
+            problem = name_problem(name, portable=new)
             if problem is not None:
                 raise click.BadParameter(f"the {what} {shown_id(name)} {problem}; {what}s use {ID_RULE}")
         return value

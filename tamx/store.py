@@ -164,7 +164,10 @@ class Run:
         return iter(self.sample_ids())
 
     def __contains__(self, sample_id: object) -> bool:
-        return name_problem(sample_id) is None and (self.path / "samples" / sample_id / "zarr.json").is_file()
+        return (
+            name_problem(sample_id, portable=False) is None
+            and (self.path / "samples" / sample_id / "zarr.json").is_file()
+        )
 
     def _sample_dir(self, sample_id: str) -> Path:
         check_sample_id(sample_id)
@@ -283,7 +286,7 @@ class Run:
 
     def maps(self, sample_id: str, variant: str = "tam") -> Maps:
         """Load one explain variant of a sample."""
-        folder = self._sample_dir(sample_id) / "maps" / check_name(variant, "variant name")
+        folder = self._sample_dir(sample_id) / "maps" / check_name(variant, "variant name", portable=False)
         if not (folder / "zarr.json").is_file():
             have = self.variants(sample_id)
             raise SampleError(
@@ -302,7 +305,7 @@ class Run:
 
     def maps_settings(self, sample_id: str, variant: str) -> dict[str, Any] | None:
         """The settings a stored variant was made with, or None if it is not stored."""
-        path = self._sample_dir(sample_id) / "maps" / check_name(variant, "variant name") / "zarr.json"
+        path = self._sample_dir(sample_id) / "maps" / check_name(variant, "variant name", portable=False) / "zarr.json"
         if not path.is_file():
             return None
         return json.loads(path.read_text())["attributes"][ATTRS_KEY]["settings"]
@@ -355,6 +358,7 @@ class Run:
     def write_sample(self, sample: Sample, overwrite: bool = False) -> None:
         """Validate and store one sample atomically (maps of a replaced sample are dropped)."""
         self._require_writable()
+        check_sample_id(sample.id, portable=True)
         sample.validate(self.info.special_tokens)
         if sample.id in self and not overwrite:
             raise SampleError(sample.id, "id", f"already stored in {self.path}; pass overwrite=True to replace it")

@@ -544,3 +544,14 @@ def test_errors_cross_process_boundaries_intact():
 def test_a_library_error_around_an_os_refusal_is_the_users_to_fix(run_path, tmp_path):
     out = refused(tamx_cli("export", run_path, "--sample", "img", "--out", "/proc/x.safetensors"))
     assert "internal error" not in out and "cannot write /proc/x.safetensors" in out
+
+
+def test_stored_ids_from_before_the_portable_rule_stay_readable(run_path):
+    """'aux' and 'img.' are refused as new ids (Windows cannot hold them) but a run that has them reads."""
+    for old in ("aux", "img."):
+        shutil.copytree(run_path / "samples" / "img", run_path / "samples" / old)
+    assert tamx_cli("explain", run_path, "--samples", "aux,img.", "--quiet").exit_code == 0
+    assert open_run(run_path).variants("aux") == ["tam"] and "img." in tamx_cli("info", run_path).output
+    sample = open_run(run_path).sample("aux")
+    with pytest.raises(SampleError, match="is a reserved name"):
+        open_run(run_path, mode="a").write_sample(sample, overwrite=True)

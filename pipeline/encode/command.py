@@ -26,7 +26,7 @@ MAX_TOP_K = 50  # every candidate costs a map per answer token in explain and a 
     "sample_id",
     default="sample",
     show_default=True,
-    callback=name_option("sample id"),
+    callback=name_option("sample id", new=True),
     help="Sample id of the inline input.",
 )
 @click.option("--manifest", type=click.Path(dir_okay=False), help="JSONL file: one {id, messages, answer?} a line.")

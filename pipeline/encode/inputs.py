@@ -181,7 +181,7 @@ def read_manifest(path: str | Path) -> tuple[list[EncodeInput], dict[str, str]]:
             continue
         sample_id = str(raw_id)
         try:
-            check_sample_id(sample_id)
+            check_sample_id(sample_id, portable=True)
         except TamxError as exc:
             failed[where] = str(exc)
             continue
