@@ -58,7 +58,7 @@ def user_message(exc: BaseException) -> str | None:
             return _one_line(f"{exc.strerror}:{where}{other}" if where else exc.strerror)
         return _one_line(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, MemoryError):
-        return "out of memory; explain fewer samples at once (--samples, fewer --workers) or use a larger machine"
+        return "out of memory; work on fewer samples at once (--samples, --workers, --batch-size) or add memory"
     return None
 
 
