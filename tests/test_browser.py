@@ -86,7 +86,7 @@ class Page:
     def canvases(self) -> list[np.ndarray]:
         """RGBA pixels of every overlay canvas, [H, W, 4] each."""
         raw = self.page.evaluate(
-            """() => [...document.querySelectorAll('#media canvas')].map(c =>
+            """() => [...document.querySelectorAll('#media .frame canvas')].map(c =>
                  [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)])"""
         )
         return [np.array(pixels, dtype=np.uint8).reshape(h, w, 4) for h, w, pixels in raw]
