@@ -189,7 +189,9 @@ def export(run: str, sample_id: str | None, variant: str | None, out: str) -> No
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and the pages.")
 @click.option("--samples", help="Comma-separated sample ids.  [default: all (with several runs: all they share)]")
 @click.option("--variants", help="Comma-separated variants to include.  [default: all stored]")
-@click.option("--png", is_flag=True, help="Also draw paper figures (matplotlib), as PNG unless --format says otherwise.")
+@click.option(
+    "--png", is_flag=True, help="Also draw paper figures (matplotlib), as PNG unless --format says otherwise."
+)
 @click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), help="Figure format (implies figures).")
 @click.option(
     "--layout",
@@ -228,7 +230,9 @@ def render(
     chosen = [_int_option("--tokens", t) for t in _split(tokens) or []] or None
     options = None
     if png or fmt:
-        options = FigureOptions(format=fmt or "png", layout=layout, tokens=chosen, width=width, dpi=dpi, colormap=colormap)
+        options = FigureOptions(
+            format=fmt or "png", layout=layout, tokens=chosen, width=width, dpi=dpi, colormap=colormap
+        )
     report = render_run(
         list(runs),
         out,

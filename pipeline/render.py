@@ -7,22 +7,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
-
 from tamx import open_run
 from tamx.errors import TamxError
 from tamx.records import Maps, Sample
-from tamx.report import comparison_data, display_name, eval_scores, index_entry, page_data
+from tamx.report import comparison_data, display_name, eval_scores, index_entry, page_data, sample_page, template
 from tamx.store import Run
 
 from .files import atomic_path, write_text
-
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("vis_templates", ""),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
 
 GRID_TOKENS = 12
 
@@ -51,11 +42,6 @@ class FigureOptions:
     colormap: str = "jet"
 
 
-def sample_page(data: dict, index_href: str | None = "../index.html") -> str:
-    """The HTML of one sample page from its `page_data` (or `comparison_data`)."""
-    return _env.get_template("sample.html.j2").render(title=data["id"], index_href=index_href, data=data)
-
-
 def _run_names(runs: Sequence[Run]) -> list[str]:
     """A short, unique label per run: its folder's name (with its parent's where two clash)."""
     names = [run.path.name for run in runs]
@@ -78,11 +64,13 @@ def write_figures(
     """Per-token figures of the first run and one layout figure, in options.format."""
     from tamx import figures
 
-    label, sample, stored = loaded[0]
+    _, sample, stored = loaded[0]
     n = len(sample.answer_positions)
     bad = [i for i in options.tokens or [] if not 0 <= i < n]
     if bad:
         raise TamxError(f"sample {sample.id!r} has answer tokens 0..{n - 1}; --tokens asked for {bad}")
+    if options.layout == "runs" and len(loaded) < 2:
+        raise TamxError("--layout runs compares runs: give two or more, as in `tamx render RUN_A RUN_B --out DIR`")
     if not stored:
         return []
     chosen = list(options.tokens) if options.tokens else list(range(n))
@@ -174,7 +162,7 @@ def render_run(
     score_columns = sorted({key for entry in entries for key in entry["scores"]})
     write_text(
         report.index,
-        _env.get_template("index.html.j2").render(
+        template("index.html.j2").render(
             title="tamx report · " + " vs ".join(names),
             models=[display_name(run.info.model_id) for run in runs],
             notice=runs[0].info.extra.get("notice"),

@@ -127,7 +127,9 @@ class LMHead:
 
     def __repr__(self) -> str:
         bias = ", bias" if self.bias is not None else ""
-        return f"LMHead({len(self.ids)} rows x {self.rows.shape[-1] if self.rows.ndim == 2 else '?'}, {self.dtype}{bias})"
+        return (
+            f"LMHead({len(self.ids)} rows x {self.rows.shape[-1] if self.rows.ndim == 2 else '?'}, {self.dtype}{bias})"
+        )
 
     def missing(self, token_ids: np.ndarray) -> np.ndarray:
         """The token ids among `token_ids` that have no row here (unique, ascending)."""

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import base64
 import csv
+import html
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
+import jinja2
 import numpy as np
 
 from .layout import MapFrame, map_frames
@@ -139,6 +142,33 @@ def candidate_strings(sample: Sample) -> list[list[str]]:
 def visible_whitespace(text: str) -> str:
     """A token string with its spaces, tabs and newlines drawn (␣, ⇥, ⏎), so " a" and "a" differ."""
     return text.replace(" ", "␣").replace("\t", "⇥").replace("\n", "⏎")
+
+
+def _word_key(text: str) -> str:
+    return "".join(c for c in text.lower() if not c.isspace() and unicodedata.category(c)[0] not in "PS")
+
+
+def align_word(from_tokens: Sequence[str], word: int, to_tokens: Sequence[str]) -> list[int]:
+    """Indices of the tokens of `to_tokens` that make the word matching word `word` of
+    `from_tokens`: the same text (case, spaces and punctuation aside), the same occurrence.
+    Tokenisations may differ; [] when the other answer has no such word. (The page does the same.)"""
+
+    def texts(tokens: Sequence[str]) -> tuple[list[int], list[str]]:
+        index = word_index(tokens)
+        words = [""] * (index[-1] + 1 if index else 0)
+        for token, w in zip(tokens, index):
+            words[w] += token
+        return index, [_word_key(w) for w in words]
+
+    _, source = texts(from_tokens)
+    if not 0 <= word < len(source):
+        return []
+    occurrence = source[:word].count(source[word])
+    index, target = texts(to_tokens)
+    matches = [w for w, key in enumerate(target) if key == source[word]]
+    if occurrence >= len(matches):
+        return []
+    return [i for i, w in enumerate(index) if w == matches[occurrence]]
 
 
 def answer_logprobs(sample: Sample) -> np.ndarray | None:
@@ -410,7 +440,9 @@ def index_entry(
         else:
             turns.append({"role": segment["role"], "text": text})
     shown = [m for m in sample.media if m.kind == "image"]
-    shown += [next(m for m in sample.media if m.kind == "video-frame" and m.item == item) for item in _video_items(sample)]
+    shown += [
+        next(m for m in sample.media if m.kind == "video-frame" and m.item == item) for item in _video_items(sample)
+    ]
     return {
         "id": sample.id,
         "href": href,
@@ -426,3 +458,62 @@ def index_entry(
 
 def _video_items(sample: Sample) -> list[int]:
     return sorted({m.item for m in sample.media if m.kind == "video-frame"})
+
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("vis_templates", ""),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+def template(name: str) -> jinja2.Template:
+    """A template of the report (`sample.html.j2`, `index.html.j2`), autoescaped."""
+    return _templates.get_template(name)
+
+
+def sample_page(data: dict[str, Any], index_href: str | None = "../index.html") -> str:
+    """The self-contained HTML of one sample page from its `page_data` (or `comparison_data`)."""
+    return template("sample.html.j2").render(title=data["id"], index_href=index_href, data=data)
+
+
+class SampleView:
+    """A sample's interactive page for notebooks: `_repr_html_` shows it inline (an iframe's
+    `srcdoc`, offline, sandboxed to scripts only); `html` is the page itself."""
+
+    def __init__(self, sample: Sample, variants: dict[str, Maps], info: RunInfo, height: int = 720) -> None:
+        self.sample, self.variants, self.info, self.height = sample, variants, info, height
+
+    @property
+    def html(self) -> str:
+        return sample_page(page_data(self.sample, self.variants, self.info), index_href=None)
+
+    def _repr_html_(self) -> str:
+        return (
+            f'<iframe srcdoc="{html.escape(self.html, quote=True)}" sandbox="allow-scripts" '
+            f'style="width: 100%; height: {int(self.height)}px; border: 1px solid #d9dde5;" '
+            f'title="tamx: {html.escape(self.sample.id)}"></iframe>'
+        )
+
+    def __repr__(self) -> str:
+        return f"SampleView({self.sample.id!r}, variants {', '.join(self.variants) or 'none'})"
+
+
+def show(run: Any, sample_id: str, variant: str | Sequence[str] | None = None, height: int = 720) -> SampleView:
+    """The interactive page of one sample of a run (a `Run` or its path), for display in Jupyter.
+
+    variant: a name or several (shown side by side); default: every stored variant."""
+    from .store import Run, open_run
+
+    opened = run if isinstance(run, Run) else open_run(run)
+    stored = opened.variants(sample_id)
+    wanted = stored if variant is None else [variant] if isinstance(variant, str) else list(variant)
+    missing = [v for v in wanted if v not in stored]
+    if missing:
+        raise ValueError(
+            f"sample {sample_id!r} has no variant {', '.join(missing)}; stored: {', '.join(stored) or 'none'} "
+            "(run `tamx explain` to add one)"
+        )
+    maps = {name: opened.maps(sample_id, name) for name in wanted}
+    return SampleView(opened.sample(sample_id), maps, opened.info, height)
