@@ -144,7 +144,8 @@
       top: (100 * y0) / h + "%",
       width: (100 * (x1 - x0)) / w + "%",
       height: (100 * (y1 - y0)) / h + "%",
-      inset: "auto",
+      right: "auto",
+      bottom: "auto",
     });
     return x0 > 0 || y0 > 0 || x1 < w || y1 < h;
   }
