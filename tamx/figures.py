@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -42,6 +43,13 @@ from .words import word_index
 SINGLE_COLUMN = 3.5  # inches: one column of a two-column paper
 DOUBLE_COLUMN = 7.0
 FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei")
+# Where Debian puts them (fonts-noto-cjk, fonts-wqy-zenhei, fonts-wqy-microhei); matplotlib's font
+# cache may predate their install, so they are registered by path.
+FALLBACK_FILES = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+)
 
 
 @dataclass
@@ -60,6 +68,10 @@ class FigureStyle:
 def font_families() -> tuple[str, ...]:
     """DejaVu Sans, then the installed CJK fonts that matplotlib falls back to per glyph."""
     installed = {f.name for f in font_manager.fontManager.ttflist}
+    for path in FALLBACK_FILES:
+        if Path(path).is_file() and not any(f.fname == path for f in font_manager.fontManager.ttflist):
+            font_manager.fontManager.addfont(path)
+            installed = {f.name for f in font_manager.fontManager.ttflist}
     return ("DejaVu Sans", *(name for name in FALLBACK_FONTS if name in installed))
 
 

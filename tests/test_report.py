@@ -292,6 +292,21 @@ def test_svg_figure_keeps_text_and_one_image_per_panel(tmp_path):
     assert (tmp_path / "grid.pdf").read_bytes()[:5] == b"%PDF-"
 
 
+def test_png_text_draws_cjk_where_a_cjk_font_is_installed(tmp_path):
+    import warnings
+
+    from tamx.figures import font_families, save_figure, token_figure
+
+    if len(font_families()) == 1:
+        pytest.skip("no CJK font installed (Debian: apt-get install fonts-wqy-microhei)")
+    sample = synthetic_sample("s", grids=[(1, 3, 3)], n_answer=2)
+    sample.tokens = list(sample.tokens)
+    sample.tokens[sample.answer_positions[0]] = " 猫が"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns for every glyph no font has
+        save_figure(token_figure(sample, explain_sample(sample), 0), tmp_path / "cjk.png", "png", 100)
+
+
 def test_render_two_runs_pairs_samples_and_draws_tokens_x_runs(tmp_path):
     from tamx import create_run
 

@@ -431,7 +431,7 @@
       if (sel.kind === "candidate") what = "candidate " + (sel.candidate + 1) + " at " + what;
     }
     const from = runs.length > 1 ? runTitle(run) + ": " : "";
-    $("#status").textContent = from + what + " · " + variants.join(" | ") + (pinned && !hover ? " · pinned (Escape unpins)" : "");
+    $("#status").textContent = from + what + " · " + variants.join(" | ") + (pinned && !hover ? " · pinned" : "");
   }
   function paint() {
     if (!variants.length) {
