@@ -267,7 +267,7 @@ def test_png_figure_puts_the_marker_on_its_source_pixels(tmp_path, box, centre):
 
     def pixel(x, y):
         px, py = ax.transData.transform((x, y))
-        return image[int(round(image.shape[0] - py)), int(round(px))].astype(int)
+        return image[round(float(image.shape[0] - py)), round(float(px))].astype(int)
 
     hot, cold = pixel(*centre), pixel(centre[0] - (8 if box is None else 4) * 2, centre[1] + (8 if box is None else 4))
     lut = colormap_lut()
