@@ -211,7 +211,7 @@
     const title = make("h2", "", (runs.length > 1 ? runTitle(run) + " · " : "") + variant);
     if (!data.variants[variant]) title.textContent += " (not stored for this run)";
     column.element.append(title, colourBar(column));
-    column.empty = make("div", "empty", "");
+    column.empty = make("div", "empty", "Empty map: every cell is 0 for this token (the colours show no activation, not a weak one).");
     column.empty.hidden = true;
     column.element.appendChild(column.empty);
     data.blocks.forEach((block, b) => {
@@ -334,24 +334,31 @@
     }
     column.rows = rows;
     if (!rows) {
-      column.low.textContent = "–";
-      column.high.textContent = "–";
-      column.range.textContent = sel === null ? "no matching word in this answer" : "no map stored";
+      setText(column.low, "–");
+      setText(column.high, "–");
+      setText(column.range, sel === null ? "no matching word in this answer" : "no map stored");
       column.empty.hidden = true;
       return;
     }
-    const lows = rows.scale.map((s) => s[0]);
-    const highs = rows.scale.map((s) => s[1]);
-    const low = lows.length ? Math.min(...lows) : 0;
-    const high = highs.length ? Math.max(...highs) : 0;
-    const mapMax = rows.scale.length ? Math.max(...rows.scale.map((s) => s[2])) : 0;
+    let low = Infinity;
+    let high = -Infinity;
+    let mapMax = 0;
+    for (const s of rows.scale) {
+      low = Math.min(low, s[0]);
+      high = Math.max(high, s[1]);
+      mapMax = Math.max(mapMax, s[2]);
+    }
+    if (!rows.scale.length) low = high = 0;
     column.scale = { low, high, single: rows.scale.length === 1 };
-    column.low.textContent = fmt(low);
-    column.high.textContent = fmt(high);
+    setText(column.low, fmt(low));
+    setText(column.high, fmt(high));
     const word = rows.scale.length > 1 ? " · a word: the max over its " + rows.scale.length + " tokens, each on its own scale" : "";
-    column.range.textContent = "raw range " + fmt(low) + " … " + fmt(high) + " (min and max of the map and the text relevance together)" + word;
-    column.empty.hidden = mapMax > 0;
-    column.empty.textContent = "Empty map: every cell is 0 for this token (the colours show no activation, not a weak one).";
+    setText(column.range, "raw range " + fmt(low) + " … " + fmt(high) + " (min and max of the map and the text relevance together)" + word);
+    if (column.empty.hidden !== mapMax > 0) column.empty.hidden = mapMax > 0;
+  }
+  // Only touch the DOM where the text changes: a token switch stays cheap.
+  function setText(element, text) {
+    if (element.textContent !== text) element.textContent = text;
   }
   // Spans remember what they show, so a token switch only touches those that change.
   function tint(span, value) {
@@ -431,7 +438,7 @@
       if (sel.kind === "candidate") what = "candidate " + (sel.candidate + 1) + " at " + what;
     }
     const from = runs.length > 1 ? runTitle(run) + ": " : "";
-    $("#status").textContent = from + what + " · " + variants.join(" | ") + (pinned && !hover ? " · pinned" : "");
+    setText($("#status"), from + what + " · " + variants.join(" | ") + (pinned && !hover ? " · pinned" : ""));
   }
   function paint() {
     if (!variants.length) {
