@@ -23,7 +23,9 @@ from matplotlib import font_manager, rc_context
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
+from matplotlib.textpath import TextPath
 
 from .layout import MapFrame, map_frames
 from .records import Maps, Sample
@@ -169,16 +171,61 @@ def _answer_rows(maps: Maps) -> tuple[np.ndarray, np.ndarray]:
     return normalise_jointly(maps.tam, relevance)[0], joint_scale(maps.tam, relevance)
 
 
+def _text_width(text: str, style: FigureStyle) -> float:
+    """Width of a string in points in the figures' font (leading spaces count, trailing ones too)."""
+    if not text.strip():
+        return 0.32 * style.font_size * len(text)
+    path = TextPath((0, 0), text, size=style.font_size, prop=FontProperties(family=list(font_families())))
+    trailing = len(text) - len(text.rstrip())
+    return float(path.get_extents().x1) + 0.32 * style.font_size * trailing
+
+
+def _wrap(words: Sequence[tuple[str, int | None, bool]], width: float, style: FigureStyle) -> list[list[tuple]]:
+    """Tokens laid out in lines of at most `width` points: [(x, text, value, current), ...] per line."""
+    lines: list[list[tuple]] = [[]]
+    x = 0.0
+    for text, value, current in words:
+        text = text.replace("\n", "⏎").replace("\t", " ")
+        w = _text_width(text, style)
+        if x + w > width and lines[-1]:
+            lines.append([])
+            x = 0.0
+            text = text.lstrip() or text
+            w = _text_width(text, style)
+        lines[-1].append((x, text, value, current))
+        x += w
+    return lines
+
+
 def token_figure(sample: Sample, maps: Maps, index: int, style: FigureStyle | None = None) -> Figure:
-    """Answer token `index`: its map over every image / frame, a colour bar in raw units (Eq. 3's
-    joint min and max), the token's probability and the top-k candidates."""
+    """Answer token `index`: its map over every image / frame with a colour bar in raw units
+    (Eq. 3's joint min and max), the token's probability, the top-k candidates, and the context
+    and earlier answer coloured by their relevance to the token (normalised with the map)."""
     style = style or FigureStyle()
     frames = map_frames(sample.vision_blocks)
     media = frame_media(sample, frames)
     cells, scale = _answer_rows(maps)
+    strings = token_strings(sample)
+    n, m = len(sample.answer_positions), len(sample.context_positions)
+    earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
+    relevance = np.concatenate([maps.text_relevance, earlier], axis=1)[index : index + 1]
+    _, text = normalise_jointly(maps.tam[index : index + 1], relevance)
+    words = [(strings[p], int(text[0, k]), False) for k, p in enumerate(sample.context_positions.tolist())]
+    words += [("  ⟶ ", None, False)]
+    words += [
+        (strings[p], int(text[0, m + j]) if j < index else None, j == index)
+        for j, p in enumerate(sample.answer_positions.tolist()[: index + 1])
+    ]
+    width = style.width or (SINGLE_COLUMN if len(frames) <= 3 else DOUBLE_COLUMN)
+    margin, line_height = 6.0, style.font_size * 1.7
+    lines = _wrap(words, width * 72 - 2 * margin, style)
+    text_height = (len(lines) * line_height + 2 * margin) / 72
+    maps_height = (width - 0.6) / max(len(frames), 1) * _aspect(sample, frames) + 0.6
+    lut = colormap_lut(style.colormap) / 255.0
     with _style(style):
-        figure = _grid(1, len(frames), style, _aspect(sample, frames))
-        axes = figure.subplots(1, max(len(frames), 1), squeeze=False)[0]
+        figure = Figure(figsize=(width, maps_height + text_height), dpi=style.dpi, layout="constrained")
+        top, bottom = figure.subfigures(2, 1, height_ratios=[maps_height, text_height])
+        axes = top.subplots(1, max(len(frames), 1), squeeze=False)[0]
         for ax, frame, items in zip(axes, frames, media):
             draw_frame(
                 ax,
@@ -190,8 +237,8 @@ def token_figure(sample: Sample, maps: Maps, index: int, style: FigureStyle | No
             )
             if len(frames) > 1:
                 ax.set_title(_frame_name(frame, sample))
-        low, high, top = (float(x) for x in scale[index])
-        _colour_bar(figure, axes, style, low, high, "raw (Eq. 3 joint range)" + ("; empty map" if top <= 0 else ""))
+        low, high, peak = (float(x) for x in scale[index])
+        _colour_bar(top, axes, style, low, high, "raw (Eq. 3 joint range)" + ("; empty map" if peak <= 0 else ""))
         logprobs = answer_logprobs(sample)
         p = "" if logprobs is None else f"  p = {100 * np.exp(logprobs[index]):.1f}%"
         forced = " (teacher-forced)" if sample.meta.get("mode") == "teacher-forced" else ""
@@ -202,7 +249,17 @@ def token_figure(sample: Sample, maps: Maps, index: int, style: FigureStyle | No
             title += "\ntop-k: " + "  ".join(
                 f"{visible_whitespace(c)} {100 * q:.0f}%" for c, q in zip(candidates[index], probs)
             )
-        figure.suptitle(title, fontsize=style.font_size)
+        top.suptitle(title, fontsize=style.font_size)
+        for row, line in enumerate(lines):
+            y = 1 - (margin + (row + 0.7) * line_height) / (text_height * 72)
+            for x, token, value, current in line:
+                box = None
+                if value or current:
+                    tint = 0.15 + 0.7 * (value or 0) / 255
+                    colour = (*lut[value or 0], tint) if value else (1, 1, 1, 0)
+                    edge = "#2563eb" if current else "none"
+                    box = {"boxstyle": "square,pad=0.15", "facecolor": colour, "edgecolor": edge, "linewidth": 0.8}
+                bottom.text((margin + x) / (width * 72), y, token, transform=bottom.transSubfigure, bbox=box)
     return figure
 
 
