@@ -173,6 +173,7 @@
     canvas.dataset.run = String(run.r);
     canvas.dataset.variant = column.variant;
     figure.appendChild(canvas);
+    const caption = [];
     if (placeCanvas(canvas, frame, size)) {
       // The model saw only the box: the rest of the image is shaded.
       const seen = make("div", "seen");
@@ -180,8 +181,8 @@
       seen.title = "the model saw only this region";
       figure.appendChild(seen);
       figure.classList.add("cropped");
+      caption.push("crop: the model saw the dashed region");
     }
-    const caption = [];
     if (frame.kind === "video") {
       const f = frame.frames.length ? frame.frames[j % frame.frames.length] : null;
       caption.push(f === null ? "slice " + frame.slice : "frame " + f);
