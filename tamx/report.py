@@ -335,10 +335,17 @@ def _variant_view(maps: Maps) -> dict[str, Any]:
     return view
 
 
-def page_data(sample: Sample, variants: dict[str, Maps], info: RunInfo, run_name: str | None = None) -> dict[str, Any]:
+def page_data(
+    sample: Sample,
+    variants: dict[str, Maps],
+    info: RunInfo,
+    run_name: str | None = None,
+    shown: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Everything one sample's page shows, JSON-ready: the payload of `window.tamx.load(data)`.
 
-    run_name labels the run (its folder's name) where several runs are compared."""
+    run_name labels the run (its folder's name) where several runs are compared; shown: the
+    variants the page opens with side by side (default: tam, or the first)."""
     strings = token_strings(sample)
     answer_strings = [strings[p] for p in sample.answer_positions.tolist()]
     probabilities = [] if sample.candidate_logprobs is None else np.exp(sample.candidate_logprobs).round(4).tolist()
@@ -366,6 +373,7 @@ def page_data(sample: Sample, variants: dict[str, Maps], info: RunInfo, run_name
         "n_context": len(sample.context_positions),
         "variants": {name: _variant_view(maps) for name, maps in variants.items()},
         "default_variant": default,
+        "shown_variants": [v for v in shown or [] if v in variants] or ([default] if default else []),
         "lut": pack_array(colormap_lut()),
     }
 
@@ -375,7 +383,12 @@ def comparison_data(pages: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if not pages:
         raise ValueError("comparison_data needs at least one page")
     first = pages[0]
-    return {"id": first["id"], "runs": list(pages), "default_variant": first["default_variant"]}
+    return {
+        "id": first["id"],
+        "runs": list(pages),
+        "default_variant": first["default_variant"],
+        "shown_variants": first["shown_variants"],
+    }
 
 
 def map_thumbnail(sample: Sample, maps: Maps | None, size: int = THUMBNAIL_SIZE) -> str | None:
@@ -482,12 +495,21 @@ class SampleView:
     """A sample's interactive page for notebooks: `_repr_html_` shows it inline (an iframe's
     `srcdoc`, offline, sandboxed to scripts only); `html` is the page itself."""
 
-    def __init__(self, sample: Sample, variants: dict[str, Maps], info: RunInfo, height: int = 720) -> None:
-        self.sample, self.variants, self.info, self.height = sample, variants, info, height
+    def __init__(
+        self,
+        sample: Sample,
+        variants: dict[str, Maps],
+        info: RunInfo,
+        height: int = 720,
+        shown: Sequence[str] | None = None,
+    ) -> None:
+        self.sample, self.variants, self.info, self.height, self.shown = sample, variants, info, height, shown
 
     @property
     def html(self) -> str:
-        return sample_page(page_data(self.sample, self.variants, self.info), index_href=None)
+        """The page itself (opening with the `shown` variants side by side)."""
+        data = page_data(self.sample, self.variants, self.info, shown=self.shown)
+        return sample_page(data, index_href=None)
 
     def _repr_html_(self) -> str:
         return (
@@ -503,7 +525,7 @@ class SampleView:
 def show(run: Any, sample_id: str, variant: str | Sequence[str] | None = None, height: int = 720) -> SampleView:
     """The interactive page of one sample of a run (a `Run` or its path), for display in Jupyter.
 
-    variant: a name or several (shown side by side); default: every stored variant."""
+    variant: a name or several (shown side by side); default: every stored variant, tam shown."""
     from .store import Run, open_run
 
     opened = run if isinstance(run, Run) else open_run(run)
@@ -516,4 +538,4 @@ def show(run: Any, sample_id: str, variant: str | Sequence[str] | None = None, h
             "(run `tamx explain` to add one)"
         )
     maps = {name: opened.maps(sample_id, name) for name in wanted}
-    return SampleView(opened.sample(sample_id), maps, opened.info, height)
+    return SampleView(opened.sample(sample_id), maps, opened.info, height, shown=None if variant is None else wanted)

@@ -467,7 +467,7 @@ def test_load_rerenders_and_keeps_the_pinned_token(instrument, browser):
 def test_notebook_view_is_the_same_working_page(instrument, browser, tmp_path):
     import tamx
 
-    view = tamx.show(instrument / "a", "turns", variant="tam")
+    view = tamx.show(instrument / "a", "turns", variant=["tam", "cam"])
     wrapper = tmp_path / "html" / "notebook.html"
     wrapper.parent.mkdir()
     wrapper.write_text(f"<!DOCTYPE html><html><body>{view._repr_html_()}</body></html>")
@@ -476,9 +476,10 @@ def test_notebook_view_is_the_same_working_page(instrument, browser, tmp_path):
     frame.locator("body[data-ready='1']").wait_for()
     frame.locator("[data-answer-index='2']").click()
     assert frame.locator("[data-answer-index='2']").get_attribute("aria-selected") == "true"
+    assert frame.locator("#media .column").count() == 2, "the variants asked for, side by side"
     inner = page.page.frames[1]
     raw = inner.evaluate(
-        """() => [...document.querySelectorAll('#media .frame canvas')].map(c =>
+        """() => [...document.querySelectorAll('#media .column[data-variant=tam] .frame canvas')].map(c =>
              [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)])"""
     )
     run = open_run(instrument / "a")

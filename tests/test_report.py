@@ -388,5 +388,8 @@ def test_show_gives_a_notebook_view_of_the_page(tmp_path):
     page = html_lib.unescape(re.search(r'srcdoc="(.*?)"', frame, re.S).group(1))
     assert page == view.html and page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert list(json.loads(re.search(r'id="tamx-data">(.*?)</script>', page, re.S).group(1))["variants"]) == ["tam"]
+    both = tamx.show(tmp_path / "run", "nb", variant=["cam", "tam"]).html
+    shown = json.loads(re.search(r'id="tamx-data">(.*?)</script>', both, re.S).group(1))["shown_variants"]
+    assert shown == ["cam", "tam"]
     with pytest.raises(ValueError, match="no variant nope; stored: cam, tam"):
         tamx.show(tmp_path / "run", "nb", variant="nope")

@@ -577,7 +577,7 @@
     const box = $("#variants");
     box.replaceChildren(make("legend", "", "variants (tick two or more to compare)"));
     variants = previous.filter((v) => names.includes(v));
-    if (!variants.length && D.default_variant !== null && D.default_variant !== undefined) variants = [D.default_variant];
+    if (!variants.length) variants = (D.shown_variants || []).filter((v) => names.includes(v));
     if (!variants.length && names.length) variants = [names[0]];
     for (const name of names) {
       const label = make("label");
