@@ -38,6 +38,7 @@ from .report import (
     joint_scale,
     normalise_jointly,
     token_strings,
+    video_fps,
     visible_whitespace,
 )
 from .words import word_index
@@ -132,7 +133,10 @@ def draw_frame(ax, sample: Sample, frame: MapFrame, media: list[int], cells: np.
 
 def _frame_name(frame: MapFrame, sample: Sample) -> str:
     if frame.kind == "video":
-        return f"frame {frame.frame}" if frame.frame is not None else frame.label
+        if frame.frame is None:
+            return frame.label
+        rate = video_fps(sample).get(frame.media)
+        return f"frame {frame.frame}" + (f" · {frame.frame / rate:.1f} s" if rate else "")
     images = sum(1 for b in sample.vision_blocks if b.kind == "image")
     return frame.label if images <= 1 and frame.label != "image" else f"image {frame.media + 1}"
 

@@ -209,7 +209,7 @@ def _media_sizes(sample: Sample) -> list[list[int] | None]:
     return sizes
 
 
-def _video_fps(sample: Sample) -> dict[int, float]:
+def video_fps(sample: Sample) -> dict[int, float]:
     """Frames per second of each video item, where encode recorded it."""
     fps = sample.meta.get("video_fps") or []
     videos = sorted({b.media for b in sample.vision_blocks if b.kind == "video"})
@@ -219,7 +219,7 @@ def _video_fps(sample: Sample) -> dict[int, float]:
 def _frames_view(sample: Sample) -> list[dict[str, Any]]:
     """Every drawn 2-D slice of a map, through `map_frames`: where it sits and what it shows."""
     frames = map_frames(sample.vision_blocks)
-    fps = _video_fps(sample)
+    fps = video_fps(sample)
     out, slice_of = [], defaultdict(int)
     for frame, media in zip(frames, frame_media(sample, frames)):
         block = sample.vision_blocks[frame.block]

@@ -97,7 +97,9 @@ def test_render_command_writes_pages_index_and_figures(run_path, tmp_path):
     runner = CliRunner()
     assert runner.invoke(main, ["explain", str(run_path), "--quiet"]).exit_code == 0
     out = tmp_path / "html"
-    result = runner.invoke(main, ["render", str(run_path), "--out", str(out), "--png", "--tokens", "0,2", "--quiet"])
+    result = runner.invoke(
+        main, ["render", str(run_path), "--out", str(out), "--png", "--tokens", "0,2", "--dpi", "72", "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     assert f"open {out / 'index.html'}" in result.output
     for sample_id in ("img", "multi", "video"):
@@ -393,3 +395,15 @@ def test_show_gives_a_notebook_view_of_the_page(tmp_path):
     assert shown == ["cam", "tam"]
     with pytest.raises(ValueError, match="no variant nope; stored: cam, tam"):
         tamx.show(tmp_path / "run", "nb", variant="nope")
+
+
+def test_frames_figure_shows_one_word_across_the_video(tmp_path):
+    from tamx.figures import frames_figure, save_figure
+
+    sample = synthetic_sample("v", grids=[(3, 4, 5)], n_answer=4)
+    sample.meta = {"video_fps": [2.0]}
+    figure = frames_figure(sample, explain_sample(sample), [0, 1])
+    save_figure(figure, tmp_path / "frames.svg", "svg")
+    texts = re.findall(r"<text[^>]*>([^<]*)", (tmp_path / "frames.svg").read_text())
+    assert [t for t in texts if t.startswith("frame")] == ["frame 0 · 0.0 s", "frame 2 · 1.0 s", "frame 4 · 2.0 s"]
+    assert len([a for a in figure.axes if a.images]) == 2 * 3
