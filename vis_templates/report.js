@@ -337,7 +337,7 @@
     if (!rows) {
       setText(column.low, "–");
       setText(column.high, "–");
-      setText(column.range, sel === null ? "no matching word in this answer" : "no map stored");
+      setText(column.range, sel === null ? "nothing here matches the selection (another run's prompt token, or a word this answer lacks)" : "no map stored");
       column.empty.hidden = true;
       return;
     }
