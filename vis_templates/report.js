@@ -255,10 +255,12 @@
     run.promptSpans = [];
     run.answerTexts = [];
     let lastTurn;
-    data.segments.forEach((segment) => {
-      if (segment.kind === "prompt" && segment.turn !== lastTurn) {
-        lastTurn = segment.turn;
-        const role = segment.role === "assistant" ? "assistant (earlier turn, context)" : segment.role;
+    data.segments.forEach((segment, k) => {
+      // a turn's label goes before its images too: a vision block takes the turn of the text after it
+      const next = segment.kind === "vision" ? data.segments.slice(k).find((s) => s.kind === "prompt" || s.kind === "answer") : segment;
+      if (next && next.kind === "prompt" && next.turn !== lastTurn) {
+        lastTurn = next.turn;
+        const role = next.role === "assistant" ? "assistant (earlier turn, context)" : next.role;
         conversation.appendChild(make("div", "role", role));
       } else if (segment.kind === "answer") {
         lastTurn = "answer";
