@@ -22,7 +22,6 @@ from .explain import explain_run
 from .info import run_summary
 from .interchange import export_file, import_files
 from .progress import progress
-from .render import render_run
 
 
 @click.group(cls=ErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -185,36 +184,72 @@ def export(run: str, sample_id: str | None, variant: str | None, out: str) -> No
 
 
 @main.command()
-@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and the pages.")
 @click.option(
-    "--samples", callback=name_option("sample id", many=True), help="Comma-separated sample ids.  [default: all]"
+    "--samples",
+    callback=name_option("sample id", many=True),
+    help="Comma-separated sample ids.  [default: all (with several runs: all they share)]",
 )
 @click.option("--variants", help="Comma-separated variants to include.  [default: all stored]")
-@click.option("--png", is_flag=True, help="Also draw paper-style PNG figures (tam variant, or the first).")
+@click.option(
+    "--png", is_flag=True, help="Also draw paper figures (matplotlib), as PNG unless --format says otherwise."
+)
+@click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), help="Figure format (implies figures).")
+@click.option(
+    "--layout",
+    type=click.Choice(["variants", "runs", "frames"]),
+    default="variants",
+    show_default=True,
+    help="Figure grid: tokens x variants, tokens x runs (several RUNS, aligned by word), or one word across frames.",
+)
 @click.option("--tokens", help="Comma-separated answer-token indices for the figures.  [default: all; grid: first 12]")
+@click.option("--width", type=float, help="Figure width in inches.  [default: 3.5, one column of a two-column paper]")
+@click.option("--dpi", type=click.IntRange(50, 1200), default=300, show_default=True, help="Raster resolution.")
+@click.option("--colormap", type=click.Choice(["jet", "turbo", "inferno"]), default="jet", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def render(
-    run: str, out: str, samples: str | None, variants: str | None, png: bool, tokens: str | None, quiet: bool
+    runs: tuple[str, ...],
+    out: str,
+    samples: str | None,
+    variants: str | None,
+    png: bool,
+    fmt: str | None,
+    layout: str,
+    tokens: str | None,
+    width: float | None,
+    dpi: int,
+    colormap: str,
+    quiet: bool,
 ) -> None:
-    """Write one self-contained HTML page per sample of RUN and an index.html to --out.
+    """Write one self-contained HTML page per sample of RUNS and an index.html to --out.
 
     Pages carry their data, images, CSS and JS inline: they open from disk, offline, and can
-    be shared by e-mail.
+    be shared by e-mail. With two or more RUNS (different models on the same inputs), samples
+    are paired by id and each page shows every model's answer and maps side by side.
     """
+    from .render import FigureOptions, render_run
+
+    chosen = [_int_option("--tokens", t) for t in _split(tokens) or []] or None
+    options = None
+    if png or fmt:
+        options = FigureOptions(
+            format=fmt or "png", layout=layout, tokens=chosen, width=width, dpi=dpi, colormap=colormap
+        )
     report = render_run(
-        run,
+        list(runs),
         out,
         _split(samples),
         _split(variants),
         wrap=lambda items, total: progress(items, "render", total, quiet),
-        png=png,
-        tokens=[_int_option("--tokens", t) for t in _split(tokens) or []] or None,
+        figure_options=options,
     )
     figures = f", {len(report.figures)} figure(s) in {Path(out) / 'figures'}" if report.figures else ""
     click.echo(f"{len(report.pages)} page(s){figures}; open {report.index}")
+    for name, missing in report.unpaired.items():
+        click.echo(f"{name}: {len(missing)} sample(s) not in every run, left out: {', '.join(missing[:5])}", err=True)
     if report.unexplained:
-        click.echo(f"{len(report.unexplained)} sample(s) have no maps yet: run `tamx explain {run}` first", err=True)
+        click.echo(f"{len(report.unexplained)} sample(s) have no maps yet: run `tamx explain` first", err=True)
     report_failures(report.failed, "sample(s)")
 
 

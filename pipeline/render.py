@@ -1,4 +1,4 @@
-"""The render stage: one self-contained HTML page per sample, an index, and PNG figures."""
+"""The render stage: one self-contained HTML page per sample, an index, and paper figures."""
 
 from __future__ import annotations
 
@@ -7,24 +7,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import jinja2
-import numpy as np
-
 from tamx import open_run
 from tamx.errors import DiskFullError, TamxError
-from tamx.figures import grid_figure, token_figure
 from tamx.records import Maps, Sample
-from tamx.report import index_entry, page_data
+from tamx.report import comparison_data, display_name, eval_scores, index_entry, page_data, sample_page, template
+from tamx.store import Run
 
 from .files import atomic_path, write_text
 
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("vis_templates", ""),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
+GRID_TOKENS = 12
 
 
 @dataclass
@@ -36,98 +27,150 @@ class RenderReport:
     figures: list[Path] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     unexplained: list[str] = field(default_factory=list)
+    unpaired: dict[str, list[str]] = field(default_factory=dict)
 
 
-def sample_page(data: dict, index_href: str = "../index.html") -> str:
-    """The HTML of one sample page from its `page_data`."""
-    return _env.get_template("sample.html.j2").render(
-        title=data["id"],
-        model=data["model"],
-        notice=data["notice"],
-        variants=list(data["variants"]),
-        default_variant=data["default_variant"],
-        index_href=index_href,
-        data=data,
-    )
+@dataclass
+class FigureOptions:
+    """What `tamx render --png/--format` draws (see `tamx.figures`)."""
+
+    format: str = "png"
+    layout: str = "variants"
+    tokens: Sequence[int] | None = None
+    width: float | None = None
+    dpi: int = 300
+    colormap: str = "jet"
 
 
-GRID_TOKENS = 12
+def _run_names(runs: Sequence[Run]) -> list[str]:
+    """A short, unique label per run: its folder's name (with its parent's where two clash)."""
+    names = [run.path.name for run in runs]
+    if len(set(names)) < len(names):
+        names = [f"{run.path.parent.name}/{run.path.name}" for run in runs]
+    if len(set(names)) < len(names):
+        names = [f"{name} ({k + 1})" for k, name in enumerate(names)]
+    return names
 
 
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Write a PNG atomically."""
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise TamxError(f"could not encode {path}")
-    with atomic_path(path) as partial:
-        partial.write_bytes(encoded.tobytes())
+def _load(run: Run, sample_id: str, variants: Sequence[str] | None) -> tuple[Sample, dict[str, Maps]]:
+    sample = run.sample(sample_id)
+    names = [v for v in run.variants(sample_id) if variants is None or v in variants]
+    return sample, {name: run.maps(sample_id, name) for name in names}
 
 
-def write_figures(sample: Sample, maps: Maps, folder: Path, tokens: Sequence[int] | None) -> list[Path]:
-    """Per-token figures (the chosen answer tokens, default all) and a grid of them (at most 12 by default)."""
+def write_figures(
+    loaded: Sequence[tuple[str, Sample, dict[str, Maps]]], folder: Path, options: FigureOptions
+) -> list[Path]:
+    """Per-token figures of the first run and one layout figure, in options.format."""
+    from tamx import figures
+
+    _, sample, stored = loaded[0]
     n = len(sample.answer_positions)
-    bad = [i for i in tokens or [] if not 0 <= i < n]
+    bad = [i for i in options.tokens or [] if not 0 <= i < n]
     if bad:
         raise TamxError(f"sample {sample.id!r} has answer tokens 0..{n - 1}; --tokens asked for {bad}")
-    chosen = list(tokens) if tokens else list(range(n))
+    if options.layout == "runs" and len(loaded) < 2:
+        raise TamxError("--layout runs compares runs: give two or more, as in `tamx render RUN_A RUN_B --out DIR`")
+    if not stored:
+        return []
+    chosen = list(options.tokens) if options.tokens else list(range(n))
+    style = figures.FigureStyle(width=options.width, dpi=options.dpi, colormap=options.colormap)
+    default = "tam" if "tam" in stored else next(iter(stored))
     written = []
     for index in chosen:
-        path = folder / f"token_{index:03d}.png"
-        write_png(path, token_figure(sample, maps, index))
+        path = folder / f"token_{index:03d}.{options.format}"
+        _save(figures.token_figure(sample, stored[default], index, style), path, options)
         written.append(path)
-    grid = folder / "grid.png"
-    write_png(grid, grid_figure(sample, maps, chosen if tokens else chosen[:GRID_TOKENS]))
-    return [*written, grid]
+    grid = chosen if options.tokens else chosen[:GRID_TOKENS]
+    if options.layout == "runs":
+        figure = figures.runs_figure([(name, s, m) for name, s, m in loaded], grid, style)
+    elif options.layout == "frames":
+        figure = figures.frames_figure(sample, stored[default], grid, style)
+    else:
+        figure = figures.variants_figure(sample, stored, grid, style)
+    path = folder / f"{options.layout}.{options.format}"
+    _save(figure, path, options)
+    return [*written, path]
+
+
+def _save(figure, path: Path, options: FigureOptions) -> None:
+    from tamx.figures import save_figure
+
+    with atomic_path(path) as partial:
+        save_figure(figure, partial, options.format, options.dpi)
 
 
 def render_run(
-    run_path: str | os.PathLike,
+    run_path: str | os.PathLike | Sequence[str | os.PathLike],
     out: str | os.PathLike,
     sample_ids: Sequence[str] | None = None,
     variants: Sequence[str] | None = None,
     wrap=None,
     png: bool = False,
     tokens: Sequence[int] | None = None,
+    figure_options: FigureOptions | None = None,
 ) -> RenderReport:
-    """Write out/index.html and out/samples/<id>.html for the samples of a run, and with
-    `png` the figures out/figures/<id>/token_NNN.png and grid.png of its default variant."""
-    run = open_run(run_path)
+    """Write out/index.html and out/samples/<id>.html for the samples of a run, and with `png`
+    (or `figure_options`) the figures out/figures/<id>/token_NNN.<fmt> and <layout>.<fmt>.
+
+    Several runs (different models on the same inputs): one page per sample id they share,
+    their answers and maps side by side, aligned by word."""
+    paths = [run_path] if isinstance(run_path, (str, os.PathLike)) else list(run_path)
+    if not paths:
+        raise TamxError("render needs at least one run")
+    runs = [open_run(p) for p in paths]
+    names = _run_names(runs)
+    options = figure_options or (FigureOptions(tokens=tokens) if png else None)
     out = Path(out)
-    sample_ids = list(sample_ids) if sample_ids is not None else run.sample_ids()
     report = RenderReport()
+    if sample_ids is not None:
+        sample_ids = list(sample_ids)
+    else:
+        shared = set.intersection(*(set(run.sample_ids()) for run in runs))
+        sample_ids = [s for s in runs[0].sample_ids() if s in shared]
+        for name, run in zip(names, runs):
+            missing = sorted(set(run.sample_ids()) - shared)
+            if missing and len(runs) > 1:
+                report.unpaired[name] = missing
+    scores = eval_scores(runs[0].path) if len(runs) == 1 else {}
     entries = []
     seen_variants: set[str] = set()
     items: Iterable[str] = wrap(sample_ids, len(sample_ids)) if wrap else sample_ids
     for sample_id in items:
         try:
-            sample = run.sample(sample_id)
-            names = [v for v in run.variants(sample_id) if variants is None or v in variants]
-            stored = {name: run.maps(sample_id, name) for name in names}
-            data = page_data(sample, stored, run.info)
+            loaded = [(name, *_load(run, sample_id, variants)) for name, run in zip(names, runs)]
+            pages = [
+                page_data(sample, stored, run.info, run_name=name if len(runs) > 1 else None)
+                for (name, sample, stored), run in zip(loaded, runs)
+            ]
+            data = pages[0] if len(pages) == 1 else comparison_data(pages)
             page = out / "samples" / f"{sample_id}.html"
             write_text(page, sample_page(data))
-            if png and data["default_variant"] is not None:
-                figures = out / "figures" / sample_id
-                report.figures += write_figures(sample, stored[data["default_variant"]], figures, tokens)
+            if options is not None:
+                report.figures += write_figures(loaded, out / "figures" / sample_id, options)
         except DiskFullError:
             raise  # every later page would fail the same way: stop here
         except TamxError as exc:
             report.failed[sample_id] = str(exc)
             continue
-        seen_variants.update(names)
-        if not names:
+        _, sample, stored = loaded[0]
+        seen_variants.update(stored)
+        if not stored:
             report.unexplained.append(sample_id)
         report.pages[sample_id] = page
-        entries.append(index_entry(sample, f"samples/{sample_id}.html"))
+        default = stored.get("tam") or next(iter(stored.values()), None)
+        entries.append(index_entry(sample, f"samples/{sample_id}.html", default, scores.get(sample_id)))
     report.index = out / "index.html"
+    score_columns = sorted({key for entry in entries for key in entry["scores"]})
     write_text(
         report.index,
-        _env.get_template("index.html.j2").render(
-            title=f"tamx report · {run.path.name}",
-            model=run.info.model_id,
-            notice=run.info.extra.get("notice"),
+        template("index.html.j2").render(
+            title="tamx report · " + " vs ".join(names),
+            models=[display_name(run.info.model_id) for run in runs],
+            notice=runs[0].info.extra.get("notice"),
             entries=entries,
             variants=sorted(seen_variants),
+            score_columns=score_columns,
         ),
     )
     return report

@@ -12,6 +12,14 @@ from .store import Run, create_run, open_run
 
 __version__ = "0.1.0"
 
+
+def show(run, sample_id: str, variant=None, height: int = 720):
+    """The interactive report page of one sample, displayed inline in Jupyter (`tamx.report.show`)."""
+    from .report import show as show_page  # opencv and jinja2 load only when a page is wanted
+
+    return show_page(run, sample_id, variant=variant, height=height)
+
+
 __all__ = [
     "SCHEMA_VERSION",
     "ExplainSettings",
@@ -31,4 +39,5 @@ __all__ = [
     "filter_grid",
     "filter_maps",
     "open_run",
+    "show",
 ]

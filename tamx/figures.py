@@ -1,152 +1,377 @@
-"""Paper-style PNG figures drawn with OpenCV and numpy (no LaTeX, no GUI toolkit).
+"""Paper figures drawn with matplotlib's object API (headless: no pyplot, no GUI backend).
 
-Functions return BGR uint8 images; only the render stage writes files. OpenCV's Hershey
-fonts draw ASCII only: other characters are shown as "?".
+Functions return `matplotlib.figure.Figure` objects; only the render stage writes files
+(`save_figure`). Every map panel goes through `tamx.layout.map_frames`, so each 2-D slice is
+placed in its box in source pixels of its image or frame: processor padding past the image is
+clipped, and parts of the image the model never saw (outside a crop's box) are shaded.
+Text is drawn with DejaVu Sans (matplotlib's bundled font: Latin, Greek, Cyrillic, many
+symbols), falling back glyph by glyph to a CJK font where one is installed (Noto Sans CJK,
+WenQuanYi; Debian: `apt-get install fonts-noto-cjk`); SVG keeps text as text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import cv2
 import numpy as np
+from matplotlib import font_manager, rc_context
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import ListedColormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.patches import Rectangle
+from matplotlib.textpath import TextPath
 
+from .layout import MapFrame, map_frames
 from .records import Maps, Sample
-from .report import candidate_strings, colormap_lut, normalise_jointly, slice_media, token_strings
+from .report import (
+    align_word,
+    answer_logprobs,
+    candidate_strings,
+    colormap_lut,
+    frame_media,
+    joint_scale,
+    normalise_jointly,
+    token_strings,
+    video_fps,
+    visible_whitespace,
+)
+from .words import word_index
 
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-PANEL = 320  # longest side of each image panel, pixels
-WHITE = (255, 255, 255)
-INK = (40, 35, 30)
-
-
-def ascii_text(text: str) -> str:
-    """What a Hershey font can draw: printable ASCII, the rest as '?'; newlines as spaces."""
-    return "".join(c if 32 <= ord(c) < 127 else ("" if c in "\r" else " " if c in "\n\t" else "?") for c in text)
-
-
-def overlay(image: np.ndarray, cells: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend a uint8 map [H, W] (0..255) over a BGR image as a JET heatmap, upsampled bilinearly."""
-    heat = cv2.resize(cells, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-    colours = colormap_lut()[heat][..., ::-1]
-    return cv2.addWeighted(image, 1.0 - alpha, np.ascontiguousarray(colours), alpha, 0.0)
-
-
-def _decode(data: bytes) -> np.ndarray | None:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-
-
-def _fit(image: np.ndarray, size: int = PANEL) -> np.ndarray:
-    scale = size / max(image.shape[:2])
-    shape = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    return cv2.resize(image, shape, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+SINGLE_COLUMN = 3.5  # inches: one column of a two-column paper
+DOUBLE_COLUMN = 7.0
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei")
+# Where Debian puts them (fonts-noto-cjk, fonts-wqy-zenhei, fonts-wqy-microhei); matplotlib's font
+# cache may predate their install, so they are registered by path.
+FALLBACK_FILES = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+)
 
 
-def vision_panels(sample: Sample, cells: np.ndarray, alpha: float = 0.5) -> list[np.ndarray]:
-    """One overlaid panel per image and per video slice (its first frame) for a map row [V] uint8."""
-    panels, offset = [], 0
-    for block in sample.vision_blocks:
-        t, h, w = block.grid
-        for s in range(t):
-            grid = cells[offset + s * h * w : offset + (s + 1) * h * w].reshape(h, w)
-            media = slice_media(sample, block, s)
-            base = _decode(sample.media[media[0]].data) if media else None
-            if base is None:
-                base = np.full((h * 16, w * 16, 3), 200, np.uint8)
-            panels.append(overlay(_fit(base), grid, alpha))
-        offset += block.size
-    return panels
+@dataclass
+class FigureStyle:
+    """Size and look of a figure: width in inches (None: one column, two for wide grids), DPI
+    of raster output, colour map, overlay opacity, font size in points."""
+
+    width: float | None = None
+    dpi: int = 300
+    colormap: str = "jet"
+    alpha: float = 0.5
+    font_size: float = 7.0
 
 
-def _hstack(panels: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
-    height = max(p.shape[0] for p in panels)
-    padded = [cv2.copyMakeBorder(p, 0, height - p.shape[0], 0, gap, cv2.BORDER_CONSTANT, value=WHITE) for p in panels]
-    return np.hstack(padded)
+@cache
+def font_families() -> tuple[str, ...]:
+    """DejaVu Sans, then the installed CJK fonts that matplotlib falls back to per glyph."""
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    for path in FALLBACK_FILES:
+        if Path(path).is_file() and not any(f.fname == path for f in font_manager.fontManager.ttflist):
+            font_manager.fontManager.addfont(path)
+            installed = {f.name for f in font_manager.fontManager.ttflist}
+    return ("DejaVu Sans", *(name for name in FALLBACK_FONTS if name in installed))
 
 
-def _vstack(rows: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
-    width = max(r.shape[1] for r in rows)
-    padded = [cv2.copyMakeBorder(r, 0, gap, 0, width - r.shape[1], cv2.BORDER_CONSTANT, value=WHITE) for r in rows]
-    return np.vstack(padded)
+@contextmanager
+def _style(style: FigureStyle):
+    params = {
+        "font.family": list(font_families()),
+        "font.size": style.font_size,
+        "svg.fonttype": "none",
+        "pdf.fonttype": 42,
+        "axes.titlesize": style.font_size,
+    }
+    with rc_context(params):
+        yield
 
 
-def text_panel(
-    words: Sequence[tuple[str, int | None]], width: int, scale: float = 0.5, highlight: int | None = None
-) -> np.ndarray:
-    """Wrapped tokens on white; each (text, value) with a value 0..255 gets a JET background."""
-    lut = colormap_lut()
-    line_height = int(26 * scale / 0.5)
-    x, y, margin = 8, line_height, 8
-    placed = []
-    for index, (text, value) in enumerate(words):
-        text = ascii_text(text)
-        (tw, th), _ = cv2.getTextSize(text, FONT, scale, 1)
-        if x + tw > width - margin and x > margin:
-            x, y = margin, y + line_height
-        placed.append((text, value, x, y, tw, th, index == highlight))
-        x += tw
-    canvas = np.full((y + line_height // 2, width, 3), 255, np.uint8)
-    for text, value, tx, ty, tw, th, current in placed:
-        if value:
-            r, g, b = (int(c) for c in lut[value])
-            tint = 0.15 + 0.7 * value / 255
-            box = canvas[ty - th - 4 : ty + 5, tx : tx + tw]
-            box[:] = (box * (1 - tint) + np.array([b, g, r]) * tint).astype(np.uint8)
-        if current:
-            cv2.rectangle(canvas, (tx - 1, ty - th - 5), (tx + tw, ty + 5), (235, 99, 37), 2)
-        cv2.putText(canvas, text, (tx, ty), FONT, scale, INK, 1, cv2.LINE_AA)
-    return canvas
+def _cmap(style: FigureStyle) -> ListedColormap:
+    return ListedColormap(colormap_lut(style.colormap) / 255.0, name=f"tamx-{style.colormap}")
 
 
-def token_figure(sample: Sample, maps: Maps, index: int, alpha: float = 0.5) -> np.ndarray:
-    """Answer token `index`: its map over every image / frame, the context coloured by relevance
-    (normalised jointly with the map, Eq. 3) and the top-k candidates. BGR uint8."""
-    strings = token_strings(sample)
-    n = len(sample.answer_positions)
-    earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
-    cells, text = normalise_jointly(
-        maps.tam[index : index + 1], np.concatenate([maps.text_relevance, earlier], axis=1)[index : index + 1]
+def _decode_rgb(data: bytes) -> np.ndarray | None:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return None if image is None else image[..., ::-1]
+
+
+def draw_frame(ax, sample: Sample, frame: MapFrame, media: list[int], cells: np.ndarray, style: FigureStyle) -> None:
+    """One map slice [h, w] uint8 over its image (or first covered frame), placed in its box."""
+    base = _decode_rgb(sample.media[media[0]].data) if media else None
+    if base is None:
+        base = np.full((frame.height * 16, frame.width * 16, 3), 200, np.uint8)
+    height, width = base.shape[:2]
+    ax.imshow(base, extent=(0, width, height, 0), interpolation="antialiased")
+    x0, y0, x1, y1 = frame.box if frame.box is not None else (0, 0, width, height)
+    ax.imshow(
+        cells.astype(np.float32) / 255.0,
+        cmap=_cmap(style),
+        vmin=0.0,
+        vmax=1.0,
+        alpha=style.alpha,
+        extent=(x0, x1, y1, y0),
+        interpolation="bilinear",
     )
-    panels = _hstack(vision_panels(sample, cells[0], alpha))
-    m = len(sample.context_positions)
-    context = [(strings[p], int(text[0, k])) for k, p in enumerate(sample.context_positions.tolist())]
-    answer = [
-        (strings[p], int(text[0, m + j]) if j < index else None) for j, p in enumerate(sample.answer_positions.tolist())
-    ]
-    width = max(panels.shape[1], 480)
-    rows = [
-        text_panel(
-            [(f"token {index}: {strings[sample.answer_positions[index]]!r}  ({maps.variant})", None)], width, 0.6
-        ),
-        panels,
-        text_panel(context, width),
-        text_panel(answer, width, highlight=index),
-    ]
-    candidates = candidate_strings(sample)
-    if candidates:
-        logprobs = sample.candidate_logprobs
-        probs = np.exp(logprobs[index]).tolist() if logprobs is not None else [None] * len(candidates[index])
-        shown = [repr(c) + ("" if p is None else f" {100 * p:.1f}%") for c, p in zip(candidates[index], probs)]
-        rows.append(text_panel([("top-k: " + "   ".join(shown), None)], width))
-    return _vstack(rows)
+    if frame.box is not None:  # shade what the model never saw
+        for rect in (
+            (0, 0, width, y0),
+            (0, y1, width, height - y1),
+            (0, y0, x0, y1 - y0),
+            (x1, y0, width - x1, y1 - y0),
+        ):
+            if rect[2] > 0 and rect[3] > 0:
+                ax.add_patch(Rectangle(rect[:2], rect[2], rect[3], facecolor="black", alpha=0.55, linewidth=0))
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_axis_off()
 
 
-def grid_figure(sample: Sample, maps: Maps, indices: Sequence[int], alpha: float = 0.5) -> np.ndarray:
-    """One row per chosen answer token: its label, then its map over every image / frame."""
+def _frame_name(frame: MapFrame, sample: Sample) -> str:
+    if frame.kind == "video":
+        if frame.frame is None:
+            return frame.label
+        rate = video_fps(sample).get(frame.media)
+        return f"frame {frame.frame}" + (f" · {frame.frame / rate:.1f} s" if rate else "")
+    images = sum(1 for b in sample.vision_blocks if b.kind == "image")
+    return frame.label if images <= 1 and frame.label != "image" else f"image {frame.media + 1}"
+
+
+def _grid(rows: int, columns: int, style: FigureStyle, aspect: float, label_width: float = 0.0) -> Figure:
+    width = style.width or (SINGLE_COLUMN if columns <= 3 else DOUBLE_COLUMN)
+    panel = (width - label_width - 0.6) / max(columns, 1)
+    height = rows * panel * aspect + 0.45
+    return Figure(figsize=(width, height), dpi=style.dpi, layout="constrained")
+
+
+def _aspect(sample: Sample, frames: Sequence[MapFrame]) -> float:
+    ratios = []
+    for frame, media in zip(frames, frame_media(sample, frames)):
+        image = _decode_rgb(sample.media[media[0]].data) if media else None
+        ratios.append(image.shape[0] / image.shape[1] if image is not None else frame.height / frame.width)
+    return max(ratios) if ratios else 1.0
+
+
+def _colour_bar(figure: Figure, axes, style: FigureStyle, low: float = 0.0, high: float = 1.0, label: str = "") -> None:
+    mappable = ScalarMappable(norm=Normalize(low, high), cmap=_cmap(style))
+    bar = figure.colorbar(mappable, ax=axes, shrink=0.9, pad=0.02, aspect=30)
+    bar.set_label(label, fontsize=style.font_size)
+    bar.ax.tick_params(labelsize=style.font_size - 1)
+
+
+def _token_label(sample: Sample, index: int) -> str:
+    return visible_whitespace(token_strings(sample)[sample.answer_positions[index]])
+
+
+def _answer_rows(maps: Maps) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 3's quantised answer maps [N, V] and their joint scale [N, 3]."""
+    n = len(maps.tam)
+    earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
+    relevance = np.concatenate([maps.text_relevance, earlier], axis=1)
+    return normalise_jointly(maps.tam, relevance)[0], joint_scale(maps.tam, relevance)
+
+
+def _text_width(text: str, style: FigureStyle) -> float:
+    """Width of a string in points in the figures' font (leading spaces count, trailing ones too)."""
+    if not text.strip():
+        return 0.32 * style.font_size * len(text)
+    path = TextPath((0, 0), text, size=style.font_size, prop=FontProperties(family=list(font_families())))
+    trailing = len(text) - len(text.rstrip())
+    return float(path.get_extents().x1) + 0.32 * style.font_size * trailing
+
+
+def _wrap(words: Sequence[tuple[str, int | None, bool]], width: float, style: FigureStyle) -> list[list[tuple]]:
+    """Tokens laid out in lines of at most `width` points: [(x, text, value, current), ...] per line."""
+    lines: list[list[tuple]] = [[]]
+    x = 0.0
+    for text, value, current in words:
+        text = text.replace("\n", "⏎").replace("\t", " ")
+        w = _text_width(text, style)
+        if x + w > width and lines[-1]:
+            lines.append([])
+            x = 0.0
+            text = text.lstrip() or text
+            w = _text_width(text, style)
+        lines[-1].append((x, text, value, current))
+        x += w
+    return lines
+
+
+def token_figure(sample: Sample, maps: Maps, index: int, style: FigureStyle | None = None) -> Figure:
+    """Answer token `index`: its map over every image / frame with a colour bar in raw units
+    (Eq. 3's joint min and max), the token's probability, the top-k candidates, and the context
+    and earlier answer coloured by their relevance to the token (normalised with the map)."""
+    style = style or FigureStyle()
+    frames = map_frames(sample.vision_blocks)
+    media = frame_media(sample, frames)
+    cells, scale = _answer_rows(maps)
     strings = token_strings(sample)
-    cells, _ = normalise_jointly(maps.tam[list(indices)])
-    rows = []
-    for row, index in enumerate(indices):
-        panels = [_fit(p, PANEL // 2) for p in vision_panels(sample, cells[row], alpha)]
-        label = text_panel([(f"{index}: {strings[sample.answer_positions[index]].strip()}", None)], 160, 0.5)
-        label = cv2.copyMakeBorder(
-            label,
-            0,
-            max(0, panels[0].shape[0] - label.shape[0]) if panels else 0,
-            0,
-            0,
-            cv2.BORDER_CONSTANT,
-            value=WHITE,
-        )
-        rows.append(_hstack([label, *panels]))
-    return _vstack(rows)
+    n, m = len(sample.answer_positions), len(sample.context_positions)
+    earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
+    relevance = np.concatenate([maps.text_relevance, earlier], axis=1)[index : index + 1]
+    _, text = normalise_jointly(maps.tam[index : index + 1], relevance)
+    words = [(strings[p], int(text[0, k]), False) for k, p in enumerate(sample.context_positions.tolist())]
+    words += [("  ⟶ ", None, False)]
+    words += [
+        (strings[p], int(text[0, m + j]) if j < index else None, j == index)
+        for j, p in enumerate(sample.answer_positions.tolist()[: index + 1])
+    ]
+    width = style.width or (SINGLE_COLUMN if len(frames) <= 3 else DOUBLE_COLUMN)
+    margin, line_height = 6.0, style.font_size * 1.7
+    lines = _wrap(words, width * 72 - 2 * margin, style)
+    text_height = (len(lines) * line_height + 2 * margin) / 72
+    maps_height = (width - 0.6) / max(len(frames), 1) * _aspect(sample, frames) + 0.6
+    lut = colormap_lut(style.colormap) / 255.0
+    with _style(style):
+        figure = Figure(figsize=(width, maps_height + text_height), dpi=style.dpi, layout="constrained")
+        top, bottom = figure.subfigures(2, 1, height_ratios=[maps_height, text_height])
+        axes = top.subplots(1, max(len(frames), 1), squeeze=False)[0]
+        for ax, frame, items in zip(axes, frames, media):
+            draw_frame(
+                ax,
+                sample,
+                frame,
+                items,
+                cells[index, frame.offset : frame.offset + frame.size].reshape(frame.height, frame.width),
+                style,
+            )
+            if len(frames) > 1:
+                ax.set_title(_frame_name(frame, sample))
+        low, high, peak = (float(x) for x in scale[index])
+        _colour_bar(top, axes, style, low, high, "raw (Eq. 3 joint range)" + ("; empty map" if peak <= 0 else ""))
+        logprobs = answer_logprobs(sample)
+        p = "" if logprobs is None else f"  p = {100 * np.exp(logprobs[index]):.1f}%"
+        forced = " (teacher-forced)" if sample.meta.get("mode") == "teacher-forced" else ""
+        title = f"token {index} “{_token_label(sample, index)}”{p}{forced} · {maps.variant}"
+        candidates = candidate_strings(sample)
+        if candidates and sample.candidate_logprobs is not None:
+            probs = np.exp(sample.candidate_logprobs[index])
+            title += "\ntop-k: " + "  ".join(
+                f"{visible_whitespace(c)} {100 * q:.0f}%" for c, q in zip(candidates[index], probs)
+            )
+        top.suptitle(title, fontsize=style.font_size)
+        for row, line in enumerate(lines):
+            y = 1 - (margin + (row + 0.7) * line_height) / (text_height * 72)
+            for x, token, value, current in line:
+                box = None
+                if value or current:
+                    tint = 0.15 + 0.7 * (value or 0) / 255
+                    colour = (*lut[value or 0], tint) if value else (1, 1, 1, 0)
+                    edge = "#2563eb" if current else "none"
+                    box = {"boxstyle": "square,pad=0.15", "facecolor": colour, "edgecolor": edge, "linewidth": 0.8}
+                bottom.text((margin + x) / (width * 72), y, token, transform=bottom.transSubfigure, bbox=box)
+    return figure
+
+
+def _rows_figure(
+    panels: Sequence[Sequence[tuple[Sample, MapFrame, list[int], np.ndarray | None]]],
+    row_labels: Sequence[str],
+    column_titles: Sequence[str],
+    style: FigureStyle,
+    aspect: float,
+) -> Figure:
+    """A grid of map panels: rows x columns, a label per row, a title per column, one colour bar."""
+    rows, columns = len(panels), max((len(r) for r in panels), default=0)
+    with _style(style):
+        figure = _grid(rows, columns, style, aspect, label_width=0.4)
+        axes = figure.subplots(max(rows, 1), max(columns, 1), squeeze=False)
+        for r, row in enumerate(panels):
+            for c, (sample, frame, media, cells) in enumerate(row):
+                ax = axes[r, c]
+                if cells is None:
+                    ax.set_axis_off()
+                    ax.text(0.5, 0.5, "no such word", ha="center", va="center", transform=ax.transAxes)
+                else:
+                    draw_frame(ax, sample, frame, media, cells.reshape(frame.height, frame.width), style)
+                if r == 0:
+                    ax.set_title(column_titles[c])
+            axes[r, 0].text(
+                -0.04,
+                0.5,
+                row_labels[r],
+                ha="right",
+                va="center",
+                transform=axes[r, 0].transAxes,
+                fontsize=style.font_size,
+            )
+        _colour_bar(figure, axes, style, label="N(map ⊥ r) per token (Eq. 3)")
+    return figure
+
+
+def variants_figure(
+    sample: Sample, variants: dict[str, Maps], tokens: Sequence[int], style: FigureStyle | None = None
+) -> Figure:
+    """Tokens x variants: one row per chosen answer token, one column per variant and image / frame."""
+    style = style or FigureStyle()
+    frames = map_frames(sample.vision_blocks)
+    media = frame_media(sample, frames)
+    rows = {name: _answer_rows(maps)[0] for name, maps in variants.items()}
+    panels = [
+        [
+            (sample, frame, items, rows[name][index, frame.offset : frame.offset + frame.size])
+            for name in variants
+            for frame, items in zip(frames, media)
+        ]
+        for index in tokens
+    ]
+    titles = [name + ("" if len(frames) == 1 else f" · {_frame_name(f, sample)}") for name in variants for f in frames]
+    labels = [f"{i}: {_token_label(sample, i)}" for i in tokens]
+    return _rows_figure(panels, labels, titles, style, _aspect(sample, frames))
+
+
+def runs_figure(
+    runs: Sequence[tuple[str, Sample, dict[str, Maps]]], tokens: Sequence[int], style: FigureStyle | None = None
+) -> Figure:
+    """Tokens x runs: the words of the chosen answer tokens of the first run, and the same word in
+    every other run's own answer (its own tokens; a word's map is the max over them)."""
+    style = style or FigureStyle()
+    if len(runs) < 2:
+        raise ValueError("the tokens x runs layout needs two or more runs")
+    first = runs[0][1]
+    first_strings = [token_strings(first)[p] for p in first.answer_positions.tolist()]
+    words = word_index(first_strings)
+    panels, labels, titles = [], [], []
+    for index in tokens:
+        row = []
+        for name, sample, stored in runs:
+            maps = stored.get("tam") or next(iter(stored.values()), None)
+            strings = [token_strings(sample)[p] for p in sample.answer_positions.tolist()]
+            members = align_word(first_strings, words[index], strings)
+            frames = map_frames(sample.vision_blocks)
+            cells = None if maps is None or not members else _answer_rows(maps)[0][members].max(axis=0)
+            for frame, items in zip(frames, frame_media(sample, frames)):
+                row.append(
+                    (sample, frame, items, None if cells is None else cells[frame.offset : frame.offset + frame.size])
+                )
+                if len(panels) == 0:
+                    titles.append(name + ("" if len(frames) == 1 else f" · {_frame_name(frame, sample)}"))
+        panels.append(row)
+        labels.append(visible_whitespace("".join(first_strings[i] for i, w in enumerate(words) if w == words[index])))
+    return _rows_figure(panels, labels, titles, style, _aspect(first, map_frames(first.vision_blocks)))
+
+
+def frames_figure(sample: Sample, maps: Maps, tokens: Sequence[int], style: FigureStyle | None = None) -> Figure:
+    """One word across frames: a row per chosen token (its word's max), a column per video slice."""
+    style = style or FigureStyle()
+    frames = [f for f in map_frames(sample.vision_blocks) if f.kind == "video"] or map_frames(sample.vision_blocks)
+    media = frame_media(sample, frames)
+    strings = [token_strings(sample)[p] for p in sample.answer_positions.tolist()]
+    words = word_index(strings)
+    cells = _answer_rows(maps)[0]
+    panels, labels = [], []
+    for index in tokens:
+        members = [i for i, w in enumerate(words) if w == words[index]]
+        word = cells[members].max(axis=0)
+        panels.append([(sample, f, items, word[f.offset : f.offset + f.size]) for f, items in zip(frames, media)])
+        labels.append(visible_whitespace("".join(strings[i] for i in members)))
+    return _rows_figure(panels, labels, [_frame_name(f, sample) for f in frames], style, _aspect(sample, frames))
+
+
+def save_figure(figure: Figure, path, format: str = "png", dpi: int = 300) -> None:
+    """Write a figure as PNG, SVG or PDF (the Agg / SVG / PDF backends, no display needed)."""
+    with rc_context({"svg.fonttype": "none", "pdf.fonttype": 42, "font.family": list(font_families())}):
+        figure.savefig(path, format=format, dpi=dpi, facecolor="white")

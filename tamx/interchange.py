@@ -65,6 +65,8 @@ def export_sample(path: str | os.PathLike, sample: Sample, info: RunInfo, maps: 
         tensors["candidate_ids"] = sample.candidate_ids
     if sample.candidate_logprobs is not None:
         tensors["candidate_logprobs"] = sample.candidate_logprobs
+    if sample.answer_logprobs is not None:
+        tensors["answer_logprobs"] = sample.answer_logprobs
     for index, item in enumerate(sample.media):
         tensors[f"media.{index}"] = np.frombuffer(item.data, dtype=np.uint8)
     meta: dict[str, Any] = {
@@ -177,6 +179,7 @@ def import_sample(path: str | os.PathLike) -> tuple[Sample, RunInfo, Maps | None
         lm_head=head,
         candidate_ids=tensors.get("candidate_ids"),
         candidate_logprobs=tensors.get("candidate_logprobs"),
+        answer_logprobs=tensors.get("answer_logprobs"),
         tokens=meta.get("tokens"),
         candidate_tokens=meta.get("candidate_tokens"),
         media=media,

@@ -138,6 +138,10 @@ class Media:
     data: bytes
     frame: int | None = None
 
+    def __repr__(self) -> str:
+        frame = "" if self.frame is None else f", frame {self.frame}"
+        return f"Media(item {self.item}, {self.kind}{frame}, {self.mime}, {len(self.data)} bytes)"
+
 
 @dataclass
 class LMHead:
@@ -161,6 +165,12 @@ class LMHead:
                 self.bias = np.asarray(self.bias)[order]
         if len(self.ids) and np.any(np.diff(self.ids) == 0):
             raise ValueError("LM-head ids must be unique")
+
+    def __repr__(self) -> str:
+        bias = ", bias" if self.bias is not None else ""
+        return (
+            f"LMHead({len(self.ids)} rows x {self.rows.shape[-1] if self.rows.ndim == 2 else '?'}, {self.dtype}{bias})"
+        )
 
     def missing(self, token_ids: np.ndarray) -> np.ndarray:
         """The token ids among `token_ids` that have no row here (unique, ascending)."""
@@ -199,6 +209,10 @@ class RunInfo:
     def __post_init__(self) -> None:
         check_dtype_name(self.dtype)
 
+    def __repr__(self) -> str:
+        revision = f"@{self.model_revision}" if self.model_revision else ""
+        return f"RunInfo({self.model_id!r}{revision}, {self.dtype}, {len(self.special_tokens)} special tokens)"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "model_id": self.model_id,
@@ -227,7 +241,9 @@ class Sample:
     input_ids: [L]; answer_positions: [N]; context_positions: [M] (prompt text of all turns);
     candidate_ids / candidate_logprobs: [N, K] (top-k at each answer step) or None, and
     candidate_tokens: their decoded strings [N][K] or None;
-    tokens: the decoded string of every input id, or None; lm_head: rows this sample needs.
+    tokens: the decoded string of every input id, or None; lm_head: rows this sample needs;
+    answer_logprobs: [N] log p of every answer token as the model scored it (generated or
+    teacher-forced), or None where encode did not record it.
     """
 
     id: str
@@ -245,6 +261,7 @@ class Sample:
     media: list[Media] = field(default_factory=list)
     messages: list[Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    answer_logprobs: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.input_ids = np.asarray(self.input_ids, dtype=np.int64)
@@ -255,6 +272,16 @@ class Sample:
             self.candidate_ids = np.asarray(self.candidate_ids, dtype=np.int64)
         if self.candidate_logprobs is not None:
             self.candidate_logprobs = np.asarray(self.candidate_logprobs, dtype=np.float32)
+        if self.answer_logprobs is not None:
+            self.answer_logprobs = np.asarray(self.answer_logprobs, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        blocks = ", ".join(f"{b.kind} {'x'.join(map(str, b.grid))}" for b in self.vision_blocks) or "no vision"
+        return (
+            f"Sample({self.id!r}, {len(self.input_ids)} tokens, {len(self.answer_positions)} answer, "
+            f"{len(self.context_positions)} context, {blocks}, hidden {list(self.hidden.shape)} {self.hidden_dtype}, "
+            f"{len(self.media)} media)"
+        )
 
     @property
     def vision_size(self) -> int:
@@ -369,6 +396,8 @@ def validate_sample(sample: Sample, special_tokens: dict[str, int]) -> None:
         value = getattr(sample, name)
         if value is not None and (value.ndim != 2 or value.shape[0] != n):
             _fail(sample, name, f"must be [N, K] with N = {n} answer tokens, got {value.shape}")
+    if sample.answer_logprobs is not None and sample.answer_logprobs.shape != (n,):
+        _fail(sample, "answer_logprobs", f"must be [N] with N = {n} answer tokens, got {sample.answer_logprobs.shape}")
     if sample.candidate_tokens is not None and (
         sample.candidate_ids is None or [len(r) for r in sample.candidate_tokens] != [sample.candidate_ids.shape[1]] * n
     ):
@@ -421,6 +450,11 @@ class Maps:
     prompt_maps: np.ndarray | None = None
     prompt_relevance: np.ndarray | None = None
     nonfinite_hidden: int = 0
+
+    def __repr__(self) -> str:
+        n, v = self.tam.shape if self.tam.ndim == 2 else (len(self.tam), 0)
+        extra = [name for name in MAPS_OPTIONAL if getattr(self, name) is not None]
+        return f"Maps({self.variant!r}, {n} tokens x {v} cells, with {', '.join(extra) or 'no extras'})"
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The present arrays by name."""

@@ -1,19 +1,29 @@
-"""What the HTML report shows, as one JSON-ready dict per sample: tokens, media and packed maps.
+"""What the HTML report shows, as one JSON-ready dict per sample: tokens, turns, media and packed maps.
 
 Maps travel as uint8 rows, each min-max normalised jointly with its text relevance (Eq. 3),
-base64-encoded; the page turns them into colours with the same 256-entry colour map the PNG
-figures use.
+base64-encoded, with the raw scale of every row (its min, max and the map's own max) so the
+page can print a colour bar in the model's units; the page turns the bytes into colours with
+the same 256-entry colour map the figures use.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
+import html
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import cv2
+import jinja2
 import numpy as np
 
-from .records import Maps, RunInfo, Sample, VisionBlock
+from .layout import MapFrame, map_frames
+from .records import Maps, RunInfo, Sample
 from .words import word_index
 
 THUMBNAIL_SIZE = 160
@@ -48,37 +58,54 @@ def unpack_array(packed: dict[str, Any]) -> np.ndarray:
     )
 
 
+def joint_scale(maps: np.ndarray, relevance: np.ndarray | None = None) -> np.ndarray:
+    """Eq. 3's scale of every row: [R, 3] float32 of (min, max) over the map row and its text
+    relevance together, and the map row's own max (0: the map is empty)."""
+    rows = np.asarray(maps, dtype=np.float32).reshape(len(maps), -1)
+    joined = rows if relevance is None else np.concatenate([rows, relevance.reshape(len(rows), -1)], axis=1)
+    out = np.zeros((len(rows), 3), np.float32)
+    if joined.shape[1]:
+        out[:, 0], out[:, 1] = joined.min(axis=1), joined.max(axis=1)
+    if rows.shape[1]:
+        out[:, 2] = rows.max(axis=1)
+    return out
+
+
 def normalise_jointly(maps: np.ndarray, relevance: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Eq. 3's N(map ⊥ r) row by row, quantised: uint8 maps [R, V] and relevance [R, Q].
 
-    Each row of `maps` and the same row of `relevance` share one min and max, so image and
-    text activations are comparable. A constant row becomes all zeros.
+    Each row of `maps` and the same row of `relevance` share one min and max (`joint_scale`),
+    so image and text activations are comparable. A constant row becomes all zeros.
     """
     maps = np.asarray(maps, dtype=np.float32)
-    rows = maps.reshape(len(maps), -1)
-    joined = rows if relevance is None else np.concatenate([rows, relevance.reshape(len(rows), -1)], axis=1)
-    if joined.shape[1] == 0:
-        low = high = np.zeros((len(rows), 1), np.float32)
-    else:
-        low, high = joined.min(axis=1, keepdims=True), joined.max(axis=1, keepdims=True)
+    scale = joint_scale(maps, relevance)
+    low, high = scale[:, :1], scale[:, 1:2]
     span = np.where(high > low, high - low, 1.0)
 
     def quantise(values: np.ndarray) -> np.ndarray:
-        scaled = (values.reshape(len(rows), -1) - low) / span
+        scaled = (values.reshape(len(maps), -1) - low) / span
         return np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8).reshape(values.shape)
 
     return quantise(maps), None if relevance is None else quantise(relevance)
+
+
+def display_name(model_id: str) -> str:
+    """What a page shows for a model: a hub id as it is, a local folder by its name only."""
+    text = str(model_id)
+    if text.startswith(("/", "~", ".", "\\")) or re.match(r"^[A-Za-z]:[\\/]", text) or text.count("/") > 1:
+        return Path(text.replace("\\", "/").rstrip("/")).name or text
+    return text
 
 
 def _data_uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def thumbnail(data: bytes, size: int = THUMBNAIL_SIZE) -> str | None:
-    """A small JPEG data URI of an encoded image, or None if it cannot be decoded."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        return None
+def _decode(data: bytes) -> np.ndarray | None:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def _jpeg_uri(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> str | None:
     scale = size / max(image.shape[:2])
     if scale < 1:
         image = cv2.resize(
@@ -88,6 +115,12 @@ def thumbnail(data: bytes, size: int = THUMBNAIL_SIZE) -> str | None:
         )
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return _data_uri("image/jpeg", encoded.tobytes()) if ok else None
+
+
+def thumbnail(data: bytes, size: int = THUMBNAIL_SIZE) -> str | None:
+    """A small JPEG data URI of an encoded image, or None if it cannot be decoded."""
+    image = _decode(data)
+    return None if image is None else _jpeg_uri(image, size)
 
 
 def token_strings(sample: Sample) -> list[str]:
@@ -106,37 +139,152 @@ def candidate_strings(sample: Sample) -> list[list[str]]:
     return [[f"#{t}" for t in row] for row in sample.candidate_ids.tolist()]
 
 
-def slice_media(sample: Sample, block: VisionBlock, slice_index: int) -> list[int]:
-    """Indices into sample.media of the image, or of the video frames, one temporal slice covers."""
-    if block.kind == "image":
-        return [i for i, m in enumerate(sample.media) if m.item == block.media and m.kind == "image"]
-    frames = block.frames[slice_index] if block.frames else ()
-    return [i for i, m in enumerate(sample.media) if m.item == block.media and m.frame in frames]
+def visible_whitespace(text: str) -> str:
+    """A token string with its spaces, tabs and newlines drawn (␣, ⇥, ⏎), so " a" and "a" differ."""
+    return text.replace(" ", "␣").replace("\t", "⇥").replace("\n", "⏎")
 
 
-def _media_views(sample: Sample) -> tuple[list[str], list[dict[str, Any]]]:
-    """Data URIs of the media and, per vision block, its frames and map offset."""
-    images = [_data_uri(m.mime, m.data) for m in sample.media]
-    blocks, offset = [], 0
-    for block in sample.vision_blocks:
-        t, h, w = block.grid
-        slices = [
+def _word_key(text: str) -> str:
+    return "".join(c for c in text.lower() if not c.isspace() and unicodedata.category(c)[0] not in "PS")
+
+
+def align_word(from_tokens: Sequence[str], word: int, to_tokens: Sequence[str]) -> list[int]:
+    """Indices of the tokens of `to_tokens` that make the word matching word `word` of
+    `from_tokens`: the same text (case, spaces and punctuation aside), the same occurrence.
+    Tokenisations may differ; [] when the other answer has no such word. (The page does the same.)"""
+
+    def texts(tokens: Sequence[str]) -> tuple[list[int], list[str]]:
+        index = word_index(tokens)
+        words = [""] * (index[-1] + 1 if index else 0)
+        for token, w in zip(tokens, index):
+            words[w] += token
+        return index, [_word_key(w) for w in words]
+
+    _, source = texts(from_tokens)
+    if not 0 <= word < len(source):
+        return []
+    occurrence = source[:word].count(source[word])
+    index, target = texts(to_tokens)
+    matches = [w for w, key in enumerate(target) if key == source[word]]
+    if occurrence >= len(matches):
+        return []
+    return [i for i, w in enumerate(index) if w == matches[occurrence]]
+
+
+def answer_logprobs(sample: Sample) -> np.ndarray | None:
+    """log p of every answer token as the model scored it: [N] float32, or None if not known.
+
+    Stored at encode (`Sample.answer_logprobs`); for older greedy runs it is the top candidate's,
+    which is the generated token."""
+    if sample.answer_logprobs is not None:
+        return np.asarray(sample.answer_logprobs, np.float32)
+    if sample.candidate_ids is None or sample.candidate_logprobs is None:
+        return None
+    answer = sample.input_ids[sample.answer_positions]
+    if not np.array_equal(sample.candidate_ids[:, 0], answer):
+        return None
+    return sample.candidate_logprobs[:, 0]
+
+
+def frame_media(sample: Sample, frames: Sequence[MapFrame]) -> list[list[int]]:
+    """For every map frame, the indices into sample.media of the image, or the video frames, it covers."""
+    out, slice_of = [], defaultdict(int)
+    for frame in frames:
+        block = sample.vision_blocks[frame.block]
+        s = slice_of[frame.block]
+        slice_of[frame.block] += 1
+        if frame.kind == "image":
+            out.append([i for i, m in enumerate(sample.media) if m.item == frame.media and m.kind == "image"])
+        else:
+            covered = block.frames[s] if block.frames and s < len(block.frames) else ()
+            out.append([i for i, m in enumerate(sample.media) if m.item == frame.media and m.frame in covered])
+    return out
+
+
+def _media_sizes(sample: Sample) -> list[list[int] | None]:
+    sizes = []
+    for m in sample.media:
+        image = _decode(m.data)
+        sizes.append(None if image is None else [int(image.shape[1]), int(image.shape[0])])
+    return sizes
+
+
+def video_fps(sample: Sample) -> dict[int, float]:
+    """Frames per second of each video item, where encode recorded it."""
+    fps = sample.meta.get("video_fps") or []
+    videos = sorted({b.media for b in sample.vision_blocks if b.kind == "video"})
+    return {item: float(f) for item, f in zip(videos, fps) if f}
+
+
+def _frames_view(sample: Sample) -> list[dict[str, Any]]:
+    """Every drawn 2-D slice of a map, through `map_frames`: where it sits and what it shows."""
+    frames = map_frames(sample.vision_blocks)
+    fps = video_fps(sample)
+    out, slice_of = [], defaultdict(int)
+    for frame, media in zip(frames, frame_media(sample, frames)):
+        block = sample.vision_blocks[frame.block]
+        s = slice_of[frame.block]
+        slice_of[frame.block] += 1
+        covered = list(block.frames[s]) if block.frames and s < len(block.frames) else []
+        rate = fps.get(frame.media) if frame.kind == "video" else None
+        times = [covered[0] / rate, (covered[-1] + 1) / rate] if rate and covered else None
+        out.append(
             {
-                "offset": offset + s * h * w,
-                "images": slice_media(sample, block, s),
-                "frames": list(block.frames[s]) if block.frames else [],
+                "offset": frame.offset,
+                "height": frame.height,
+                "width": frame.width,
+                "block": frame.block,
+                "kind": frame.kind,
+                "media": frame.media,
+                "slice": s,
+                "box": None if frame.box is None else [float(x) for x in frame.box],
+                "label": frame.label,
+                "images": media,
+                "frames": covered,
+                "times": times,
             }
-            for s in range(t)
-        ]
-        blocks.append(
-            {"kind": block.kind, "grid": [t, h, w], "label": f"{block.kind} {block.media + 1}", "slices": slices}
         )
-        offset += block.size
-    return images, blocks
+    return out
+
+
+def _message_turns(messages: list[Any] | None, include_system: bool) -> list[tuple[str, str]]:
+    """(role, text) of every message that has text, as encode takes its context from them."""
+    turns = []
+    for message in messages or []:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        items = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        text = "".join(i.get("text") or "" for i in items if isinstance(i, dict) and i.get("type", "text") == "text")
+        role = str(message.get("role", "user"))
+        if text.strip() and (role != "system" or include_system):
+            turns.append((role, text))
+    return turns
+
+
+def context_turns(sample: Sample, strings: list[str]) -> list[tuple[int, str]] | None:
+    """For every context position, (turn number, role) from the sample's messages, or None when
+    the context tokens cannot be matched to the messages' texts character for character."""
+    include_system = bool((sample.meta.get("settings") or {}).get("include_system", False))
+    turns = _message_turns(sample.messages, include_system)
+    if not turns:
+        return None
+    lengths = [len("".join(text.split())) for _, text in turns]
+    tokens = [len("".join(strings[p].split())) for p in sample.context_positions.tolist()]
+    if sum(tokens) != sum(lengths):
+        return None
+    out, turn, used = [], 0, 0
+    for count in tokens:
+        while turn < len(turns) - 1 and used >= lengths[turn]:
+            turn, used = turn + 1, 0
+        out.append((turn, turns[turn][0]))
+        used += count
+    return out
 
 
 def _segments(sample: Sample, strings: list[str]) -> list[dict[str, Any]]:
-    """The sequence as runs: template text, prompt tokens, vision blocks, answer tokens."""
+    """The sequence as runs: template text, prompt tokens (with their turn and role), vision
+    blocks, answer tokens."""
     role = np.zeros(len(sample.input_ids), dtype=np.int8)  # 0 template, 1 prompt, 2 answer, 3 vision
     index = np.full(len(sample.input_ids), -1, dtype=np.int64)
     role[sample.context_positions] = 1
@@ -146,6 +294,7 @@ def _segments(sample: Sample, strings: list[str]) -> list[dict[str, Any]]:
     for b, block in enumerate(sample.vision_blocks):
         role[block.start : block.stop + block.unmapped] = 3
         index[block.start : block.stop + block.unmapped] = b
+    turns = context_turns(sample, strings)
     kinds = {0: "template", 1: "prompt", 2: "answer", 3: "vision"}
     segments: list[dict[str, Any]] = []
     for position, (r, i) in enumerate(zip(role.tolist(), index.tolist())):
@@ -154,8 +303,12 @@ def _segments(sample: Sample, strings: list[str]) -> list[dict[str, Any]]:
             if not segments or segments[-1]["kind"] != "vision" or segments[-1]["block"] != i:
                 segments.append({"kind": "vision", "block": i})
             continue
-        if not segments or segments[-1]["kind"] != kind:
-            segments.append({"kind": kind, "tokens": []})
+        turn, who = (turns[i] if turns else (None, "prompt")) if kind == "prompt" else (None, None)
+        if not segments or segments[-1]["kind"] != kind or (kind == "prompt" and segments[-1]["turn"] != turn):
+            segment: dict[str, Any] = {"kind": kind, "tokens": []}
+            if kind == "prompt":
+                segment.update(turn=turn, role=who)
+            segments.append(segment)
         segments[-1]["tokens"].append([strings[position], i])
     return segments
 
@@ -163,51 +316,226 @@ def _segments(sample: Sample, strings: list[str]) -> list[dict[str, Any]]:
 def _variant_view(maps: Maps) -> dict[str, Any]:
     n = len(maps.tam)
     earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
-    answer, text = normalise_jointly(maps.tam, np.concatenate([maps.text_relevance, earlier], axis=1))
-    view: dict[str, Any] = {"settings": maps.settings, "answer": pack_array(answer), "answer_text": pack_array(text)}
+    relevance = np.concatenate([maps.text_relevance, earlier], axis=1)
+    answer, text = normalise_jointly(maps.tam, relevance)
+    view: dict[str, Any] = {
+        "settings": maps.settings,
+        "answer": pack_array(answer),
+        "answer_text": pack_array(text),
+        "answer_scale": pack_array(joint_scale(maps.tam, relevance)),
+    }
     if maps.candidate_maps is not None:
         view["candidates"] = pack_array(normalise_jointly(maps.candidate_maps)[0])
+        view["candidates_scale"] = pack_array(joint_scale(maps.candidate_maps.reshape(-1, maps.tam.shape[1])))
     if maps.prompt_maps is not None:
         prompt, prompt_text = normalise_jointly(maps.prompt_maps, maps.prompt_relevance)
         view["prompt"] = pack_array(prompt)
         view["prompt_text"] = pack_array(prompt_text)
+        view["prompt_scale"] = pack_array(joint_scale(maps.prompt_maps, maps.prompt_relevance))
     return view
 
 
-def page_data(sample: Sample, variants: dict[str, Maps], info: RunInfo) -> dict[str, Any]:
-    """Everything one sample's page shows, JSON-ready."""
+def page_data(
+    sample: Sample,
+    variants: dict[str, Maps],
+    info: RunInfo,
+    run_name: str | None = None,
+    shown: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Everything one sample's page shows, JSON-ready: the payload of `window.tamx.load(data)`.
+
+    run_name labels the run (its folder's name) where several runs are compared; shown: the
+    variants the page opens with side by side (default: tam, or the first)."""
     strings = token_strings(sample)
     answer_strings = [strings[p] for p in sample.answer_positions.tolist()]
-    images, blocks = _media_views(sample)
     probabilities = [] if sample.candidate_logprobs is None else np.exp(sample.candidate_logprobs).round(4).tolist()
+    logprobs = answer_logprobs(sample)
     default = "tam" if "tam" in variants else next(iter(variants), None)
     return {
         "id": sample.id,
-        "model": info.model_id,
+        "model": display_name(info.model_id),
+        "run": run_name,
         "notice": info.extra.get("notice"),
+        "mode": sample.meta.get("mode", "generate"),
         "vision_size": sample.vision_size,
-        "images": images,
-        "blocks": blocks,
+        "images": [_data_uri(m.mime, m.data) for m in sample.media],
+        "image_sizes": _media_sizes(sample),
+        "frames": _frames_view(sample),
+        "blocks": [
+            {"kind": b.kind, "grid": list(b.grid), "label": f"{b.kind} {b.media + 1}", "assumed": b.box is None}
+            for b in sample.vision_blocks
+        ],
         "segments": _segments(sample, strings),
         "answer_words": word_index(answer_strings),
+        "answer_probs": None if logprobs is None else np.exp(logprobs).round(4).tolist(),
         "candidates": candidate_strings(sample),
         "candidate_probs": probabilities,
         "n_context": len(sample.context_positions),
         "variants": {name: _variant_view(maps) for name, maps in variants.items()},
         "default_variant": default,
+        "shown_variants": [v for v in shown or [] if v in variants] or ([default] if default else []),
         "lut": pack_array(colormap_lut()),
     }
 
 
-def index_entry(sample: Sample, href: str) -> dict[str, Any]:
-    """One row of the report's index: thumbnail, prompt and answer text, link."""
+def comparison_data(pages: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One page that shows the same sample from several runs side by side (aligned by word)."""
+    if not pages:
+        raise ValueError("comparison_data needs at least one page")
+    first = pages[0]
+    return {
+        "id": first["id"],
+        "runs": list(pages),
+        "default_variant": first["default_variant"],
+        "shown_variants": first["shown_variants"],
+    }
+
+
+def map_thumbnail(sample: Sample, maps: Maps | None, size: int = THUMBNAIL_SIZE) -> str | None:
+    """The first image (or frame) of a sample with the answer's mean map over it, as a JPEG data URI."""
+    frames = map_frames(sample.vision_blocks)
+    if not frames:
+        return None
+    media = frame_media(sample, frames[:1])[0]
+    base = _decode(sample.media[media[0]].data) if media else None
+    if base is None:
+        return None
+    if maps is None or not len(maps.tam):
+        return _jpeg_uri(base, size)
+    first = frames[0]
+    cells = maps.tam.mean(axis=0)[first.offset : first.offset + first.size].reshape(first.height, first.width)
+    quantised, _ = normalise_jointly(cells[None])
+    image = _fit_box(base, first)
+    heat = cv2.resize(quantised[0], (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    colours = np.ascontiguousarray(colormap_lut()[heat][..., ::-1])
+    return _jpeg_uri(cv2.addWeighted(image, 0.5, colours, 0.5, 0.0), size)
+
+
+def _fit_box(image: np.ndarray, frame: MapFrame) -> np.ndarray:
+    """The part of an image a map frame's box covers (the whole image when no box is recorded)."""
+    if frame.box is None:
+        return image
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (round(v) for v in frame.box)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    return image[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else image
+
+
+def eval_scores(run_path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Per sample, per dataset/variant: the mean Obj-IoU and Func-IoU of `tamx eval`'s entries.csv
+    files under RUN/eval/*/ ({} when eval has not been run)."""
+    scores: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for path in sorted(Path(run_path).glob("eval/*/entries.csv")):
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("score") in (None, ""):
+                    continue
+                column = "obj_iou" if row.get("kind") == "noun" else "func_iou"
+                scores[row["sample"]][f"{path.parent.name}/{row['variant']}"][column].append(float(row["score"]))
+    return {
+        sample: {key: {k: float(np.mean(v)) for k, v in columns.items()} for key, columns in by_key.items()}
+        for sample, by_key in scores.items()
+    }
+
+
+def index_entry(
+    sample: Sample, href: str, maps: Maps | None = None, scores: dict[str, dict[str, float]] | None = None
+) -> dict[str, Any]:
+    """One row of the report's index: a map thumbnail, every image, the turns and the answer, eval scores."""
     strings = token_strings(sample)
-    first_image = next((m for m in sample.media if m.kind in ("image", "video-frame")), None)
+    turns: list[dict[str, str]] = []
+    for segment in _segments(sample, strings):
+        if segment["kind"] != "prompt":
+            continue
+        text = "".join(t for t, _ in segment["tokens"])
+        if turns and turns[-1]["role"] == segment["role"] and segment["turn"] is None:
+            turns[-1]["text"] += " " + text
+        else:
+            turns.append({"role": segment["role"], "text": text})
+    shown = [m for m in sample.media if m.kind == "image"]
+    shown += [
+        next(m for m in sample.media if m.kind == "video-frame" and m.item == item) for item in _video_items(sample)
+    ]
     return {
         "id": sample.id,
         "href": href,
-        "thumbnail": thumbnail(first_image.data) if first_image else None,
-        "prompt": "".join(strings[p] for p in sample.context_positions.tolist()).strip(),
+        "map": map_thumbnail(sample, maps),
+        "images": [uri for uri in (thumbnail(m.data, 96) for m in shown) if uri],
+        "turns": [{"role": t["role"], "text": t["text"].strip()} for t in turns],
         "answer": "".join(strings[p] for p in sample.answer_positions.tolist()).strip(),
+        "forced": sample.meta.get("mode") == "teacher-forced",
         "vision": [f"{b.kind} {'x'.join(map(str, b.grid))}" for b in sample.vision_blocks],
+        "scores": scores or {},
     }
+
+
+def _video_items(sample: Sample) -> list[int]:
+    return sorted({m.item for m in sample.media if m.kind == "video-frame"})
+
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("vis_templates", ""),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+def template(name: str) -> jinja2.Template:
+    """A template of the report (`sample.html.j2`, `index.html.j2`), autoescaped."""
+    return _templates.get_template(name)
+
+
+def sample_page(data: dict[str, Any], index_href: str | None = "../index.html") -> str:
+    """The self-contained HTML of one sample page from its `page_data` (or `comparison_data`)."""
+    return template("sample.html.j2").render(title=data["id"], index_href=index_href, data=data)
+
+
+class SampleView:
+    """A sample's interactive page for notebooks: `_repr_html_` shows it inline (an iframe's
+    `srcdoc`, offline, sandboxed to scripts only); `html` is the page itself."""
+
+    def __init__(
+        self,
+        sample: Sample,
+        variants: dict[str, Maps],
+        info: RunInfo,
+        height: int = 720,
+        shown: Sequence[str] | None = None,
+    ) -> None:
+        self.sample, self.variants, self.info, self.height, self.shown = sample, variants, info, height, shown
+
+    @property
+    def html(self) -> str:
+        """The page itself (opening with the `shown` variants side by side)."""
+        data = page_data(self.sample, self.variants, self.info, shown=self.shown)
+        return sample_page(data, index_href=None)
+
+    def _repr_html_(self) -> str:
+        return (
+            f'<iframe srcdoc="{html.escape(self.html, quote=True)}" sandbox="allow-scripts" '
+            f'style="width: 100%; height: {int(self.height)}px; border: 1px solid #d9dde5;" '
+            f'title="tamx: {html.escape(self.sample.id)}"></iframe>'
+        )
+
+    def __repr__(self) -> str:
+        return f"SampleView({self.sample.id!r}, variants {', '.join(self.variants) or 'none'})"
+
+
+def show(run: Any, sample_id: str, variant: str | Sequence[str] | None = None, height: int = 720) -> SampleView:
+    """The interactive page of one sample of a run (a `Run` or its path), for display in Jupyter.
+
+    variant: a name or several (shown side by side); default: every stored variant, tam shown."""
+    from .store import Run, open_run
+
+    opened = run if isinstance(run, Run) else open_run(run)
+    stored = opened.variants(sample_id)
+    wanted = stored if variant is None else [variant] if isinstance(variant, str) else list(variant)
+    missing = [v for v in wanted if v not in stored]
+    if missing:
+        raise ValueError(
+            f"sample {sample_id!r} has no variant {', '.join(missing)}; stored: {', '.join(stored) or 'none'} "
+            "(run `tamx explain` to add one)"
+        )
+    maps = {name: opened.maps(sample_id, name) for name in wanted}
+    return SampleView(opened.sample(sample_id), maps, opened.info, height, shown=None if variant is None else wanted)

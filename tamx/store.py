@@ -42,7 +42,7 @@ CHUNK_BYTES = 8 << 20
 PACK_CACHE_BYTES = 256 << 20  # LM-head packs kept in memory per opened run
 _COMPRESSORS = (ZstdCodec(level=3), Crc32cCodec())
 SAMPLE_ARRAYS = ("hidden", "input_ids", "answer_positions", "context_positions")
-SAMPLE_OPTIONAL = ("candidate_ids", "candidate_logprobs")
+SAMPLE_OPTIONAL = ("candidate_ids", "candidate_logprobs", "answer_logprobs")
 
 
 def _now() -> str:

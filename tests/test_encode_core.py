@@ -119,6 +119,7 @@ def test_greedy_tokens_and_teacher_forced_hidden(loaded, family, media, tmp_path
     assert np.array_equal(stored.candidate_ids[:, 0], stored.input_ids[stored.answer_positions])
     assert np.all(np.diff(stored.candidate_logprobs, axis=1) <= 0) and np.all(stored.candidate_logprobs <= 0)
     assert [row[0] for row in stored.candidate_tokens] == [stored.tokens[p] for p in stored.answer_positions]
+    np.testing.assert_array_equal(stored.answer_logprobs, stored.candidate_logprobs[:, 0])
 
     inputs = model_inputs_for(processor, stored, 1)
     prompt_length = inputs["input_ids"].shape[1]
@@ -148,6 +149,12 @@ def test_teacher_forcing_stores_the_given_answer(loaded, family, media, tmp_path
     assert stored.answer_positions[-1] == len(stored.input_ids) - 1
     assert stored.meta["mode"] == "teacher-forced" and stored.meta["answer"] == answer
     assert stored.candidate_ids.shape == (len(stored.answer_positions), 3)
+    # the forced tokens' own probabilities (the report shows them): where the forced token is the
+    # model's top candidate, its log-prob is the top candidate's
+    assert stored.answer_logprobs.shape == (len(stored.answer_positions),) and np.all(stored.answer_logprobs <= 0)
+    top = stored.candidate_ids[:, 0] == stored.input_ids[stored.answer_positions]
+    np.testing.assert_allclose(stored.answer_logprobs[top], stored.candidate_logprobs[top, 0], atol=1e-4)
+    assert np.all(stored.answer_logprobs[~top] <= stored.candidate_logprobs[~top, 0] + 1e-4), "never above the best"
 
 
 def test_multi_turn_context_includes_earlier_answers(loaded, media, tmp_path):

@@ -1,7 +1,15 @@
 (() => {
   "use strict";
-  const D = JSON.parse(document.getElementById("tamx-data").textContent);
-  const $ = (selector) => document.querySelector(selector);
+  const $ = (selector, root = document) => root.querySelector(selector);
+  const make = (tag, className, text) => {
+    const element = document.createElement(tag);
+    if (className) element.className = className;
+    if (text !== undefined) element.textContent = text;
+    return element;
+  };
+  // Spaces, tabs and newlines drawn, so that " a" and "a" differ.
+  const visible = (text) => text.replace(/ /g, "␣").replace(/\t/g, "⇥").replace(/\n/g, "⏎");
+  const fmt = (x) => (x === 0 ? "0" : Math.abs(x) >= 1000 || Math.abs(x) < 0.01 ? x.toExponential(2) : x.toPrecision(3));
 
   // ---------------------------------------------------------------- packed arrays
   function decode(packed) {
@@ -11,117 +19,9 @@
     const Type = { uint8: Uint8Array, uint16: Uint16Array, float32: Float32Array }[packed.dtype];
     return { values: new Type(bytes.buffer), shape: packed.shape };
   }
-  const decoded = new Map();
-  function array(variant, name) {
-    const key = variant + "/" + name;
-    if (!decoded.has(key)) {
-      const packed = D.variants[variant] && D.variants[variant][name];
-      decoded.set(key, packed ? decode(packed) : null);
-    }
-    return decoded.get(key);
-  }
   function row(arr, index) {
     const width = arr.shape[arr.shape.length - 1];
     return arr.values.subarray(index * width, (index + 1) * width);
-  }
-  const lut = decode(D.lut).values;
-
-  // ---------------------------------------------------------------- state
-  const state = { variant: D.default_variant, kind: "answer", index: 0, candidate: -1 };
-  const answerWords = D.answer_words;
-  const nAnswer = answerWords.length;
-
-  // ---------------------------------------------------------------- media
-  const canvases = []; // {canvas, ctx, image, offset, h, w}
-  function buildMedia() {
-    const media = $("#media");
-    D.blocks.forEach((block) => {
-      const box = document.createElement("div");
-      box.className = "block " + block.kind;
-      const title = document.createElement("h3");
-      title.textContent = block.label + " · " + block.grid.join("×");
-      box.appendChild(title);
-      const frames = document.createElement("div");
-      frames.className = "frames";
-      const [, h, w] = block.grid;
-      block.slices.forEach((slice, t) => {
-        const sources = slice.images.length ? slice.images : [null];
-        sources.forEach((source, j) => {
-          const figure = document.createElement("figure");
-          figure.className = "frame";
-          figure.style.margin = "0";
-          let base;
-          if (source === null) {
-            base = document.createElement("div");
-            base.className = "blank";
-            base.style.aspectRatio = w + " / " + h;
-          } else {
-            base = document.createElement("img");
-            base.src = D.images[source];
-            base.alt = block.label;
-          }
-          figure.appendChild(base);
-          const canvas = document.createElement("canvas");
-          canvas.width = w;
-          canvas.height = h;
-          canvas.dataset.block = String(D.blocks.indexOf(block));
-          canvas.dataset.slice = String(t);
-          figure.appendChild(canvas);
-          if (block.kind === "video") {
-            const caption = document.createElement("figcaption");
-            caption.textContent = slice.frames.length ? "frame " + slice.frames[j % slice.frames.length] : "t=" + t;
-            figure.appendChild(caption);
-          }
-          frames.appendChild(figure);
-          const ctx = canvas.getContext("2d");
-          canvases.push({ canvas, ctx, image: ctx.createImageData(w, h), offset: slice.offset, h, w });
-        });
-      });
-      box.appendChild(frames);
-      media.appendChild(box);
-    });
-  }
-
-  // ---------------------------------------------------------------- text
-  const answerSpans = [];
-  const promptSpans = [];
-  function buildConversation() {
-    const conversation = $("#conversation");
-    D.segments.forEach((segment) => {
-      const div = document.createElement("div");
-      div.className = "segment " + segment.kind;
-      if (segment.kind === "vision") {
-        const chip = document.createElement("span");
-        chip.className = "chip";
-        chip.textContent = "[" + D.blocks[segment.block].label + "]";
-        div.appendChild(chip);
-      } else {
-        segment.tokens.forEach(([text, index]) => {
-          const span = document.createElement("span");
-          span.className = "tok " + segment.kind;
-          span.textContent = text;
-          if (segment.kind === "answer") {
-            span.dataset.answerIndex = String(index);
-            span.dataset.word = String(answerWords[index]);
-            answerSpans[index] = span;
-          } else if (segment.kind === "prompt") {
-            span.dataset.promptIndex = String(index);
-            promptSpans[index] = span;
-          }
-          div.appendChild(span);
-        });
-      }
-      conversation.appendChild(div);
-    });
-  }
-
-  // ---------------------------------------------------------------- painting
-  const grouping = () => $("#group-words").checked;
-  function wordMembers(index) {
-    const word = answerWords[index];
-    const members = [];
-    for (let i = 0; i < nAnswer; i++) if (answerWords[i] === word) members.push(i);
-    return members;
   }
   function maxRows(arr, indices) {
     if (indices.length === 1) return row(arr, indices[0]);
@@ -132,25 +32,302 @@
     }
     return out;
   }
-  function current() {
-    const v = state.variant;
-    if (state.kind === "candidate") {
-      const candidates = array(v, "candidates");
-      const k = candidates.shape[1];
-      return { map: row(candidates, state.index * k + state.candidate), text: null };
-    }
-    if (state.kind === "prompt") {
-      return { map: row(array(v, "prompt"), state.index), text: row(array(v, "prompt_text"), state.index) };
-    }
-    const members = grouping() ? wordMembers(state.index) : [state.index];
-    return { map: maxRows(array(v, "answer"), members), text: maxRows(array(v, "answer_text"), members), members };
+
+  // ---------------------------------------------------------------- state
+  // shown = what is hovered, else what is pinned, else the first answer token of the first run.
+  let D = null;
+  let runs = [];
+  let lut = null;
+  let variants = []; // the variants shown side by side
+  let hover = null; // {run, kind, index, candidate}
+  let pinned = null;
+  const grouping = () => $("#group-words").checked;
+  const shown = () => hover || pinned || { run: 0, kind: "answer", index: 0, candidate: -1 };
+
+  function newRun(data, r) {
+    const cache = new Map();
+    return {
+      data,
+      r,
+      answerSpans: [],
+      promptSpans: [],
+      columns: [],
+      array(variant, name) {
+        const key = variant + "/" + name;
+        if (!cache.has(key)) {
+          const packed = data.variants[variant] && data.variants[variant][name];
+          cache.set(key, packed ? decode(packed) : null);
+        }
+        return cache.get(key);
+      },
+    };
   }
-  function paintMaps(map) {
-    for (const c of canvases) {
+  const variantsOf = () => {
+    const names = [];
+    for (const run of runs) for (const name of Object.keys(run.data.variants)) if (!names.includes(name)) names.push(name);
+    return names;
+  };
+  const runTitle = (run) => run.data.model + (run.data.run ? " · " + run.data.run : "");
+
+  // ---------------------------------------------------------------- words across runs
+  const wordKey = (text) => text.toLowerCase().replace(/[\s\p{P}\p{S}]+/gu, "");
+  function wordText(run, word) {
+    const words = run.data.answer_words;
+    return run.answerTexts.filter((_, i) => words[i] === word).join("");
+  }
+  function wordMembers(run, word) {
+    const members = [];
+    run.data.answer_words.forEach((w, i) => w === word && members.push(i));
+    return members;
+  }
+  // The word of `run` that matches word `word` of run `from`: the same text, the same occurrence.
+  function alignedWord(from, word, run) {
+    if (from === run) return word;
+    const key = wordKey(wordText(from, word));
+    let seen = 0;
+    for (let w = 0; w < word; w++) if (wordKey(wordText(from, w)) === key) seen++;
+    const last = run.data.answer_words.length ? run.data.answer_words[run.data.answer_words.length - 1] : -1;
+    for (let w = 0; w <= last; w++) {
+      if (wordKey(wordText(run, w)) === key) {
+        if (seen === 0) return w;
+        seen--;
+      }
+    }
+    return null;
+  }
+  // What run `run` shows for the current selection: {kind, index, candidate, members} or null.
+  function selectionFor(run) {
+    const sel = shown();
+    const from = runs[sel.run];
+    if (!from) return null;
+    if (run === from) {
+      const members = sel.kind === "answer" && grouping() ? wordMembers(run, run.data.answer_words[sel.index]) : [sel.index];
+      return { kind: sel.kind, index: sel.index, candidate: sel.candidate, members };
+    }
+    if (sel.kind === "prompt" || !from.data.answer_words.length) return null;
+    const word = alignedWord(from, from.data.answer_words[sel.index], run);
+    if (word === null) return null;
+    const members = wordMembers(run, word);
+    return { kind: "answer", index: members[0], candidate: -1, members };
+  }
+
+  // ---------------------------------------------------------------- media
+  function colourBar(column) {
+    const bar = make("div", "scale");
+    const gradient = document.createElement("canvas");
+    gradient.width = 256;
+    gradient.height = 1;
+    gradient.className = "bar";
+    const ctx = gradient.getContext("2d");
+    const image = ctx.createImageData(256, 1);
+    for (let i = 0; i < 256; i++) {
+      image.data.set([lut[3 * i], lut[3 * i + 1], lut[3 * i + 2], 255], 4 * i);
+    }
+    ctx.putImageData(image, 0, 0);
+    const labels = make("div", "bar-labels");
+    column.low = make("span", "bar-low", "0");
+    column.high = make("span", "bar-high", "1");
+    labels.append(column.low, make("span", "bar-mid", "joint scale (Eq. 3)"), column.high);
+    column.range = make("div", "bar-range muted");
+    bar.append(gradient, labels, column.range);
+    return bar;
+  }
+
+  function placeCanvas(canvas, frame, size) {
+    // The grid's outer edges in source pixels (frame.box) as a share of the shown image;
+    // the figure clips what lies past the image (processor padding).
+    if (!frame.box || !size) return false;
+    const [x0, y0, x1, y1] = frame.box;
+    const [w, h] = size;
+    Object.assign(canvas.style, {
+      left: (100 * x0) / w + "%",
+      top: (100 * y0) / h + "%",
+      width: (100 * (x1 - x0)) / w + "%",
+      height: (100 * (y1 - y0)) / h + "%",
+      right: "auto",
+      bottom: "auto",
+    });
+    return x0 > 0 || y0 > 0 || x1 < w || y1 < h;
+  }
+
+  function buildFrame(run, column, frame, index, source, j) {
+    const data = run.data;
+    const figure = make("figure", "frame");
+    figure.dataset.frame = String(index);
+    let base;
+    const size = source === null ? null : data.image_sizes[source];
+    if (source === null) {
+      base = make("div", "blank");
+      base.style.aspectRatio = frame.width + " / " + frame.height;
+    } else {
+      base = document.createElement("img");
+      base.src = data.images[source];
+      base.alt = data.blocks[frame.block].label;
+    }
+    figure.appendChild(base);
+    const canvas = document.createElement("canvas");
+    canvas.width = frame.width;
+    canvas.height = frame.height;
+    canvas.dataset.block = String(frame.block);
+    canvas.dataset.slice = String(frame.slice);
+    canvas.dataset.run = String(run.r);
+    canvas.dataset.variant = column.variant;
+    figure.appendChild(canvas);
+    const caption = [];
+    if (placeCanvas(canvas, frame, size)) {
+      // The model saw only the box: the rest of the image is shaded.
+      const seen = make("div", "seen");
+      for (const key of ["left", "top", "width", "height"]) seen.style[key] = canvas.style[key];
+      seen.title = "the model saw only this region";
+      figure.appendChild(seen);
+      figure.classList.add("cropped");
+      caption.push("crop: the model saw the dashed region");
+    }
+    if (frame.kind === "video") {
+      const f = frame.frames.length ? frame.frames[j % frame.frames.length] : null;
+      caption.push(f === null ? "slice " + frame.slice : "frame " + f);
+    } else if (frame.label && frame.label !== "image") caption.push(frame.label);
+    if (caption.length) figure.appendChild(make("figcaption", "", caption.join(" ")));
+    const ctx = canvas.getContext("2d");
+    column.canvases.push({ canvas, ctx, image: ctx.createImageData(frame.width, frame.height), frame });
+    return figure;
+  }
+
+  function timeline(block, frames) {
+    const list = make("ol", "timeline");
+    list.setAttribute("aria-label", "timeline of the video's slices");
+    for (const frame of frames) {
+      const covered = frame.frames.length ? "frames " + frame.frames[0] + "–" + frame.frames[frame.frames.length - 1] : "frames not recorded";
+      const time = frame.times ? " · " + frame.times[0].toFixed(2) + "–" + frame.times[1].toFixed(2) + " s" : "";
+      list.appendChild(make("li", "", "slice " + frame.slice + ": " + covered + time));
+    }
+    return list;
+  }
+
+  function buildColumn(run, variant) {
+    const data = run.data;
+    const column = { variant, canvases: [], element: make("div", "column") };
+    column.element.dataset.run = String(run.r);
+    column.element.dataset.variant = variant;
+    const title = make("h2", "", (runs.length > 1 ? runTitle(run) + " · " : "") + variant);
+    if (!data.variants[variant]) title.textContent += " (not stored for this run)";
+    column.element.append(title, colourBar(column));
+    column.empty = make("div", "empty", "Empty map: every cell is 0 for this token (the colours show no activation, not a weak one).");
+    column.empty.hidden = true;
+    column.element.appendChild(column.empty);
+    data.blocks.forEach((block, b) => {
+      const box = make("div", "block " + block.kind);
+      const note = block.assumed ? " · placement assumed (no box recorded: the grid is drawn over the whole image)" : "";
+      box.appendChild(make("h3", "", block.label + " · " + block.grid.join("×") + note));
+      const holder = make("div", "frames");
+      const frames = data.frames.filter((f) => f.block === b);
+      for (const frame of frames) {
+        const sources = frame.images.length ? frame.images : [null];
+        sources.forEach((source, j) => holder.appendChild(buildFrame(run, column, frame, data.frames.indexOf(frame), source, j)));
+      }
+      box.appendChild(holder);
+      if (block.kind === "video") box.appendChild(timeline(block, frames));
+      column.element.appendChild(box);
+    });
+    return column;
+  }
+
+  function buildMedia() {
+    const media = $("#media");
+    media.replaceChildren();
+    media.classList.toggle("compare", runs.length * variants.length > 1);
+    for (const run of runs) {
+      run.columns = variants.map((variant) => buildColumn(run, variant));
+      for (const column of run.columns) media.appendChild(column.element);
+    }
+    setOpacity();
+  }
+
+  // ---------------------------------------------------------------- text
+  function buildConversation(run) {
+    const data = run.data;
+    const conversation = make("div", "conversation");
+    conversation.dataset.run = String(run.r);
+    conversation.setAttribute("role", "listbox");
+    conversation.setAttribute("aria-label", runTitle(run) + ": hover or click a token, arrow keys step, Escape unpins");
+    if (runs.length > 1) conversation.appendChild(make("h2", "", runTitle(run)));
+    run.answerSpans = [];
+    run.promptSpans = [];
+    run.answerTexts = [];
+    let lastTurn;
+    data.segments.forEach((segment, k) => {
+      // a turn's label goes before its images too: a vision block takes the turn of the text after it
+      const next = segment.kind === "vision" ? data.segments.slice(k).find((s) => s.kind === "prompt" || s.kind === "answer") : segment;
+      if (next && next.kind === "prompt" && next.turn !== lastTurn) {
+        lastTurn = next.turn;
+        const role = next.role === "assistant" ? "assistant (earlier turn, context)" : next.role;
+        conversation.appendChild(make("div", "role", role));
+      } else if (segment.kind === "answer") {
+        lastTurn = "answer";
+        const how = data.mode === "teacher-forced" ? "teacher-forced: a given answer, not generated" : "generated";
+        const label = make("div", "role answer-role", "assistant · explained answer · " + how);
+        if (data.mode === "teacher-forced") label.classList.add("forced");
+        conversation.appendChild(label);
+      }
+      const div = make("div", "segment " + segment.kind);
+      if (segment.kind === "vision") {
+        div.appendChild(make("span", "chip", "[" + data.blocks[segment.block].label + "]"));
+      } else {
+        segment.tokens.forEach(([text, index]) => {
+          const span = make("span", "tok " + segment.kind, text);
+          if (segment.kind === "answer") {
+            span.dataset.answerIndex = String(index);
+            span.dataset.word = String(data.answer_words[index]);
+            span.setAttribute("role", "option");
+            span.setAttribute("aria-selected", "false");
+            if (data.answer_probs) span.title = "p = " + (100 * data.answer_probs[index]).toFixed(1) + "%";
+            run.answerSpans[index] = span;
+            run.answerTexts[index] = text;
+          } else if (segment.kind === "prompt") {
+            span.dataset.promptIndex = String(index);
+            span.setAttribute("role", "option");
+            span.setAttribute("aria-selected", "false");
+            run.promptSpans[index] = span;
+          }
+          span.dataset.run = String(run.r);
+          div.appendChild(span);
+        });
+      }
+      conversation.appendChild(div);
+    });
+    return conversation;
+  }
+
+  // ---------------------------------------------------------------- painting
+  function rowsOf(run, variant, sel) {
+    if (!sel) return null;
+    if (sel.kind === "candidate") {
+      const candidates = run.array(variant, "candidates");
+      if (!candidates) return null;
+      const k = candidates.shape[1];
+      const at = sel.index * k + sel.candidate;
+      return { map: row(candidates, at), text: null, scale: [row(run.array(variant, "candidates_scale"), at)] };
+    }
+    const names = sel.kind === "prompt" ? ["prompt", "prompt_text", "prompt_scale"] : ["answer", "answer_text", "answer_scale"];
+    const [maps, text, scale] = names.map((name) => run.array(variant, name));
+    if (!maps) return null;
+    return {
+      map: maxRows(maps, sel.members),
+      text: text ? maxRows(text, sel.members) : null,
+      scale: scale ? sel.members.map((i) => row(scale, i)) : [],
+    };
+  }
+  function paintColumn(column, rows, sel) {
+    for (const c of column.canvases) {
       const pixels = c.image.data;
-      const size = c.h * c.w;
+      const size = c.frame.height * c.frame.width;
+      const offset = c.frame.offset;
       for (let i = 0; i < size; i++) {
-        const value = map[c.offset + i] * 3;
+        const value = rows ? rows.map[offset + i] * 3 : -1;
+        if (value < 0) {
+          pixels[4 * i + 3] = 0;
+          continue;
+        }
         pixels[4 * i] = lut[value];
         pixels[4 * i + 1] = lut[value + 1];
         pixels[4 * i + 2] = lut[value + 2];
@@ -158,48 +335,84 @@
       }
       c.ctx.putImageData(c.image, 0, 0);
     }
+    column.rows = rows;
+    if (!rows) {
+      setText(column.low, "–");
+      setText(column.high, "–");
+      setText(column.range, sel === null ? "nothing here matches the selection (another run's prompt token, or a word this answer lacks)" : "no map stored");
+      column.empty.hidden = true;
+      return;
+    }
+    let low = Infinity;
+    let high = -Infinity;
+    let mapMax = 0;
+    for (const s of rows.scale) {
+      low = Math.min(low, s[0]);
+      high = Math.max(high, s[1]);
+      mapMax = Math.max(mapMax, s[2]);
+    }
+    if (!rows.scale.length) low = high = 0;
+    column.scale = { low, high, single: rows.scale.length === 1 };
+    setText(column.low, fmt(low));
+    setText(column.high, fmt(high));
+    const word = rows.scale.length > 1 ? " · a word: the max over its " + rows.scale.length + " tokens, each on its own scale" : "";
+    setText(column.range, "raw range " + fmt(low) + " … " + fmt(high) + " (min and max of the map and the text relevance together)" + word);
+    if (column.empty.hidden !== mapMax > 0) column.empty.hidden = mapMax > 0;
+  }
+  // Only touch the DOM where the text changes: a token switch stays cheap.
+  function setText(element, text) {
+    if (element.textContent !== text) element.textContent = text;
   }
   // Spans remember what they show, so a token switch only touches those that change.
   function tint(span, value) {
-    const shown = value === null || value === 0 ? 0 : value;
-    if (span.tintValue === shown) return;
-    span.tintValue = shown;
-    if (!shown) {
+    const shownValue = value === null || value === 0 ? 0 : value;
+    if (span.tintValue === shownValue) return;
+    span.tintValue = shownValue;
+    if (!shownValue) {
       span.style.backgroundColor = "";
       return;
     }
-    const i = shown * 3;
-    span.style.backgroundColor = "rgba(" + lut[i] + "," + lut[i + 1] + "," + lut[i + 2] + "," + (0.15 + 0.7 * (shown / 255)).toFixed(3) + ")";
+    const i = shownValue * 3;
+    span.style.backgroundColor = "rgba(" + lut[i] + "," + lut[i + 1] + "," + lut[i + 2] + "," + (0.15 + 0.7 * (shownValue / 255)).toFixed(3) + ")";
   }
-  function mark(span, isCurrent, isLater) {
-    const flags = (isCurrent ? 1 : 0) | (isLater ? 2 : 0);
+  function mark(span, isCurrent, isLater, isPinned) {
+    const flags = (isCurrent ? 1 : 0) | (isLater ? 2 : 0) | (isPinned ? 4 : 0);
     if (span.flags === flags) return;
     span.flags = flags;
     span.classList.toggle("current", isCurrent);
     span.classList.toggle("later", isLater);
+    span.classList.toggle("pinned", isPinned);
+    span.setAttribute("aria-selected", isPinned ? "true" : "false");
   }
-  function paintText(text, members) {
-    const nContext = D.n_context;
-    const selected = new Set(members || []);
-    promptSpans.forEach((span, j) => {
-      const isLater = state.kind === "prompt" && j >= state.index;
-      mark(span, state.kind === "prompt" && j === state.index, isLater);
+  function paintText(run, sel, text) {
+    const nContext = run.data.n_context;
+    const kind = sel ? sel.kind : null;
+    const selected = new Set(sel && kind !== "prompt" ? sel.members : []);
+    const pin = pinned && runs[pinned.run] === run ? pinned : null;
+    run.promptSpans.forEach((span, j) => {
+      const isLater = kind === "prompt" && j >= sel.index;
+      const isPinned = pin !== null && pin.kind === "prompt" && pin.index === j;
+      mark(span, kind === "prompt" && j === sel.index, isLater, isPinned);
       tint(span, text && !isLater ? text[j] : null);
     });
-    const step = state.kind === "prompt" ? -1 : state.index;
-    answerSpans.forEach((span, j) => {
-      const isCurrent = state.kind !== "prompt" && (selected.has(j) || j === step);
-      const isLater = state.kind === "prompt" || (!isCurrent && j > step);
-      mark(span, isCurrent, isLater);
-      tint(span, text && !isLater && !isCurrent && state.kind === "answer" ? text[nContext + j] : null);
+    const step = kind === "prompt" || !sel ? -1 : sel.index;
+    const last = Math.max(step, ...selected);
+    run.answerSpans.forEach((span, j) => {
+      const isCurrent = kind !== null && kind !== "prompt" && (selected.has(j) || j === step);
+      const isLater = kind === "prompt" || (!isCurrent && j > last);
+      const isPinned = pin !== null && pin.kind !== "prompt" && pin.index === j;
+      mark(span, isCurrent, isLater, isPinned);
+      tint(span, text && !isLater && !isCurrent && kind === "answer" ? text[nContext + j] : null);
     });
   }
   function paintCandidates() {
     const box = $("#candidates");
-    const shown = state.kind !== "prompt" && D.candidates.length && array(state.variant, "candidates");
-    const texts = shown ? D.candidates[state.index] : [];
+    const sel = shown();
+    const run = runs[sel.run];
+    const has = run && sel.kind !== "prompt" && run.data.candidates.length && run.array(variants[0], "candidates");
+    const texts = has ? run.data.candidates[sel.index] : [];
     while (box.children.length < texts.length) {
-      const button = document.createElement("button");
+      const button = make("button");
       button.type = "button";
       button.dataset.candidateIndex = String(box.children.length);
       box.appendChild(button);
@@ -207,96 +420,222 @@
     [...box.children].forEach((button, k) => {
       button.hidden = k >= texts.length;
       if (button.hidden) return;
-      const p = D.candidate_probs.length ? D.candidate_probs[state.index][k] : null;
-      const label = JSON.stringify(texts[k]).slice(1, -1) + (p === null ? "" : "  " + (100 * p).toFixed(1) + "%");
+      const probs = run.data.candidate_probs;
+      const p = probs.length ? probs[sel.index][k] : null;
+      const label = visible(texts[k]) + (p === null ? "" : "  " + (100 * p).toFixed(1) + "%");
       if (button.textContent !== label) button.textContent = label;
-      button.classList.toggle("selected", state.kind === "candidate" && state.candidate === k);
+      button.title = JSON.stringify(texts[k]);
+      button.classList.toggle("selected", sel.kind === "candidate" && sel.candidate === k);
     });
   }
   function paintStatus() {
+    const sel = shown();
+    const run = runs[sel.run];
     let what;
-    if (state.kind === "prompt") what = "prompt token " + state.index;
-    else if (state.kind === "candidate") what = "candidate " + (state.candidate + 1) + " at answer token " + state.index;
-    else what = "answer token " + state.index;
-    $("#status").textContent = what + " · " + state.variant;
+    if (sel.kind === "prompt") what = "prompt token " + sel.index;
+    else {
+      const text = run.answerTexts[sel.index];
+      const probs = run.data.answer_probs;
+      const p = probs ? " (p = " + (100 * probs[sel.index]).toFixed(1) + "%" + (run.data.mode === "teacher-forced" ? ", forced" : "") + ")" : "";
+      what = "answer token " + sel.index + " “" + visible(text === undefined ? "" : text) + "”" + p;
+      if (sel.kind === "candidate") what = "candidate " + (sel.candidate + 1) + " at " + what;
+    }
+    const from = runs.length > 1 ? runTitle(run) + ": " : "";
+    setText($("#status"), from + what + " · " + variants.join(" | ") + (pinned && !hover ? " · pinned" : ""));
   }
   function paint() {
-    if (state.variant === null) {
+    if (!variants.length) {
       $("#status").textContent = "No maps are stored for this sample: run `tamx explain` on the run, then render again.";
       return;
     }
-    if (!nAnswer && state.kind === "answer") return;
-    const { map, text, members } = current();
-    paintMaps(map);
-    paintText(text, members);
+    const sel = shown();
+    if (!runs[sel.run] || (!runs[sel.run].data.answer_words.length && sel.kind === "answer")) return;
+    for (const run of runs) {
+      const s = selectionFor(run);
+      run.columns.forEach((column, k) => {
+        const rows = rowsOf(run, column.variant, s);
+        paintColumn(column, rows, s);
+        if (k === 0) paintText(run, s, rows ? rows.text : null);
+      });
+      if (!run.columns.length) paintText(run, s, null);
+    }
     paintCandidates();
     paintStatus();
-    document.body.dataset.painted = state.kind + ":" + state.index + ":" + state.candidate + ":" + state.variant;
+    document.body.dataset.painted = sel.kind + ":" + sel.index + ":" + sel.candidate + ":" + variants.join("+");
   }
 
   // ---------------------------------------------------------------- events
-  function select(kind, index, candidate = -1) {
-    state.kind = kind;
-    state.index = index;
-    state.candidate = candidate;
+  function tokenOf(target) {
+    const span = target.closest && target.closest("[data-answer-index], [data-prompt-index]");
+    if (!span) return null;
+    const run = Number(span.dataset.run);
+    if (span.dataset.answerIndex !== undefined) return { run, kind: "answer", index: Number(span.dataset.answerIndex), candidate: -1 };
+    if (!runs[run].array(variants[0], "prompt")) return null;
+    return { run, kind: "prompt", index: Number(span.dataset.promptIndex), candidate: -1 };
+  }
+  const same = (a, b) => a && b && a.run === b.run && a.kind === b.kind && a.index === b.index && a.candidate === b.candidate;
+  function onOver(event) {
+    const token = tokenOf(event.target);
+    if (same(token, hover)) return;
+    hover = token;
     paint();
   }
-  function onToken(event) {
-    const target = event.target.closest("[data-answer-index], [data-prompt-index]");
-    if (!target) return;
-    if (target.dataset.answerIndex !== undefined) select("answer", Number(target.dataset.answerIndex));
-    else if (array(state.variant, "prompt")) select("prompt", Number(target.dataset.promptIndex));
+  function onLeave() {
+    if (hover === null) return;
+    hover = null;
+    paint();
+  }
+  function pin(token) {
+    pinned = token;
+    hover = null;
+    paint();
   }
   function step(delta) {
-    if (!nAnswer) return;
-    let index = state.kind === "prompt" ? 0 : state.index;
+    const sel = shown();
+    const run = runs[sel.run];
+    const words = run.data.answer_words;
+    const n = words.length;
+    if (!n) return;
+    let index = sel.kind === "prompt" ? 0 : sel.index;
     if (grouping()) {
-      const word = answerWords[index] + delta;
-      const next = answerWords.indexOf(Math.max(0, Math.min(answerWords[nAnswer - 1], word)));
+      const next = words.indexOf(Math.max(0, Math.min(words[n - 1], words[index] + delta)));
       index = next < 0 ? index : next;
     } else {
-      index = Math.max(0, Math.min(nAnswer - 1, index + delta));
+      index = Math.max(0, Math.min(n - 1, index + delta));
     }
-    select("answer", index);
+    pin({ run: sel.run, kind: "answer", index, candidate: -1 });
   }
-  function bind() {
-    const conversation = $("#conversation");
-    conversation.addEventListener("mouseover", onToken);
-    conversation.addEventListener("click", onToken);
+  function onCellMove(event) {
+    const figure = event.target.closest("figure.frame");
+    const column = figure && runs.flatMap((r) => r.columns).find((c) => c.element.contains(figure));
+    const entry = column && column.canvases.find((c) => c.canvas.parentElement === figure);
+    if (!entry) return;
+    const rect = entry.canvas.getBoundingClientRect();
+    const x = (event.clientX - rect.left) / rect.width;
+    const y = (event.clientY - rect.top) / rect.height;
+    const out = $("#cell");
+    if (x < 0 || y < 0 || x >= 1 || y >= 1) {
+      out.textContent = "outside the map: the model never saw this part of the image";
+      return;
+    }
+    const r = Math.floor(y * entry.frame.height);
+    const c = Math.floor(x * entry.frame.width);
+    if (!column.rows) {
+      out.textContent = "cell (" + r + ", " + c + "): no map";
+      return;
+    }
+    const q = column.rows.map[entry.frame.offset + r * entry.frame.width + c];
+    let text = "cell (" + r + ", " + c + ") of " + (entry.frame.label || "image") + ": " + (q / 255).toFixed(3) + " of the scale";
+    if (column.scale && column.scale.single) {
+      text += " ≈ raw " + fmt(column.scale.low + (q / 255) * (column.scale.high - column.scale.low));
+    }
+    out.textContent = text;
+  }
+  function setOpacity() {
+    const opacity = $("#opacity");
+    for (const run of runs) for (const column of run.columns) for (const c of column.canvases) c.canvas.style.opacity = String(opacity.value / 100);
+  }
+  function bindOnce() {
+    const conversations = $("#conversations");
+    conversations.addEventListener("mouseover", onOver);
+    conversations.addEventListener("mouseleave", onLeave);
+    conversations.addEventListener("click", (event) => {
+      const token = tokenOf(event.target);
+      if (token) pin(token);
+    });
     document.addEventListener("keydown", (event) => {
-      if (event.key === "ArrowRight" || event.key === "ArrowDown") step(1);
+      if (event.key === "Escape") {
+        hover = null;
+        pin(null);
+      } else if (event.key === "ArrowRight" || event.key === "ArrowDown") step(1);
       else if (event.key === "ArrowLeft" || event.key === "ArrowUp") step(-1);
       else return;
       event.preventDefault();
     });
     $("#candidates").addEventListener("click", (event) => {
       const button = event.target.closest("[data-candidate-index]");
-      if (button) select("candidate", state.kind === "prompt" ? 0 : state.index, Number(button.dataset.candidateIndex));
+      const sel = shown();
+      if (button) pin({ run: sel.run, kind: "candidate", index: sel.kind === "prompt" ? 0 : sel.index, candidate: Number(button.dataset.candidateIndex) });
     });
-    document.querySelectorAll("input[name=variant]").forEach((input) =>
-      input.addEventListener("change", () => {
-        state.variant = input.value;
-        if (state.kind === "candidate" && !array(state.variant, "candidates")) state.kind = "answer";
-        if (state.kind === "prompt" && !array(state.variant, "prompt")) state.kind = "answer";
-        paint();
-      })
-    );
-    const opacity = $("#opacity");
-    const setOpacity = () => canvases.forEach((c) => (c.canvas.style.opacity = String(opacity.value / 100)));
-    opacity.addEventListener("input", setOpacity);
-    setOpacity();
+    $("#variants").addEventListener("change", (event) => {
+      const checked = [...document.querySelectorAll("input[name=variant]:checked")].map((i) => i.value);
+      if (!checked.length) {
+        event.target.checked = true;
+        return;
+      }
+      variants = checked;
+      const sel = pinned;
+      if (sel && sel.kind !== "answer" && !runs[sel.run].array(variants[0], sel.kind === "prompt" ? "prompt" : "candidates")) pinned = { ...sel, kind: "answer", candidate: -1 };
+      buildMedia();
+      paint();
+    });
+    $("#media").addEventListener("mousemove", onCellMove);
+    $("#opacity").addEventListener("input", setOpacity);
     $("#group-words").addEventListener("change", paint);
     $("#show-template").addEventListener("change", (event) => document.body.classList.toggle("show-template", event.target.checked));
   }
-
-  buildMedia();
-  buildConversation();
-  bind();
-  if (state.variant !== null) {
-    // Decode the shown variant now, so that the first token switch is as fast as the others.
-    for (const [name, value] of Object.entries(D.variants[state.variant])) if (value.data) array(state.variant, name);
+  function buildVariantControls(previous) {
+    const names = variantsOf();
+    const box = $("#variants");
+    box.replaceChildren(make("legend", "", "variants (tick two or more to compare)"));
+    variants = previous.filter((v) => names.includes(v));
+    if (!variants.length) variants = (D.shown_variants || []).filter((v) => names.includes(v));
+    if (!variants.length && names.length) variants = [names[0]];
+    for (const name of names) {
+      const label = make("label");
+      const input = make("input");
+      input.type = "checkbox";
+      input.name = "variant";
+      input.value = name;
+      input.checked = variants.includes(name);
+      label.append(input, " " + name);
+      box.appendChild(label);
+    }
   }
-  paint();
+
+  // Re-render the page from a page-data payload; the pinned token stays where it still exists.
+  function load(data) {
+    D = data;
+    runs = (data.runs || [data]).map(newRun);
+    lut = decode(runs[0].data.lut).values;
+    buildVariantControls(variants);
+    const header = runs.map(runTitle).join("  vs  ");
+    $("#model").textContent = header;
+    const notice = runs.map((r) => r.data.notice).filter(Boolean).join(" ");
+    $("#notice").textContent = notice;
+    $("#notice").hidden = !notice;
+    const conversations = $("#conversations");
+    conversations.replaceChildren(...runs.map(buildConversation));
+    const keep = (token) => {
+      if (!token || !runs[token.run]) return null;
+      const n = token.kind === "prompt" ? runs[token.run].promptSpans.length : runs[token.run].answerSpans.length;
+      return token.index < n ? token : null;
+    };
+    pinned = keep(pinned);
+    hover = null;
+    buildMedia();
+    for (const run of runs) for (const v of variants) if (run.data.variants[v]) for (const [name, value] of Object.entries(run.data.variants[v])) if (value && value.data) run.array(v, name);
+    paint();
+  }
+
+  bindOnce();
+  load(JSON.parse(document.getElementById("tamx-data").textContent));
+  window.tamx = {
+    load,
+    get state() {
+      const sel = shown();
+      return {
+        sample: D.id,
+        variant: variants[0] || null,
+        variants: [...variants],
+        run: sel.run,
+        kind: sel.kind,
+        index: sel.index,
+        candidate: sel.candidate,
+        pinned: pinned ? { ...pinned } : null,
+      };
+    },
+  };
   document.body.dataset.readyMs = performance.now().toFixed(1); // since navigation start
   document.body.dataset.ready = "1";
 })();

@@ -151,6 +151,7 @@ class Outcome:
     candidate_logprobs: np.ndarray | None
     answer: str
     mode: str
+    answer_logprobs: np.ndarray | None = None  # [N] log p of each answer token (report only)
 
 
 def _processor_call(
@@ -234,6 +235,12 @@ def _candidates(logits: torch.Tensor, top_k: int) -> tuple[np.ndarray | None, np
     return top.indices.cpu().numpy().astype(np.int64), top.values.cpu().numpy().astype(np.float32)
 
 
+def _token_logprobs(logits: torch.Tensor, token_ids: list[int]) -> np.ndarray:
+    """log p of each given token under its row of logits: [n] float32."""
+    chosen = torch.as_tensor(token_ids, device=logits.device).unsqueeze(1)
+    return torch.log_softmax(logits.float(), dim=-1).gather(1, chosen)[:, 0].cpu().numpy().astype(np.float32)
+
+
 def teacher_force(adapter: Adapter, prepared: Prepared, settings: EncodeSettings) -> Outcome:
     """One forward pass over prompt + the given answer under the hook."""
     model, tokenizer = adapter.model, adapter.tokenizer
@@ -252,11 +259,18 @@ def teacher_force(adapter: Adapter, prepared: Prepared, settings: EncodeSettings
         input_ids = np.concatenate([prepared.prompt_ids, np.asarray(answer_ids, dtype=np.int64)])
         hidden = capture.states[0, : len(input_ids) - 1]
         answer_positions = np.arange(len(prepared.prompt_ids), len(input_ids), dtype=np.int64)
-        candidate_ids, candidate_logprobs = _candidates(
-            _head_logits(adapter, hidden[answer_positions - 1]), settings.top_k
-        )
+        logits = _head_logits(adapter, hidden[answer_positions - 1])
+        candidate_ids, candidate_logprobs = _candidates(logits, settings.top_k)
+        forced = _token_logprobs(logits, answer_ids)
     return Outcome(
-        input_ids, hidden, answer_positions, candidate_ids, candidate_logprobs, prepared.answer, "teacher-forced"
+        input_ids,
+        hidden,
+        answer_positions,
+        candidate_ids,
+        candidate_logprobs,
+        prepared.answer,
+        "teacher-forced",
+        answer_logprobs=forced,
     )
 
 
@@ -335,8 +349,18 @@ def generate(adapter: Adapter, batch: list[Prepared], settings: EncodeSettings) 
                         "the answer would not be the argmax that explain recomputes"
                     )
             answer = tokenizer.decode(generated[:count].tolist())
+            greedy = None if candidate_logprobs is None else candidate_logprobs[:, 0].astype(np.float32)
             outcomes.append(
-                Outcome(input_ids, hidden, answer_positions, candidate_ids, candidate_logprobs, answer, "generate")
+                Outcome(
+                    input_ids,
+                    hidden,
+                    answer_positions,
+                    candidate_ids,
+                    candidate_logprobs,
+                    answer,
+                    "generate",
+                    answer_logprobs=greedy,
+                )
             )
     return outcomes
 
@@ -397,6 +421,7 @@ def build_sample(
         if outcome.candidate_logprobs is None
         else outcome.candidate_logprobs.astype(np.float32),
         tokens=[names[i] for i in inverse.tolist()],
+        answer_logprobs=outcome.answer_logprobs,
         media=media_records(media),
         messages=prepared.messages,
         meta={
