@@ -38,9 +38,23 @@ class RenderReport:
     unexplained: list[str] = field(default_factory=list)
 
 
-def sample_page(data: dict, index_href: str = "../index.html") -> str:
-    """The HTML of one sample page from its `page_data`."""
+# Everything inline, nothing fetched: the page opens from disk and makes no request.
+REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+
+def sample_page(
+    data: dict,
+    index_href: str = "../index.html",
+    csp: str = REPORT_CSP,
+    scripts: Sequence[str] = (),
+    styles: Sequence[str] = (),
+) -> str:
+    """The HTML of one sample page from its `page_data`; `tamx serve` adds its own script and
+    style sheet (same-origin URLs) and a CSP that lets them talk to the server."""
     return _env.get_template("sample.html.j2").render(
+        csp=csp,
+        scripts=scripts,
+        styles=styles,
         title=data["id"],
         model=data["model"],
         notice=data["notice"],

@@ -1,6 +1,6 @@
 (() => {
   "use strict";
-  const D = JSON.parse(document.getElementById("tamx-data").textContent);
+  let D = JSON.parse(document.getElementById("tamx-data").textContent);
   const $ = (selector) => document.querySelector(selector);
 
   // ---------------------------------------------------------------- packed arrays
@@ -27,14 +27,16 @@
   const lut = decode(D.lut).values;
 
   // ---------------------------------------------------------------- state
-  const state = { variant: D.default_variant, kind: "answer", index: 0, candidate: -1 };
-  const answerWords = D.answer_words;
-  const nAnswer = answerWords.length;
+  const state = { sample: D.id, variant: D.default_variant, kind: "answer", index: 0, candidate: -1 };
+  let answerWords = D.answer_words;
+  let nAnswer = answerWords.length;
 
   // ---------------------------------------------------------------- media
   const canvases = []; // {canvas, ctx, image, offset, h, w}
   function buildMedia() {
     const media = $("#media");
+    media.replaceChildren();
+    canvases.length = 0;
     D.blocks.forEach((block) => {
       const box = document.createElement("div");
       box.className = "block " + block.kind;
@@ -87,6 +89,9 @@
   const promptSpans = [];
   function buildConversation() {
     const conversation = $("#conversation");
+    conversation.replaceChildren();
+    answerSpans.length = 0;
+    promptSpans.length = 0;
     D.segments.forEach((segment) => {
       const div = document.createElement("div");
       div.className = "segment " + segment.kind;
@@ -259,6 +264,10 @@
     }
     select("answer", index);
   }
+  function setOpacity() {
+    const opacity = $("#opacity").value / 100;
+    canvases.forEach((c) => (c.canvas.style.opacity = String(opacity)));
+  }
   function bind() {
     const conversation = $("#conversation");
     conversation.addEventListener("mouseover", onToken);
@@ -273,21 +282,58 @@
       const button = event.target.closest("[data-candidate-index]");
       if (button) select("candidate", state.kind === "prompt" ? 0 : state.index, Number(button.dataset.candidateIndex));
     });
-    document.querySelectorAll("input[name=variant]").forEach((input) =>
-      input.addEventListener("change", () => {
-        state.variant = input.value;
-        if (state.kind === "candidate" && !array(state.variant, "candidates")) state.kind = "answer";
-        if (state.kind === "prompt" && !array(state.variant, "prompt")) state.kind = "answer";
-        paint();
-      })
-    );
-    const opacity = $("#opacity");
-    const setOpacity = () => canvases.forEach((c) => (c.canvas.style.opacity = String(opacity.value / 100)));
-    opacity.addEventListener("input", setOpacity);
+    $("#variants").addEventListener("change", (event) => {
+      if (event.target.name !== "variant") return;
+      state.variant = event.target.value;
+      if (state.kind === "candidate" && !array(state.variant, "candidates")) state.kind = "answer";
+      if (state.kind === "prompt" && !array(state.variant, "prompt")) state.kind = "answer";
+      paint();
+    });
+    $("#opacity").addEventListener("input", setOpacity);
     setOpacity();
     $("#group-words").addEventListener("change", paint);
     $("#show-template").addEventListener("change", (event) => document.body.classList.toggle("show-template", event.target.checked));
   }
+
+  // ---------------------------------------------------------------- live reload (minimal, for `tamx serve`;
+  // the report rewrite supersedes this block): re-render from a new page-data payload, keeping
+  // the selected token, variant and candidate where they still exist.
+  function buildVariants() {
+    const legend = $("#variants legend");
+    $("#variants").replaceChildren(legend);
+    for (const name of Object.keys(D.variants)) {
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      input.type = "radio";
+      input.name = "variant";
+      input.value = name;
+      input.checked = name === state.variant;
+      label.append(input, " " + name);
+      $("#variants").appendChild(label);
+    }
+  }
+  function load(data) {
+    D = data;
+    decoded.clear();
+    answerWords = D.answer_words;
+    nAnswer = answerWords.length;
+    state.sample = D.id;
+    const title = $("header .title strong");
+    if (title) title.textContent = D.id;
+    if (!(state.variant in D.variants)) state.variant = D.default_variant;
+    if (state.kind === "prompt" && (state.index >= D.n_context || !array(state.variant, "prompt"))) state.kind = "answer";
+    if (state.kind === "candidate" && (state.candidate >= (D.candidates[state.index] || []).length || !array(state.variant, "candidates"))) {
+      state.kind = "answer";
+    }
+    if (state.kind !== "prompt" && state.index >= nAnswer) state.index = 0;
+    if (state.kind === "answer") state.candidate = -1;
+    buildVariants();
+    buildMedia();
+    buildConversation();
+    setOpacity();
+    paint();
+  }
+  window.tamx = { load, state };
 
   buildMedia();
   buildConversation();
