@@ -62,6 +62,7 @@ SERVE_CSP = (
 )
 LIVE = "live"  # the variant name of maps recomputed for the page's settings, never stored
 MAX_UPLOAD_BYTES = 64 << 20
+FORM_OVERHEAD = 64 << 10  # multipart boundaries and the text fields, on top of the files
 TOKEN_COOKIE = "tamx_token"
 
 
@@ -501,7 +502,10 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
             raise http_error(404, "this server has no model: start it with `tamx serve --model ID_OR_PATH`")
         length = request.headers.get("content-length")
         limit = config.max_upload_bytes
-        if length is not None and length.isdigit() and int(length) > limit:
+        # The HTTP parser reads exactly Content-Length bytes, so checking it bounds the body.
+        if length is None or not length.isdigit():
+            raise http_error(411, "send the upload with a Content-Length header (a browser form does)")
+        if int(length) > limit + FORM_OVERHEAD:
             raise http_error(
                 413, f"the upload is {int(length) / 1e6:.1f} MB; this server takes at most {limit / 1e6:.1f} MB"
             )
@@ -529,8 +533,7 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
         Route("/api/runs/{run}/samples/{sample}/live", api_live),
         Route("/api/runs/{run}/samples/{sample}/figure.png", api_figure),
         Route("/api/runs/{run}/variants", api_save, methods=["POST"]),
-        # the body limit backs up the Content-Length check for chunked uploads
-        Route("/api/generate", api_generate, methods=["POST"], max_body_size=config.max_upload_bytes),
+        Route("/api/generate", api_generate, methods=["POST"]),
         Route("/api/jobs/{job}", api_job),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -203,11 +203,11 @@ class Generator:
         return images, video
 
     def _run(self, job: Job) -> None:
-        from pipeline.encode import encode, inline_input
-
         job.state = "running"
         upload = job.upload
         try:
+            from pipeline.encode import encode, inline_input
+
             images, video = self._save_media(upload)
             sample = inline_input(tuple(images), video, upload.prompt, upload.answer, upload.sample_id)
             report = encode(
@@ -220,9 +220,14 @@ class Generator:
                 if explained.failed:
                     raise TamxError(explained.failed[upload.sample_id])
             job.state = "done"
+        except ImportError as exc:
+            job.state, job.error = "failed", f"generating needs the [encode] extra (torch, transformers): {exc}"
         except (TamxError, OSError, ValueError, RuntimeError) as exc:
             log.info("generation %s failed", job.id, exc_info=True)
             job.state, job.error = "failed", str(exc)
+        except Exception as exc:  # the worker thread's boundary: the job must end, and say why
+            log.exception("generation %s failed unexpectedly", job.id)
+            job.state, job.error = "failed", f"unexpected {type(exc).__name__}: {exc} (see the server log)"
         finally:
             with self._lock:
                 self._line.remove(job.id)
