@@ -90,7 +90,7 @@ def test_the_page_is_the_report_page_with_the_serve_script(client):
     html = response.text
     assert 'id="tamx-data"' in html and 'src="/static/serve.js"' in html and 'href="/static/serve.css"' in html
     assert f'content="{SERVE_CSP}"' in unescape(html)  # the page's own CSP: this server, nothing else
-    assert response.headers["content-security-policy"] == SERVE_CSP
+    assert response.headers["content-security-policy"] == SERVE_CSP + "; frame-ancestors 'self'"
     assert response.headers["x-content-type-options"] == "nosniff"
     for name in ("serve.js", "serve.css", "compare.js"):
         assert client.get(f"/static/{name}").status_code == 200

@@ -58,8 +58,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 SERVE_CSP = (
     "default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline' 'self'; "
     "script-src 'unsafe-inline' 'self'; connect-src 'self'; frame-src 'self'; "
-    "frame-ancestors 'self'; form-action 'self'; base-uri 'none'"
+    "form-action 'self'; base-uri 'none'"
 )
+HEADER_CSP = SERVE_CSP + "; frame-ancestors 'self'"  # frame-ancestors only works as a header
 LIVE = "live"  # the variant name of maps recomputed for the page's settings, never stored
 MAX_UPLOAD_BYTES = 64 << 20
 FORM_OVERHEAD = 64 << 10  # multipart boundaries and the text fields, on top of the files
@@ -158,7 +159,7 @@ class _Guard:
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
                 extra = [
-                    (b"content-security-policy", SERVE_CSP.encode()),
+                    (b"content-security-policy", HEADER_CSP.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"),
                     (b"cache-control", b"no-store"),
@@ -359,6 +360,9 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
         )
         return HTMLResponse(html)
 
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)  # browsers ask; there is none
+
     async def compare(request: Request) -> Response:
         html = (STATIC / "compare.html").read_text()
         return HTMLResponse(html)
@@ -526,6 +530,7 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
     routes = [
         Route("/", index),
         Route("/compare", compare),
+        Route("/favicon.ico", favicon),
         Route("/api/config", api_config),
         Route("/api/runs", api_runs),
         Route("/api/runs/{run}/samples", api_samples),
