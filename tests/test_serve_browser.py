@@ -3,8 +3,6 @@ server, runs switch, variants are saved, figures download, and no request leaves
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -15,18 +13,7 @@ from tamx.figures import token_figure
 from tamx.report import normalise_jointly
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
-from .test_browser import ARGS, CHROMIUM, expected_canvases, playwright_api
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's chromium through Playwright (the report's browser tests say why it is never skipped in CI)."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed")
-    with playwright_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield launched
-        launched.close()
+from .test_browser import expected_canvases
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +80,8 @@ def assert_painted(page: LivePage, sample, row: np.ndarray) -> None:
         np.testing.assert_array_equal(g, w)
 
 
-def test_settings_recompute_the_map_and_runs_switch(server, browser):
-    page = LivePage(browser, server.url + "/?run=a&sample=img")
+def test_settings_recompute_the_map_and_runs_switch(server, chromium):
+    page = LivePage(chromium, server.url + "/?run=a&sample=img")
     sample = open_run(server.root / "a").sample("img")
     page.pin(3)
     page.set_setting("#serve-kernel", "5")
@@ -117,8 +104,8 @@ def test_settings_recompute_the_map_and_runs_switch(server, browser):
     assert page.errors == [] and page.outside(server) == []
 
 
-def test_a_setting_saved_from_the_page_is_stored(server, browser):
-    page = LivePage(browser, server.url + "/?run=a&sample=video")
+def test_a_setting_saved_from_the_page_is_stored(server, chromium):
+    page = LivePage(chromium, server.url + "/?run=a&sample=video")
     page.set_setting("#serve-filter", "median")
     page.page.wait_for_selector("body[data-live='relevance/median/3']")
     page.page.fill("#serve-variant-name", "median3")
@@ -131,8 +118,8 @@ def test_a_setting_saved_from_the_page_is_stored(server, browser):
     assert page.errors == [] and page.outside(server) == []
 
 
-def test_the_figure_downloads_for_the_shown_token(server, browser, tmp_path):
-    page = LivePage(browser, server.url + "/?run=a&sample=img")
+def test_the_figure_downloads_for_the_shown_token(server, chromium, tmp_path):
+    page = LivePage(chromium, server.url + "/?run=a&sample=img")
     page.pin(6)
     with page.page.expect_download() as download:
         page.page.click("#serve-figure")
@@ -144,8 +131,8 @@ def test_the_figure_downloads_for_the_shown_token(server, browser, tmp_path):
     assert page.errors == []
 
 
-def test_compare_shows_two_live_pages_side_by_side(server, browser):
-    page = LivePage(browser, server.url + "/compare?left=a/img&right=b/multi", ready="iframe#right")
+def test_compare_shows_two_live_pages_side_by_side(server, chromium):
+    page = LivePage(chromium, server.url + "/compare?left=a/img&right=b/multi", ready="iframe#right")
     for side, expected in (("left", "a/img"), ("right", "b/multi")):
         frame = page.page.frame_locator(f"iframe#{side}")
         frame.locator(f"body[data-serve-ready='1'][data-serve-sample='{expected}']").wait_for()
