@@ -323,6 +323,9 @@ def demo(out: str, model: str | None, overwrite: bool) -> None:
 @click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp16", "fp32"]))
 @click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(1), help="Model mode.")
 @click.option("--max-upload-mb", default=64, show_default=True, type=click.IntRange(1), help="Largest upload.")
+@click.option(
+    "--cache", default=128, show_default=True, type=click.IntRange(0), help="Recomputed variants kept in memory."
+)
 def serve(
     runs: tuple[str, ...],
     model: str | None,
@@ -334,6 +337,7 @@ def serve(
     dtype: str,
     max_new_tokens: int,
     max_upload_mb: int,
+    cache: int,
 ) -> None:
     """A live local web app over the run stores RUNS (and, with --model, a VLM to generate with).
 
@@ -353,6 +357,7 @@ def serve(
         token=token or (None if loopback else new_token()),
         allowed_hosts=LOOPBACK if loopback else (),
         max_upload_bytes=max_upload_mb << 20,
+        cache_size=cache,
     )
     if model is not None:
         from .encode import EncodeSettings
