@@ -433,6 +433,20 @@ def test_the_command_serves_until_stopped(runs):
         process.wait(20)
 
 
+def test_another_host_gets_a_token_and_no_host_check(runs, monkeypatch):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    started = []
+    monkeypatch.setattr(serve_app, "serve_forever", lambda config, host, port, echo: started.append((config, host)))
+    result = CliRunner().invoke(main, ["serve", str(runs / "a"), "--host", "0.0.0.0"])
+    assert result.exit_code == 0, result.output
+    ((config, host),) = started
+    assert host == "0.0.0.0" and len(config.token) >= 24 and config.allowed_hosts == ()
+    assert list(config.runs) == ["a"]
+
+
 def test_the_command_needs_runs_or_a_model():
     from click.testing import CliRunner
 

@@ -13,14 +13,16 @@ from tamx.figures import token_figure
 from tamx.report import normalise_jointly
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
-from .test_browser import expected_canvases
+from .test_browser import EVIL, expected_canvases
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve-browser")
+    evil = synthetic_sample("video", grids=[(3, 4, 5)], seed=2)
+    evil.meta = {"answer": EVIL[1]}
     for name, samples in {
-        "a": [synthetic_sample("img", grids=[(1, 9, 13)]), synthetic_sample("video", grids=[(3, 4, 5)], seed=2)],
+        "a": [synthetic_sample("img", grids=[(1, 9, 13)]), evil],
         "b": [synthetic_sample("multi", grids=[(1, 6, 8), (1, 4, 5)], seed=1)],
     }.items():
         run = create_run(root / name, synthetic_run_info())
@@ -39,6 +41,8 @@ class LivePage:
         self.page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
         self.errors: list[str] = []
         self.requests: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("request", lambda r: self.requests.append(r.url))
@@ -63,7 +67,7 @@ class LivePage:
     def set_setting(self, selector: str, value: str) -> None:
         if selector == "#serve-kernel":
             self.page.fill(selector, value)
-            self.page.dispatch_event(selector, "change")
+            self.page.press(selector, "Enter")  # commits the value: one change event, as a user's Enter
         else:
             self.page.select_option(selector, value)
 
@@ -101,6 +105,10 @@ def test_settings_recompute_the_map_and_runs_switch(server, chromium):
     assert page.page.evaluate("window.tamx.state.sample") == "multi"
     assert_painted(page, multi.sample("multi"), answer_row(multi.maps("multi", "tam"), 3))
     assert page.page.url.endswith("/?run=b&sample=multi")
+    page.page.select_option("#serve-run", "a")
+    page.page.wait_for_selector("body[data-serve-sample='a/img']")
+    assert EVIL[1] in page.page.locator("#serve-sample option").all_inner_texts()[1]  # shown literally
+    assert page.dialogs == [] and page.page.locator("img[src=x]").count() == 0
     assert page.errors == [] and page.outside(server) == []
 
 

@@ -348,6 +348,9 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
     # ------------------------------------------------------------------ pages
     async def index(request: Request) -> Response:
         name, sample_id = request.query_params.get("run"), request.query_params.get("sample")
+        if name is not None and sample_id is None:
+            ids = _read(store.run(name).sample_ids)
+            sample_id = ids[0] if ids else None
         if name is None or sample_id is None:
             first = first_sample()
             name, sample_id = first if first else (None, None)

@@ -216,6 +216,7 @@
       }
       event.currentTarget.href = figureHref();
     });
+    if (!data.id) say("no samples yet" + (config.model ? ": upload images or a video, type a prompt and generate" : ""));
     document.body.dataset.serveSample = data.id ? run + "/" + data.id : "";
     document.body.dataset.serveReady = "1";
   }
