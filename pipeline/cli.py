@@ -351,6 +351,8 @@ def serve(
         raise click.ClickException(f"tamx serve needs the [serve] extra: pip install 'tamx[serve]' ({exc})") from None
     if not runs and model is None:
         raise click.UsageError("give one or more RUN folders, or --model ID_OR_PATH (or both)")
+    if out is not None and model is None:
+        raise click.UsageError("--out is where generated samples go: it needs --model ID_OR_PATH")
     loopback = host in LOOPBACK
     config = ServeConfig(
         run_names(list(runs)),

@@ -447,10 +447,20 @@ def test_another_host_gets_a_token_and_no_host_check(runs, monkeypatch):
     assert list(config.runs) == ["a"]
 
 
-def test_the_command_needs_runs_or_a_model():
+def test_the_command_needs_runs_or_a_model(runs):
     from click.testing import CliRunner
 
     from pipeline.cli import main
 
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 2 and "--model" in result.output
+    result = CliRunner().invoke(main, ["serve", str(runs / "a"), "--out", str(runs / "new")])
+    assert result.exit_code == 2 and "needs --model" in result.output
+
+
+def test_serving_runs_imports_no_torch(runs):
+    code = (
+        "import sys; from pipeline.serve import make_app; import pipeline.serve.model; "
+        f"make_app({{'a': {str(runs / 'a')!r}}}); assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -156,7 +156,7 @@
   }
   function figureHref() {
     const state = tamx.state;
-    const query = new URLSearchParams({ index: state.kind === "answer" ? state.index : 0 });
+    const query = new URLSearchParams({ index: state.kind === "prompt" ? 0 : state.index });
     if (state.variant === config.live_variant && live) Object.entries(live).forEach(([k, v]) => query.set(k, v));
     else query.set("variant", state.variant);
     return sampleUrl(run, data.id) + "/figure.png?" + query.toString();
