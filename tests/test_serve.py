@@ -338,6 +338,7 @@ def test_a_token_is_needed_on_every_request_when_set(runs):
         assert httpx.get(server.url + "/api/runs?token=wrong").status_code == 401
         assert httpx.get(server.url + "/api/runs", headers={"authorization": "Bearer s3cret"}).status_code == 200
         assert httpx.get(server.url + "/api/runs", headers={"cookie": "tamx_token=x; broken"}).status_code == 401
+        assert httpx.get(server.url + "/api/runs", params={"token": "s3crét"}).status_code == 401
         with httpx.Client(base_url=server.url) as browser:
             first = browser.get("/?token=s3cret")
             assert first.status_code == 200 and "HttpOnly" in first.headers["set-cookie"]

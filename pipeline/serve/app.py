@@ -21,10 +21,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import cv2
@@ -117,44 +116,23 @@ class _Guard:
         self.app = app
         self.token = token
 
-    def _token_ok(self, scope: dict) -> tuple[bool, bool]:
-        """(allowed, came in the query: set the cookie)."""
-        if self.token is None:
-            return True, False
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
-        if query and hmac.compare_digest(query, self.token):
-            return True, True
-        bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if bearer and hmac.compare_digest(bearer, self.token):
-            return True, False
-        cookie = SimpleCookie()
-        try:
-            cookie.load(headers.get("cookie", ""))
-        except CookieError:
-            return False, False
-        value = cookie[TOKEN_COOKIE].value if TOKEN_COOKIE in cookie else ""
-        return bool(value) and hmac.compare_digest(value, self.token), False
+    def _matches(self, given: str) -> bool:
+        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        allowed, set_cookie = self._token_ok(scope)
-        headers = dict(scope["headers"])
-        origin = headers.get(b"origin")
-        foreign = origin is not None and urlsplit(origin.decode("latin-1")).netloc != headers.get(b"host", b"").decode(
-            "latin-1"
+        request = Request(scope)
+        in_query = self.token is not None and self._matches(request.query_params.get("token", ""))
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        allowed = (
+            self.token is None
+            or in_query
+            or any(self._matches(given) for given in (bearer, request.cookies.get(TOKEN_COOKIE, "")))
         )
-        denied = None
-        if not allowed:
-            denied = 401, "this server needs its token: open the URL it printed at start (?token=...)"
-        elif scope["method"] not in ("GET", "HEAD") and foreign:
-            denied = 403, "requests that change things must come from this server's own page"
-        if denied is not None:
-            status, message = denied
-            await JSONResponse({"status": status, "message": message}, status_code=status)(scope, receive, send)
-            return
+        origin = request.headers.get("origin")
+        foreign = origin is not None and urlsplit(origin).netloc != request.headers.get("host", "")
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -164,14 +142,23 @@ class _Guard:
                     (b"referrer-policy", b"no-referrer"),
                     (b"cache-control", b"no-store"),
                 ]
-                if set_cookie:
-                    extra.append(
-                        (b"set-cookie", f"{TOKEN_COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/".encode())
-                    )
+                if in_query:  # the page's own requests then carry the token in a cookie
+                    cookie = f"{TOKEN_COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
+                    extra.append((b"set-cookie", cookie.encode()))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        denied = None
+        if not allowed:
+            denied = 401, "this server needs its token: open the URL it printed at start (?token=...)"
+        elif scope["method"] not in ("GET", "HEAD") and foreign:
+            denied = 403, "requests that change things must come from this server's own page"
+        if denied is None:
+            await self.app(scope, receive, send_with_headers)
+        else:
+            status, message = denied
+            response = JSONResponse({"status": status, "message": message}, status_code=status)
+            await response(scope, receive, send_with_headers)
 
 
 class _MapCache:
