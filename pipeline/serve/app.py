@@ -257,7 +257,7 @@ def _read(load: Callable[[], Any]) -> Any:
     """Run a store read, turning damage or a concurrent write into a 409 that says so."""
     try:
         return load()
-    except TamxError as exc:
+    except (TamxError, OSError) as exc:
         raise http_error(
             409,
             f"{exc} (if `tamx explain` or `tamx encode` is writing this run right now, retry in a moment)",
@@ -302,13 +302,16 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
     """The app over `runs` (name -> run folder), or over a full `ServeConfig`."""
     config = runs if isinstance(runs, ServeConfig) else ServeConfig({k: Path(v) for k, v in runs.items()}, **options)
     generator = config.generator
-    if generator is not None:
+    if generator is not None:  # the output run is served too, under a name of its own
         names = {path.resolve(): name for name, path in config.runs.items()}
-        if generator.out.resolve() not in names:
-            unique = run_names([*config.runs.values(), generator.out])
-            config.runs = dict(unique)
-            names = {path.resolve(): name for name, path in unique.items()}
-        generator.run_name = names[generator.out.resolve()]
+        name = names.get(generator.out.resolve())
+        if name is None:
+            base, k = generator.out.name, 2
+            name = base
+            while name in config.runs:
+                name, k = f"{base}-{k}", k + 1
+            config.runs = {**config.runs, name: generator.out}
+        generator.run_name = name
     store = _Runs(config.runs)
     cache = _MapCache(config.cache_size)
     limiter = anyio.CapacityLimiter(config.explain_threads)
@@ -333,18 +336,21 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
         return None
 
     # ------------------------------------------------------------------ pages
-    async def index(request: Request) -> Response:
-        name, sample_id = request.query_params.get("run"), request.query_params.get("sample")
+    def opening_page(name: str | None, sample_id: str | None) -> dict[str, Any]:
+        """The asked sample; a run's first sample; the first sample of any run; or an empty page."""
         if name is not None and sample_id is None:
             ids = _read(store.run(name).sample_ids)
             sample_id = ids[0] if ids else None
         if name is None or sample_id is None:
             first = first_sample()
-            name, sample_id = first if first else (None, None)
-        if name is None:
-            data = empty_page_data(generator.model_id if generator else None)
-        else:
-            data = await blocking(lambda: stored_page(name, sample_id))
+            if first is None:
+                return empty_page_data(generator.model_id if generator else None)
+            name, sample_id = first
+        return stored_page(name, sample_id)
+
+    async def index(request: Request) -> Response:
+        query = request.query_params
+        data = await blocking(lambda: opening_page(query.get("run"), query.get("sample")))
         html = sample_page(
             data, index_href="/", csp=SERVE_CSP, scripts=["/static/serve.js"], styles=["/static/serve.css"]
         )
