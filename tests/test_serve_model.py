@@ -3,7 +3,11 @@ see the new sample in the list with its maps; generations wait in line one at a 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import httpx
@@ -98,3 +102,23 @@ def test_upload_in_the_page_generates_and_shows_the_new_sample(served, chromium)
     assert page.page.get_attribute("body", "data-painted") == "answer:0:-1:tam"
     assert page.page.locator("#media canvas").count() == 1
     assert page.errors == [] and page.outside(served) == []
+
+
+def test_the_command_loads_the_model_and_serves_its_run(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = tmp_path / "live"
+    command = [sys.executable, "-m", "pipeline", "serve", "--model", str(MODEL_DIR), "--out", str(out), "--port", "0"]
+    command += ["--device", "cpu", "--dtype", "fp32"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = [process.stderr.readline()]
+        while "open http" not in lines[-1] and lines[-1] and len(lines) < 100:  # loaders may log lines too
+            lines.append(process.stderr.readline())
+        assert lines[0].startswith("loading ") and "and a model" in lines[-1], lines
+        url = lines[-1].split("open ", 1)[1].strip()
+        config = httpx.get(url + "api/config", timeout=30).json()
+        assert config["model"]["id"] == str(MODEL_DIR.resolve()) and config["model"]["run"] == "live"
+        assert httpx.get(url, timeout=30).status_code == 200  # the empty page, until a first generation
+    finally:
+        process.terminate()
+        process.wait(30)
