@@ -94,8 +94,23 @@ def test_upload_in_the_page_generates_and_shows_the_new_sample(served, chromium)
     page.page.set_input_files("#serve-files", str(served.images[2]))
     page.page.fill("#serve-prompt", PROMPT)
     page.page.fill("#serve-id", "from-page")
+    # record what the page shows while it waits; two generations are already in line before it
+    page.page.evaluate(
+        """() => { window.seen = []; new MutationObserver(() => window.seen.push(document.body.dataset.job + '|' +
+             document.getElementById('serve-queue').textContent)).observe(document.body, {attributes: true}); }"""
+    )
+    for k in range(2):
+        image = served.images[k]
+        ahead = httpx.post(
+            served.url + "/api/generate",
+            files=[("files", (image.name, image.read_bytes(), "image/png"))],
+            data={"prompt": PROMPT, "id": f"ahead-{k}"},
+        )
+        assert ahead.status_code == 202
     page.page.click("#serve-generate")
     page.page.wait_for_selector("body[data-job='done'][data-serve-sample='run/from-page']", timeout=120_000)
+    seen = page.page.evaluate("window.seen")
+    assert any(s.startswith(("queued:2|in line: 2", "queued:1|in line: 1")) for s in seen), seen
     options = page.page.locator("#serve-sample option").all_inner_texts()
     assert any(o.startswith("from-page") for o in options)
     page.page.click("[data-answer-index='0']")
