@@ -320,8 +320,16 @@ def demo(out: str, model: str | None, overwrite: bool) -> None:
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
 @click.option("--token", help="Access token required on every request.  [default: random, unless on loopback]")
 @click.option("--device", default="auto", show_default=True, help="Model mode: cpu, cuda, cuda:1, ...")
-@click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp16", "fp32"]))
-@click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(1), help="Model mode.")
+@click.option(
+    "--dtype",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
+    help="Model mode: the weights' dtype.",
+)
+@click.option(
+    "--max-new-tokens", default=64, show_default=True, type=click.IntRange(1), help="Model mode: longest answer."
+)
 @click.option("--max-upload-mb", default=64, show_default=True, type=click.IntRange(1), help="Largest upload.")
 @click.option(
     "--cache", default=128, show_default=True, type=click.IntRange(0), help="Recomputed variants kept in memory."
@@ -362,9 +370,13 @@ def serve(
         cache_size=cache,
     )
     if model is not None:
-        from .encode import EncodeSettings
         from .serve.model import Generator
 
+        try:
+            from .encode import EncodeSettings
+        except ImportError as exc:
+            needs = "--model needs the [encode] extra: pip install 'tamx[encode]'"
+            raise click.ClickException(f"{needs} ({exc})") from None
         click.echo(f"loading {model} ...", err=True)
         config.generator = Generator.load(
             model, out or "tamx-serve/run", device=device, dtype=dtype, settings=EncodeSettings(max_new_tokens)
