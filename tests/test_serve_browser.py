@@ -145,3 +145,13 @@ def test_compare_shows_two_live_pages_side_by_side(server, chromium):
         frame = page.page.frame_locator(f"iframe#{side}")
         frame.locator(f"body[data-serve-ready='1'][data-serve-sample='{expected}']").wait_for()
     assert page.errors == [] and page.outside(server) == []
+
+
+def test_the_compare_link_pairs_the_sample_with_another_run(server, chromium):
+    page = LivePage(chromium, server.url + "/?run=a&sample=img")
+    page.page.click("#serve-compare")
+    page.page.wait_for_selector("iframe#right")
+    assert page.page.url.endswith("/compare?left=a%2Fimg&right=b")  # b has no "img": its first sample
+    right = page.page.frame_locator("iframe#right")
+    right.locator("body[data-serve-ready='1'][data-serve-sample='b/multi']").wait_for()
+    assert page.errors == [] and page.outside(server) == []

@@ -1,4 +1,4 @@
-// tamx serve: two live pages side by side (?left=RUN/SAMPLE&right=RUN/SAMPLE); each side has its
+// tamx serve: two live pages side by side (?left=RUN/SAMPLE&right=RUN[/SAMPLE]); each side has its
 // own run, sample, variant and settings controls.
 (() => {
   "use strict";
@@ -6,7 +6,8 @@
   for (const side of ["left", "right"]) {
     const value = params.get(side) || "";
     const cut = value.indexOf("/");
-    const query = cut > 0 ? new URLSearchParams({ run: value.slice(0, cut), sample: value.slice(cut + 1) }) : "";
+    const fields = cut > 0 ? { run: value.slice(0, cut), sample: value.slice(cut + 1) } : value ? { run: value } : null;
+    const query = fields ? new URLSearchParams(fields) : "";
     document.getElementById(side).src = "/" + (query ? "?" + query.toString() : "");
   }
 })();

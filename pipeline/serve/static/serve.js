@@ -86,8 +86,9 @@
   }
 
   // ---------------------------------------------------------------- browsing
+  let runs = [];
   async function loadRuns(selectRun) {
-    const runs = await api("/api/runs");
+    runs = await api("/api/runs");
     options($("#serve-run"), runs.map((r) => r.id), runs.map((r) => r.id + " (" + r.samples + ", " + r.model + ")"));
     run = selectRun && runs.some((r) => r.id === selectRun) ? selectRun : runs.length ? runs[0].id : null;
     if (run !== null) $("#serve-run").value = run;
@@ -111,6 +112,16 @@
     if (!data.id) return;
     const here = run + "/" + data.id;
     $("#serve-compare").href = "/compare?left=" + q(here) + "&right=" + q(here);
+  }
+  // Compare with the same sample in another run where one has it, else with another run's first sample.
+  async function compareTarget() {
+    const here = run + "/" + data.id;
+    for (const other of runs.filter((r) => r.id !== run)) {
+      const samples = await api("/api/runs/" + q(other.id) + "/samples");
+      if (samples.some((s) => s.id === data.id)) return other.id + "/" + data.id;
+    }
+    const other = runs.find((r) => r.id !== run);
+    return other ? other.id : here;
   }
 
   // ---------------------------------------------------------------- live settings
@@ -208,6 +219,13 @@
     });
     $("#serve-settings").addEventListener("submit", (event) => event.preventDefault());
     $("#serve-save").addEventListener("click", guard(save));
+    $("#serve-compare").addEventListener("click", (event) => {
+      if (!data.id) return;
+      event.preventDefault();
+      guard(async () => {
+        location.href = "/compare?left=" + q(run + "/" + data.id) + "&right=" + q(await compareTarget());
+      })();
+    });
     $("#serve-figure").addEventListener("click", (event) => {
       if (!data.id || !tamx.state.variant) {
         event.preventDefault();
