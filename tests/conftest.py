@@ -46,10 +46,10 @@ def tiny_model_dir(tmp_path_factory):
     return get
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """Debian's chromium driven by Playwright, shared by the `tamx serve` browser tests (in CI
-    it must be there: the report's browser tests say why)."""
+    """Debian's chromium driven by Playwright for the `tamx serve` browser tests (in CI it must
+    be there: the report's browser tests say why). Per module: one Playwright at a time."""
     from .test_browser import ARGS, CHROMIUM, playwright_api
 
     if not Path(CHROMIUM).exists():
