@@ -361,6 +361,16 @@ def png(size: int = 32) -> bytes:
     return cv2.imencode(".png", np.full((size, size, 3), 120, np.uint8))[1].tobytes()
 
 
+def avi(folder: Path) -> bytes:
+    """A 3-frame MJPG video."""
+    path = folder / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 4.0, (32, 24))
+    for k in range(3):
+        writer.write(np.full((24, 32, 3), 60 * k, np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
 @pytest.mark.parametrize(
     ("files", "data", "status", "says"),
     [
@@ -371,15 +381,18 @@ def png(size: int = 32) -> bytes:
         ([], {"prompt": "hi"}, 400, "upload one or more images"),
         ([("files", ("a.png", png(), "image/png"))], {"prompt": "hi", "id": "../x"}, 400, "sample id"),
         (
-            [("files", ("a.mp4", b"\x00\x00\x00\x18ftypmp42", "video/mp4"))] * 2,
+            [("files", ("a.mp4", b"\x00\x00\x00\x18ftypmp42 and then no video at all", "video/mp4"))],
             {"prompt": "hi"},
-            400,
-            "at most one video",
+            415,
+            "cannot decode a frame",
         ),
+        ("two videos", {"prompt": "hi"}, 400, "at most one video"),
     ],
 )
-def test_bad_uploads_are_refused(upload_server, files, data, status, says):
+def test_bad_uploads_are_refused(upload_server, files, data, status, says, tmp_path):
     server, root = upload_server
+    if files == "two videos":
+        files = [("files", (f"v{k}.avi", avi(tmp_path), "video/x-msvideo")) for k in range(2)]
     response = httpx.post(server.url + "/api/generate", files=files or None, data=data)
     assert response.status_code == status, response.text
     assert says in response.json()["message"]
@@ -410,6 +423,19 @@ def test_upload_file_names_are_never_paths(upload_server):
     assert job["state"] == "failed"  # no model here: the job ends and says why
     assert sorted(p.name for p in (root / "out" / "run-uploads" / "named").iterdir()) == ["image-0.png"]
     assert not list(root.rglob("escape.png"))
+
+
+def test_images_and_a_video_are_taken_together(upload_server, tmp_path):
+    server, root = upload_server
+    files = [("files", ("a.png", png(), "image/png")), ("files", ("clip.avi", avi(tmp_path), "video/x-msvideo"))]
+    response = httpx.post(server.url + "/api/generate", files=files, data={"prompt": "What moves?", "id": "mixed"})
+    assert response.status_code == 202, response.text
+    folder = root / "out" / "run-uploads" / "mixed"
+    for _ in range(100):
+        if folder.is_dir() and len(list(folder.iterdir())) == 2:
+            break
+        time.sleep(0.05)
+    assert sorted(p.name for p in folder.iterdir()) == ["image-0.png", "video.avi"]
 
 
 # ---------------------------------------------------------------------- the command line

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import cv2
 import numpy as np
 from starlette.datastructures import UploadFile
@@ -66,6 +68,18 @@ def video_extension(data: bytes) -> str | None:
     return None
 
 
+def video_decodes(data: bytes, ext: str) -> bool:
+    """Whether OpenCV reads a first frame of the video (written aside to a temporary file)."""
+    with tempfile.TemporaryDirectory(prefix="tamx-serve-") as folder:
+        path = Path(folder) / f"upload{ext}"
+        path.write_bytes(data)
+        capture = cv2.VideoCapture(str(path))
+        try:
+            return capture.isOpened() and capture.read()[0]
+        finally:
+            capture.release()
+
+
 def new_sample_id() -> str:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"upload-{stamp}-{uuid.uuid4().hex[:4]}"
@@ -110,6 +124,8 @@ async def read_upload(request: Request, limit: int, generator: Generator) -> Upl
             raise _http(415, f"{shown} is neither an image OpenCV decodes nor a video (mp4, mov, webm, avi)")
         if upload.video is not None:
             raise _http(400, "upload at most one video per sample (with any number of images)")
+        if not await anyio.to_thread.run_sync(video_decodes, data, video):
+            raise _http(415, f"{shown} looks like a video but OpenCV cannot decode a frame of it")
         upload.video = (data, video)
     return upload
 
