@@ -65,6 +65,15 @@
       element("div", { id: "serve-status", role: "status", "aria-live": "polite" })
     );
     document.body.prepend(panel);
+    // The report's "all samples" link: here the run and sample pickers are the index.
+    const back = $("#to-index");
+    if (back) {
+      back.textContent = "\u2190 runs and samples";
+      back.addEventListener("click", (event) => {
+        event.preventDefault();
+        $("#serve-sample").focus();
+      });
+    }
     options($("#serve-eci"), config.eci_modes);
     options($("#serve-filter"), config.filters);
     if (config.model) buildUpload(panel);
