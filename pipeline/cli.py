@@ -348,3 +348,77 @@ def demo(out: str, model: str | None, overwrite: bool) -> None:
         click.echo(f"  {sample_id}: {answer}", err=True)
     click.echo(f"done in {report.seconds:.1f} s; open the report:", err=True)
     click.echo(str(report.index))
+
+
+@main.command()
+@click.argument("runs", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--model", help="HF id or local folder of a VLM to generate with (needs the [encode] extra).")
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Run that generated samples go to.  [default: tamx-serve/run]"
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; not loopback: token.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option("--token", help="Access token required on every request.  [default: random, unless on loopback]")
+@click.option("--device", default="auto", show_default=True, help="Model mode: cpu, cuda, cuda:1, ...")
+@click.option(
+    "--dtype",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
+    help="Model mode: the weights' dtype.",
+)
+@click.option(
+    "--max-new-tokens", default=64, show_default=True, type=click.IntRange(1), help="Model mode: longest answer."
+)
+@click.option("--max-upload-mb", default=64, show_default=True, type=click.IntRange(1), help="Largest upload.")
+@click.option(
+    "--cache", default=128, show_default=True, type=click.IntRange(0), help="Recomputed variants kept in memory."
+)
+def serve(
+    runs: tuple[str, ...],
+    model: str | None,
+    out: str | None,
+    host: str,
+    port: int,
+    token: str | None,
+    device: str,
+    dtype: str,
+    max_new_tokens: int,
+    max_upload_mb: int,
+    cache: int,
+) -> None:
+    """A live local web app over the run stores RUNS (and, with --model, a VLM to generate with).
+
+    Browse samples, change the ECI mode, filter and kernel size and see the maps recomputed;
+    save a setting as a variant; compare side by side; download figures. With --model, upload
+    images or a video with a prompt and see the new sample's maps. Stop with Ctrl-C.
+    """
+    try:
+        from .serve.app import LOOPBACK, ServeConfig, new_token, run_names, serve_forever
+    except ImportError as exc:
+        raise click.ClickException(f"tamx serve needs the [serve] extra: pip install 'tamx[serve]' ({exc})") from None
+    if not runs and model is None:
+        raise click.UsageError("give one or more RUN folders, or --model ID_OR_PATH (or both)")
+    if out is not None and model is None:
+        raise click.UsageError("--out is where generated samples go: it needs --model ID_OR_PATH")
+    loopback = host in LOOPBACK
+    config = ServeConfig(
+        run_names(list(runs)),
+        token=token or (None if loopback else new_token()),
+        allowed_hosts=LOOPBACK if loopback else (),
+        max_upload_bytes=max_upload_mb << 20,
+        cache_size=cache,
+    )
+    if model is not None:
+        from .serve.model import Generator
+
+        try:
+            from .encode import EncodeSettings
+        except ImportError as exc:
+            needs = "--model needs the [encode] extra: pip install 'tamx[encode]'"
+            raise click.ClickException(f"{needs} ({exc})") from None
+        click.echo(f"loading {model} ...", err=True)
+        config.generator = Generator.load(
+            model, out or "tamx-serve/run", device=device, dtype=dtype, settings=EncodeSettings(max_new_tokens)
+        )
+    serve_forever(config, host, port, echo=lambda line: click.echo(line, err=True))

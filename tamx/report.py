@@ -486,9 +486,24 @@ def template(name: str) -> jinja2.Template:
     return _templates.get_template(name)
 
 
-def sample_page(data: dict[str, Any], index_href: str | None = "../index.html") -> str:
-    """The self-contained HTML of one sample page from its `page_data` (or `comparison_data`)."""
-    return template("sample.html.j2").render(title=data["id"], index_href=index_href, data=data)
+# Everything inline, nothing fetched: the page opens from disk and makes no request.
+REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+
+def sample_page(
+    data: dict[str, Any],
+    index_href: str | None = "../index.html",
+    csp: str = REPORT_CSP,
+    scripts: Sequence[str] = (),
+    styles: Sequence[str] = (),
+) -> str:
+    """The self-contained HTML of one sample page from its `page_data` (or `comparison_data`).
+
+    `tamx serve` adds its own script and style sheet (same-origin URLs) and a CSP that lets
+    them talk to the server."""
+    return template("sample.html.j2").render(
+        title=data["id"], index_href=index_href, data=data, csp=csp, scripts=scripts, styles=styles
+    )
 
 
 class SampleView:

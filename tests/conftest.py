@@ -3,6 +3,9 @@ real VLM families saved to folders once per session."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from tamx import create_run
@@ -41,3 +44,19 @@ def tiny_model_dir(tmp_path_factory):
         return built[family]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's chromium driven by Playwright for the `tamx serve` browser tests (in CI it must
+    be there: the report's browser tests say why). Per module: one Playwright at a time."""
+    from .test_browser import ARGS, CHROMIUM, playwright_api
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (apt-get install chromium)")
+        pytest.skip("Debian's chromium is not installed")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()

@@ -1,0 +1,251 @@
+// tamx serve: live controls over the report page (run and sample browser, explain settings,
+// save as variant, figure download, compare, and in model mode an upload form with its queue).
+// The page itself is the report page; this script only fetches JSON from the server and calls
+// window.tamx.load(data). Every string from the server is shown through textContent.
+(() => {
+  "use strict";
+  const tamx = window.tamx;
+  const $ = (selector) => document.querySelector(selector);
+  const params = new URLSearchParams(location.search);
+  let config = null;
+  let data = JSON.parse(document.getElementById("tamx-data").textContent);
+  let run = null;
+  let live = null; // the settings the "live" variant was computed for
+
+  function element(tag, attributes = {}, children = []) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attributes)) {
+      if (key === "text") node.textContent = value;
+      else node.setAttribute(key, value);
+    }
+    node.append(...children);
+    return node;
+  }
+  function say(message, isError = false) {
+    const status = $("#serve-status");
+    if (!status) {
+      document.body.dataset.serveError = message;
+      return;
+    }
+    status.textContent = message;
+    status.classList.toggle("error", isError);
+  }
+  async function api(url, options) {
+    const response = await fetch(url, options);
+    const body = await response.json().catch(() => ({ message: response.statusText }));
+    if (!response.ok) throw new Error(body.message || response.statusText);
+    return body;
+  }
+  const q = (value) => encodeURIComponent(value);
+  const sampleUrl = (runId, sampleId) => "/api/runs/" + q(runId) + "/samples/" + q(sampleId);
+
+  // ---------------------------------------------------------------- panel
+  function options(select, values, labels) {
+    select.replaceChildren(...values.map((value, i) => element("option", { value, text: labels ? labels[i] : value })));
+  }
+  function buildPanel() {
+    const panel = element("section", { id: "serve", "aria-label": "tamx serve controls" });
+    panel.append(
+      element("div", { class: "serve-row" }, [
+        element("label", { text: "run " }, [element("select", { id: "serve-run" })]),
+        element("label", { text: "sample " }, [element("select", { id: "serve-sample" })]),
+        element("a", { id: "serve-compare", href: "/compare", text: "compare side by side" }),
+      ]),
+      element("form", { id: "serve-settings", class: "serve-row" }, [
+        element("label", { text: "ECI " }, [element("select", { id: "serve-eci", name: "eci" })]),
+        element("label", { text: "filter " }, [element("select", { id: "serve-filter", name: "filter" })]),
+        element("label", { text: "kernel " }, [
+          element("input", { id: "serve-kernel", name: "kernel_size", type: "number", min: "1", step: "2", value: "3" }),
+        ]),
+        element("input", { id: "serve-variant-name", placeholder: "variant name", "aria-label": "variant name" }),
+        element("label", {}, [element("input", { id: "serve-all", type: "checkbox" }), " all samples"]),
+        element("button", { id: "serve-save", type: "button", text: "save as variant" }),
+        element("a", { id: "serve-figure", href: "#", download: "", text: "download figure" }),
+      ]),
+      element("div", { id: "serve-status", role: "status", "aria-live": "polite" })
+    );
+    document.body.prepend(panel);
+    // The report's "all samples" link: here the run and sample pickers are the index.
+    const back = $("#to-index");
+    if (back) {
+      back.textContent = "\u2190 runs and samples";
+      back.addEventListener("click", (event) => {
+        event.preventDefault();
+        $("#serve-sample").focus();
+      });
+    }
+    options($("#serve-eci"), config.eci_modes);
+    options($("#serve-filter"), config.filters);
+    if (config.model) buildUpload(panel);
+  }
+  function buildUpload(panel) {
+    const form = element("form", { id: "serve-upload", class: "serve-row" }, [
+      element("input", { id: "serve-files", name: "files", type: "file", multiple: "", accept: "image/*,video/*" }),
+      element("textarea", { id: "serve-prompt", name: "prompt", rows: "2", placeholder: "prompt", "aria-label": "prompt" }),
+      element("input", { id: "serve-answer", name: "answer", placeholder: "forced answer (optional)", "aria-label": "forced answer" }),
+      element("input", { id: "serve-id", name: "id", placeholder: "sample id (optional)", "aria-label": "sample id" }),
+      element("button", { id: "serve-generate", type: "submit", text: "generate with " + config.model.id }),
+      element("span", { id: "serve-queue" }),
+    ]);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      generate(form).catch((error) => say(error.message, true));
+    });
+    panel.append(form);
+  }
+
+  // ---------------------------------------------------------------- browsing
+  let runs = [];
+  async function loadRuns(selectRun) {
+    runs = await api("/api/runs");
+    options($("#serve-run"), runs.map((r) => r.id), runs.map((r) => r.id + " (" + r.samples + ", " + r.model + ")"));
+    run = selectRun && runs.some((r) => r.id === selectRun) ? selectRun : runs.length ? runs[0].id : null;
+    if (run !== null) $("#serve-run").value = run;
+  }
+  async function loadSamples(selectSample) {
+    if (run === null) return;
+    const samples = await api("/api/runs/" + q(run) + "/samples");
+    options($("#serve-sample"), samples.map((s) => s.id), samples.map((s) => s.id + (s.answer ? " · " + s.answer.slice(0, 40) : "")));
+    const chosen = selectSample && samples.some((s) => s.id === selectSample) ? selectSample : samples.length ? samples[0].id : null;
+    if (chosen !== null) $("#serve-sample").value = chosen;
+  }
+  async function showSample(sampleId) {
+    data = await api(sampleUrl(run, sampleId));
+    live = null;
+    tamx.load(data);
+    history.replaceState(null, "", "/?run=" + q(run) + "&sample=" + q(sampleId));
+    updateCompareLink();
+    document.body.dataset.serveSample = run + "/" + sampleId;
+  }
+  function updateCompareLink() {
+    if (!data.id) return;
+    const here = run + "/" + data.id;
+    $("#serve-compare").href = "/compare?left=" + q(here) + "&right=" + q(here);
+  }
+  // Compare with the same sample in another run where one has it, else with another run's first sample.
+  async function compareTarget() {
+    const here = run + "/" + data.id;
+    for (const other of runs.filter((r) => r.id !== run)) {
+      const samples = await api("/api/runs/" + q(other.id) + "/samples");
+      if (samples.some((s) => s.id === data.id)) return other.id + "/" + data.id;
+    }
+    const other = runs.find((r) => r.id !== run);
+    return other ? other.id : here;
+  }
+
+  // ---------------------------------------------------------------- live settings
+  function settings() {
+    return { eci: $("#serve-eci").value, filter: $("#serve-filter").value, kernel_size: $("#serve-kernel").value };
+  }
+  const settingsKey = (s) => s.eci + "/" + s.filter + "/" + s.kernel_size;
+  async function recompute() {
+    if (!data.id) return;
+    const wanted = settings();
+    const query = new URLSearchParams(wanted).toString();
+    say("computing " + settingsKey(wanted) + " ...");
+    const result = await api(sampleUrl(run, data.id) + "/live?" + query);
+    if (settingsKey(settings()) !== settingsKey(wanted)) return; // a newer change is on its way
+    data.variants[config.live_variant] = result.view;
+    live = wanted;
+    tamx.load(data);
+    const radio = document.querySelector("input[name=variant][value='" + config.live_variant + "']");
+    if (!radio.checked) {
+      radio.checked = true;
+      radio.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+    $("#serve-variant-name").placeholder = result.name;
+    say("live: " + settingsKey(wanted) + " (not stored; save it as a variant to keep it)");
+    document.body.dataset.live = settingsKey(wanted);
+  }
+  async function save() {
+    const body = { ...settings(), kernel_size: Number($("#serve-kernel").value) };
+    const name = $("#serve-variant-name").value.trim();
+    if (name) body.name = name;
+    if (!$("#serve-all").checked) body.samples = [data.id];
+    say("saving ...");
+    const result = await api("/api/runs/" + q(run) + "/variants", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const liveView = data.variants[config.live_variant];
+    data = await api(sampleUrl(run, data.id));
+    if (liveView) data.variants[config.live_variant] = liveView;
+    tamx.load(data);
+    say("saved variant " + result.variant + ": " + result.done.length + " sample(s) explained, " + result.skipped.length + " already stored");
+  }
+  function figureHref() {
+    const state = tamx.state;
+    const query = new URLSearchParams({ index: state.kind === "prompt" ? 0 : state.index });
+    if (state.variant === config.live_variant && live) Object.entries(live).forEach(([k, v]) => query.set(k, v));
+    else query.set("variant", state.variant);
+    return sampleUrl(run, data.id) + "/figure.png?" + query.toString();
+  }
+
+  // ---------------------------------------------------------------- model mode
+  async function generate(form) {
+    const body = new FormData(form);
+    if (!$("#serve-files").files.length) throw new Error("choose one or more images, or a video");
+    $("#serve-generate").disabled = true;
+    try {
+      let job = await api("/api/generate", { method: "POST", body });
+      while (job.state === "queued" || job.state === "running") {
+        $("#serve-queue").textContent = job.state === "queued" ? "in line: " + job.ahead + " before yours" : "generating ...";
+        document.body.dataset.job = job.state + ":" + job.ahead;
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        job = await api("/api/jobs/" + q(job.id));
+      }
+      $("#serve-queue").textContent = "";
+      document.body.dataset.job = job.state;
+      if (job.state === "failed") throw new Error("generation failed: " + job.error);
+      await loadRuns(job.run);
+      await loadSamples(job.sample);
+      await showSample(job.sample);
+      say("generated " + job.sample + " into run " + job.run);
+    } finally {
+      $("#serve-generate").disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- start
+  function guard(fn) {
+    return (...args) => fn(...args).catch((error) => say(error.message, true));
+  }
+  async function start() {
+    config = await api("/api/config");
+    buildPanel();
+    await loadRuns(params.get("run"));
+    await loadSamples(params.get("sample") || data.id);
+    updateCompareLink();
+    $("#serve-run").addEventListener("change", guard(async (event) => {
+      run = event.target.value;
+      await loadSamples(null);
+      if ($("#serve-sample").value) await showSample($("#serve-sample").value);
+    }));
+    $("#serve-sample").addEventListener("change", guard((event) => showSample(event.target.value)));
+    $("#serve-settings").addEventListener("change", (event) => {
+      if (["serve-eci", "serve-filter", "serve-kernel"].includes(event.target.id)) guard(recompute)();
+    });
+    $("#serve-settings").addEventListener("submit", (event) => event.preventDefault());
+    $("#serve-save").addEventListener("click", guard(save));
+    $("#serve-compare").addEventListener("click", (event) => {
+      if (!data.id) return;
+      event.preventDefault();
+      guard(async () => {
+        location.href = "/compare?left=" + q(run + "/" + data.id) + "&right=" + q(await compareTarget());
+      })();
+    });
+    $("#serve-figure").addEventListener("click", (event) => {
+      if (!data.id || !tamx.state.variant) {
+        event.preventDefault();
+        say("no maps to draw yet", true);
+        return;
+      }
+      event.currentTarget.href = figureHref();
+    });
+    if (!data.id) say("no samples yet" + (config.model ? ": upload images or a video, type a prompt and generate" : ""));
+    document.body.dataset.serveSample = data.id ? run + "/" + data.id : "";
+    document.body.dataset.serveReady = "1";
+  }
+  start().catch((error) => say(error.message, true));
+})();

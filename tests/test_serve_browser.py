@@ -1,0 +1,157 @@
+"""The live page of `tamx serve` in headless Chromium: settings recompute the maps on the
+server, runs switch, variants are saved, figures download, and no request leaves the server."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.serve import ServerThread, make_app
+from tamx import ExplainSettings, create_run, explain_sample, open_run
+from tamx.figures import token_figure
+from tamx.report import normalise_jointly
+from tamx.synthetic import synthetic_run_info, synthetic_sample
+
+from .test_browser import EVIL, expected_canvases
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve-browser")
+    evil = synthetic_sample("video", grids=[(3, 4, 5)], seed=2)
+    evil.meta = {"answer": EVIL[1]}
+    for name, samples in {
+        "a": [synthetic_sample("img", grids=[(1, 9, 13)]), evil],
+        "b": [synthetic_sample("multi", grids=[(1, 6, 8), (1, 4, 5)], seed=1)],
+    }.items():
+        run = create_run(root / name, synthetic_run_info())
+        for sample in samples:
+            run.write_sample(sample)
+            run.write_maps(sample.id, explain_sample(sample))
+    with ServerThread(make_app({"a": root / "a", "b": root / "b"})) as running:
+        running.root = root
+        yield running
+
+
+class LivePage:
+    """The served page with everything it logged and requested."""
+
+    def __init__(self, browser, url: str, ready: str = "body[data-serve-ready='1']"):
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(url)
+        self.page.wait_for_selector(ready)
+
+    def canvases(self) -> list[np.ndarray]:
+        raw = self.page.evaluate(
+            """() => [...document.querySelectorAll('#media canvas')].map(c =>
+                 [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)])"""
+        )
+        return [np.array(pixels, dtype=np.uint8).reshape(h, w, 4) for h, w, pixels in raw]
+
+    def outside(self, server) -> list[str]:
+        return [u for u in self.requests if not u.startswith(server.url + "/") and not u.startswith("data:")]
+
+    def pin(self, index: int) -> None:
+        """Click an answer token, then take the mouse off the text (hovering selects tokens too)."""
+        self.page.click(f"[data-answer-index='{index}']")
+        self.page.mouse.move(1, 1)
+
+    def set_setting(self, selector: str, value: str) -> None:
+        if selector == "#serve-kernel":
+            self.page.fill(selector, value)
+            self.page.press(selector, "Enter")  # commits the value: one change event, as a user's Enter
+        else:
+            self.page.select_option(selector, value)
+
+
+def answer_row(maps, index: int) -> np.ndarray:
+    q, _ = normalise_jointly(maps.tam, np.concatenate([maps.text_relevance, maps.answer_relevance], axis=1))
+    return q[index]
+
+
+def assert_painted(page: LivePage, sample, row: np.ndarray) -> None:
+    got, want = page.canvases(), expected_canvases(sample, row)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_settings_recompute_the_map_and_runs_switch(server, chromium):
+    page = LivePage(chromium, server.url + "/?run=a&sample=img")
+    sample = open_run(server.root / "a").sample("img")
+    page.pin(3)
+    page.set_setting("#serve-kernel", "5")
+    page.page.wait_for_selector("body[data-live='relevance/rank-gaussian/5'][data-painted='answer:3:-1:live']")
+    assert_painted(page, sample, answer_row(explain_sample(sample, ExplainSettings(kernel_size=5)), 3))
+    page.set_setting("#serve-eci", "off")
+    page.page.wait_for_selector("body[data-live='off/rank-gaussian/5']")
+    assert_painted(page, sample, answer_row(explain_sample(sample, ExplainSettings(eci="off", kernel_size=5)), 3))
+    assert page.page.evaluate("window.tamx.state.variant") == "live"
+    # the stored variant is one click away, on the same token
+    page.page.check("input[name=variant][value=tam]")
+    assert_painted(page, sample, answer_row(open_run(server.root / "a").maps("img", "tam"), 3))
+    # another run: its first sample, the token kept
+    page.page.select_option("#serve-run", "b")
+    page.page.wait_for_selector("body[data-serve-sample='b/multi'][data-painted='answer:3:-1:tam']")
+    multi = open_run(server.root / "b")
+    assert page.page.evaluate("window.tamx.state.sample") == "multi"
+    assert_painted(page, multi.sample("multi"), answer_row(multi.maps("multi", "tam"), 3))
+    assert page.page.url.endswith("/?run=b&sample=multi")
+    page.page.select_option("#serve-run", "a")
+    page.page.wait_for_selector("body[data-serve-sample='a/img']")
+    assert EVIL[1] in page.page.locator("#serve-sample option").all_inner_texts()[1]  # shown literally
+    assert page.dialogs == [] and page.page.locator("img[src=x]").count() == 0
+    assert page.errors == [] and page.outside(server) == []
+
+
+def test_a_setting_saved_from_the_page_is_stored(server, chromium):
+    page = LivePage(chromium, server.url + "/?run=a&sample=video")
+    page.set_setting("#serve-filter", "median")
+    page.page.wait_for_selector("body[data-live='relevance/median/3']")
+    page.page.fill("#serve-variant-name", "median3")
+    page.page.click("#serve-save")
+    page.page.wait_for_selector("input[name=variant][value=median3]")
+    assert "saved variant median3" in page.page.inner_text("#serve-status")
+    run = open_run(server.root / "a")
+    assert run.variants("video") == ["median3", "tam"] and run.variants("img") == ["tam"]
+    assert run.maps("video", "median3").settings == ExplainSettings(filter="median").to_json()
+    assert page.errors == [] and page.outside(server) == []
+
+
+def test_the_figure_downloads_for_the_shown_token(server, chromium, tmp_path):
+    page = LivePage(chromium, server.url + "/?run=a&sample=img")
+    page.pin(6)
+    with page.page.expect_download() as download:
+        page.page.click("#serve-figure")
+    assert download.value.suggested_filename == "img-tam-token006.png"
+    path = tmp_path / "figure.png"
+    download.value.save_as(path)
+    run = open_run(server.root / "a")
+    np.testing.assert_array_equal(cv2.imread(str(path)), token_figure(run.sample("img"), run.maps("img", "tam"), 6))
+    assert page.errors == []
+
+
+def test_compare_shows_two_live_pages_side_by_side(server, chromium):
+    page = LivePage(chromium, server.url + "/compare?left=a/img&right=b/multi", ready="iframe#right")
+    for side, expected in (("left", "a/img"), ("right", "b/multi")):
+        frame = page.page.frame_locator(f"iframe#{side}")
+        frame.locator(f"body[data-serve-ready='1'][data-serve-sample='{expected}']").wait_for()
+    assert page.errors == [] and page.outside(server) == []
+
+
+def test_the_compare_link_pairs_the_sample_with_another_run(server, chromium):
+    page = LivePage(chromium, server.url + "/?run=a&sample=img")
+    page.page.click("#serve-compare")
+    page.page.wait_for_selector("iframe#right")
+    assert page.page.url.endswith("/compare?left=a%2Fimg&right=b")  # b has no "img": its first sample
+    right = page.page.frame_locator("iframe#right")
+    right.locator("body[data-serve-ready='1'][data-serve-sample='b/multi']").wait_for()
+    assert page.errors == [] and page.outside(server) == []
