@@ -14,7 +14,7 @@ def vision_positions(blocks: Sequence[VisionBlock]) -> np.ndarray:
     """Sequence positions of every vision cell, blocks concatenated in order: [V] int64."""
     if not blocks:
         return np.zeros(0, dtype=np.int64)
-    return np.concatenate([np.arange(b.start, b.stop, dtype=np.int64) for b in blocks])
+    return np.concatenate([b.positions() for b in blocks])
 
 
 def cell_block_starts(blocks: Sequence[VisionBlock]) -> np.ndarray:
@@ -25,7 +25,9 @@ def cell_block_starts(blocks: Sequence[VisionBlock]) -> np.ndarray:
 
 
 def frame_table(blocks: Sequence[VisionBlock]) -> np.ndarray:
-    """One row (offset into the map, H, W) per image or temporal slice of a video: [F, 3]."""
+    """One row (offset into the map, H, W) per grid slice (image, tile, crop, video slice): [F, 3].
+
+    Filters run on each row alone, so they never cross a tile seam or a frame boundary."""
     rows = []
     offset = 0
     for block in blocks:
@@ -48,7 +50,10 @@ class MapFrame:
     box: (x0, y0, x1, y1) outer edges of the grid in source pixels of that image or frame,
     may extend past the image where the processor padded; None when the geometry is not
     recorded (then the grid is assumed to cover the whole image);
-    label: a short name for people ("image", "tile 1,2", "thumbnail", "t=1.5s").
+    label: a short name for people ("image", "tile 1,2", "thumbnail", "t=1.5s");
+    image_size: (width, height) of the source image or frame in pixels, None when not
+    recorded (then the box, if any, is in the pixels of whatever the image is);
+    time: the timestamp in seconds of `frame` (None for images or when not recorded).
     """
 
     offset: int
@@ -60,6 +65,8 @@ class MapFrame:
     frame: int | None = None
     box: tuple[float, float, float, float] | None = None
     label: str = ""
+    image_size: tuple[int, int] | None = None
+    time: float | None = None
 
     @property
     def size(self) -> int:
@@ -67,14 +74,19 @@ class MapFrame:
 
 
 def map_frames(blocks: Sequence[VisionBlock]) -> list[MapFrame]:
-    """One MapFrame per image grid or temporal slice of a video, in map order."""
+    """One MapFrame per grid slice (image, tile, crop, thumbnail, video slice), in map order."""
     out = []
     offset = 0
     for index, block in enumerate(blocks):
         t, h, w = block.grid
         for slice_ in range(t):
             frames = block.frames[slice_] if block.frames else ()
-            label = "image" if block.kind == "image" else f"slice {slice_}"
+            times = block.times[slice_] if block.times else ()
+            if block.kind == "image":
+                label = block.label or "image"
+            else:
+                label = f"t={times[0]:.2f}s" if times else f"slice {slice_}"
+                label = f"{block.label} {label}" if block.label else label
             out.append(
                 MapFrame(
                     offset=offset,
@@ -86,6 +98,8 @@ def map_frames(blocks: Sequence[VisionBlock]) -> list[MapFrame]:
                     frame=frames[0] if frames else None,
                     box=block.box,
                     label=label,
+                    image_size=block.image_size,
+                    time=times[0] if times else None,
                 )
             )
             offset += h * w

@@ -84,8 +84,6 @@ def model_inputs_for(processor, sample, media_items):
             for m in items
             if m.kind == "video"
         ]
-    if type(processor).__name__.startswith("InternVL"):
-        kwargs["crop_to_patches"] = False  # tamx encodes InternVL's base tile only (docs/encode.md)
     bos = processor.tokenizer.bos_token
     kwargs["add_special_tokens"] = not (bos and sample.meta["prompt"].startswith(bos))
     return processor(text=[sample.meta["prompt"]], images=images, videos=videos, return_tensors="pt", **kwargs)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..inputs import MediaItem
+from dataclasses import replace
+
 from .base import BlockSpec
 from .qwen2_vl import Qwen2VLAdapter
 
@@ -25,5 +27,8 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
                 specs.append(spec)
                 continue
             t, h, w = spec.grid
-            specs.extend(BlockSpec("video", (1, h, w), spec.media, (spec.frames[i],)) for i in range(t))
+            specs.extend(
+                replace(spec, grid=(1, h, w), frames=spec.frames[i : i + 1], times=spec.times[i : i + 1])
+                for i in range(t)
+            )
         return specs

@@ -1,0 +1,156 @@
+"""Where a map's cells lie on the source image: processor geometry and map projection (torch-free).
+
+Encode describes what the processor did to an image with `Canvas` steps (resize, crop, pad,
+tiles): a canvas is a pixel array whose outer edges lie at `box` in source pixels, so the box
+of every grid follows from the steps alone. Everything that scores or draws maps projects
+them through those boxes with `project_frames`: every output pixel samples the grid cell
+under its centre (bilinear, OpenCV's half-pixel convention), and pixels no grid covers are
+reported as not seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .errors import TamxError
+from .layout import MapFrame
+
+Box = tuple[float, float, float, float]
+COMPOSE_MODES = ("finest", "mean")
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """A `width` x `height` pixel array whose outer edges lie at `box` (x0, y0, x1, y1) in source pixels."""
+
+    width: float
+    height: float
+    box: Box
+
+    @classmethod
+    def source(cls, width: int, height: int) -> Canvas:
+        """The source image itself."""
+        return cls(float(width), float(height), (0.0, 0.0, float(width), float(height)))
+
+    def resize(self, width: float, height: float) -> Canvas:
+        """The same picture resampled to width x height pixels (aspect may change)."""
+        return Canvas(float(width), float(height), self.box)
+
+    def crop(self, left: float, top: float, width: float, height: float) -> Canvas:
+        """The window of width x height pixels from (left, top); parts outside the canvas are padding."""
+        x0, y0, x1, y1 = self.box
+        sx, sy = (x1 - x0) / self.width, (y1 - y0) / self.height
+        return Canvas(
+            float(width),
+            float(height),
+            (x0 + left * sx, y0 + top * sy, x0 + (left + width) * sx, y0 + (top + height) * sy),
+        )
+
+    def pad(self, left: float, top: float, right: float, bottom: float) -> Canvas:
+        """The canvas with padding pixels added on each side."""
+        return self.crop(-left, -top, self.width + left + right, self.height + top + bottom)
+
+    def tile(self, rows: int, cols: int, row: int, col: int) -> Canvas:
+        """Tile (row, col) of a rows x cols split into equal parts."""
+        width, height = self.width / cols, self.height / rows
+        return self.crop(col * width, row * height, width, height)
+
+
+def frame_groups(frames: Sequence[MapFrame]) -> list[list[MapFrame]]:
+    """The frames drawn onto one picture together: every grid of one image (tiles, thumbnail),
+    or every grid of one video frame; in map order of their first frame."""
+    groups: dict[tuple, list[MapFrame]] = {}
+    for frame in frames:
+        key = (frame.kind, frame.media, frame.frame if frame.kind == "video" else None)
+        groups.setdefault(key, []).append(frame)
+    return list(groups.values())
+
+
+def _source_size(frame: MapFrame, size: tuple[int, int]) -> tuple[float, float]:
+    """(width, height) of the frame's source image; the output size when it is not recorded."""
+    if frame.image_size is not None:
+        return float(frame.image_size[0]), float(frame.image_size[1])
+    return float(size[1]), float(size[0])
+
+
+def _frame_box(frame: MapFrame, source: tuple[float, float]) -> Box:
+    return frame.box if frame.box is not None else (0.0, 0.0, source[0], source[1])
+
+
+def cell_area(frame: MapFrame, size: tuple[int, int]) -> float:
+    """Area of one cell of the frame in source pixels (smaller is finer)."""
+    x0, y0, x1, y1 = _frame_box(frame, _source_size(frame, size))
+    return (x1 - x0) / frame.width * (y1 - y0) / frame.height
+
+
+def _sample_frame(grid: np.ndarray, frame: MapFrame, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """One grid [h, w] sampled at every output pixel of size (H, W): (values float32, covered bool)."""
+    out_h, out_w = size
+    src_w, src_h = _source_size(frame, size)
+    x0, y0, x1, y1 = _frame_box(frame, (src_w, src_h))
+    if np.allclose((x0, y0, x1, y1), (0.0, 0.0, src_w, src_h)):
+        # the grid covers the whole image: a plain bilinear resize (as before boxes were recorded)
+        resized = cv2.resize(grid, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+        return resized.astype(np.float32), np.ones(size, dtype=bool)
+    xs = (np.arange(out_w, dtype=np.float64) + 0.5) * (src_w / out_w)
+    ys = (np.arange(out_h, dtype=np.float64) + 0.5) * (src_h / out_h)
+    u = (xs - x0) / (x1 - x0) * frame.width - 0.5
+    v = (ys - y0) / (y1 - y0) * frame.height - 0.5
+    map_x = np.broadcast_to(u[None, :], size).astype(np.float32)
+    map_y = np.broadcast_to(v[:, None], size).astype(np.float32)
+    values = cv2.remap(
+        np.ascontiguousarray(grid, dtype=np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    covered = ((xs >= x0) & (xs < x1))[None, :] & ((ys >= y0) & (ys < y1))[:, None]
+    return values, covered
+
+
+def project_frames(
+    values: np.ndarray, frames: Sequence[MapFrame], size: tuple[int, int], compose: str = "finest"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Project one picture's grids of a map onto `size` = (H, W) pixels of its source image.
+
+    values: [V] one map over all cells (the frames' offsets index it); frames: the grids of
+    one picture (`frame_groups`): an image with its tiles and thumbnail, or one video frame.
+    compose: where grids overlap, "finest" takes the grid with the smallest cells (tiles over
+    the thumbnail), "mean" averages every grid covering the pixel.
+    Returns (heat [H, W], seen [H, W] bool): heat is uint8 for a uint8 map (rounded), else
+    float32, and 0 where no grid covers the pixel (seen False: the model never saw it).
+    """
+    if compose not in COMPOSE_MODES:
+        raise TamxError(f"unknown compose mode {compose!r}; use one of {', '.join(COMPOSE_MODES)}")
+    if not frames:
+        raise TamxError("project_frames needs at least one frame")
+    values = np.asarray(values)
+    total = np.zeros(size, dtype=np.float64)
+    count = np.zeros(size, dtype=np.float64)
+    # coarse grids first, so that with "finest" the finer ones paint over them
+    for frame in sorted(frames, key=lambda f: -cell_area(f, size)):
+        grid = values[frame.offset : frame.offset + frame.size].reshape(frame.height, frame.width)
+        sampled, covered = _sample_frame(grid, frame, size)
+        if compose == "finest":
+            total[covered] = sampled[covered]
+            count[covered] = 1.0
+        else:
+            total[covered] += sampled[covered]
+            count[covered] += 1.0
+    seen = count > 0
+    heat = np.divide(total, count, out=np.zeros(size, dtype=np.float64), where=seen)
+    if values.dtype == np.uint8:
+        return np.clip(np.rint(heat), 0, 255).astype(np.uint8), seen
+    return heat.astype(np.float32), seen
+
+
+def cell_centre(frame: MapFrame, row: int, col: int) -> tuple[float, float]:
+    """Source-pixel (x, y) of the centre of cell (row, col) of a frame (whole image when box is None)."""
+    if frame.box is None:
+        if frame.image_size is None:
+            raise TamxError("the frame records neither a box nor an image size")
+        x0, y0, x1, y1 = 0.0, 0.0, float(frame.image_size[0]), float(frame.image_size[1])
+    else:
+        x0, y0, x1, y1 = frame.box
+    return x0 + (col + 0.5) * (x1 - x0) / frame.width, y0 + (row + 0.5) * (y1 - y0) / frame.height

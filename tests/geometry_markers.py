@@ -1,0 +1,172 @@
+"""Marker geometry through the real processors: paint a marker, find its cell in pixel_values,
+map that cell back through the stored box (used by tests/test_encode_geometry.py and
+benchmarks/geometry_table.py).
+
+How a family's cells sit in `pixel_values` is written here from the model code, independently
+of the adapters: the adapters say where each grid lies in the source image, this module says
+which pixels the model's cells are made of; the two must agree on the marker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+
+from pipeline.encode.adapters import adapter_class
+from pipeline.encode.adapters.base import BlockSpec
+from pipeline.encode.inputs import MediaItem
+from tamx.geometry import cell_centre
+from tamx.layout import MapFrame
+
+MARKER = (255, 0, 0)
+BACKGROUND = 128
+
+
+def marker_image(width: int, height: int, x: float, y: float) -> np.ndarray:
+    """A grey RGB image [H, W, 3] with a red square centred on pixel (x, y), about 1/40 of the short side."""
+    image = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
+    half = max(1, round(min(width, height) / 80))
+    ix, iy = int(x), int(y)
+    image[max(0, iy - half) : iy + half + 1, max(0, ix - half) : ix + half + 1] = MARKER
+    return image
+
+
+def _deviation(pixels: np.ndarray, channel_axis: int) -> np.ndarray:
+    """|x - background| summed over channels, per pixel; the background is each channel's median."""
+    moved = np.moveaxis(np.asarray(pixels, dtype=np.float64), channel_axis, 0)
+    background = np.median(moved.reshape(moved.shape[0], -1), axis=1)
+    return np.abs(moved - background.reshape(-1, *([1] * (moved.ndim - 1)))).sum(axis=0)
+
+
+def _cells(deviation: np.ndarray, rows: int, cols: int, cell: int) -> np.ndarray:
+    """Sum of deviation inside each cell x cell pixel square of a rows x cols grid (top-left origin)."""
+    used = deviation[: rows * cell, : cols * cell]
+    return used.reshape(rows, cell, cols, cell).sum(axis=(1, 3))
+
+
+@dataclass
+class Found:
+    """The grid that holds the marker: its spec, the cell (row, col) and the per-cell evidence."""
+
+    spec: BlockSpec
+    row: int
+    col: int
+    strength: float
+
+
+def _qwen_cells(processed, config, specs) -> list[np.ndarray]:
+    merge = config.vision_config.spatial_merge_size
+    pixels = processed["pixel_values"].numpy()
+    out, offset = [], 0
+    for t, h, w in processed["image_grid_thw"].tolist():
+        count = t * h * w
+        # one row per patch, patches grouped merge x merge per merged cell, row-major over cells
+        patches = pixels[offset : offset + count].reshape(h // merge, w // merge, merge * merge, 3, -1)
+        out.append(_deviation(patches, 3).sum(axis=(2, 3)))
+        offset += count
+    return out
+
+
+def _fixed_cells(processed, config, specs) -> list[np.ndarray]:
+    """One square image per spec (LLaVA, Gemma 3, InternVL tiles): cells of equal squares of pixels."""
+    pixels = processed["pixel_values"].numpy().reshape(-1, *processed["pixel_values"].shape[-3:])
+    out = []
+    for image, spec in zip(pixels, specs):
+        _, rows, cols = spec.grid
+        side = image.shape[-1]
+        if config.model_type == "llava":
+            cell = config.vision_config.patch_size  # the CLS token is dropped; patches, row-major
+        else:  # Gemma 3 average-pools the patches, InternVL pixel-shuffles 2 x 2 patches into one cell
+            cell = side // cols
+        out.append(_cells(_deviation(image, 0), rows, cols, cell))
+    return out
+
+
+def _onevision_cells(processed, config, specs) -> list[np.ndarray]:
+    """Base view (patch grid of the first tile), then the stitched tiles cut to the unpadded grid."""
+    tiles = processed["pixel_values"].numpy()[0]
+    patch = config.vision_config.patch_size
+    side = config.vision_config.image_size // patch
+    per_tile = [_cells(_deviation(t, 0), side, side, patch) for t in tiles]
+    out = [per_tile[0]]
+    if len(specs) > 1:
+        rows, cols = specs[1].tile_grid
+        stitched = np.block([[per_tile[1 + r * cols + c] for c in range(cols)] for r in range(rows)])
+        top, left = specs[1].tile_offset
+        _, h, w = specs[1].grid
+        full_h, full_w = specs[1].tile_cells
+        cut = stitched[top : top + full_h, left : left + full_w]
+        if (full_h, full_w) != (h, w):  # the model interpolates the grid down: pick the nearest cell
+            ys = np.minimum(((np.arange(full_h) + 0.5) * h / full_h).astype(int), h - 1)
+            xs = np.minimum(((np.arange(full_w) + 0.5) * w / full_w).astype(int), w - 1)
+            small = np.zeros((h, w))
+            np.add.at(small, (ys[:, None], xs[None, :]), cut)
+            cut = small
+        out.append(cut)
+    return out
+
+
+CELL_FINDERS = {
+    "qwen2_vl": _qwen_cells,
+    "qwen2_5_vl": _qwen_cells,
+    "qwen3_vl": _qwen_cells,
+    "llava": _fixed_cells,
+    "gemma3": _fixed_cells,
+    "internvl": _fixed_cells,
+    "llava_onevision": _onevision_cells,
+}
+
+
+def run_processor(processor, config, image: np.ndarray, **kwargs):
+    """The family's processor on one image with its adapter's keyword arguments; returns (adapter, specs, processed)."""
+    adapter = adapter_class(config.model_type)(SimpleNamespace(config=config), processor)
+    item = MediaItem(kind="image", path="marker.png", pixels=image)
+    token = processor.image_token if hasattr(processor, "image_token") else "<image>"
+    prompt = f"{token} Describe."
+    processed = processor(
+        text=[prompt], images=[image], return_tensors="pt", **{**adapter.processor_kwargs([item]), **kwargs}
+    )
+    specs = adapter.block_specs([item], processed)
+    return adapter, specs, processed
+
+
+def locate(processor, config, width: int, height: int, x: float, y: float, **kwargs) -> tuple[float | None, int, list]:
+    """Max over axes of |stored centre of the marker's cell - marker| in cells (None when no grid
+    shows the marker), the number of grids, and the grids' specs."""
+    image = marker_image(width, height, x, y)
+    x, y = int(x) + 0.5, int(y) + 0.5  # the centre of the marker's middle pixel
+    _adapter, specs, processed = run_processor(processor, config, image, **kwargs)
+    cells = CELL_FINDERS[config.model_type](processed, config, specs)
+    # the finest grid that holds the marker decides (tiles over the thumbnail / base view)
+    best = None
+    for spec, evidence in zip(specs, cells):
+        if evidence.max() <= 0:
+            continue
+        row, col = np.unravel_index(int(np.argmax(evidence)), evidence.shape)
+        x0, y0, x1, y1 = spec.box
+        area = (x1 - x0) * (y1 - y0) / (spec.grid[1] * spec.grid[2])
+        if best is None or area < best[0]:
+            best = (area, spec, int(row), int(col))
+    if best is None:
+        return None, len(specs), specs
+    _, spec, row, col = best
+    frame = MapFrame(0, spec.grid[1], spec.grid[2], 0, "image", 0, box=spec.box, image_size=spec.image_size)
+    cx, cy = cell_centre(frame, row, col)
+    x0, y0, x1, y1 = spec.box
+    error = max(abs(cx - x) / ((x1 - x0) / spec.grid[2]), abs(cy - y) / ((y1 - y0) / spec.grid[1]))
+    return error, len(specs), specs
+
+
+def marker_points(width: int, height: int) -> list[tuple[float, float]]:
+    """Marker positions spread over the image, away from the very border."""
+    return [(width * fx, height * fy) for fx, fy in ((0.47, 0.53), (0.2, 0.3), (0.8, 0.7), (0.35, 0.85))]
+
+
+def inside(specs, x: float, y: float) -> bool:
+    """Whether source pixel (x, y) lies inside some grid's box."""
+    x, y = int(x) + 0.5, int(y) + 0.5
+    return any(s.box[0] <= x < s.box[2] and s.box[1] <= y < s.box[3] for s in specs)
+
+
