@@ -24,6 +24,16 @@ def cell_block_starts(blocks: Sequence[VisionBlock]) -> np.ndarray:
     return np.concatenate([np.full(b.size, b.start, dtype=np.int64) for b in blocks])
 
 
+def media_groups(blocks: Sequence[VisionBlock]) -> np.ndarray:
+    """For every vision cell, its image or video: 0..G-1 in order of first appearance, [V] int64.
+
+    Tiles, crops and the thumbnail of one image, and every slice of one video, share a group:
+    ECI solves one scale per group (METHOD.md, Eq. 5)."""
+    keys: dict[tuple[str, int], int] = {}
+    parts = [np.full(b.size, keys.setdefault((b.kind, b.media), len(keys)), dtype=np.int64) for b in blocks]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
 def frame_table(blocks: Sequence[VisionBlock]) -> np.ndarray:
     """One row (offset into the map, H, W) per grid slice (image, tile, crop, video slice): [F, 3].
 

@@ -405,7 +405,8 @@ class Maps:
     """One explain variant of one sample (all float32; V = sum of T*H*W over blocks).
 
     cam / eci / tam: [N, V] answer-token maps after Eq. 1, after ECI (Eq. 2 before the
-    filter) and after the variant's filter; scale: [N] least-squares s_i (Eq. 5);
+    filter) and after the variant's filter; scale: [N, G] least-squares s_i (Eq. 5), one per
+    image or video (`tamx.layout.media_groups` order; schema-1 runs stored [N]);
     text_relevance: [N, M] r_i over context_positions; answer_relevance: [N, N] r_i over
     earlier answer tokens; candidate_maps: [N, K, V]; prompt_maps: [M, V];
     prompt_relevance: [M, M]. settings: the explain settings that produced them.

@@ -24,6 +24,7 @@ from tamx.metrics import (
     Word,
     first_prompt_map,
     match_category,
+    project_sample_maps,
     quantise_maps,
     score_answer,
     summarise,
@@ -121,20 +122,16 @@ def answer_words(sample: Sample, tagger: Tagger, categories: dict[str, set[str]]
     return words
 
 
-def _image_cells(sample: Sample) -> tuple[int, int]:
-    blocks = sample.vision_blocks
-    if len(blocks) != 1 or blocks[0].kind != "image" or blocks[0].grid[0] != 1:
-        shown = "; ".join(f"{b.kind} {b.grid}" for b in blocks) or "none"
-        raise TamxError(f"sample {sample.id!r}: eval scores samples with one image, this one has {shown}")
-    return blocks[0].grid[1], blocks[0].grid[2]
-
-
 def _score_sample(
     run, record: Record, sample_id: str, variants: Sequence[str] | None, tagger: Tagger, first_token: bool
 ) -> dict[str, tuple[Any, dict[str, Any]]]:
     sample = run.sample(sample_id, media=False)
-    height, width = _image_cells(sample)
     masks = record.masks()
+    if masks:
+        size = next(iter(masks.values())).shape
+    else:  # no object to score: function words are still scored, on the image (or the grid)
+        first = sample.vision_blocks[0] if sample.vision_blocks else None
+        size = (first.image_size[1], first.image_size[0]) if first and first.image_size else first.grid[1:] if first else (1, 1)
     categories = {name: lemmas for name, lemmas in category_lemmas(record.categories).items() if name in masks}
     words = answer_words(sample, tagger, categories)
     stored = run.variants(sample_id)
@@ -150,8 +147,9 @@ def _score_sample(
         if first_token:
             before, after = first_prompt_map(sample, ExplainSettings.from_json(maps.settings))
             quantised[0] = quantise_maps(after[None], before[None])[0]
-        grids = quantised.reshape(len(quantised), height, width)
-        scored[variant] = (score_answer(sample_id, words, grids, masks), maps.settings)
+        # every map through its grids' boxes onto the mask's pixels; unseen pixels are not scored
+        projected, seen = project_sample_maps(sample, quantised, size)
+        scored[variant] = (score_answer(sample_id, words, projected, masks, seen), maps.settings)
     return scored
 
 
