@@ -35,16 +35,9 @@ def media_groups(blocks: Sequence[VisionBlock]) -> np.ndarray:
 
 
 def frame_table(blocks: Sequence[VisionBlock]) -> np.ndarray:
-    """One row (offset into the map, H, W) per grid slice (image, tile, crop, video slice): [F, 3].
-
-    Filters run on each row alone, so they never cross a tile seam or a frame boundary."""
-    rows = []
-    offset = 0
-    for block in blocks:
-        t, h, w = block.grid
-        for _ in range(t):
-            rows.append((offset, h, w))
-            offset += h * w
+    """One row (offset into the map, H, W) per grid of `map_frames` (image, tile, crop, video
+    slice): [F, 3]. Filters run on each row alone, so they never cross a tile seam or a frame."""
+    rows = [(f.offset, f.height, f.width) for f in map_frames(blocks)]
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
@@ -89,6 +82,7 @@ def map_frames(blocks: Sequence[VisionBlock]) -> list[MapFrame]:
     offset = 0
     for index, block in enumerate(blocks):
         t, h, w = block.grid
+        parts = [(n, m, box, f"tile {k + 1}") for k, ((_r, _c, n, m), box) in enumerate(zip(block.tiles, block.tile_boxes))]
         for slice_ in range(t):
             frames = block.frames[slice_] if block.frames else ()
             times = block.times[slice_] if block.times else ()
@@ -97,22 +91,23 @@ def map_frames(blocks: Sequence[VisionBlock]) -> list[MapFrame]:
             else:
                 label = f"t={times[0]:.2f}s" if times else f"slice {slice_}"
                 label = f"{block.label} {label}" if block.label else label
-            out.append(
-                MapFrame(
-                    offset=offset,
-                    height=h,
-                    width=w,
-                    block=index,
-                    kind=block.kind,
-                    media=block.media,
-                    frame=frames[0] if frames else None,
-                    box=block.box,
-                    label=label,
-                    image_size=block.image_size,
-                    time=times[0] if times else None,
+            for height, width, box, part in parts or [(h, w, block.box, "")]:
+                out.append(
+                    MapFrame(
+                        offset=offset,
+                        height=height,
+                        width=width,
+                        block=index,
+                        kind=block.kind,
+                        media=block.media,
+                        frame=frames[0] if frames else None,
+                        box=box,
+                        label=f"{label} {part}" if part else label,
+                        image_size=block.image_size,
+                        time=times[0] if times else None,
+                    )
                 )
-            )
-            offset += h * w
+                offset += height * width
     return out
 
 

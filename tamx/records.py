@@ -50,6 +50,10 @@ class VisionBlock:
     `unmapped` counts separator tokens of the same item right after the grid (named by
     `separator`, e.g. "image_newline"); they are neither vision cells nor context.
     `label` is a short name for people ("tile 1,2", "thumbnail", "crop 1", "base").
+    `tiles`: where one token grid is stitched from several tiles (LLaVA-OneVision's anyres
+    grid), each tile's part of the grid as (row0, col0, rows, cols), with its own box in
+    `tile_boxes`; the block's cells are then ordered tile by tile (row-major inside each),
+    so every tile is a contiguous grid of the map.
     """
 
     start: int
@@ -64,6 +68,8 @@ class VisionBlock:
     label: str = ""
     row_newline: bool = False
     separator: str = ""
+    tiles: tuple[tuple[int, int, int, int], ...] = ()
+    tile_boxes: tuple[tuple[float, float, float, float], ...] = ()
 
     @property
     def size(self) -> int:
@@ -83,12 +89,17 @@ class VisionBlock:
         return self.start + self.tokens
 
     def positions(self) -> np.ndarray:
-        """Sequence positions of the block's cells, row-major: [T*H*W] int64."""
-        if not self.row_newline:
+        """Sequence positions of the block's cells in map order (row-major; tile by tile where
+        `tiles`): [T*H*W] int64."""
+        if not self.row_newline and not self.tiles:
             return np.arange(self.start, self.stop, dtype=np.int64)
         t, h, w = self.grid
-        rows = self.start + np.arange(t * h, dtype=np.int64) * (w + 1)
-        return (rows[:, None] + np.arange(w, dtype=np.int64)[None, :]).ravel()
+        stride = w + 1 if self.row_newline else w
+        grid = self.start + np.arange(t * h, dtype=np.int64)[:, None] * stride + np.arange(w, dtype=np.int64)[None, :]
+        if not self.tiles:
+            return grid.ravel()
+        grid = grid.reshape(t, h, w)
+        return np.concatenate([grid[:, r : r + n, c : c + m].reshape(t, -1) for r, c, n, m in self.tiles], axis=1).ravel()
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -104,6 +115,8 @@ class VisionBlock:
             "label": self.label,
             "row_newline": self.row_newline,
             "separator": self.separator,
+            "tiles": [list(t) for t in self.tiles],
+            "tile_boxes": [list(b) for b in self.tile_boxes],
         }
         return data
 
@@ -123,6 +136,8 @@ class VisionBlock:
             label=str(data.get("label", "")),
             row_newline=bool(data.get("row_newline", False)),
             separator=str(data.get("separator", "")),
+            tiles=tuple(tuple(int(x) for x in t) for t in data.get("tiles", ())),
+            tile_boxes=tuple(tuple(float(x) for x in b) for b in data.get("tile_boxes", ())),
         )
 
 
@@ -343,6 +358,11 @@ def _check_blocks(sample: Sample, special_tokens: dict[str, int]) -> None:
             _fail(sample, "vision_blocks", f"{where}: {len(block.frames)} frame lists for T = {block.grid[0]}")
         if block.times and len(block.times) != block.grid[0]:
             _fail(sample, "vision_blocks", f"{where}: {len(block.times)} timestamp lists for T = {block.grid[0]}")
+        if block.tiles and (
+            len(block.tile_boxes) != len(block.tiles)
+            or sum(n * m for _r, _c, n, m in block.tiles) != block.grid[1] * block.grid[2]
+        ):
+            _fail(sample, "vision_blocks", f"{where}: its {len(block.tiles)} tiles do not partition the {block.grid} grid")
         if block.box is not None and (len(block.box) != 4 or not block.box[0] < block.box[2] or not block.box[1] < block.box[3]):
             _fail(sample, "vision_blocks", f"{where}: box {block.box} must be (x0, y0, x1, y1) with x0 < x1, y0 < y1")
         previous_stop = block.stop + block.unmapped

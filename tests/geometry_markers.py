@@ -85,26 +85,25 @@ def _fixed_cells(processed, config, specs) -> list[np.ndarray]:
 
 
 def _onevision_cells(processed, config, specs) -> list[np.ndarray]:
-    """Base view (patch grid of the first tile), then the stitched tiles cut to the unpadded grid."""
+    """Base view (the first tile's patches); then the tiles' patch evidence stitched, unpadded and
+    resampled by the model's own functions, as `pack_image_features` does with the features."""
+    import torch
+    from transformers.models.llava_onevision.modeling_llava_onevision import get_anyres_image_grid_shape, unpad_image
+
     tiles = processed["pixel_values"].numpy()[0]
     patch = config.vision_config.patch_size
     side = config.vision_config.image_size // patch
     per_tile = [_cells(_deviation(t, 0), side, side, patch) for t in tiles]
     out = [per_tile[0]]
     if len(specs) > 1:
-        rows, cols = specs[1].tile_grid
+        size = processed["image_sizes"][0].tolist()
+        rows, cols = get_anyres_image_grid_shape(size, config.image_grid_pinpoints, config.vision_config.image_size)
         stitched = np.block([[per_tile[1 + r * cols + c] for c in range(cols)] for r in range(rows)])
-        top, left = specs[1].tile_offset
+        cut = unpad_image(torch.as_tensor(stitched)[None], size)
         _, h, w = specs[1].grid
-        full_h, full_w = specs[1].tile_cells
-        cut = stitched[top : top + full_h, left : left + full_w]
-        if (full_h, full_w) != (h, w):  # the model interpolates the grid down: pick the nearest cell
-            ys = np.minimum(((np.arange(full_h) + 0.5) * h / full_h).astype(int), h - 1)
-            xs = np.minimum(((np.arange(full_w) + 0.5) * w / full_w).astype(int), w - 1)
-            small = np.zeros((h, w))
-            np.add.at(small, (ys[:, None], xs[None, :]), cut)
-            cut = small
-        out.append(cut)
+        if tuple(cut.shape[1:]) != (h, w):
+            cut = torch.nn.functional.interpolate(cut[None], [h, w], mode="bilinear")[0]
+        out.append(cut[0].numpy())
     return out
 
 
@@ -126,8 +125,9 @@ def run_processor(processor, config, image: np.ndarray, **kwargs):
     token = processor.image_token if hasattr(processor, "image_token") else "<image>"
     prompt = f"{token} Describe."
     processed = processor(
-        text=[prompt], images=[image], return_tensors="pt", **{**adapter.processor_kwargs([item]), **kwargs}
-    )
+        text=[prompt], images=[image], return_tensors="pt", return_text_replacement_offsets=True,
+        **{**adapter.processor_kwargs([item]), **kwargs},
+    )  # fmt: skip
     specs = adapter.block_specs([item], processed)
     return adapter, specs, processed
 
@@ -139,24 +139,28 @@ def locate(processor, config, width: int, height: int, x: float, y: float, **kwa
     x, y = int(x) + 0.5, int(y) + 0.5  # the centre of the marker's middle pixel
     _adapter, specs, processed = run_processor(processor, config, image, **kwargs)
     cells = CELL_FINDERS[config.model_type](processed, config, specs)
+    grids = []  # (box, evidence [h, w]) of every grid, a tiled block's tiles one by one
+    for spec, evidence in zip(specs, cells):
+        if spec.tiles:
+            grids.extend((box, evidence[r : r + n, c : c + m]) for (r, c, n, m), box in zip(spec.tiles, spec.tile_boxes))
+        else:
+            grids.append((spec.box, evidence))
     # the finest grid that holds the marker decides (tiles over the thumbnail / base view)
     best = None
-    for spec, evidence in zip(specs, cells):
-        if evidence.max() <= 0:
+    for box, evidence in grids:
+        if evidence.max() <= 1e-6 * max(e.max() for _, e in grids):
             continue
         row, col = np.unravel_index(int(np.argmax(evidence)), evidence.shape)
-        x0, y0, x1, y1 = spec.box
-        area = (x1 - x0) * (y1 - y0) / (spec.grid[1] * spec.grid[2])
+        area = (box[2] - box[0]) * (box[3] - box[1]) / evidence.size
         if best is None or area < best[0]:
-            best = (area, spec, int(row), int(col))
+            best = (area, box, evidence.shape, int(row), int(col))
+    count = len(grids)
     if best is None:
-        return None, len(specs), specs
-    _, spec, row, col = best
-    frame = MapFrame(0, spec.grid[1], spec.grid[2], 0, "image", 0, box=spec.box, image_size=spec.image_size)
-    cx, cy = cell_centre(frame, row, col)
-    x0, y0, x1, y1 = spec.box
-    error = max(abs(cx - x) / ((x1 - x0) / spec.grid[2]), abs(cy - y) / ((y1 - y0) / spec.grid[1]))
-    return error, len(specs), specs
+        return None, count, specs
+    _, box, (h, w), row, col = best
+    cx, cy = cell_centre(MapFrame(0, h, w, 0, "image", 0, box=box), row, col)
+    error = max(abs(cx - x) / ((box[2] - box[0]) / w), abs(cy - y) / ((box[3] - box[1]) / h))
+    return error, count, specs
 
 
 def marker_points(width: int, height: int) -> list[tuple[float, float]]:
@@ -167,6 +171,7 @@ def marker_points(width: int, height: int) -> list[tuple[float, float]]:
 def inside(specs, x: float, y: float) -> bool:
     """Whether source pixel (x, y) lies inside some grid's box."""
     x, y = int(x) + 0.5, int(y) + 0.5
-    return any(s.box[0] <= x < s.box[2] and s.box[1] <= y < s.box[3] for s in specs)
+    boxes = [b for s in specs for b in (s.tile_boxes or (s.box,))]
+    return any(b[0] <= x < b[2] and b[1] <= y < b[3] for b in boxes)
 
 

@@ -40,6 +40,8 @@ class BlockSpec:
     label: str = ""
     row_newline: bool = False
     separator: str = ""
+    tiles: tuple[tuple[int, int, int, int], ...] = ()
+    tile_boxes: tuple[tuple[float, float, float, float], ...] = ()
 
     @property
     def size(self) -> int:
