@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,7 +83,9 @@ def map_frames(blocks: Sequence[VisionBlock]) -> list[MapFrame]:
     offset = 0
     for index, block in enumerate(blocks):
         t, h, w = block.grid
-        parts = [(n, m, box, f"tile {k + 1}") for k, ((_r, _c, n, m), box) in enumerate(zip(block.tiles, block.tile_boxes))]
+        parts = [
+            (n, m, box, f"tile {k + 1}") for k, ((_r, _c, n, m), box) in enumerate(zip(block.tiles, block.tile_boxes))
+        ]
         for slice_ in range(t):
             frames = block.frames[slice_] if block.frames else ()
             times = block.times[slice_] if block.times else ()
@@ -108,6 +111,36 @@ def map_frames(blocks: Sequence[VisionBlock]) -> list[MapFrame]:
                     )
                 )
                 offset += height * width
+    return out
+
+
+def grid_boxes(blocks: Sequence[VisionBlock]) -> tuple[np.ndarray, np.ndarray]:
+    """The interchange geometry: one row per mapped grid (a block, or each tile of a tiled block),
+    boxes [G, 4] float64 (x0, y0, x1, y1; NaN where not recorded) and their blocks [G] int64."""
+    boxes, owners = [], []
+    for index, block in enumerate(blocks):
+        for box in block.tile_boxes or (block.box,):
+            boxes.append((np.nan,) * 4 if box is None else box)
+            owners.append(index)
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(owners, dtype=np.int64)
+
+
+def with_grid_boxes(blocks: Sequence[VisionBlock], boxes: np.ndarray, owners: np.ndarray) -> list[VisionBlock]:
+    """`blocks` with the boxes of `grid_boxes`' tensors (NaN rows: not recorded, whole image assumed)."""
+    boxes, owners = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(owners, np.int64).reshape(-1)
+    if len(boxes) != len(owners) or (len(owners) and (owners.min() < 0 or owners.max() >= len(blocks))):
+        raise ValueError(f"{len(boxes)} vision_boxes for {len(owners)} vision_grid_blocks of {len(blocks)} blocks")
+    out = []
+    for index, block in enumerate(blocks):
+        rows = [None if np.isnan(b).any() else tuple(float(x) for x in b) for b in boxes[owners == index]]
+        if block.tiles:
+            if len(rows) != len(block.tiles) or None in rows:
+                raise ValueError(f"vision block {index} has {len(block.tiles)} tiles but {len(rows)} boxes")
+            out.append(dataclasses.replace(block, tile_boxes=tuple(rows)))
+        elif len(rows) == 1:
+            out.append(dataclasses.replace(block, box=rows[0]))
+        else:
+            raise ValueError(f"vision block {index} is one grid but has {len(rows)} boxes")
     return out
 
 

@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 
 from .activation import activation_maps
-from .explain import ExplainSettings, decode_hidden
 from .errors import TamxError
+from .explain import ExplainSettings, decode_hidden
 from .filters import filter_maps
 from .geometry import frame_groups, project_frames
 from .layout import cell_block_starts, frame_table, map_frames, vision_positions

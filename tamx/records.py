@@ -99,7 +99,9 @@ class VisionBlock:
         if not self.tiles:
             return grid.ravel()
         grid = grid.reshape(t, h, w)
-        return np.concatenate([grid[:, r : r + n, c : c + m].reshape(t, -1) for r, c, n, m in self.tiles], axis=1).ravel()
+        return np.concatenate(
+            [grid[:, r : r + n, c : c + m].reshape(t, -1) for r, c, n, m in self.tiles], axis=1
+        ).ravel()
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -362,8 +364,12 @@ def _check_blocks(sample: Sample, special_tokens: dict[str, int]) -> None:
             len(block.tile_boxes) != len(block.tiles)
             or sum(n * m for _r, _c, n, m in block.tiles) != block.grid[1] * block.grid[2]
         ):
-            _fail(sample, "vision_blocks", f"{where}: its {len(block.tiles)} tiles do not partition the {block.grid} grid")
-        if block.box is not None and (len(block.box) != 4 or not block.box[0] < block.box[2] or not block.box[1] < block.box[3]):
+            _fail(
+                sample, "vision_blocks", f"{where}: its {len(block.tiles)} tiles do not partition the {block.grid} grid"
+            )
+        if block.box is not None and (
+            len(block.box) != 4 or not block.box[0] < block.box[2] or not block.box[1] < block.box[3]
+        ):
             _fail(sample, "vision_blocks", f"{where}: box {block.box} must be (x0, y0, x1, y1) with x0 < x1, y0 < y1")
         previous_stop = block.stop + block.unmapped
 

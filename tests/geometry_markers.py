@@ -33,11 +33,16 @@ def marker_image(width: int, height: int, x: float, y: float) -> np.ndarray:
     return image
 
 
+NORM = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+
+
 def _deviation(pixels: np.ndarray, channel_axis: int) -> np.ndarray:
-    """|x - background| summed over channels, per pixel; the background is each channel's median."""
+    """How red each pixel is: R - (G + B) / 2 in 0..255 after undoing the normalisation, clipped
+    at 0 (grey background and black padding are 0, the marker 255)."""
     moved = np.moveaxis(np.asarray(pixels, dtype=np.float64), channel_axis, 0)
-    background = np.median(moved.reshape(moved.shape[0], -1), axis=1)
-    return np.abs(moved - background.reshape(-1, *([1] * (moved.ndim - 1)))).sum(axis=0)
+    shape = (-1, *([1] * (moved.ndim - 1)))
+    rgb = (moved * np.reshape(NORM["std"], shape) + np.reshape(NORM["mean"], shape)) * 255.0
+    return np.maximum(rgb[0] - (rgb[1] + rgb[2]) / 2 - 16.0, 0.0)
 
 
 def _cells(deviation: np.ndarray, rows: int, cols: int, cell: int) -> np.ndarray:
@@ -76,10 +81,9 @@ def _fixed_cells(processed, config, specs) -> list[np.ndarray]:
     for image, spec in zip(pixels, specs):
         _, rows, cols = spec.grid
         side = image.shape[-1]
-        if config.model_type == "llava":
-            cell = config.vision_config.patch_size  # the CLS token is dropped; patches, row-major
-        else:  # Gemma 3 average-pools the patches, InternVL pixel-shuffles 2 x 2 patches into one cell
-            cell = side // cols
+        # LLaVA: patches row-major (CLS dropped); Gemma 3 average-pools the patches into equal squares;
+        # InternVL pixel-shuffles 2 x 2 patches into one cell (row-major, see its pixel_shuffle)
+        cell = config.vision_config.patch_size if config.model_type == "llava" else side // cols
         out.append(_cells(_deviation(image, 0), rows, cols, cell))
     return out
 
@@ -132,23 +136,28 @@ def run_processor(processor, config, image: np.ndarray, **kwargs):
     return adapter, specs, processed
 
 
-def locate(processor, config, width: int, height: int, x: float, y: float, **kwargs) -> tuple[float | None, int, list]:
-    """Max over axes of |stored centre of the marker's cell - marker| in cells (None when no grid
-    shows the marker), the number of grids, and the grids' specs."""
+def locate(processor, config, width: int, height: int, x: float, y: float, **kwargs):
+    """(error, grids, specs, allowed): the max over axes of |stored centre of the marker's cell -
+    the marker's pixel centre| in cells (None when no grid shows the marker), the number of
+    grids (tiles counted one by one), the grids' specs, and the error allowed for that cell."""
     image = marker_image(width, height, x, y)
     x, y = int(x) + 0.5, int(y) + 0.5  # the centre of the marker's middle pixel
+    ip = processor.image_processor
+    NORM.update(mean=tuple(ip.image_mean), std=tuple(ip.image_std))
     _adapter, specs, processed = run_processor(processor, config, image, **kwargs)
     cells = CELL_FINDERS[config.model_type](processed, config, specs)
     grids = []  # (box, evidence [h, w]) of every grid, a tiled block's tiles one by one
     for spec, evidence in zip(specs, cells):
         if spec.tiles:
-            grids.extend((box, evidence[r : r + n, c : c + m]) for (r, c, n, m), box in zip(spec.tiles, spec.tile_boxes))
+            grids.extend(
+                (box, evidence[r : r + n, c : c + m]) for (r, c, n, m), box in zip(spec.tiles, spec.tile_boxes)
+            )
         else:
             grids.append((spec.box, evidence))
     # the finest grid that holds the marker decides (tiles over the thumbnail / base view)
     best = None
     for box, evidence in grids:
-        if evidence.max() <= 1e-6 * max(e.max() for _, e in grids):
+        if evidence.max() <= 0:
             continue
         row, col = np.unravel_index(int(np.argmax(evidence)), evidence.shape)
         area = (box[2] - box[0]) * (box[3] - box[1]) / evidence.size
@@ -156,11 +165,13 @@ def locate(processor, config, width: int, height: int, x: float, y: float, **kwa
             best = (area, box, evidence.shape, int(row), int(col))
     count = len(grids)
     if best is None:
-        return None, count, specs
+        return None, count, specs, 0.0
     _, box, (h, w), row, col = best
     cx, cy = cell_centre(MapFrame(0, h, w, 0, "image", 0, box=box), row, col)
-    error = max(abs(cx - x) / ((box[2] - box[0]) / w), abs(cy - y) / ((box[3] - box[1]) / h))
-    return error, count, specs
+    cell_w, cell_h = (box[2] - box[0]) / w, (box[3] - box[1]) / h
+    error = max(abs(cx - x) / cell_w, abs(cy - y) / cell_h)
+    # half a cell, plus half of the marker's source pixel (larger than a cell on tiny images)
+    return error, count, specs, 0.5 + 0.5 / min(cell_w, cell_h)
 
 
 def marker_points(width: int, height: int) -> list[tuple[float, float]]:
@@ -173,5 +184,3 @@ def inside(specs, x: float, y: float) -> bool:
     x, y = int(x) + 0.5, int(y) + 0.5
     boxes = [b for s in specs for b in (s.tile_boxes or (s.box,))]
     return any(b[0] <= x < b[2] and b[1] <= y < b[3] for b in boxes)
-
-

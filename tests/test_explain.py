@@ -96,7 +96,7 @@ def test_one_scale_per_image_not_one_joint_scale():
     """Two images with activation levels 100x apart: each image's s_i is its own least squares
     fit (METHOD.md Eq. 5), so the weak image keeps the structure a joint scale would wipe out."""
     sample = synthetic_sample(grids=[(1, 4, 4), (1, 4, 4)], n_answer=2, seed=5)
-    first, second = sample.vision_blocks
+    _first, second = sample.vision_blocks
     hidden = sample.hidden_float32()
     hidden[second.start : second.stop] *= 0.01  # the second image's activations are 100x weaker
     sample.hidden = hidden.astype(sample.hidden.dtype)
@@ -115,7 +115,6 @@ def test_one_scale_per_image_not_one_joint_scale():
     assert joint["scale"].shape == (2, 1)
     assert abs(joint["scale"][0, 0] - maps.scale[0, 1]) > 0.1 * abs(maps.scale[0, 1])
     assert not np.allclose(joint["eci"][:, 16:], maps.eci[:, 16:], rtol=1e-3, atol=0)
-
 
 
 def test_zero_relevance_keeps_the_activation_map():

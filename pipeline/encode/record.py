@@ -207,7 +207,9 @@ def prepare_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSettin
     special_ids = set(adapter.special_tokens().values()) | {int(t) for t in tokenizer.all_special_ids}
     spans = _shift_spans(spans, processed.get("text_replacement_offsets", [[]])[0])
     offsets = np.asarray(processed["offset_mapping"][0], dtype=np.int64).reshape(-1, 2)
-    blocks = [spec.block(start) for start, spec in adapter.find_blocks(prompt_ids, adapter.block_specs(media, processed))]
+    blocks = [
+        spec.block(start) for start, spec in adapter.find_blocks(prompt_ids, adapter.block_specs(media, processed))
+    ]
     return Prepared(
         sample=sample,
         messages=messages,

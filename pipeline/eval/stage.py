@@ -131,7 +131,13 @@ def _score_sample(
         size = next(iter(masks.values())).shape
     else:  # no object to score: function words are still scored, on the image (or the grid)
         first = sample.vision_blocks[0] if sample.vision_blocks else None
-        size = (first.image_size[1], first.image_size[0]) if first and first.image_size else first.grid[1:] if first else (1, 1)
+        size = (
+            (first.image_size[1], first.image_size[0])
+            if first and first.image_size
+            else first.grid[1:]
+            if first
+            else (1, 1)
+        )
     categories = {name: lemmas for name, lemmas in category_lemmas(record.categories).items() if name in masks}
     words = answer_words(sample, tagger, categories)
     stored = run.variants(sample_id)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..inputs import MediaItem
 from tamx.geometry import Canvas
 
+from ..inputs import MediaItem
 from .base import Adapter, AdapterError, BlockSpec, item_size, on_canvas, slice_times
 
 
@@ -60,7 +60,7 @@ class Qwen2VLAdapter(Adapter):
         if tuple(expected) != found:
             raise AdapterError(
                 f"the {item.kind} {width}x{height} px became a {found[1]}x{found[0]} px grid, not the "
-                f"{expected[1]}x{expected[0]} px that smart_resize gives; tamx cannot place this grid on the {item.kind}"
+                f"{expected[1]}x{expected[0]} px that smart_resize gives; tamx cannot place this grid"
             )
 
     def _placed(self, spec: BlockSpec, item: MediaItem) -> BlockSpec:

@@ -7,11 +7,10 @@ text is scaffolding, not context.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..inputs import MediaItem
-from dataclasses import replace
-
 from .base import BlockSpec
 from .qwen2_vl import Qwen2VLAdapter
 
