@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+import tamx
 from tamx.geometry import Canvas, frame_groups, project_frames
 from tamx.layout import MapFrame, frame_table, grid_boxes, map_frames, with_grid_boxes
 from tamx.records import VisionBlock
@@ -181,3 +182,54 @@ def test_interchange_carries_the_boxes(tmp_path):
     save_file(bare, str(tmp_path / "bare.safetensors"))
     plain, _, _ = import_sample(tmp_path / "bare.safetensors")
     assert all(b.box is None for b in plain.vision_blocks)
+
+
+def _map_index(frames, block_index: int, block, row: int, col: int) -> int:
+    """The map-vector index of cell (row, col) of a block's grid (tiles: inside its tile's frame)."""
+    own = [f for f in frames if f.block == block_index]
+    if not block.tiles:
+        return own[0].offset + row * block.grid[2] + col
+    for frame, (r, c, n, m) in zip(own, block.tiles):
+        if r <= row < r + n and c <= col < c + m:
+            return frame.offset + (row - r) * m + (col - c)
+    raise AssertionError("cell outside every tile")
+
+
+@pytest.mark.parametrize(
+    ("family", "size", "marker"), [("llava", (336, 168), (200, 100)), ("llava_onevision", (768, 384), (500, 120))]
+)
+def test_encode_then_projection_puts_a_one_hot_map_on_the_marker(tiny_model_dir, tmp_path, family, size, marker):
+    """End to end: encode an image with a marker; the cell holding the marker (found in pixel_values)
+    as a one-hot map, projected through the STORED geometry, peaks on the marker's pixel."""
+    import cv2
+    from transformers import AutoConfig
+
+    from pipeline.encode import encode, inline_input, load_model, load_processor
+
+    from .geometry_markers import CELL_FINDERS, NORM, marker_image, run_processor
+
+    path = tiny_model_dir(family)
+    processor, config = load_processor(str(path)), AutoConfig.from_pretrained(path)
+    image = marker_image(*size, *marker)
+    cv2.imwrite(str(tmp_path / "marker.png"), image[:, :, ::-1])
+    sample = inline_input((str(tmp_path / "marker.png"),), None, "Describe the image.", "A dot.", "m")
+    report = encode(load_model(str(path), device="cpu", dtype="fp32"), processor, [sample], tmp_path / "run")
+    assert report.failed == {}
+    stored = tamx.open_run(tmp_path / "run").sample("m")
+    assert all(b.unmapped == 0 or b.separator for b in stored.vision_blocks)  # no content left unmapped
+    # the model's cell of the marker, from the processor's pixels alone
+    NORM.update(mean=tuple(processor.image_processor.image_mean), std=tuple(processor.image_processor.image_std))
+    _, specs, processed = run_processor(processor, config, image)
+    evidence = CELL_FINDERS[family](processed, config, specs)[-1]  # the finest grid: the last block
+    row, col = np.unravel_index(int(np.argmax(evidence)), evidence.shape)
+    frames = map_frames(stored.vision_blocks)
+    last = len(stored.vision_blocks) - 1
+    one_hot = np.zeros(stored.vision_size, np.float32)
+    one_hot[_map_index(frames, last, stored.vision_blocks[last], int(row), int(col))] = 1.0
+    (group,) = frame_groups(frames)
+    heat, _seen = project_frames(one_hot, group, (size[1], size[0]))
+    ys, xs = np.nonzero(heat >= heat.max() * 0.999)
+    frame = next(f for f in frames if f.block == last and f.offset <= np.argmax(one_hot) < f.offset + f.size)
+    cell_w = (frame.box[2] - frame.box[0]) / frame.width
+    assert abs(xs.mean() + 0.5 - (marker[0] + 0.5)) <= 0.5 * cell_w + 1
+    assert abs(ys.mean() + 0.5 - (marker[1] + 0.5)) <= 0.5 * cell_w + 1
