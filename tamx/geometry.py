@@ -110,14 +110,17 @@ def _sample_frame(grid: np.ndarray, frame: MapFrame, size: tuple[int, int]) -> t
 
 
 def project_frames(
-    values: np.ndarray, frames: Sequence[MapFrame], size: tuple[int, int], compose: str = "finest"
+    values: np.ndarray, frames: Sequence[MapFrame], size: tuple[int, int], compose: str = "mean"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Project one picture's grids of a map onto `size` = (H, W) pixels of its source image.
 
     values: [V] one map over all cells (the frames' offsets index it); frames: the grids of
     one picture (`frame_groups`): an image with its tiles and thumbnail, or one video frame.
-    compose: where grids overlap, "finest" takes the grid with the smallest cells (tiles over
-    the thumbnail), "mean" averages every grid covering the pixel.
+    compose: where grids overlap (tiles and the thumbnail or base view), "mean" averages every
+    grid covering the pixel (the default: on benchmarks/tile_compose.py it scores as well as
+    "finest" at moderate noise and better at heavy noise), "finest" takes the grid with the
+    smallest cells (tiles over the thumbnail). Each grid is sampled at its own resolution, so
+    the result has the detail of the finest tile either way.
     Returns (heat [H, W], seen [H, W] bool): heat is uint8 for a uint8 map (rounded), else
     float32, and 0 where no grid covers the pixel (seen False: the model never saw it).
     """

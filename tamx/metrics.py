@@ -73,7 +73,8 @@ def otsu(image: np.ndarray, seen: np.ndarray | None = None) -> tuple[float, np.n
 
 def project_sample_maps(sample: Sample, maps: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Answer-token maps [N, V] (uint8) of a one-image sample projected onto size = (H, W) pixels
-    through the grids' boxes (tiles over the thumbnail): (maps [N, H, W], seen [H, W] bool)."""
+    through the grids' boxes (tiles and thumbnail averaged where they overlap, `project_frames`):
+    (maps [N, H, W], seen [H, W] bool)."""
     frames = map_frames(sample.vision_blocks)
     groups = frame_groups(frames)
     if len(groups) != 1 or groups[0][0].kind != "image":
