@@ -233,3 +233,31 @@ def test_encode_then_projection_puts_a_one_hot_map_on_the_marker(tiny_model_dir,
     cell_w = (frame.box[2] - frame.box[0]) / frame.width
     assert abs(xs.mean() + 0.5 - (marker[0] + 0.5)) <= 0.5 * cell_w + 1
     assert abs(ys.mean() + 0.5 - (marker[1] + 0.5)) <= 0.5 * cell_w + 1
+
+
+def test_eval_scores_a_cropped_map_where_the_model_looked():
+    """LLaVA-1.5's centre crop of a 336x168 image: the map is scored on x = 84..252 only, where it
+    lies; stretched over the whole image (the old behaviour) the same map misses the object."""
+    from tamx.metrics import Word, project_sample_maps, score_answer
+    from tamx.pos import NOUN
+    from tamx.synthetic import synthetic_sample
+
+    sample = synthetic_sample(grids=[(1, 4, 4)], seed=1)
+    (block,) = sample.vision_blocks
+    cropped = dataclasses.replace(block, box=(84.0, 0.0, 252.0, 168.0), image_size=(336, 168))
+    maps = np.zeros((1, 16), np.uint8)
+    maps[0, 1 * 4 + 0] = 255  # cell (row 1, col 0): x = 84..126, y = 42..84 (stretched: x = 0..84)
+    truth = np.zeros((168, 336), bool)
+    truth[42:84, 84:126] = True
+    words = [Word("cat", (0,), NOUN, "cat")]
+    sample.vision_blocks = (cropped,)
+    projected, seen = project_sample_maps(sample, maps, truth.shape)
+    assert seen[:, 84:252].all() and not seen[:, :84].any() and not seen[:, 252:].any()
+    placed = score_answer("s", words, projected, {"cat": truth}, seen).objects[0].iou
+    sample.vision_blocks = (block,)  # no box: the grid stretched over the whole image
+    stretched = score_answer("s", words, project_sample_maps(sample, maps, truth.shape)[0], {"cat": truth})
+    assert placed > 0.5 and stretched.objects[0].iou < 0.2
+    # pixels outside the crop are never foreground, and an object there is not scored against the map
+    outside = np.zeros_like(truth)
+    outside[:, :60] = True
+    assert score_answer("s", words, projected, {"cat": outside}, seen).objects[0].iou == 0.0
