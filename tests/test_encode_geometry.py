@@ -127,7 +127,7 @@ def test_tiles_compose_at_the_finest_resolution_or_mean():
     frames = map_frames(blocks)
     assert [f.label for f in frames] == ["tile 1,1", "tile 1,2", "thumbnail"] and len(frame_groups(frames)) == 1
     values = np.array([1, 1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 4], np.float32)
-    finest, seen = project_frames(values, frames, (100, 200))
+    finest, seen = project_frames(values, frames, (100, 200), compose="finest")
     assert seen.all() and set(np.unique(finest[:, :100])) == {1.0} and set(np.unique(finest[:, 100:])) == {2.0}
     mean, _ = project_frames(values, frames, (100, 200), compose="mean")
     np.testing.assert_allclose(mean[:, :100], 2.5) and np.testing.assert_allclose(mean[:, 100:], 3.0)
@@ -261,3 +261,32 @@ def test_eval_scores_a_cropped_map_where_the_model_looked():
     outside = np.zeros_like(truth)
     outside[:, :60] = True
     assert score_answer("s", words, projected, {"cat": outside}, seen).objects[0].iou == 0.0
+
+
+def test_gemma3_pan_and_scan_crops_are_encoded_as_blocks_of_one_image(tiny_model_dir, tmp_path):
+    """A checkpoint configured for pan and scan: the whole image plus its crops, one ECI scale."""
+    import json
+    import shutil
+
+    import cv2
+
+    from pipeline.encode import encode, inline_input, load_model, load_processor
+
+    folder = tmp_path / "gemma3-pas"
+    shutil.copytree(tiny_model_dir("gemma3"), folder)
+    config = json.loads((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").write_text(json.dumps({**config, "do_pan_and_scan": True}))
+    image = tmp_path / "wide.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (400, 1200, 3), dtype=np.uint8))
+    model, processor = load_model(str(folder), device="cpu", dtype="fp32"), load_processor(str(folder))
+    sample = inline_input((str(image),), None, "Describe it.", "A cat.", "wide")
+    assert encode(model, processor, [sample], tmp_path / "run").failed == {}
+    stored = tamx.open_run(tmp_path / "run").sample("wide")
+    assert [(b.label, b.box) for b in stored.vision_blocks] == [
+        ("whole image", (0.0, 0.0, 1200.0, 400.0)),
+        ("crop 1", (0.0, 0.0, 400.0, 400.0)),
+        ("crop 2", (400.0, 0.0, 800.0, 400.0)),
+        ("crop 3", (800.0, 0.0, 1200.0, 400.0)),
+    ]
+    assert "".join(stored.tokens[q] for q in stored.context_positions) == "Describe it."
+    assert tamx.explain_sample(stored).scale.shape == (len(stored.answer_positions), 1)

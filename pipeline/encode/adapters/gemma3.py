@@ -2,7 +2,8 @@
 
 The grid side is sqrt(mm_tokens_per_image) (the projector's tokens_per_side). The processor
 squashes every image to its square size, so the grid covers the whole image. With pan and scan
-(`do_pan_and_scan`), the processor adds crops after the whole image, each its own
+(`do_pan_and_scan` in the image processor's configuration, passed on to the processor call),
+the processor adds crops after the whole image, each its own
 `<start_of_image>` run and squashed the same way: each crop is a block of the same media item,
 its box taken from the image processor's own `pan_and_scan` run on a map of pixel coordinates.
 """
@@ -35,16 +36,30 @@ class Gemma3Adapter(Adapter):
             raise AdapterError(f"mm_tokens_per_image = {tokens} is not a square; tamx cannot lay it out as a grid")
         return side
 
-    def _crop_boxes(self, item: MediaItem) -> list[tuple[float, float, float, float]]:
-        """Source-pixel boxes of the processor's pan-and-scan crops of `item` (its own code, run on x/y maps)."""
+    def _pan_and_scan_settings(self) -> dict[str, Any]:
+        """The pan-and-scan settings: the image processor's configuration, else the processor's defaults."""
         ip = self.image_processor()
-        defaults = getattr(self.processor, "images_kwargs", None) or {}  # the processor's own defaults
+        defaults = getattr(self.processor, "images_kwargs", None) or {}
         settings = {}
         for name in PAN_AND_SCAN:
             value = getattr(ip, name, None)
             settings[name] = defaults.get(name) if value is None else value
         if any(v is None for v in settings.values()) or not hasattr(ip, "pan_and_scan"):
             raise AdapterError(f"{type(ip).__name__} does not say how it pans and scans; tamx cannot place its crops")
+        return settings
+
+    def processor_kwargs(self, media: list[MediaItem]) -> dict[str, Any]:
+        # the processor's class defaults (do_pan_and_scan False) win over the image processor's own
+        # configuration: pass a checkpoint's pan-and-scan setting on explicitly, with the settings
+        # the crop boxes are computed from
+        if getattr(self.image_processor(), "do_pan_and_scan", None):
+            return {**super().processor_kwargs(media), "do_pan_and_scan": True, **self._pan_and_scan_settings()}
+        return super().processor_kwargs(media)
+
+    def _crop_boxes(self, item: MediaItem) -> list[tuple[float, float, float, float]]:
+        """Source-pixel boxes of the processor's pan-and-scan crops of `item` (its own code, run on x/y maps)."""
+        ip = self.image_processor()
+        settings = self._pan_and_scan_settings()
         width, height = item_size(item)
         ys, xs = np.mgrid[0:height, 0:width].astype(np.int32)
         crops = ip.pan_and_scan(np.stack([xs, ys]), **settings)
