@@ -21,6 +21,7 @@ pytest.importorskip("PIL", reason="transformers' image processors need Pillow (p
 
 from pipeline.encode import EncodeInput, EncodeSettings, encode, inline_input, load_model, load_processor  # noqa: E402
 from pipeline.encode.adapters import AdapterError, adapter_class  # noqa: E402
+from tamx.layout import map_frames  # noqa: E402
 
 from .tiny_models import QwenVideoProcessorDouble, write_image, write_video  # noqa: E402
 
@@ -219,6 +220,9 @@ def test_qwen_video_block_covers_frame_pairs(loaded, family, media, tmp_path):
     assert (image_block.kind, video_block.kind) == ("image", "video")
     assert video_block.media == 1 and video_block.grid[0] == 2
     assert video_block.frames == ((0, 2), (3, 5))
+    assert video_block.times == ((0.0, 0.5), (0.75, 1.25))  # the clip's 4 fps
+    assert video_block.box == (0.0, 0.0, 84.0, 56.0) and video_block.image_size == (84, 56)
+    assert [f.label for f in map_frames(stored.vision_blocks)] == ["image", "t=0.00s", "t=0.75s"]
     video_token = run.info.special_tokens["video_token"]
     assert int((stored.input_ids == video_token).sum()) == video_block.size
     inputs = model_inputs_for(processor, stored, 2)
@@ -240,6 +244,8 @@ def test_qwen3_vl_video_has_one_block_per_timestamped_slice(loaded, media, tmp_p
     assert image_block.kind == "image" and [b.kind for b in slices] == ["video", "video"]
     assert [b.media for b in slices] == [1, 1]
     assert [b.frames for b in slices] == [((0, 2),), ((3, 5),)]
+    assert [b.times for b in slices] == [((0.0, 0.5),), ((0.75, 1.25),)]
+    assert all(b.box == (0.0, 0.0, 84.0, 56.0) for b in slices)
     inputs = model_inputs_for(processor, stored, 2)
     t, h, w = inputs["video_grid_thw"][0].tolist()
     merge = model.config.vision_config.spatial_merge_size

@@ -7,7 +7,7 @@ fixed patch grid, and every grid is checked against the placeholder run it descr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -74,8 +74,6 @@ def item_size(item: MediaItem) -> tuple[int, int]:
 
 def on_canvas(spec: BlockSpec, canvas: Canvas, item: MediaItem, label: str = "") -> BlockSpec:
     """`spec` with the geometry of a grid that exactly covers `canvas`."""
-    from dataclasses import replace
-
     box = tuple(float(x) for x in canvas.box)
     return replace(spec, box=box, image_size=item_size(item), label=label or spec.label)
 
