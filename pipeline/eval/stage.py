@@ -122,22 +122,20 @@ def answer_words(sample: Sample, tagger: Tagger, categories: dict[str, set[str]]
     return words
 
 
+def _picture_size(sample: Sample) -> tuple[int, int]:
+    """(H, W) to score function words on when the record has no mask: the image's pixels, else its grid."""
+    if not sample.vision_blocks:
+        raise TamxError(f"sample {sample.id!r}: eval scores samples with one image, this one has none")
+    first = sample.vision_blocks[0]
+    return (first.image_size[1], first.image_size[0]) if first.image_size else first.grid[1:]
+
+
 def _score_sample(
     run, record: Record, sample_id: str, variants: Sequence[str] | None, tagger: Tagger, first_token: bool
 ) -> dict[str, tuple[Any, dict[str, Any]]]:
     sample = run.sample(sample_id, media=False)
     masks = record.masks()
-    if masks:
-        size = next(iter(masks.values())).shape
-    else:  # no object to score: function words are still scored, on the image (or the grid)
-        first = sample.vision_blocks[0] if sample.vision_blocks else None
-        size = (
-            (first.image_size[1], first.image_size[0])
-            if first and first.image_size
-            else first.grid[1:]
-            if first
-            else (1, 1)
-        )
+    size = next(iter(masks.values())).shape if masks else _picture_size(sample)
     categories = {name: lemmas for name, lemmas in category_lemmas(record.categories).items() if name in masks}
     words = answer_words(sample, tagger, categories)
     stored = run.variants(sample_id)
