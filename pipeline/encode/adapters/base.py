@@ -48,8 +48,8 @@ class BlockSpec:
         return int(np.prod(self.grid))
 
     @property
-    def tokens(self) -> int:
-        """Placeholder tokens the item takes: the grid (with its row newlines) plus trailing separators."""
+    def placeholders(self) -> int:
+        """Placeholder tokens the block takes: the grid (with its row newlines) plus trailing separators."""
         t, h, _w = self.grid
         return self.size + (t * h if self.row_newline else 0) + self.unmapped
 
@@ -283,14 +283,14 @@ class Adapter:
                         f"grids account for (at position {start + offset})"
                     )
                 spec = queue.pop(0)
-                if spec.kind != kind or offset + spec.tokens > length:
+                if spec.kind != kind or offset + spec.placeholders > length:
                     raise AdapterError(
                         f"the {self.family} adapter expected a {spec.kind} block of grid {spec.grid} "
-                        f"({spec.tokens} tokens) at position {start + offset}, but found a run of "
+                        f"({spec.placeholders} tokens) at position {start + offset}, but found a run of "
                         f"{length - offset} {kind} placeholder tokens"
                     )
                 matched.append((start + offset, spec))
-                offset += spec.tokens
+                offset += spec.placeholders
         if queue:
             raise AdapterError(
                 f"the {self.family} adapter expected {len(queue)} more vision block(s) than the sequence holds"
