@@ -87,26 +87,84 @@ def cell_area(frame: MapFrame, size: tuple[int, int]) -> float:
     return (x1 - x0) / frame.width * (y1 - y0) / frame.height
 
 
-def _sample_frame(grid: np.ndarray, frame: MapFrame, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """One grid [h, w] sampled at every output pixel of size (H, W): (values float32, covered bool)."""
+@dataclass(frozen=True)
+class _Sampler:
+    """How one grid is sampled at the output pixels it covers (a rectangle, `rows` x `cols`):
+    a plain resize when the grid covers the whole image, else OpenCV remap coordinates."""
+
+    frame: MapFrame
+    rows: slice
+    cols: slice
+    map_x: np.ndarray | None = None
+    map_y: np.ndarray | None = None
+
+    def sample(self, row: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The frame's grid of map `row` [V] (uint8 or float32) at the covered pixels: [h, w]."""
+        f = self.frame
+        grid = row[f.offset : f.offset + f.size].reshape(f.height, f.width)
+        if self.map_x is None:
+            return cv2.resize(grid, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        return cv2.remap(grid, self.map_x, self.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _covered(start: float, stop: float, centres: np.ndarray) -> slice:
+    """The output pixels whose centre lies in [start, stop): a slice (possibly empty)."""
+    inside = np.flatnonzero((centres >= start) & (centres < stop))
+    return slice(int(inside[0]), int(inside[-1]) + 1) if len(inside) else slice(0, 0)
+
+
+def _sampler(frame: MapFrame, size: tuple[int, int]) -> _Sampler:
     out_h, out_w = size
     src_w, src_h = _source_size(frame, size)
     x0, y0, x1, y1 = _frame_box(frame, (src_w, src_h))
     if np.allclose((x0, y0, x1, y1), (0.0, 0.0, src_w, src_h)):
         # the grid covers the whole image: a plain bilinear resize (as before boxes were recorded)
-        resized = cv2.resize(grid, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
-        return resized.astype(np.float32), np.ones(size, dtype=bool)
+        return _Sampler(frame, slice(0, out_h), slice(0, out_w))
     xs = (np.arange(out_w, dtype=np.float64) + 0.5) * (src_w / out_w)
     ys = (np.arange(out_h, dtype=np.float64) + 0.5) * (src_h / out_h)
-    u = (xs - x0) / (x1 - x0) * frame.width - 0.5
-    v = (ys - y0) / (y1 - y0) * frame.height - 0.5
-    map_x = np.broadcast_to(u[None, :], size).astype(np.float32)
-    map_y = np.broadcast_to(v[:, None], size).astype(np.float32)
-    values = cv2.remap(
-        np.ascontiguousarray(grid, dtype=np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    covered = ((xs >= x0) & (xs < x1))[None, :] & ((ys >= y0) & (ys < y1))[:, None]
-    return values, covered
+    rows, cols = _covered(y0, y1, ys), _covered(x0, x1, xs)
+    u = ((xs[cols] - x0) / (x1 - x0) * frame.width - 0.5).astype(np.float32)
+    v = ((ys[rows] - y0) / (y1 - y0) * frame.height - 0.5).astype(np.float32)
+    shape = (len(v), len(u))
+    map_x = np.ascontiguousarray(np.broadcast_to(u[None, :], shape))
+    map_y = np.ascontiguousarray(np.broadcast_to(v[:, None], shape))
+    return _Sampler(frame, rows, cols, map_x, map_y)
+
+
+def project_maps(
+    values: np.ndarray, frames: Sequence[MapFrame], size: tuple[int, int], compose: str = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
+    """`project_frames` for many maps at once: values [N, V] -> (heat [N, H, W], seen [H, W])."""
+    if compose not in COMPOSE_MODES:
+        raise TamxError(f"unknown compose mode {compose!r}; use one of {', '.join(COMPOSE_MODES)}")
+    if not frames:
+        raise TamxError("project_frames needs at least one frame")
+    values = np.asarray(values)
+    values = values if values.dtype == np.uint8 else values.astype(np.float32, copy=False)
+    # coarse grids first, so that with "finest" the finer ones paint over them
+    samplers = [_sampler(f, size) for f in sorted(frames, key=lambda f: -cell_area(f, size))]
+    count = np.zeros(size, dtype=np.float32)
+    for sampler in samplers:
+        count[sampler.rows, sampler.cols] += 1.0
+    seen = count > 0
+    out = np.zeros((len(values), *size), dtype=values.dtype)
+    mean = compose == "mean" and len(samplers) > 1
+    if mean:
+        weight = np.divide(1.0, count, out=np.zeros(size, np.float32), where=seen)
+        total = np.zeros(size, dtype=np.float32)
+    for index, row in enumerate(values):
+        if not mean:
+            for sampler in samplers:
+                out[index, sampler.rows, sampler.cols] = sampler.sample(row, size)
+            continue
+        total[:] = 0.0
+        for sampler in samplers:
+            total[sampler.rows, sampler.cols] += sampler.sample(row, size)
+        total *= weight
+        if values.dtype == np.uint8:
+            total += 0.5  # round half up: the average of uint8 values stays within 0..255
+        out[index] = total
+    return out, seen
 
 
 def project_frames(
@@ -121,31 +179,11 @@ def project_frames(
     "finest" at moderate noise and better at heavy noise), "finest" takes the grid with the
     smallest cells (tiles over the thumbnail). Each grid is sampled at its own resolution, so
     the result has the detail of the finest tile either way.
-    Returns (heat [H, W], seen [H, W] bool): heat is uint8 for a uint8 map (rounded), else
-    float32, and 0 where no grid covers the pixel (seen False: the model never saw it).
+    Returns (heat [H, W], seen [H, W] bool): heat is uint8 for a uint8 map, else float32, and
+    0 where no grid covers the pixel (seen False: the model never saw it).
     """
-    if compose not in COMPOSE_MODES:
-        raise TamxError(f"unknown compose mode {compose!r}; use one of {', '.join(COMPOSE_MODES)}")
-    if not frames:
-        raise TamxError("project_frames needs at least one frame")
-    values = np.asarray(values)
-    total = np.zeros(size, dtype=np.float64)
-    count = np.zeros(size, dtype=np.float64)
-    # coarse grids first, so that with "finest" the finer ones paint over them
-    for frame in sorted(frames, key=lambda f: -cell_area(f, size)):
-        grid = values[frame.offset : frame.offset + frame.size].reshape(frame.height, frame.width)
-        sampled, covered = _sample_frame(grid, frame, size)
-        if compose == "finest":
-            total[covered] = sampled[covered]
-            count[covered] = 1.0
-        else:
-            total[covered] += sampled[covered]
-            count[covered] += 1.0
-    seen = count > 0
-    heat = np.divide(total, count, out=np.zeros(size, dtype=np.float64), where=seen)
-    if values.dtype == np.uint8:
-        return np.clip(np.rint(heat), 0, 255).astype(np.uint8), seen
-    return heat.astype(np.float32), seen
+    heat, seen = project_maps(np.asarray(values)[None], frames, size, compose)
+    return heat[0], seen
 
 
 def cell_centre(frame: MapFrame, row: int, col: int) -> tuple[float, float]:

@@ -30,7 +30,7 @@ from .activation import activation_maps
 from .errors import TamxError
 from .explain import ExplainSettings, decode_hidden
 from .filters import filter_maps
-from .geometry import frame_groups, project_frames
+from .geometry import frame_groups, project_maps
 from .layout import cell_block_starts, frame_table, map_frames, vision_positions
 from .pos import FUNCTION, NOUN, lemma
 from .records import Sample
@@ -80,11 +80,7 @@ def project_sample_maps(sample: Sample, maps: np.ndarray, size: tuple[int, int])
     if len(groups) != 1 or groups[0][0].kind != "image":
         shown = "; ".join(f"{b.kind} {b.grid}" for b in sample.vision_blocks) or "none"
         raise TamxError(f"sample {sample.id!r}: eval scores samples with one image, this one has {shown}")
-    out = np.zeros((len(maps), *size), dtype=maps.dtype)
-    seen = np.ones(size, dtype=bool)
-    for index, row in enumerate(maps):
-        out[index], seen = project_frames(row, groups[0], size)
-    return out, seen
+    return project_maps(maps, groups[0], size)
 
 
 def iou(predicted: np.ndarray, truth: np.ndarray) -> float:
