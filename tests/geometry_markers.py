@@ -33,16 +33,20 @@ def marker_image(width: int, height: int, x: float, y: float) -> np.ndarray:
     return image
 
 
-NORM = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+def redness(processor):
+    """A function (pixels, channel axis) -> how red each pixel is: R - (G + B) / 2 in 0..255
+    after undoing the processor's normalisation, less 16, clipped at 0 (the grey background
+    and black padding give 0, the marker about 240)."""
+    ip = processor.image_processor
+    mean, std = np.asarray(ip.image_mean, np.float64), np.asarray(ip.image_std, np.float64)
 
+    def measure(pixels: np.ndarray, channel_axis: int) -> np.ndarray:
+        moved = np.moveaxis(np.asarray(pixels, dtype=np.float64), channel_axis, 0)
+        shape = (-1, *([1] * (moved.ndim - 1)))
+        rgb = (moved * std.reshape(shape) + mean.reshape(shape)) * 255.0
+        return np.maximum(rgb[0] - (rgb[1] + rgb[2]) / 2 - 16.0, 0.0)
 
-def _deviation(pixels: np.ndarray, channel_axis: int) -> np.ndarray:
-    """How red each pixel is: R - (G + B) / 2 in 0..255 after undoing the normalisation, clipped
-    at 0 (grey background and black padding are 0, the marker 255)."""
-    moved = np.moveaxis(np.asarray(pixels, dtype=np.float64), channel_axis, 0)
-    shape = (-1, *([1] * (moved.ndim - 1)))
-    rgb = (moved * np.reshape(NORM["std"], shape) + np.reshape(NORM["mean"], shape)) * 255.0
-    return np.maximum(rgb[0] - (rgb[1] + rgb[2]) / 2 - 16.0, 0.0)
+    return measure
 
 
 def _cells(deviation: np.ndarray, rows: int, cols: int, cell: int) -> np.ndarray:
@@ -61,7 +65,7 @@ class Found:
     strength: float
 
 
-def _qwen_cells(processed, config, specs) -> list[np.ndarray]:
+def _qwen_cells(processed, config, specs, red) -> list[np.ndarray]:
     merge = config.vision_config.spatial_merge_size
     pixels = processed["pixel_values"].numpy()
     out, offset = [], 0
@@ -69,12 +73,12 @@ def _qwen_cells(processed, config, specs) -> list[np.ndarray]:
         count = t * h * w
         # one row per patch, patches grouped merge x merge per merged cell, row-major over cells
         patches = pixels[offset : offset + count].reshape(h // merge, w // merge, merge * merge, 3, -1)
-        out.append(_deviation(patches, 3).sum(axis=(2, 3)))
+        out.append(red(patches, 3).sum(axis=(2, 3)))
         offset += count
     return out
 
 
-def _fixed_cells(processed, config, specs) -> list[np.ndarray]:
+def _fixed_cells(processed, config, specs, red) -> list[np.ndarray]:
     """One square image per spec (LLaVA, Gemma 3, InternVL tiles): cells of equal squares of pixels."""
     pixels = processed["pixel_values"].numpy().reshape(-1, *processed["pixel_values"].shape[-3:])
     out = []
@@ -84,11 +88,11 @@ def _fixed_cells(processed, config, specs) -> list[np.ndarray]:
         # LLaVA: patches row-major (CLS dropped); Gemma 3 average-pools the patches into equal squares;
         # InternVL pixel-shuffles 2 x 2 patches into one cell (row-major, see its pixel_shuffle)
         cell = config.vision_config.patch_size if config.model_type == "llava" else side // cols
-        out.append(_cells(_deviation(image, 0), rows, cols, cell))
+        out.append(_cells(red(image, 0), rows, cols, cell))
     return out
 
 
-def _onevision_cells(processed, config, specs) -> list[np.ndarray]:
+def _onevision_cells(processed, config, specs, red) -> list[np.ndarray]:
     """Base view (the first tile's patches); then the tiles' patch evidence stitched, unpadded and
     resampled by the model's own functions, as `pack_image_features` does with the features."""
     import torch
@@ -97,7 +101,7 @@ def _onevision_cells(processed, config, specs) -> list[np.ndarray]:
     tiles = processed["pixel_values"].numpy()[0]
     patch = config.vision_config.patch_size
     side = config.vision_config.image_size // patch
-    per_tile = [_cells(_deviation(t, 0), side, side, patch) for t in tiles]
+    per_tile = [_cells(red(t, 0), side, side, patch) for t in tiles]
     out = [per_tile[0]]
     if len(specs) > 1:
         size = processed["image_sizes"][0].tolist()
@@ -122,6 +126,11 @@ CELL_FINDERS = {
 }
 
 
+def marker_cells(processor, config, processed, specs) -> list[np.ndarray]:
+    """Per spec, the marker's evidence in every cell of its grid [H, W] (row-major grid order)."""
+    return CELL_FINDERS[config.model_type](processed, config, specs, redness(processor))
+
+
 def run_processor(processor, config, image: np.ndarray, **kwargs):
     """The family's processor on one image with its adapter's keyword arguments; returns (adapter, specs, processed)."""
     adapter = adapter_class(config.model_type)(SimpleNamespace(config=config), processor)
@@ -142,10 +151,8 @@ def locate(processor, config, width: int, height: int, x: float, y: float, **kwa
     grids (tiles counted one by one), the grids' specs, and the error allowed for that cell."""
     image = marker_image(width, height, x, y)
     x, y = int(x) + 0.5, int(y) + 0.5  # the centre of the marker's middle pixel
-    ip = processor.image_processor
-    NORM.update(mean=tuple(ip.image_mean), std=tuple(ip.image_std))
     _adapter, specs, processed = run_processor(processor, config, image, **kwargs)
-    cells = CELL_FINDERS[config.model_type](processed, config, specs)
+    cells = marker_cells(processor, config, processed, specs)
     grids = []  # (box, evidence [h, w]) of every grid, a tiled block's tiles one by one
     for spec, evidence in zip(specs, cells):
         if spec.tiles:

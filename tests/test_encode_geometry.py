@@ -206,7 +206,7 @@ def test_encode_then_projection_puts_a_one_hot_map_on_the_marker(tiny_model_dir,
 
     from pipeline.encode import encode, inline_input, load_model, load_processor
 
-    from .geometry_markers import CELL_FINDERS, NORM, marker_image, run_processor
+    from .geometry_markers import marker_cells, marker_image, run_processor
 
     path = tiny_model_dir(family)
     processor, config = load_processor(str(path)), AutoConfig.from_pretrained(path)
@@ -218,9 +218,8 @@ def test_encode_then_projection_puts_a_one_hot_map_on_the_marker(tiny_model_dir,
     stored = tamx.open_run(tmp_path / "run").sample("m")
     assert all(b.unmapped == 0 or b.separator for b in stored.vision_blocks)  # no content left unmapped
     # the model's cell of the marker, from the processor's pixels alone
-    NORM.update(mean=tuple(processor.image_processor.image_mean), std=tuple(processor.image_processor.image_std))
     _, specs, processed = run_processor(processor, config, image)
-    evidence = CELL_FINDERS[family](processed, config, specs)[-1]  # the finest grid: the last block
+    evidence = marker_cells(processor, config, processed, specs)[-1]  # the finest grid: the last block
     row, col = np.unravel_index(int(np.argmax(evidence)), evidence.shape)
     frames = map_frames(stored.vision_blocks)
     last = len(stored.vision_blocks) - 1
