@@ -42,15 +42,31 @@ def interference(weights: np.ndarray, context_maps: np.ndarray) -> np.ndarray:
     return (weights @ context_maps).astype(np.float32, copy=False)
 
 
-def least_squares_scale(maps: np.ndarray, estimate: np.ndarray) -> np.ndarray:
-    """Eq. 5 in closed form: s_t = <A_t, E_t> / <E_t, E_t>, 0 where E_t is all zero. [T]."""
-    numerator = np.einsum("tv,tv->t", maps, estimate, dtype=np.float64)
-    denominator = np.einsum("tv,tv->t", estimate, estimate, dtype=np.float64)
-    scale = np.zeros(len(maps), dtype=np.float64)
+def least_squares_scale(maps: np.ndarray, estimate: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """Eq. 5 in closed form: s_t = <A_t, E_t> / <E_t, E_t>, 0 where E_t is all zero.
+
+    maps / estimate: [T, V]. Without `groups`: one scale per target, [T]. With groups [V] int
+    (the image or video of every cell, 0..G-1; `tamx.layout.media_groups`): one scale per
+    target and group, solved on that group's cells alone, [T, G] (METHOD.md: per image).
+    """
+    if groups is None:
+        numerator = np.einsum("tv,tv->t", maps, estimate, dtype=np.float64)
+        denominator = np.einsum("tv,tv->t", estimate, estimate, dtype=np.float64)
+    else:
+        count = int(groups.max()) + 1 if len(groups) else 0
+        one_hot = np.zeros((len(groups), count), dtype=np.float64)
+        one_hot[np.arange(len(groups)), groups] = 1.0
+        numerator = (np.asarray(maps, np.float64) * estimate) @ one_hot
+        denominator = np.square(np.asarray(estimate, np.float64)) @ one_hot
+    scale = np.zeros(numerator.shape, dtype=np.float64)
     np.divide(numerator, denominator, out=scale, where=denominator > 0)
     return scale.astype(np.float32)
 
 
-def remove_interference(maps: np.ndarray, estimate: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Eq. 2 before the filter: relu(A_t - s_t E_t): [T, V] float32."""
-    return np.maximum(maps - scale[:, None] * estimate, 0.0)
+def remove_interference(
+    maps: np.ndarray, estimate: np.ndarray, scale: np.ndarray, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Eq. 2 before the filter: relu(A_t - s_t E_t): [T, V] float32 (s_t of each cell's group
+    when `groups` [V] is given and scale is [T, G])."""
+    per_cell = scale[:, None] if groups is None else scale[:, groups]
+    return np.maximum(maps - per_cell * estimate, 0.0)

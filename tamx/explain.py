@@ -26,7 +26,7 @@ from .eci import (
 )
 from .errors import TamxError
 from .filters import check_filter_name, check_kernel_size, filter_maps
-from .layout import cell_block_starts, context_pool, frame_table, vision_positions
+from .layout import cell_block_starts, context_pool, frame_table, media_groups, vision_positions
 from .records import Maps, Sample, check_lm_head_covers
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class ExplainSettings:
 
 @dataclass
 class _TargetMaps:
-    """Per-target results: cam / eci / final [T, V], scale [T], relevance [T, Q]."""
+    """Per-target results: cam / eci / final [T, V], scale [T, G], relevance [T, Q]."""
 
     cam: np.ndarray
     eci: np.ndarray
@@ -99,6 +99,7 @@ def _explain_targets(
     pool_classes: np.ndarray,
     pool_logits: np.ndarray,
     cell_starts: np.ndarray,
+    groups: np.ndarray,
     frames: np.ndarray,
     settings: ExplainSettings,
 ) -> _TargetMaps:
@@ -111,7 +112,8 @@ def _explain_targets(
     if masked:
         cam *= cells_visible
     if settings.eci == "off":
-        eci, scale = cam, np.zeros(len(positions), dtype=np.float32)
+        eci = cam
+        scale = np.zeros((len(positions), int(groups.max()) + 1 if len(groups) else 0), dtype=np.float32)
     else:
         if settings.eci == "relevance":
             weights = relevance_weights(r)
@@ -120,8 +122,8 @@ def _explain_targets(
         estimate = interference(weights, np.ascontiguousarray(class_maps[:, pool_classes].T))
         if masked:
             estimate *= cells_visible
-        scale = least_squares_scale(cam, estimate)
-        eci = remove_interference(cam, estimate, scale)
+        scale = least_squares_scale(cam, estimate, groups)  # one scale per image / video
+        eci = remove_interference(cam, estimate, scale, groups)
     final = np.maximum(filter_maps(eci, frames, settings.filter, settings.kernel_size), 0.0)
     return _TargetMaps(cam=cam, eci=eci, final=final, scale=scale, relevance=r)
 
@@ -172,6 +174,7 @@ def explain_sample(sample: Sample, settings: ExplainSettings | None = None, vari
         pool_classes,
         pool_logits,
         cell_block_starts(blocks),
+        media_groups(blocks),
         frame_table(blocks),
         settings,
     )

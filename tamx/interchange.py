@@ -19,6 +19,7 @@ from safetensors.numpy import load_file, save_file
 
 from .dtypes import encode_dtype, to_float32
 from .errors import SampleError, TamxError
+from .layout import grid_boxes, with_grid_boxes
 from .records import SCHEMA_VERSION, LMHead, Maps, Media, RunInfo, Sample, VisionBlock
 
 REQUIRED = (
@@ -59,6 +60,7 @@ def export_sample(path: str | os.PathLike, sample: Sample, info: RunInfo, maps: 
         "answer_positions": sample.answer_positions,
         "context_positions": sample.context_positions,
     }
+    tensors["vision_boxes"], tensors["vision_grid_blocks"] = grid_boxes(sample.vision_blocks)
     if bias is not None:
         tensors["lm_head_bias"] = bias
     if sample.candidate_ids is not None:
@@ -147,6 +149,12 @@ def import_sample(path: str | os.PathLike) -> tuple[Sample, RunInfo, Maps | None
                 {**extra, "start": start, "grid": grid, "kind": extra.get("kind", "video" if grid[0] > 1 else "image")}
             )
         )
+    if "vision_boxes" in tensors:  # without them: the blocks' JSON boxes, else the whole image (assumed)
+        try:
+            owners = tensors.get("vision_grid_blocks", np.arange(len(blocks)))
+            blocks = with_grid_boxes(blocks, tensors["vision_boxes"], owners)
+        except ValueError as exc:
+            raise SampleError(sample_id, "vision_boxes", str(exc)) from None
     hidden = tensors["hidden"].astype(np.float32)
     hidden_dtype = _stored_dtype(meta.get("hidden_dtype", "float32"), hidden)
     rows = tensors["lm_head_rows"].astype(np.float32)

@@ -10,6 +10,12 @@ code normalises and then filters), times 255, truncated. It is resized to the ma
 - Func-IoU: each function word scores the fraction of pixels below b, averaged over its
   tokens, where b is the mean Otsu threshold of every noun token of the same answer.
 - Both are means over the whole dataset (not per image or class); F1-IoU combines the means.
+
+Maps are projected onto the mask through the grids' boxes (`tamx.geometry.project_frames`):
+pixels no grid covers (cropped away or never shown to the model) are not scored at all: they
+are left out of the Otsu threshold, of both masks of the IoU and of Func-IoU's fraction. A map
+cannot claim them, and an object there cannot be found. For a grid over the whole image this
+is the plain bilinear resize of the paper's evaluation.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import cv2
 import numpy as np
 
 from .activation import activation_maps
+from .errors import TamxError
 from .explain import ExplainSettings, decode_hidden
 from .filters import filter_maps
-from .layout import cell_block_starts, frame_table, vision_positions
+from .geometry import frame_groups, project_maps
+from .layout import cell_block_starts, frame_table, map_frames, vision_positions
 from .pos import FUNCTION, NOUN, lemma
 from .records import Sample
 
@@ -50,10 +58,29 @@ def resize_map(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(grid, dtype=np.uint8), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def otsu(image: np.ndarray) -> tuple[float, np.ndarray]:
-    """OpenCV's Otsu threshold of a uint8 image and its foreground (value > threshold)."""
-    threshold, binary = cv2.threshold(np.ascontiguousarray(image), 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    return float(threshold), binary > 0
+def otsu(image: np.ndarray, seen: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """OpenCV's Otsu threshold of a uint8 image and its foreground (value > threshold).
+
+    With `seen` [H, W] bool, the threshold comes from the seen pixels only and unseen pixels
+    are never foreground."""
+    if seen is None or seen.all():
+        threshold, binary = cv2.threshold(np.ascontiguousarray(image), 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+        return float(threshold), binary > 0
+    values = np.ascontiguousarray(image[seen]).reshape(-1, 1)
+    threshold = cv2.threshold(values, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)[0] if values.size else 255.0
+    return float(threshold), (image > threshold) & seen
+
+
+def project_sample_maps(sample: Sample, maps: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Answer-token maps [N, V] (uint8) of a one-image sample projected onto size = (H, W) pixels
+    through the grids' boxes (tiles and thumbnail averaged where they overlap, `project_frames`):
+    (maps [N, H, W], seen [H, W] bool)."""
+    frames = map_frames(sample.vision_blocks)
+    groups = frame_groups(frames)
+    if len(groups) != 1 or groups[0][0].kind != "image":
+        shown = "; ".join(f"{b.kind} {b.grid}" for b in sample.vision_blocks) or "none"
+        raise TamxError(f"sample {sample.id!r}: eval scores samples with one image, this one has {shown}")
+    return project_maps(maps, groups[0], size)
 
 
 def iou(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -69,9 +96,13 @@ def precision_recall(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, f
     return (hit / p if p else 0.0), (hit / g if g else 0.0)
 
 
-def background_fraction(image: np.ndarray, threshold: float) -> float:
-    """Func-IoU of one token: IoU of (map < b) with the all-background truth = fraction below b."""
-    return float(np.count_nonzero(image < threshold)) / image.size
+def background_fraction(image: np.ndarray, threshold: float, seen: np.ndarray | None = None) -> float:
+    """Func-IoU of one token: IoU of (map < b) with the all-background truth = fraction below b
+    (of the seen pixels, when `seen` is given)."""
+    if seen is None:
+        return float(np.count_nonzero(image < threshold)) / image.size
+    count = np.count_nonzero(seen)
+    return float(np.count_nonzero((image < threshold) & seen)) / count if count else 0.0
 
 
 @dataclass(frozen=True)
@@ -145,9 +176,14 @@ def score_answer(
     words: Sequence[Word],
     maps: np.ndarray,
     masks: Mapping[str, np.ndarray],
+    seen: np.ndarray | None = None,
 ) -> AnswerScores:
-    """Score one answer. maps: uint8 [N, h, w] answer-token maps; masks: category -> bool [H, W]."""
+    """Score one answer. maps: uint8 [N, h, w] answer-token maps (resized to the mask size when
+    smaller; `project_sample_maps` places them through their boxes first); masks: category ->
+    bool [H, W]; seen: bool [H, W], the pixels the model saw (None: all)."""
     size = next(iter(masks.values())).shape if masks else maps.shape[1:]
+    if seen is not None and seen.shape != tuple(size):
+        raise TamxError(f"the seen mask is {seen.shape}, the masks are {tuple(size)}")
     resized: dict[int, np.ndarray] = {}
     binary: dict[int, tuple[float, np.ndarray]] = {}
 
@@ -158,13 +194,13 @@ def score_answer(
 
     def token_otsu(t: int) -> tuple[float, np.ndarray]:
         if t not in binary:
-            binary[t] = otsu(token_map(t))
+            binary[t] = otsu(token_map(t), seen)
         return binary[t]
 
     result = AnswerScores()
     noun_thresholds = [token_otsu(t)[0] for w in words if w.kind == NOUN for t in w.tokens]
     for group in object_groups(words):
-        truth = masks[group[0].category]
+        truth = masks[group[0].category] if seen is None else masks[group[0].category] & seen
         best = max((t for w in group for t in w.tokens), key=lambda t: iou(token_otsu(t)[1], truth))
         predicted = token_otsu(best)[1]
         p, r = precision_recall(predicted, truth)
@@ -180,7 +216,7 @@ def score_answer(
     if functions:
         b = float(np.mean(noun_thresholds))
         for word in functions:
-            score = float(np.mean([background_fraction(token_map(t), b) for t in word.tokens]))
+            score = float(np.mean([background_fraction(token_map(t), b, seen) for t in word.tokens]))
             result.functions.append(FunctionScore(sample_id, word.text, score, b))
     return result
 

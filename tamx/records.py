@@ -74,15 +74,27 @@ def check_sample_id(sample_id: str, portable: bool = False) -> str:
 
 @dataclass(frozen=True)
 class VisionBlock:
-    """A maximal run of vision placeholder tokens, row-major over its (T, H, W) grid.
+    """One grid of vision placeholder tokens, row-major over its (T, H, W) cells.
 
-    `media` is the index of the image or video in the sample's messages (in order of
-    appearance); `frames[t]` lists the source video frames that temporal slice t covers.
-    `unmapped` counts placeholder tokens of the same item right after the grid that no map
-    covers (LLaVA-OneVision's high-resolution tiles and row-newline tokens).
+    A block is one grid: a whole image, one tile or crop of an image, the thumbnail, or a
+    video (or one temporal slice of it). Several blocks share `media` when they show the same
+    item (tiles of one image, Qwen3-VL's timestamped video slices); they may sit back to back
+    in one placeholder run. `media` is the index of the image or video in the sample's
+    messages (in order of appearance, counted per kind); `frames[t]` lists the source video
+    frames that temporal slice t covers and `times[t]` their timestamps in seconds.
     `box` is (x0, y0, x1, y1), the outer edges of the grid in source pixels of its image or
-    frame (past the image where the processor padded); None: not recorded, and the grid is
-    assumed to cover the whole image.
+    frame (past the image where the processor padded); None: not recorded (schema 1), and
+    the grid is assumed to cover the whole image. `image_size` is (width, height) of that
+    source image or frame in pixels (None: not recorded).
+    `row_newline`: every grid row is followed by one separator token (LLaVA-OneVision's
+    `image_newline`), which carries no image content; the cells skip it.
+    `unmapped` counts separator tokens of the same item right after the grid (named by
+    `separator`, e.g. "image_newline"); they are neither vision cells nor context.
+    `label` is a short name for people ("tile 1,2", "thumbnail", "crop 1", "base").
+    `tiles`: where one token grid is stitched from several tiles (LLaVA-OneVision's anyres
+    grid), each tile's part of the grid as (row0, col0, rows, cols), with its own box in
+    `tile_boxes`; the block's cells are then ordered tile by tile (row-major inside each),
+    so every tile is a contiguous grid of the map.
     """
 
     start: int
@@ -92,20 +104,48 @@ class VisionBlock:
     frames: tuple[tuple[int, ...], ...] = ()
     unmapped: int = 0
     box: tuple[float, float, float, float] | None = None
+    image_size: tuple[int, int] | None = None
+    times: tuple[tuple[float, ...], ...] = ()
+    label: str = ""
+    row_newline: bool = False
+    separator: str = ""
+    tiles: tuple[tuple[int, int, int, int], ...] = ()
+    tile_boxes: tuple[tuple[float, float, float, float], ...] = ()
 
     @property
     def size(self) -> int:
-        """Number of positions (merged patches) in the block: T * H * W."""
+        """Number of cells (merged patches) in the block: T * H * W."""
         t, h, w = self.grid
         return t * h * w
 
     @property
+    def tokens(self) -> int:
+        """Placeholder tokens the grid spans: its cells plus one newline per row where `row_newline`."""
+        t, h, _w = self.grid
+        return self.size + (t * h if self.row_newline else 0)
+
+    @property
     def stop(self) -> int:
-        """One past the last position of the block."""
-        return self.start + self.size
+        """One past the last token of the grid (trailing `unmapped` separators not included)."""
+        return self.start + self.tokens
+
+    def positions(self) -> np.ndarray:
+        """Sequence positions of the block's cells in map order (row-major; tile by tile where
+        `tiles`): [T*H*W] int64."""
+        if not self.row_newline and not self.tiles:
+            return np.arange(self.start, self.stop, dtype=np.int64)
+        t, h, w = self.grid
+        stride = w + 1 if self.row_newline else w
+        grid = self.start + np.arange(t * h, dtype=np.int64)[:, None] * stride + np.arange(w, dtype=np.int64)[None, :]
+        if not self.tiles:
+            return grid.ravel()
+        grid = grid.reshape(t, h, w)
+        return np.concatenate(
+            [grid[:, r : r + n, c : c + m].reshape(t, -1) for r, c, n, m in self.tiles], axis=1
+        ).ravel()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "start": self.start,
             "grid": list(self.grid),
             "kind": self.kind,
@@ -113,10 +153,19 @@ class VisionBlock:
             "frames": [list(f) for f in self.frames],
             "unmapped": self.unmapped,
             "box": None if self.box is None else list(self.box),
+            "image_size": None if self.image_size is None else list(self.image_size),
+            "times": [list(t) for t in self.times],
+            "label": self.label,
+            "row_newline": self.row_newline,
+            "separator": self.separator,
+            "tiles": [list(t) for t in self.tiles],
+            "tile_boxes": [list(b) for b in self.tile_boxes],
         }
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VisionBlock:
+        size = data.get("image_size")
         return cls(
             start=int(data["start"]),
             grid=tuple(int(x) for x in data["grid"]),
@@ -125,6 +174,13 @@ class VisionBlock:
             frames=tuple(tuple(int(x) for x in f) for f in data.get("frames", ())),
             unmapped=int(data.get("unmapped", 0)),
             box=None if data.get("box") is None else tuple(float(x) for x in data["box"]),
+            image_size=None if size is None else (int(size[0]), int(size[1])),
+            times=tuple(tuple(float(x) for x in t) for t in data.get("times", ())),
+            label=str(data.get("label", "")),
+            row_newline=bool(data.get("row_newline", False)),
+            separator=str(data.get("separator", "")),
+            tiles=tuple(tuple(int(x) for x in t) for t in data.get("tiles", ())),
+            tile_boxes=tuple(tuple(float(x) for x in b) for b in data.get("tile_boxes", ())),
         )
 
 
@@ -335,10 +391,10 @@ def _check_placeholders(sample: Sample, index: int, block: VisionBlock, placehol
             f"{where} starts at a token {ids[block.start]}, not the {block.kind} placeholder {placeholder}",
         )
     held = _placeholder_run(ids, block.start)
-    expected = block.size + block.unmapped
+    expected = block.tokens + block.unmapped
     followed = any(b.start == block.start + expected for b in sample.vision_blocks)
     if held < expected or (held > expected and not followed):
-        unmapped = f" plus {block.unmapped} unmapped" if block.unmapped else ""
+        unmapped = f" plus {block.tokens - block.size + block.unmapped} separator(s)" if expected > block.size else ""
         _fail(
             sample,
             "vision_grids",
@@ -370,6 +426,19 @@ def _check_blocks(sample: Sample, special_tokens: dict[str, int]) -> None:
         _check_placeholders(sample, index, block, special_tokens.get(f"{block.kind}_token"))
         if block.frames and len(block.frames) != block.grid[0]:
             _fail(sample, "vision_blocks", f"{where}: {len(block.frames)} frame lists for T = {block.grid[0]}")
+        if block.times and len(block.times) != block.grid[0]:
+            _fail(sample, "vision_blocks", f"{where}: {len(block.times)} timestamp lists for T = {block.grid[0]}")
+        if block.tiles and (
+            len(block.tile_boxes) != len(block.tiles)
+            or sum(n * m for _r, _c, n, m in block.tiles) != block.grid[1] * block.grid[2]
+        ):
+            _fail(
+                sample, "vision_blocks", f"{where}: its {len(block.tiles)} tiles do not partition the {block.grid} grid"
+            )
+        if block.box is not None and (
+            len(block.box) != 4 or not block.box[0] < block.box[2] or not block.box[1] < block.box[3]
+        ):
+            _fail(sample, "vision_blocks", f"{where}: box {block.box} must be (x0, y0, x1, y1) with x0 < x1, y0 < y1")
         previous_stop = block.stop + block.unmapped
 
 
@@ -432,7 +501,8 @@ class Maps:
     """One explain variant of one sample (all float32; V = sum of T*H*W over blocks).
 
     cam / eci / tam: [N, V] answer-token maps after Eq. 1, after ECI (Eq. 2 before the
-    filter) and after the variant's filter; scale: [N] least-squares s_i (Eq. 5);
+    filter) and after the variant's filter; scale: [N, G] least-squares s_i (Eq. 5), one per
+    image or video (`tamx.layout.media_groups` order; schema-1 runs stored [N]);
     text_relevance: [N, M] r_i over context_positions; answer_relevance: [N, N] r_i over
     earlier answer tokens; candidate_maps: [N, K, V]; prompt_maps: [M, V];
     prompt_relevance: [M, M]. settings: the explain settings that produced them.

@@ -60,20 +60,26 @@ def explain_ref(
     input_ids: np.ndarray,
     lm_rows: dict[int, np.ndarray],
     lm_bias: dict[int, float] | None,
-    vision_blocks: list[tuple[int, tuple[int, int, int]]],
+    vision_blocks: list[tuple],
     answer_positions: list[int],
     context_positions: list[int],
     kernel_size: int = 3,
     eci: str = "relevance",
     filter: bool = True,
     candidates: np.ndarray | None = None,
+    joint: bool = False,
 ) -> dict[str, np.ndarray]:
     """TAM for answer tokens, candidate tokens and prompt tokens (Eqs. 1, 2, 4, 5, 6-7).
 
     Eq. 1: A_t[v] = relu(h[v] . w[t]); Eq. 4: r[k] = relu(h[q_k] . w[t]) (0 if ids[q_k] == t),
     E = sum_k r[k] / (sum r + 1e-8) * A_{ids[q_k]}; Eq. 5: s = <A,E>/<E,E> (0 if E == 0);
-    Eq. 2: ECI = relu(A - s E), TAM = relu(D(ECI)) with D per image / per video frame.
-    See the module brief for the shapes of the returned float64 arrays.
+    Eq. 2: ECI = relu(A - s E), TAM = relu(D(ECI)) with D per grid / per video frame.
+    vision_blocks: (start, (T, H, W)) or (start, (T, H, W), media): blocks with one media key
+    (tiles of one image, slices of one video) are one image, and Eq. 5's s is solved for each
+    image on its own cells (METHOD.md); the default key is the block itself.
+    scale is [n, G], one column per image in order of first appearance; `joint` solves one
+    scale over all images together instead (the rule METHOD.md rejects, for comparison);
+    interference is E [n, V] of every answer token.
     """
     if eci not in ("relevance", "uniform", "off"):
         raise ValueError(f"eci must be 'relevance', 'uniform' or 'off', got {eci!r}")
@@ -93,12 +99,19 @@ def explain_ref(
     # Vision positions, block by block, row-major over (T, H, W); frames as (offset, H, W).
     blocks = []  # (start, offset into the vision vector, T, H, W)
     vision_pos: list[int] = []
-    for start, (T, H, W) in vision_blocks:
+    image_of_cell: list[int] = []
+    images: dict[object, int] = {}
+    for index, block in enumerate(vision_blocks):
+        start, (T, H, W) = block[0], block[1]
+        key = "all" if joint else block[2] if len(block) > 2 else ("block", index)
         if min(T, H, W) < 1:
             raise ValueError("vision block grids must be positive")
         blocks.append((int(start), len(vision_pos), int(T), int(H), int(W)))
         vision_pos.extend(range(int(start), int(start) + T * H * W))
+        image_of_cell.extend([images.setdefault(key, len(images))] * (T * H * W))
     V = len(vision_pos)
+    G = len(images)
+    cell_image = np.array(image_of_cell, dtype=np.int64)
     if any(v < 0 or v >= hidden.shape[0] for v in vision_pos + context + answers[:-1]):
         raise ValueError("a position needing a hidden state is out of range")
 
@@ -133,9 +146,12 @@ def explain_ref(
             valid = [q for q in ctx if ids[q] != t]
             for q in valid:
                 E += (1.0 / len(valid)) * (cam(ids[q]) * mask)
-        ee = float(np.dot(E, E))
-        s = float(np.dot(A, E)) / ee if ee > 0.0 else 0.0  # Eq. 5 closed form
-        refined = np.maximum(A - s * E, 0.0)  # Eq. 2
+        s = np.zeros(G)
+        for g in range(G):  # Eq. 5 closed form, for every image on its own cells
+            on = cell_image == g
+            ee = float(np.dot(E[on], E[on]))
+            s[g] = float(np.dot(A[on], E[on])) / ee if ee > 0.0 else 0.0
+        refined = np.maximum(A - s[cell_image] * E, 0.0)  # Eq. 2
         tam = refined.copy()
         if filter:
             for _start, off, T, H, W in blocks:
@@ -144,19 +160,21 @@ def explain_ref(
                     frame = refined[lo : lo + H * W].reshape(H, W)
                     tam[lo : lo + H * W] = np.maximum(rank_gaussian_filter_ref(frame, kernel_size), 0.0).reshape(-1)
             tam = tam * mask
-        return A, refined, tam, s, rel
+        return A, refined, tam, s, rel, E
 
     if filter:  # validate k even when there is nothing to filter
         rank_gaussian_filter_ref(np.zeros((1, 1)), kernel_size)
     all_blocks = np.ones(V, dtype=np.float64)
     out = {k: np.zeros((n, V)) for k in ("cam", "eci", "tam")}
-    out["scale"] = np.zeros(n)
+    out["scale"] = np.zeros((n, G))
+    out["interference"] = np.zeros((n, V))
     out["text_relevance"] = np.zeros((n, M))
     out["answer_relevance"] = np.zeros((n, n))
     for i, P in enumerate(answers):
         ctx = context + answers[:i]
-        A, refined, tam, s, rel = explain_one(ids[P], ctx, all_blocks)
+        A, refined, tam, s, rel, E = explain_one(ids[P], ctx, all_blocks)
         out["cam"][i], out["eci"][i], out["tam"][i], out["scale"][i] = A, refined, tam, s
+        out["interference"][i] = E
         out["text_relevance"][i, :] = rel[:M]
         out["answer_relevance"][i, :i] = rel[M:]
 
@@ -177,7 +195,7 @@ def explain_ref(
         for start, off, T, H, W in blocks:
             if start < q:  # only the vision blocks before this prompt token
                 mask[off : off + T * H * W] = 1.0
-        _A, _r, tam, _s, rel = explain_one(ids[q], context[:k], mask)
+        _A, _r, tam, _s, rel, _E = explain_one(ids[q], context[:k], mask)
         out["prompt_tam"][k] = tam
         out["prompt_relevance"][k, :k] = rel
     return out

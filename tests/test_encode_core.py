@@ -21,6 +21,7 @@ pytest.importorskip("PIL", reason="transformers' image processors need Pillow (p
 
 from pipeline.encode import EncodeInput, EncodeSettings, encode, inline_input, load_model, load_processor  # noqa: E402
 from pipeline.encode.adapters import AdapterError, adapter_class  # noqa: E402
+from tamx.layout import map_frames  # noqa: E402
 
 from .tiny_models import QwenVideoProcessorDouble, write_image, write_video  # noqa: E402
 
@@ -84,8 +85,6 @@ def model_inputs_for(processor, sample, media_items):
             for m in items
             if m.kind == "video"
         ]
-    if type(processor).__name__.startswith("InternVL"):
-        kwargs["crop_to_patches"] = False  # tamx encodes InternVL's base tile only (docs/encode.md)
     bos = processor.tokenizer.bos_token
     kwargs["add_special_tokens"] = not (bos and sample.meta["prompt"].startswith(bos))
     return processor(text=[sample.meta["prompt"]], images=images, videos=videos, return_tensors="pt", **kwargs)
@@ -177,15 +176,21 @@ def test_multi_turn_context_includes_earlier_answers(loaded, media, tmp_path):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_blocks_match_placeholders_for_non_square_and_several_images(loaded, family, media, tmp_path):
-    """(c) one block per image, grids matching the processor's placeholder counts."""
+    """(c) the blocks of each image (one, or its tiles + thumbnail), grids matching the processor's
+    placeholder counts, every block placed on its image (a box and the image size recorded)."""
     sample = inline_input((media["wide"], media["tall"]), None, "Compare the two images.", "A house", "several")
     run, model, processor = encode_one(loaded, family, tmp_path, sample)
     stored = run.sample("several")
     image_token = run.info.special_tokens["image_token"]
     assert image_token == model.config.image_token_id
-    assert [b.media for b in stored.vision_blocks] == [0, 1]
+    assert sorted({b.media for b in stored.vision_blocks}) == [0, 1]
+    assert [b.media for b in stored.vision_blocks] == sorted(b.media for b in stored.vision_blocks)
+    if family != "internvl":  # InternVL tiles the 100x60 image: several blocks of media 0
+        assert [b.media for b in stored.vision_blocks] == [0, 1]
     placeholders = int((stored.input_ids == image_token).sum())
-    assert sum(b.size + b.unmapped for b in stored.vision_blocks) == placeholders
+    assert sum(b.tokens + b.unmapped for b in stored.vision_blocks) == placeholders
+    sizes = {0: (100, 60), 1: (40, 90)}
+    assert all(b.box is not None and b.image_size == sizes[b.media] for b in stored.vision_blocks)
     inputs = model_inputs_for(processor, stored, 1)
     if family.startswith("qwen"):
         merge = model.config.vision_config.spatial_merge_size
@@ -195,16 +200,21 @@ def test_blocks_match_placeholders_for_non_square_and_several_images(loaded, fam
     elif family in ("llava", "llava_onevision"):
         side = model.config.vision_config.image_size // model.config.vision_config.patch_size
         assert [b.grid for b in stored.vision_blocks] == [(1, side, side)] * 2
-        # OneVision: the anyres tiles and row newlines follow the base grid, unmapped
+        # OneVision with several images: the base view, then one image_newline separator each
         assert all((b.unmapped > 0) == (family == "llava_onevision") for b in stored.vision_blocks)
+        assert all(b.separator == ("image_newline" if b.unmapped else "") for b in stored.vision_blocks)
     else:  # pooled / pixel-shuffled fixed grids: as many cells as the config's tokens per image
         per_image = model.config.mm_tokens_per_image if family == "gemma3" else model.config.image_seq_length
         ((t, h, w),) = {b.grid for b in stored.vision_blocks}
         assert t == 1 and h == w and h * w == per_image
-    for block in stored.vision_blocks:
-        end = block.stop + block.unmapped
-        assert np.all(stored.input_ids[block.start : end] == image_token)
-        assert stored.input_ids[end] != image_token and stored.input_ids[block.start - 1] != image_token
+        if family == "internvl":
+            assert int(inputs["pixel_values"].shape[0]) == len(stored.vision_blocks)  # one block per tile
+            assert stored.vision_blocks[-1].label == "thumbnail" or len(stored.vision_blocks) == 2
+    for media_index in (0, 1):
+        blocks = [b for b in stored.vision_blocks if b.media == media_index]
+        start, end = blocks[0].start, blocks[-1].stop + blocks[-1].unmapped
+        assert np.all(stored.input_ids[start:end] == image_token)
+        assert stored.input_ids[end] != image_token and stored.input_ids[start - 1] != image_token
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
@@ -217,6 +227,9 @@ def test_qwen_video_block_covers_frame_pairs(loaded, family, media, tmp_path):
     assert (image_block.kind, video_block.kind) == ("image", "video")
     assert video_block.media == 1 and video_block.grid[0] == 2
     assert video_block.frames == ((0, 2), (3, 5))
+    assert video_block.times == ((0.0, 0.5), (0.75, 1.25))  # the clip's 4 fps
+    assert video_block.box == (0.0, 0.0, 84.0, 56.0) and video_block.image_size == (84, 56)
+    assert [f.label for f in map_frames(stored.vision_blocks)] == ["image", "t=0.00s", "t=0.75s"]
     video_token = run.info.special_tokens["video_token"]
     assert int((stored.input_ids == video_token).sum()) == video_block.size
     inputs = model_inputs_for(processor, stored, 2)
@@ -238,6 +251,8 @@ def test_qwen3_vl_video_has_one_block_per_timestamped_slice(loaded, media, tmp_p
     assert image_block.kind == "image" and [b.kind for b in slices] == ["video", "video"]
     assert [b.media for b in slices] == [1, 1]
     assert [b.frames for b in slices] == [((0, 2),), ((3, 5),)]
+    assert [b.times for b in slices] == [((0.0, 0.5),), ((0.75, 1.25),)]
+    assert all(b.box == (0.0, 0.0, 84.0, 56.0) for b in slices)
     inputs = model_inputs_for(processor, stored, 2)
     t, h, w = inputs["video_grid_thw"][0].tolist()
     merge = model.config.vision_config.spatial_merge_size

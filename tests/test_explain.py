@@ -29,7 +29,7 @@ def reference_for(sample, **kwargs):
         sample.input_ids,
         {t: rows[i].astype(np.float64) for i, t in enumerate(ids)},
         None if bias is None else {t: float(bias[i]) for i, t in enumerate(ids)},
-        [(b.start, b.grid) for b in sample.vision_blocks],
+        [(b.start, b.grid, (b.kind, b.media)) for b in sample.vision_blocks],
         sample.answer_positions.tolist(),
         sample.context_positions.tolist(),
         candidates=sample.candidate_ids,
@@ -88,8 +88,33 @@ def test_no_context_keeps_the_activation_map():
     sample = synthetic_sample(grids=[(1, 6, 6)], n_context=0, n_answer=1, seed=1)
     maps = explain_sample(sample, ExplainSettings(filter="none"))
     np.testing.assert_array_equal(maps.eci, maps.cam)
-    assert maps.scale.tolist() == [0.0]
+    assert maps.scale.tolist() == [[0.0]]
     assert maps.text_relevance.shape == (1, 0)
+
+
+def test_one_scale_per_image_not_one_joint_scale():
+    """Two images with activation levels 100x apart: each image's s_i is its own least squares
+    fit (METHOD.md Eq. 5), so the weak image keeps the structure a joint scale would wipe out."""
+    sample = synthetic_sample(grids=[(1, 4, 4), (1, 4, 4)], n_answer=2, seed=5)
+    _first, second = sample.vision_blocks
+    hidden = sample.hidden_float32()
+    hidden[second.start : second.stop] *= 0.01  # the second image's activations are 100x weaker
+    sample.hidden = hidden.astype(sample.hidden.dtype)
+    sample.hidden_dtype = "float32"
+    maps = explain_sample(sample, ExplainSettings(filter="none"))
+    assert maps.scale.shape == (2, 2)
+    ref = reference_for(sample, filter=False)
+    assert_close(maps.scale, ref["scale"], "scale")
+    assert_close(maps.eci, ref["eci"], "eci")
+    # per image, s_i is exactly the least-squares fit on that image's cells
+    for image, cells in enumerate((slice(0, 16), slice(16, 32))):
+        a, e = ref["cam"][0, cells], ref["interference"][0, cells]
+        assert maps.scale[0, image] == pytest.approx(a @ e / (e @ e), rel=1e-5)
+    # the joint fit is driven by the strong image: it is far from the weak image's own fit
+    joint = reference_for(sample, filter=False, joint=True)
+    assert joint["scale"].shape == (2, 1)
+    assert abs(joint["scale"][0, 0] - maps.scale[0, 1]) > 0.1 * abs(maps.scale[0, 1])
+    assert not np.allclose(joint["eci"][:, 16:], maps.eci[:, 16:], rtol=1e-3, atol=0)
 
 
 def test_zero_relevance_keeps_the_activation_map():

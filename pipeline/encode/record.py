@@ -209,10 +209,7 @@ def prepare_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSettin
     spans = _shift_spans(spans, processed.get("text_replacement_offsets", [[]])[0])
     offsets = np.asarray(processed["offset_mapping"][0], dtype=np.int64).reshape(-1, 2)
     blocks = [
-        VisionBlock(
-            start=start, grid=spec.grid, kind=spec.kind, media=spec.media, frames=spec.frames, unmapped=spec.unmapped
-        )
-        for start, spec in adapter.find_blocks(prompt_ids, adapter.block_specs(media, processed))
+        spec.block(start) for start, spec in adapter.find_blocks(prompt_ids, adapter.block_specs(media, processed))
     ]
     return Prepared(
         sample=sample,

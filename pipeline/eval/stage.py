@@ -24,6 +24,7 @@ from tamx.metrics import (
     Word,
     first_prompt_map,
     match_category,
+    project_sample_maps,
     quantise_maps,
     score_answer,
     summarise,
@@ -121,22 +122,22 @@ def answer_words(sample: Sample, tagger: Tagger, categories: dict[str, set[str]]
     return words
 
 
-def _image_cells(sample: Sample) -> tuple[int, int]:
-    blocks = sample.vision_blocks
-    if len(blocks) != 1 or blocks[0].kind != "image" or blocks[0].grid[0] != 1:
-        shown = "; ".join(f"{b.kind} {b.grid}" for b in blocks) or "none"
-        raise TamxError(f"sample {sample.id!r}: eval scores samples with one image, this one has {shown}")
-    return blocks[0].grid[1], blocks[0].grid[2]
+def _picture_size(sample: Sample) -> tuple[int, int]:
+    """(H, W) to score function words on when the record has no mask: the image's pixels, else its grid."""
+    if not sample.vision_blocks:
+        raise TamxError(f"sample {sample.id!r}: eval scores samples with one image, this one has none")
+    first = sample.vision_blocks[0]
+    return (first.image_size[1], first.image_size[0]) if first.image_size else first.grid[1:]
 
 
 def _score_sample(
     run, record: Record, sample_id: str, variants: Sequence[str] | None, tagger: Tagger, first_token: bool
 ) -> dict[str, tuple[Any, dict[str, Any]]]:
     sample = run.sample(sample_id, media=False)
-    height, width = _image_cells(sample)
     if not record.image.is_file():
         raise TamxError(f"its image {record.image} is missing: eval needs it to check that the masks have its size")
     masks = record.masks()
+    size = next(iter(masks.values())).shape if masks else _picture_size(sample)
     categories = {name: lemmas for name, lemmas in category_lemmas(record.categories).items() if name in masks}
     words = answer_words(sample, tagger, categories)
     stored = run.variants(sample_id)
@@ -152,8 +153,9 @@ def _score_sample(
         if first_token:
             before, after = first_prompt_map(sample, ExplainSettings.from_json(maps.settings))
             quantised[0] = quantise_maps(after[None], before[None])[0]
-        grids = quantised.reshape(len(quantised), height, width)
-        scored[variant] = (score_answer(sample_id, words, grids, masks), maps.settings)
+        # every map through its grids' boxes onto the mask's pixels; unseen pixels are not scored
+        projected, seen = project_sample_maps(sample, quantised, size)
+        scored[variant] = (score_answer(sample_id, words, projected, masks, seen), maps.settings)
     return scored
 
 

@@ -7,13 +7,15 @@ fixed patch grid, and every grid is checked against the placeholder run it descr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
 from torch import nn
 
 from tamx.errors import TamxError
+from tamx.geometry import Canvas
+from tamx.records import VisionBlock
 
 from ..inputs import MediaItem
 
@@ -24,22 +26,63 @@ class AdapterError(TamxError):
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """One expected vision block: kind, grid (T, H, W) in merged patches, media index, frames per slice."""
+    """One expected vision block: kind, grid (T, H, W) in merged patches, media index, frames per
+    slice and their timestamps, and where the grid lies in the source (see `VisionBlock`)."""
 
     kind: str
     grid: tuple[int, int, int]
     media: int
     frames: tuple[tuple[int, ...], ...] = ()
     unmapped: int = 0
+    box: tuple[float, float, float, float] | None = None
+    image_size: tuple[int, int] | None = None
+    times: tuple[tuple[float, ...], ...] = ()
+    label: str = ""
+    row_newline: bool = False
+    separator: str = ""
+    tiles: tuple[tuple[int, int, int, int], ...] = ()
+    tile_boxes: tuple[tuple[float, float, float, float], ...] = ()
 
     @property
     def size(self) -> int:
         return int(np.prod(self.grid))
 
     @property
-    def tokens(self) -> int:
-        """Placeholder tokens the item takes: the grid plus trailing unmapped ones."""
-        return self.size + self.unmapped
+    def placeholders(self) -> int:
+        """Placeholder tokens the block takes: the grid (with its row newlines) plus trailing separators."""
+        t, h, _w = self.grid
+        return self.size + (t * h if self.row_newline else 0) + self.unmapped
+
+    def block(self, start: int) -> VisionBlock:
+        """The stored block of this spec at sequence position `start`."""
+        fields = {name: getattr(self, name) for name in VisionBlock.__dataclass_fields__ if name != "start"}
+        return VisionBlock(start=start, **fields)
+
+
+def _crop_start(size: float, crop: int) -> int:
+    """transformers' center_crop: the window starts at floor((size - crop) / 2); where the crop is
+    larger it pads floor((crop - size) / 2) pixels before the image."""
+    size = int(size)
+    return (size - crop) // 2 if size >= crop else -((crop - size) // 2)
+
+
+def item_size(item: MediaItem) -> tuple[int, int]:
+    """(width, height) of an image or of a video's frames in pixels."""
+    shape = item.pixels.shape
+    return (int(shape[2]), int(shape[1])) if item.kind == "video" else (int(shape[1]), int(shape[0]))
+
+
+def on_canvas(spec: BlockSpec, canvas: Canvas, item: MediaItem, label: str = "") -> BlockSpec:
+    """`spec` with the geometry of a grid that exactly covers `canvas`."""
+    box = tuple(float(x) for x in canvas.box)
+    return replace(spec, box=box, image_size=item_size(item), label=label or spec.label)
+
+
+def slice_times(item: MediaItem, frames: tuple[tuple[int, ...], ...]) -> tuple[tuple[float, ...], ...]:
+    """Timestamps in seconds of every source frame of every slice (empty when the fps is unknown)."""
+    if not item.fps:
+        return ()
+    return tuple(tuple(round(f / item.fps, 6) for f in chunk) for chunk in frames)
 
 
 def _ids(value: Any) -> int | None:
@@ -151,6 +194,52 @@ class Adapter:
         """The vision blocks in sequence order; subclasses implement this."""
         raise NotImplementedError(f"the {self.family} adapter does not define block_specs")
 
+    # ------------------------------------------------------------ geometry
+    def image_processor(self) -> Any:
+        processor = getattr(self.processor, "image_processor", None)
+        if processor is None:
+            raise AdapterError(f"the {self.family} processor has no image_processor to read the geometry from")
+        return processor
+
+    def clip_canvas(self, item: MediaItem) -> Canvas:
+        """The canvas a CLIP-style image processor makes of `item`, from its configuration:
+        optional pad to a square (LLaVA's expand-to-square), resize, optional centre crop.
+        Refuses steps it cannot place (batch padding to a fixed size)."""
+        from transformers.image_transforms import get_resize_output_image_size
+
+        ip = self.image_processor()
+        width, height = item_size(item)
+        canvas = Canvas.source(width, height)
+        if getattr(ip, "do_pad", False):
+            if not hasattr(ip, "pad_to_square"):
+                raise AdapterError(
+                    f"{type(ip).__name__} pads images to a batch size (do_pad=True); tamx cannot place that padding "
+                    "on the image: load the processor with do_pad=False"
+                )
+            side = max(width, height)
+            left, top = (side - width) // 2, (side - height) // 2
+            canvas = canvas.pad(left, top, side - width - left, side - height - top)
+        if getattr(ip, "do_resize", True):
+            size = ip.size
+            size = size if isinstance(size, dict) else size.__dict__
+            square_in = (int(canvas.height), int(canvas.width), 3)
+            if size.get("height") and size.get("width"):
+                new_h, new_w = int(size["height"]), int(size["width"])
+            elif size.get("shortest_edge") and not size.get("longest_edge"):
+                new_h, new_w = get_resize_output_image_size(
+                    np.zeros(square_in, np.uint8), size["shortest_edge"], default_to_square=False,
+                    input_data_format="channels_last",
+                )  # fmt: skip
+            else:
+                raise AdapterError(f"{type(ip).__name__} resizes by {size}; tamx cannot place that resize")
+            canvas = canvas.resize(new_w, new_h)
+        if getattr(ip, "do_center_crop", False):
+            crop = ip.crop_size
+            crop = crop if isinstance(crop, dict) else crop.__dict__
+            crop_h, crop_w = int(crop["height"]), int(crop["width"])
+            canvas = canvas.crop(_crop_start(canvas.width, crop_w), _crop_start(canvas.height, crop_h), crop_w, crop_h)
+        return canvas
+
     # ------------------------------------------------------------ shared helpers
     @staticmethod
     def video_slices(item: MediaItem, temporal: int, count: int) -> tuple[tuple[int, ...], ...]:
@@ -194,14 +283,14 @@ class Adapter:
                         f"grids account for (at position {start + offset})"
                     )
                 spec = queue.pop(0)
-                if spec.kind != kind or offset + spec.tokens > length:
+                if spec.kind != kind or offset + spec.placeholders > length:
                     raise AdapterError(
                         f"the {self.family} adapter expected a {spec.kind} block of grid {spec.grid} "
-                        f"({spec.tokens} tokens) at position {start + offset}, but found a run of "
+                        f"({spec.placeholders} tokens) at position {start + offset}, but found a run of "
                         f"{length - offset} {kind} placeholder tokens"
                     )
                 matched.append((start + offset, spec))
-                offset += spec.tokens
+                offset += spec.placeholders
         if queue:
             raise AdapterError(
                 f"the {self.family} adapter expected {len(queue)} more vision block(s) than the sequence holds"

@@ -1,14 +1,19 @@
 """Qwen2-VL and Qwen2.5-VL: grids from image_grid_thw / video_grid_thw divided by the spatial merge.
 
-A video is one block (T, H, W): each temporal slice merges `temporal_patch_size` (2) sampled frames.
+A video is one block (T, H, W): each temporal slice merges `temporal_patch_size` (2) sampled frames,
+with their source frame indices and timestamps. The processor resizes the whole image (or frame)
+to a multiple of patch x merge pixels (`smart_resize`, aspect ratio kept up to that rounding):
+every grid covers its whole image, and the grid must be the one smart_resize gives for it.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from tamx.geometry import Canvas
+
 from ..inputs import MediaItem
-from .base import Adapter, AdapterError, BlockSpec
+from .base import Adapter, AdapterError, BlockSpec, item_size, on_canvas, slice_times
 
 
 class Qwen2VLAdapter(Adapter):
@@ -38,15 +43,42 @@ class Qwen2VLAdapter(Adapter):
             raise AdapterError(f"the processor returned {len(rows)} {key} rows for {count} input(s)")
         return [(t, h // merge, w // merge) for t, h, w in rows]
 
+    def _check_resize(self, item: MediaItem, grid: tuple[int, int, int]) -> None:
+        """The grid must be smart_resize's for this item under the processor's settings, else refuse."""
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+        source = getattr(self.processor, "video_processor", None) if item.kind == "video" else None
+        source = source if source is not None and hasattr(source, "size") else self.image_processor()
+        size = source.size if isinstance(source.size, dict) else source.size.__dict__
+        patch = int(getattr(source, "patch_size", None) or self.vision_config().patch_size)
+        width, height = item_size(item)
+        expected = smart_resize(
+            height, width, factor=patch * self.merge_size(), min_pixels=size["shortest_edge"],
+            max_pixels=size["longest_edge"],
+        )  # fmt: skip
+        found = (grid[1] * patch * self.merge_size(), grid[2] * patch * self.merge_size())
+        if tuple(expected) != found:
+            raise AdapterError(
+                f"the {item.kind} {width}x{height} px became a {found[1]}x{found[0]} px grid, not the "
+                f"{expected[1]}x{expected[0]} px that smart_resize gives; tamx cannot place this grid"
+            )
+
+    def _placed(self, spec: BlockSpec, item: MediaItem) -> BlockSpec:
+        self._check_resize(item, spec.grid)
+        # smart_resize scales the whole image: the grid's outer edges are the image's
+        width, height = item_size(item)
+        return on_canvas(spec, Canvas.source(width, height), item)
+
     def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[BlockSpec]:
         images = iter(self._grids(processed, "image_grid_thw", sum(m.kind == "image" for m in media)))
         videos = iter(self._grids(processed, "video_grid_thw", sum(m.kind == "video" for m in media)))
         specs = []
         for index, item in enumerate(media):
             if item.kind == "image":
-                specs.append(BlockSpec("image", next(images), index))
+                specs.append(self._placed(BlockSpec("image", next(images), index), item))
             else:
                 grid = next(videos)
                 frames = self.video_slices(item, self.temporal_patch_size(), grid[0])
-                specs.append(BlockSpec("video", grid, index, frames))
+                spec = BlockSpec("video", grid, index, frames, times=slice_times(item, frames))
+                specs.append(self._placed(spec, item))
         return specs

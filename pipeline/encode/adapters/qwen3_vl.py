@@ -7,6 +7,7 @@ text is scaffolding, not context.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..inputs import MediaItem
@@ -25,5 +26,8 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
                 specs.append(spec)
                 continue
             t, h, w = spec.grid
-            specs.extend(BlockSpec("video", (1, h, w), spec.media, (spec.frames[i],)) for i in range(t))
+            specs.extend(
+                replace(spec, grid=(1, h, w), frames=spec.frames[i : i + 1], times=spec.times[i : i + 1])
+                for i in range(t)
+            )
         return specs
