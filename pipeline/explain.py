@@ -16,11 +16,13 @@ DONE, SKIPPED = "done", "skipped"
 
 @dataclass
 class ExplainReport:
-    """What an explain run did: sample ids done, skipped (already stored) and failed."""
+    """What an explain run did: sample ids done, skipped (already stored) and failed, and the
+    incomplete samples (data without a commit) it could not explain."""
 
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    incomplete: list[str] = field(default_factory=list)
 
 
 def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> str:
@@ -73,7 +75,7 @@ def _results(
     os.environ.update(dict.fromkeys(saved, "1"))
     try:
         context = get_context("spawn")
-        with ProcessPoolExecutor(workers, context, _worker_init, (str(run.path),)) as pool:
+        with ProcessPoolExecutor(workers, context, _worker_init, (run.url,)) as pool:
             futures = [pool.submit(_safe_explain, None, s, settings, variant, overwrite) for s in sample_ids]
             for future in futures:
                 yield future.result()
@@ -108,7 +110,7 @@ def explain_run(
     unknown = [s for s in sample_ids if s not in known]
     if unknown:
         raise TamxError(f"{run_path} has no complete sample(s) {', '.join(unknown)}; `tamx info {run_path}` lists them")
-    report = ExplainReport()
+    report = ExplainReport(incomplete=run.incomplete_ids() if sample_ids is known else [])
     results = _results(run, list(sample_ids), settings, variant, overwrite, workers)
     for sample_id, status in wrap(results, len(sample_ids)) if wrap else results:
         if status == DONE:

@@ -91,6 +91,27 @@ def decode_hidden(sample: Sample, positions: np.ndarray) -> tuple[np.ndarray, in
     return rows, bad
 
 
+def _finite_weights(sample: Sample, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """LM-head rows and bias of `classes` as float32, non-finite values set to 0 (warned), and their count."""
+    rows, bias = sample.lm_head.weights(classes)
+    bad = int(rows.size - np.count_nonzero(np.isfinite(rows)))
+    if bias is not None:
+        bad += int(bias.size - np.count_nonzero(np.isfinite(bias)))
+    if bad:
+        token_ids = classes[~np.isfinite(rows).all(axis=1)]
+        log.warning(
+            "sample %r: %d non-finite LM-head value(s) (NaN/Inf) in the rows of token id(s) %s treated as 0; "
+            "the maps of those tokens are not meaningful: re-encode the sample",
+            sample.id,
+            bad,
+            ", ".join(map(str, token_ids[:10].tolist())),
+        )
+        rows = np.where(np.isfinite(rows), rows, 0.0).astype(np.float32)
+        if bias is not None:
+            bias = np.where(np.isfinite(bias), bias, 0.0).astype(np.float32)
+    return rows, bias, bad
+
+
 def _explain_targets(
     positions: np.ndarray,
     classes: np.ndarray,
@@ -155,7 +176,7 @@ def explain_sample(sample: Sample, settings: ExplainSettings | None = None, vari
     classes, class_index = np.unique(np.concatenate([pairs[:, 1], ids[pool]]), return_inverse=True)
     target_classes, pool_classes = class_index[: len(pairs)], class_index[len(pairs) :]
     check_lm_head_covers(sample, classes)
-    rows, bias = sample.lm_head.weights(classes)
+    rows, bias, bad_rows = _finite_weights(sample, classes)
 
     v_pos = vision_positions(blocks)
     hidden, bad = decode_hidden(sample, np.concatenate([v_pos, pool]))
@@ -192,6 +213,7 @@ def explain_sample(sample: Sample, settings: ExplainSettings | None = None, vari
         text_relevance=answer_r[:, pool_of_context],
         answer_relevance=answer_relevance,
         nonfinite_hidden=bad,
+        nonfinite_lm_head=bad_rows,
     )
     offset = n
     if has_candidates:
