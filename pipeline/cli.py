@@ -180,6 +180,7 @@ def info(run: str, as_json: bool, limit: int) -> None:
 )
 @click.option("--samples", help="Comma-separated sample ids.  [default: all]")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes over samples.")
+@click.option("--dask", "dask_address", help="Run the samples on this Dask scheduler (tcp://host:8786) instead.")
 @click.option("--no-candidates", is_flag=True, help="Skip the maps of the top-k candidates.")
 @click.option("--no-prompt", is_flag=True, help="Skip the maps of the prompt tokens.")
 @click.option("--overwrite", is_flag=True, help="Recompute variants that are already stored.")
@@ -193,6 +194,7 @@ def explain(
     filter_name: str,
     samples: str | None,
     workers: int,
+    dask_address: str | None,
     no_candidates: bool,
     no_prompt: bool,
     overwrite: bool,
@@ -222,6 +224,7 @@ def explain(
         workers=workers,
         overwrite=overwrite,
         wrap=lambda results, total: progress(results, f"explain {variant}", total, quiet),
+        dask=dask_address,
     )
     if not quiet:
         skipped = f", {len(report.skipped)} already stored" if report.skipped else ""

@@ -63,6 +63,34 @@ def _safe_explain(
         return sample_id, f"error: {exc}"
 
 
+def _dask_explain(
+    run_url: str, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool
+) -> tuple[str, str]:
+    """One sample on a Dask worker: the run is opened from its URL (cheap: one small read)."""
+    return _safe_explain(open_run(run_url, mode="a"), sample_id, settings, variant, overwrite)
+
+
+def _dask_results(
+    address: str, run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str, overwrite: bool
+) -> Iterator[tuple[str, str]]:
+    """The same per-sample work on an existing Dask distributed cluster, in completion order."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise TamxError("--dask needs Dask distributed: pip install 'tamx[dask]'") from None
+    try:
+        client = Client(address, timeout=10)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise TamxError(f"cannot reach the Dask scheduler at {address} ({exc}); check the address") from None
+    with client:
+        futures = client.map(
+            _dask_explain, [run.url] * len(sample_ids), sample_ids, settings=settings, variant=variant,
+            overwrite=overwrite, pure=False,
+        )  # fmt: skip
+        for future in as_completed(futures):
+            yield future.result()
+
+
 def _results(
     run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str, overwrite: bool, workers: int
 ) -> Iterator[tuple[str, str]]:
@@ -95,11 +123,14 @@ def explain_run(
     workers: int = 1,
     overwrite: bool = False,
     wrap: Callable[[Iterator[tuple[str, str]], int], Iterator[tuple[str, str]]] | None = None,
+    dask: str | None = None,
 ) -> ExplainReport:
     """Explain samples of a run (default: all complete ones) into `variant`.
 
     A sample that fails is reported and the others go on; `wrap` may wrap the result
     stream (a progress bar). Samples whose variant is stored with the same settings are skipped.
+    `dask`: the address of a Dask distributed scheduler to run the samples on instead of
+    `workers` local processes (the workers must reach the run's path or URL).
     """
     settings = settings or ExplainSettings()
     variant = variant or settings.variant_name()
@@ -111,7 +142,10 @@ def explain_run(
     if unknown:
         raise TamxError(f"{run_path} has no complete sample(s) {', '.join(unknown)}; `tamx info {run_path}` lists them")
     report = ExplainReport(incomplete=run.incomplete_ids() if sample_ids is known else [])
-    results = _results(run, list(sample_ids), settings, variant, overwrite, workers)
+    if dask:
+        results = _dask_results(dask, run, list(sample_ids), settings, variant, overwrite)
+    else:
+        results = _results(run, list(sample_ids), settings, variant, overwrite, workers)
     for sample_id, status in wrap(results, len(sample_ids)) if wrap else results:
         if status == DONE:
             report.done.append(sample_id)
