@@ -35,7 +35,8 @@ def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: st
             f"sample {sample_id!r}: variant {variant!r} is stored with other settings ({stored}); "
             "pass --overwrite to replace it or --variant to store these beside it"
         )
-    maps = explain_sample(run.sample(sample_id, media=False), settings, variant)
+    # Candidate and prompt maps are deferred: Run.maps computes them when a reader asks.
+    maps = explain_sample(run.sample(sample_id, media=False), settings, variant, defer=True)
     run.write_maps(sample_id, maps, overwrite=True)
     return DONE
 

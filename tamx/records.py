@@ -547,6 +547,7 @@ MAPS_FIELDS = (
     json_field("settings", dict),
     json_field("nonfinite_hidden", int, required=False),
     json_field("nonfinite_lm_head", int, required=False),
+    json_field("deferred", list, required=False),  # arrays computed on read (tamx.explain.complete_maps)
     array("cam", "float32", ("N", "V"), tensor="maps.cam"),
     array("eci", "float32", ("N", "V"), tensor="maps.eci"),
     array("tam", "float32", ("N", "V"), tensor="maps.tam"),
@@ -576,7 +577,9 @@ class Maps:
     filter) and after the variant's filter; scale: [N] least-squares s_i (Eq. 5);
     text_relevance: [N, M] r_i over context_positions; answer_relevance: [N, N] r_i over
     earlier answer tokens; candidate_maps: [N, K, V]; prompt_maps: [M, V];
-    prompt_relevance: [M, M]. settings: the explain settings that produced them.
+    prompt_relevance: [M, M]. settings: the explain settings that produced them. deferred:
+    the optional arrays the settings ask for that were left to be computed on read
+    (`tamx.explain.complete_maps`; `Run.maps` does it by default).
     """
 
     variant: str
@@ -592,6 +595,7 @@ class Maps:
     prompt_relevance: np.ndarray | None = None
     nonfinite_hidden: int = 0
     nonfinite_lm_head: int = 0
+    deferred: list[str] = field(default_factory=list)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The present arrays by name."""
@@ -603,6 +607,7 @@ class Maps:
             "settings": self.settings,
             "nonfinite_hidden": self.nonfinite_hidden,
             "nonfinite_lm_head": self.nonfinite_lm_head,
+            "deferred": list(self.deferred),
         }
         values.update({name: np.asarray(v, dtype=np.float32) for name, v in self.arrays().items()})
         return values
@@ -621,6 +626,7 @@ class Maps:
             settings=values["settings"],
             nonfinite_hidden=values.get("nonfinite_hidden") or 0,
             nonfinite_lm_head=values.get("nonfinite_lm_head") or 0,
+            deferred=list(values.get("deferred") or []),
             **{name: values.get(name) for name in MAPS_ARRAYS},
         )
 

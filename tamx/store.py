@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 ROOT = "tamx-run.json"
 MAGIC = b"TAMXOBJ2"
 CHUNK_BYTES = 8 << 20
-ZSTD_LEVEL = 1
+ZSTD_LEVEL = -5  # zstd fast mode: bf16 hidden states hardly compress, maps do (docs/store.md)
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
@@ -501,8 +501,12 @@ class Run:
             return None  # maps of a sample that has since been rewritten
         return sample, commit
 
-    def maps(self, sample_id: str, variant: str = "tam") -> Maps:
-        """Load one explain variant of a sample, checked against MAPS_FIELDS and the sample."""
+    def maps(self, sample_id: str, variant: str = "tam", complete: bool = True) -> Maps:
+        """Load one explain variant of a sample, checked against MAPS_FIELDS and the sample.
+
+        complete: compute the maps explain deferred (candidates, prompt) from the sample now;
+        False leaves them None (`maps.deferred` names them), for readers of answer maps only.
+        """
         found = self._maps_commit(sample_id, variant)
         if found is None:
             have = self.variants(sample_id)
@@ -523,7 +527,12 @@ class Run:
         names = [n for n in commit["fields"] if n in known]
         values: dict[str, Any] = dict(commit["json"])
         values.update(self._read_fields(f"samples/{sample_id}/maps/{variant}.{commit['slot']}", commit, names, fail))
-        return Maps.from_values(variant, values, sample_id, _commit_dims(sample_commit))
+        maps = Maps.from_values(variant, values, sample_id, _commit_dims(sample_commit))
+        if complete and maps.deferred:
+            from .explain import complete_maps
+
+            complete_maps(self.sample(sample_id, media=False), maps)
+        return maps
 
     def maps_settings(self, sample_id: str, variant: str) -> dict[str, Any] | None:
         """The settings a stored variant was made with, or None if it is not stored."""

@@ -437,3 +437,38 @@ def test_upgrade_converts_a_schema_1_run_in_place(tmp_path):
     assert not (path / "zarr.json").exists() and not (path / "lm_head").exists() and run.garbage() == {}
     assert objects(path / "samples" / "s1") == ["maps/tam.0", "maps/tam.json", "sample.0", "sample.json"]
     assert CliRunner().invoke(main, ["upgrade", str(path), "--quiet"]).exit_code == 0  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("grids", "kwargs"),
+    [
+        ([(1, 9, 13)], {}),
+        ([(1, 6, 8), (1, 4, 4)], {"bias": True}),
+        ([(3, 5, 6)], {"dtype": "bfloat16"}),
+        ([(1, 17, 23)], {"hidden_size": 1536, "vocab_size": 151936, "n_answer": 128, "dtype": "bfloat16"}),
+    ],
+)
+def test_deferred_candidate_and_prompt_maps_equal_eager_ones(grids, kwargs):
+    from tamx.explain import complete_maps
+
+    sample = synthetic_sample("s", grids=grids, **kwargs)
+    eager = explain_sample(sample)
+    deferred = explain_sample(sample, defer=True)
+    assert deferred.candidate_maps is None and deferred.deferred == ["candidate_maps", "prompt_maps", "prompt_relevance"]
+    complete_maps(sample, deferred)
+    assert deferred.deferred == [] and set(deferred.arrays()) == set(eager.arrays())
+    for name, value in eager.arrays().items():
+        np.testing.assert_array_equal(getattr(deferred, name), value, err_msg=name)
+
+
+def test_the_explain_stage_defers_and_readers_get_complete_maps(run_path):
+    from pipeline.explain import explain_run
+
+    explain_run(run_path)
+    run = open_run(run_path)
+    stored = run.maps("multi", complete=False)
+    assert stored.candidate_maps is None and stored.prompt_maps is None and stored.deferred
+    eager = explain_sample(run.sample("multi"))
+    full = run.maps("multi")
+    for name, value in eager.arrays().items():
+        np.testing.assert_array_equal(getattr(full, name), value, err_msg=name)
