@@ -454,7 +454,8 @@ def test_deferred_candidate_and_prompt_maps_equal_eager_ones(grids, kwargs):
     sample = synthetic_sample("s", grids=grids, **kwargs)
     eager = explain_sample(sample)
     deferred = explain_sample(sample, defer=True)
-    assert deferred.candidate_maps is None and deferred.deferred == ["candidate_maps", "prompt_maps", "prompt_relevance"]
+    assert deferred.candidate_maps is None
+    assert deferred.deferred == ["candidate_maps", "prompt_maps", "prompt_relevance"]
     complete_maps(sample, deferred)
     assert deferred.deferred == [] and set(deferred.arrays()) == set(eager.arrays())
     for name, value in eager.arrays().items():

@@ -24,7 +24,7 @@ s3fs = pytest.importorskip("s3fs", reason="the S3 tests need s3fs (pip install -
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from planted import build
+from planted import build  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +74,10 @@ def test_a_run_on_s3_equals_the_same_run_on_local_disk(s3, tmp_path):
         for variant in ("cam", "tam"):
             for name, value in a.maps(sample_id, variant).arrays().items():
                 np.testing.assert_array_equal(getattr(b.maps(sample_id, variant), name), value)
-    assert json.loads((tmp_path / "eval-s3" / "summary.json").read_text())["variants"] == json.loads(
-        (tmp_path / "eval-local" / "summary.json").read_text()
-    )["variants"]
+    assert (
+        json.loads((tmp_path / "eval-s3" / "summary.json").read_text())["variants"]
+        == json.loads((tmp_path / "eval-local" / "summary.json").read_text())["variants"]
+    )
     pages = sorted(str(p.relative_to(tmp_path / "pages-local")) for p in (tmp_path / "pages-local").rglob("*.html"))
     assert len(pages) == 3
     for page in pages:
