@@ -5,7 +5,7 @@ and reads of Qwen2-VL-2B-sized samples (391 vision x 128 answer tokens, C = 1536
     python benchmarks/store_layout_bench.py            # 40 samples, 3 rounds
     python benchmarks/store_layout_bench.py --quick    # 10 samples, 2 rounds
 
-Both layouts compress every chunk with zstd (level 1) and checksum it with crc32c; times are
+Both layouts compress every chunk with zstd (the store's level) and checksum it with crc32c; times are
 medians over rounds, each round writing then reading every sample (page cache warm for reads).
 """
 
@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tamx import create_run, open_run
 from tamx.records import sample_values
+from tamx.store import ZSTD_LEVEL
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 
@@ -59,7 +60,7 @@ def zarr_sharded_write(folder: Path, samples) -> None:
                 dtype=value.dtype,
                 shards=value.shape or None,  # the whole array is one shard object
                 chunks=value.shape or None,
-                compressors=(ZstdCodec(level=1), Crc32cCodec()),
+                compressors=(ZstdCodec(level=ZSTD_LEVEL), Crc32cCodec()),
                 config={"write_empty_chunks": True},
             )
             if value.size:

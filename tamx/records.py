@@ -456,9 +456,9 @@ def _check_strings(sample: Sample, name: str, value: Any, depth: int) -> None:
     rows = value if depth == 1 else [s for row in value if isinstance(row, list) for s in row]
     if depth == 2 and not all(isinstance(row, list) for row in value):
         _fail(sample, name, "must be a list of lists of strings, [N][K]")
-    bad = next((s for s in rows if not isinstance(s, str)), None)
-    if bad is not None or (depth == 1 and not all(isinstance(s, str) for s in rows)):
-        _fail(sample, name, f"must hold strings, got {type(bad).__name__} {bad!r}; {REENCODE}")
+    bad = [s for s in rows if type(s) is not str]
+    if bad:
+        _fail(sample, name, f"must hold strings, got {type(bad[0]).__name__} {bad[0]!r}; {REENCODE}")
 
 
 def _check_position_sets(sample: Sample) -> None:

@@ -200,8 +200,8 @@ def pack(values: dict[str, np.ndarray]) -> tuple[bytes, dict[str, Any]]:
     return b"".join(parts), table
 
 
-def unpack(data: bytes, base: int, entry: dict[str, Any], fail) -> np.ndarray:
-    """One array from `data` (the object's bytes from offset `base`), its checksums verified."""
+def unpack(data: np.ndarray, base: int, entry: dict[str, Any], fail) -> np.ndarray:
+    """One array from `data` (the object's bytes from offset `base`, as uint8), its checksums verified."""
     import google_crc32c
     import zstandard
 
@@ -217,7 +217,7 @@ def unpack(data: bytes, base: int, entry: dict[str, Any], fail) -> np.ndarray:
         if len(chunk) != length or length < 4:
             fail(f"chunk {index} is truncated ({len(chunk)} of {length} bytes); {REENCODE}")
         payload = chunk[:-4]
-        if google_crc32c.value(payload) != int.from_bytes(chunk[-4:], "little"):
+        if google_crc32c.value(payload) != int.from_bytes(chunk[-4:].tobytes(), "little"):
             fail(f"chunk {index} fails its crc32c checksum (the data is corrupted); {REENCODE}")
         try:
             pieces.append(decompressor.decompress(payload))
@@ -412,8 +412,9 @@ class Run:
             data = self.objects.read(key, start, end) if end > start else b""
         except FileNotFoundError:
             fail_field(names[0] if names else "commit", f"its data object {key} is missing; {REENCODE}")
+        view = np.frombuffer(data, dtype=np.uint8)  # chunks are sliced without copying
         return {
-            name: unpack(data, start, table[name], lambda problem, name=name: fail_field(name, problem))
+            name: unpack(view, start, table[name], lambda problem, name=name: fail_field(name, problem))
             for name in names
         }
 
