@@ -265,4 +265,5 @@ def complete_maps(sample: Sample, maps: Maps) -> Maps:
     for name in maps.deferred:
         setattr(maps, name, getattr(full, name))
     maps.deferred = []
+    maps.nonfinite_lm_head = full.nonfinite_lm_head  # the rows of every class, now
     return maps

@@ -261,6 +261,17 @@ def sample_values(sample: Sample) -> dict[str, Any]:
     return values
 
 
+def check_media_json(sample_id: str, entries: list[Any]) -> None:
+    """Raise SampleError unless every media entry has its item (int), kind and mime (strings)."""
+    for index, item in enumerate(entries):
+        if not isinstance(item, dict) or any(not isinstance(item.get(k), t) for k, t in MEDIA_KEYS.items()):
+            raise SampleError(
+                sample_id,
+                "media",
+                f"entry {index} must be an object with item (int), kind and mime (strings), got {item!r}; {REENCODE}",
+            )
+
+
 def sample_from_values(sample_id: str, values: dict[str, Any]) -> Sample:
     """The inverse of `sample_values`, checked against SAMPLE_FIELDS (SampleError on the first fault)."""
 
@@ -279,9 +290,8 @@ def sample_from_values(sample_id: str, values: dict[str, Any]) -> Sample:
         except (KeyError, TypeError, ValueError) as exc:
             fail("vision_blocks", f"block {index} is not a vision block ({type(exc).__name__}: {exc}); {REENCODE}")
     media = []
+    check_media_json(sample_id, values.get("media") or [])
     for index, item in enumerate(values.get("media") or []):
-        if not isinstance(item, dict) or any(not isinstance(item.get(k), t) for k, t in MEDIA_KEYS.items()):
-            fail("media", f"entry {index} must be an object with item (int), kind and mime (strings), got {item!r}")
         data = values.get(f"media.{index}")
         if data is None:
             fail(f"media.{index}", f"the bytes of media entry {index} are missing; {REENCODE}")

@@ -33,6 +33,7 @@ from .records import (
     RunInfo,
     Sample,
     VisionBlock,
+    check_media_json,
     check_sample_id,
     sample_from_values,
     sample_values,
@@ -430,7 +431,7 @@ class Run:
         for name in self.objects.list(prefix):
             if name.endswith(".json") and not name.startswith("."):
                 commit = self._commit_or_none(f"{prefix}/{name}")
-                if commit is not None and commit.get("sample_token") == token:
+                if commit is None or commit.get("sample_token") == token:  # a damaged one is listed, to be named
                     names.append(name[: -len(".json")])
         return sorted(names)
 
@@ -482,7 +483,9 @@ class Run:
 
         values: dict[str, Any] = {f.name: commit["json"].get(f.name) for f in json_fields(SAMPLE_FIELDS)}
         if not media:
-            values["media"] = []
+            if isinstance(values["media"], list):
+                check_media_json(sample_id, values["media"])  # checked even when its bytes are not read
+            values["media"] = [] if values["media"] is not None else None
         values.update(self._read_fields(f"samples/{sample_id}/sample.{commit['slot']}", commit, names, fail))
         sample = sample_from_values(sample_id, values)
         sample.validate(self.info.special_tokens)
