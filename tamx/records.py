@@ -21,9 +21,14 @@ VISION_KINDS = ("image", "video")
 _SAMPLE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 
 
+def is_sample_id(sample_id: object) -> bool:
+    """Whether `sample_id` can name a folder of the store."""
+    return isinstance(sample_id, str) and _SAMPLE_ID.match(sample_id) is not None
+
+
 def check_sample_id(sample_id: str) -> str:
     """Return `sample_id` if it can name a folder of the store, else raise SampleError."""
-    if not isinstance(sample_id, str) or not _SAMPLE_ID.match(sample_id):
+    if not is_sample_id(sample_id):
         raise SampleError(
             str(sample_id),
             "id",

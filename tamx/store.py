@@ -11,6 +11,7 @@ renamed, so object stores (S3, GCS) work the same as a local disk.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
@@ -35,6 +36,7 @@ from .records import (
     VisionBlock,
     check_media_json,
     check_sample_id,
+    is_sample_id,
     sample_from_values,
     sample_values,
 )
@@ -368,11 +370,7 @@ class Run:
         return iter(self.sample_ids())
 
     def __contains__(self, sample_id: object) -> bool:
-        return (
-            isinstance(sample_id, str)
-            and _SAFE_ID.match(sample_id) is not None
-            and self.objects.exists(f"samples/{sample_id}/sample.json")
-        )
+        return is_sample_id(sample_id) and self.objects.exists(f"samples/{sample_id}/sample.json")
 
     def _commit_or_none(self, key: str) -> dict[str, Any] | None:
         try:
@@ -531,7 +529,7 @@ class Run:
         names = [n for n in commit["fields"] if n in known]
         values: dict[str, Any] = dict(commit["json"])
         values.update(self._read_fields(f"samples/{sample_id}/maps/{variant}.{commit['slot']}", commit, names, fail))
-        maps = Maps.from_values(variant, values, sample_id, _commit_dims(sample_commit))
+        maps = Maps.from_values(variant, values, sample_id, _commit_dims(sample_commit, sample_id))
         if complete and maps.deferred:
             from .explain import complete_maps
 
@@ -582,7 +580,7 @@ class Run:
             raise SampleError(sample.id, "id", f"already stored in {self.url}; pass overwrite=True to replace it")
         needed = sample.needed_token_ids()
         if len(needed) != len(sample.lm_head.ids):
-            sample = _with_head(sample, sample.lm_head.subset(needed))
+            sample = dataclasses.replace(sample, lm_head=sample.lm_head.subset(needed))
         prefix = f"samples/{sample.id}"
         self._commit(f"{prefix}/sample", sample_values(sample), SAMPLE_FIELDS, {})
         for name in self.objects.list(f"{prefix}/maps"):
@@ -596,34 +594,28 @@ class Run:
         sample = self._sample_commit(sample_id)
         if not overwrite and self._maps_commit(sample_id, maps.variant) is not None:
             raise SampleError(sample_id, f"maps/{maps.variant}", "already stored; pass overwrite=True to replace it")
-        maps.validate(sample_id, _commit_dims(sample))
+        maps.validate(sample_id, _commit_dims(sample, sample_id))
         prefix = f"samples/{sample_id}/maps/{maps.variant}"
         self._commit(prefix, maps.values(), MAPS_FIELDS, {"variant": maps.variant, "sample_token": sample["token"]})
-
-
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 
 
 def _raise(sample_id: str, field: str, problem: str) -> None:
     raise SampleError(sample_id, field, problem)
 
 
-def _with_head(sample: Sample, head) -> Sample:
-    from dataclasses import replace
-
-    return replace(sample, lm_head=head)
-
-
-def _commit_dims(commit: dict[str, Any]) -> dict[str, int]:
+def _commit_dims(commit: dict[str, Any], sample_id: str) -> dict[str, int]:
     """N, M, V and K of a committed sample, from its field table and vision blocks."""
     table, attrs = commit["fields"], commit["json"]
-    dims = {
-        "N": table["answer_positions"]["shape"][0],
-        "M": table["context_positions"]["shape"][0],
-        "V": sum(VisionBlock.from_json(b).size for b in attrs.get("vision_blocks") or []),
-    }
-    if "candidate_ids" in table:
-        dims["K"] = table["candidate_ids"]["shape"][1]
+    try:
+        dims = {
+            "N": int(table["answer_positions"]["shape"][0]),
+            "M": int(table["context_positions"]["shape"][0]),
+            "V": sum(VisionBlock.from_json(b).size for b in attrs.get("vision_blocks") or []),
+        }
+        if "candidate_ids" in table:
+            dims["K"] = int(table["candidate_ids"]["shape"][1])
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        raise SampleError(sample_id, "commit", f"its field table is damaged ({exc!r}); {REENCODE}") from None
     return dims
 
 
