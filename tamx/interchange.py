@@ -13,6 +13,7 @@ BF16 needs no torch and every lie a file can tell is named: wrong dtypes, shapes
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -35,6 +36,8 @@ from .records import (
     sample_values,
 )
 
+log = logging.getLogger(__name__)
+
 # safetensors dtype tag -> numpy dtype (BF16 as its uint16 bits)
 ST_DTYPES = {
     "F64": np.dtype("float64"),
@@ -53,6 +56,16 @@ ST_DTYPES = {
 }
 _TAG_OF = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}  # model dtype -> tag
 _MODEL_OF = {tag: name for name, tag in _TAG_OF.items()}
+VISION_TENSORS = ("vision_starts", "vision_grids", "vision_boxes", "vision_grid_blocks")
+KNOWN_TENSORS = {f.tensor_name for f in arrays(SAMPLE_FIELDS) + arrays(MAPS_FIELDS)} | set(VISION_TENSORS)
+KNOWN_METADATA = {f.name for f in json_fields(SAMPLE_FIELDS)} | {
+    "format",
+    "schema_version",
+    "schema_minor",
+    "sample_id",
+    "run",
+    "maps",
+}
 REQUIRED = (*tuple(f.tensor_name for f in arrays(SAMPLE_FIELDS) if f.required), "vision_starts", "vision_grids")
 
 
@@ -297,6 +310,11 @@ def import_sample(path: str | os.PathLike) -> tuple[Sample, RunInfo, Maps | None
         if meta.get(key) is not None and not isinstance(meta[key], kind):
             reader.fail(key, f"the metadata's {key!r} must be {'an object' if kind is dict else 'a list'}")
 
+    ignored = sorted(
+        name for name in tensors if name not in KNOWN_TENSORS and not (name.startswith("media.") and name[6:].isdigit())
+    ) + sorted(set(meta) - KNOWN_METADATA)
+    if ignored:
+        log.warning("%s: tensor(s) or metadata %s are not known to this tamx and are ignored", path, ", ".join(ignored))
     values: dict[str, Any] = {f.name: meta.get(f.name) for f in json_fields(SAMPLE_FIELDS)}
     values["vision_blocks"] = _blocks(reader, meta.get("vision_blocks"))
     values["hidden_dtype"], (values["hidden"],) = reader.model_dtype("hidden", meta.get("hidden_dtype"))

@@ -268,3 +268,16 @@ def test_nonfinite_lm_head_rows_are_warned_and_counted_by_explain(good_file, tmp
     assert "3 non-finite LM-head value(s)" in caplog.text and "re-encode the sample" in caplog.text
     maps = open_run(run_path).maps("s0")
     assert maps.nonfinite_lm_head == 3 and np.isfinite(maps.tam).all()
+
+
+def test_unknown_tensors_and_metadata_of_a_newer_writer_are_named_and_ignored(good_file, tmp_path, caplog):
+    def newer(tensors, meta):
+        tensors["saliency"] = ("F32", np.zeros(3, np.float32))
+        meta["schema_minor"] = 4
+        meta["provenance"] = {"tool": "x"}
+
+    path = lie(good_file, tmp_path, "newer", newer)
+    with caplog.at_level("WARNING"):
+        tamx_cli("import", path, "--out", tmp_path / "run", "--quiet")
+    assert "provenance, saliency" in caplog.text or "saliency, provenance" in caplog.text
+    assert open_run(tmp_path / "run").sample_ids() == ["s0"]
