@@ -53,6 +53,7 @@ def tamx_cli(*args):
     return result
 
 
+@pytest.mark.slow
 def test_a_run_on_s3_equals_the_same_run_on_local_disk(s3, tmp_path):
     source, data = build(tmp_path / "planted", samples=2, leak=0.8, noise=0.12, variants=["cam"])
     files = []
@@ -62,7 +63,7 @@ def test_a_run_on_s3_equals_the_same_run_on_local_disk(s3, tmp_path):
     local, remote = tmp_path / "local" / "run", "s3://runs/planted/run"
     for run in (local, remote):
         tamx_cli("import", *files, "--out", run, "--quiet")
-        tamx_cli("explain", run, "--quiet")
+        tamx_cli("explain", run, "--quiet", *(["--workers", "2"] if run == remote else []))
         tamx_cli("render", run, "--out", tmp_path / f"pages-{'s3' if run == remote else 'local'}", "--quiet")
         out = tmp_path / f"eval-{'s3' if run == remote else 'local'}"
         tamx_cli("eval", run, "--dataset", "folder", "--data", data, "--out", out, "--quiet")
