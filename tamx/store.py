@@ -226,7 +226,7 @@ def unpack(data: np.ndarray, base: int, entry: dict[str, Any], fail) -> np.ndarr
             pieces.append(decompressor.decompress(payload))
         except zstandard.ZstdError as exc:
             fail(f"chunk {index} does not decompress ({exc}); {REENCODE}")
-    raw = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    raw = bytearray().join(pieces)  # one copy (~0.05 ms a MiB) buys writable arrays
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) != expected:
         fail(f"holds {len(raw)} bytes for shape {list(shape)} {dtype} ({expected} bytes); {REENCODE}")
