@@ -359,9 +359,9 @@ class Run:
         return found
 
     def incomplete_ids(self) -> list[str]:
-        """Ids of samples whose first write was interrupted (data but no commit), sorted."""
-        committed = set(self.sample_ids())
-        return sorted(s for s in self.garbage() if s not in committed)
+        """Ids of samples whose first write was interrupted (objects but no commit), sorted."""
+        held = {key.split("/")[1] for key, _ in self.objects.walk("samples") if key.count("/") >= 2}
+        return sorted(held - set(self.sample_ids()))
 
     def __len__(self) -> int:
         return len(self.sample_ids())
