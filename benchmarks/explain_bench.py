@@ -1,11 +1,14 @@
 """Benchmark of `tamx.explain_sample` at Qwen2-VL-2B size, against a naive numpy TAM and the matmul floor.
 
 Synthetic samples (hidden size 1536, vocabulary 151936, bfloat16 hidden states, top-3
-candidates, 20 prompt tokens) for one 640x480 image and a 10-frame video, then the
-throughput of `pipeline.explain.explain_run` over a store of such samples read from disk.
+candidates, 20 prompt tokens) for one 640x480 image and a 10-frame video; then end to end:
+a run of such samples on disk, `tamx explain` as a whole process with --workers 1 and 2,
+against a plain vectorised numpy TAM run in-process over the same samples (one .npz each)
+and against the floor (reading the sample objects' bytes + the two unavoidable products).
 
     cd /work/wt-bench && python benchmarks/explain_bench.py            # full run
-    python benchmarks/explain_bench.py --quick                          # < 1 minute
+    python benchmarks/explain_bench.py --quick                          # ~1 minute, 20 samples
+    python benchmarks/explain_bench.py --no-cases --samples 200         # the end-to-end part only
     python benchmarks/explain_bench.py --samples 500 --repeats 15 --profile
 
 Timings are medians of interleaved repeats (time.perf_counter) after a warm-up call, so
@@ -17,7 +20,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -314,54 +319,198 @@ def profile_case(case: Case, repeats: int) -> list[tuple[str, float, float]]:
     return [(name, 1e3 * value, 1e3 * answers.get(name, 0.0)) for name, value in default]
 
 
-# ---------------------------------------------------------------------------- store throughput
+# ---------------------------------------------------------------------------- end to end
+
+
+def rank_gaussian_frames(maps: np.ndarray, k: int = 3) -> np.ndarray:
+    """rank_gaussian_numpy over a stack of frames [T, H, W] at once."""
+    n, centre, pad = k * k, (k * k) // 2, k // 2
+    padded = np.pad(maps, ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
+    windows = np.sort(sliding_window_view(padded, (k, k), axis=(1, 2)).reshape(*maps.shape, n), axis=-1)
+    mean, sd = windows.mean(axis=-1), windows.std(axis=-1)
+    ranks_sq = ((np.arange(n) - centre) ** 2).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        weights = np.exp(-ranks_sq / (2.0 * (sd / mean) ** 2)[..., None])
+    weights[..., centre] = 1.0
+    out = (weights * windows).sum(axis=-1) / weights.sum(axis=-1)
+    return np.where(mean > 0, out, 0.0).astype(np.float32)
+
+
+def numpy_reference(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """METHOD.md's TAM of every answer token in plain vectorised numpy (two products, ECI with
+    relevance weights, rank Gaussian per frame): what a user would write without tamx. [N, V]."""
+    hidden = decode_bfloat16(arrays["hidden"])
+    head_ids, head = arrays["lm_head_ids"], arrays["lm_head_rows"]
+    ids, answers, context = arrays["input_ids"], arrays["answer_positions"], arrays["context_positions"]
+    starts, grids = arrays["vision_starts"], arrays["vision_grids"]
+    v_pos = np.concatenate([np.arange(s, s + t * h * w) for s, (t, h, w) in zip(starts, grids)])
+    pool = np.union1d(context, answers[:-1])
+    classes, pool_class = np.unique(np.concatenate([ids[answers], ids[pool]]), return_inverse=True)
+    answer_class, pool_class = pool_class[: len(answers)], pool_class[len(answers) :]
+    w = decode_bfloat16(head[np.searchsorted(head_ids, classes)])
+    maps = np.maximum(hidden[v_pos] @ w.T, 0.0)  # [V, U]
+    logits = hidden[pool] @ w[answer_class].T  # [Q, N]
+    visible = pool[:, None] < answers[None, :]  # causal: what precedes the answer token
+    same = ids[pool][:, None] == ids[answers][None, :]
+    r = np.where(visible & ~same, np.maximum(logits, 0.0), 0.0)  # [Q, N]
+    weights = (r / (r.sum(axis=0, keepdims=True) + 1e-8)).astype(np.float32)
+    estimate = (maps[:, pool_class] @ weights).T  # [N, V]
+    cam = maps[:, answer_class].T
+    ee = np.einsum("nv,nv->n", estimate, estimate)
+    scale = np.where(ee > 0, np.einsum("nv,nv->n", cam, estimate) / np.where(ee > 0, ee, 1), 0.0)
+    eci = np.maximum(cam - scale[:, None].astype(np.float32) * estimate, 0.0)
+    out, offset = np.zeros_like(eci), 0
+    for t, h, w_ in grids:
+        for _ in range(t):
+            frame = eci[:, offset : offset + h * w_].reshape(-1, h, w_)
+            out[:, offset : offset + h * w_] = np.maximum(rank_gaussian_frames(frame), 0.0).reshape(len(eci), -1)
+            offset += h * w_
+    return out
+
+
+def reference_arrays(sample: Sample) -> dict[str, np.ndarray]:
+    """What the numpy reference reads from its own file per sample (bf16 as uint16 bits)."""
+    head = sample.lm_head.subset(sample.needed_token_ids())
+    return {
+        "hidden": sample.hidden,
+        "input_ids": sample.input_ids,
+        "answer_positions": sample.answer_positions,
+        "context_positions": sample.context_positions,
+        "lm_head_ids": head.ids,
+        "lm_head_rows": head.rows,
+        "vision_starts": np.array([b.start for b in sample.vision_blocks]),
+        "vision_grids": np.array([b.grid for b in sample.vision_blocks]),
+    }
 
 
 @dataclass
-class StoreResult:
+class EndToEndResult:
     samples: int
     build_s: float
     store_mb: float
-    packs: list[int]  # LM-head packs each sample's rows are spread over
-    seconds: dict[str, float]
+    files_per_sample: float
+    files_per_variant: float
+    error: float
+    seconds: dict[str, tuple[float, float]]  # label -> (wall, CPU) seconds
+
+
+REFERENCE = "numpy reference (in-process, answers' TAM)"
+FLOOR = "floor (read bytes + 2 products)"
+NAIVE_SAMPLES = 5  # the per-token reference takes ~1.7 s a sample: timed on a few, scaled to the run
+
+
+def reader_sample(path: Path, sample_id: str) -> Sample:
+    return open_run(path).sample(sample_id, media=False)
+
+
+def tamx_process(run: Path, workers: int, variant: str, overwrite: bool = True) -> tuple[float, float]:
+    """Wall seconds of `tamx explain RUN --workers W` as a whole process (start-up included)."""
+    command = [sys.executable, "-m", "pipeline", "explain", str(run), "--workers", str(workers)]
+    command += ["--variant", variant, "--quiet"] + (["--overwrite"] if overwrite else [])
+    return timed_process(command)
+
+
+def timed_process(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process and its children) of one command."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+class Clock:
+    """Wall and CPU seconds of the code run inside `with clock:` blocks, summed."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> Clock:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter() - self._wall
+        self.cpu += time.process_time() - self._cpu
+
+    def total(self) -> tuple[float, float]:
+        return self.wall, self.cpu
+
+
+def bench_end_to_end(n_samples: int, folder: Path) -> EndToEndResult:
+    """A run of `n_samples` STORE_CASE samples on disk: `tamx explain` as a process (workers 1
+    and 2) vs the in-process numpy reference over the same samples (one .npy file set each)
+    vs the floor (reading the sample objects' bytes + the two products of the default classes)."""
+    path, ref = folder / "run", folder / "reference"
+    run = create_run(path, synthetic_run_info(vocab_size=VOCAB_SIZE, dtype=DTYPE))
+    ref.mkdir()
+    start = time.perf_counter()
+    step = max(1, n_samples // 5)
+    for i in range(n_samples):
+        sample = make_sample(STORE_CASE, seed=1000 + i, sample_id=f"s{i:05d}", media=True)
+        run.write_sample(sample)
+        np.savez(ref / f"{sample.id}.npz", **reference_arrays(sample))
+        if (i + 1) % step == 0 or i + 1 == n_samples:
+            print(f"  end to end: wrote {i + 1}/{n_samples} samples ({time.perf_counter() - start:.1f} s)", flush=True)
+    build = time.perf_counter() - start
+    ids = run.sample_ids()
+    files = folder_files(path / "samples") / n_samples
+    seconds: dict[str, tuple[float, float]] = {}  # label -> (wall, CPU) seconds
+
+    # the numpy reference, checked against tamx on the first sample
+    first = make_sample(STORE_CASE, seed=1000, sample_id=ids[0])
+    error = float(np.max(np.abs(numpy_reference(reference_arrays(first)) - explain_sample(first).tam)))
+    error /= max(float(np.max(np.abs(explain_sample(first).tam))), 1e-30)
+    assert error <= 1e-4, f"the numpy reference differs from tamx by {error:.1e}"
+    with Clock() as clock:
+        for sample_id in ids:
+            with np.load(ref / f"{sample_id}.npz") as data:
+                numpy_reference({name: data[name] for name in data.files})
+    seconds[REFERENCE] = clock.total()
+    subset = ids[: min(len(ids), NAIVE_SAMPLES)]
+    with Clock() as clock:
+        for sample_id in subset:
+            naive_tam(reader_sample(path, sample_id))
+    scale = len(ids) / len(subset)
+    seconds[f"naive per-token numpy (METHOD.md; {len(subset)} samples timed, scaled)"] = (
+        clock.wall * scale,
+        clock.cpu * scale,
+    )
+
+    # the floor: the sample objects' bytes, then the two products of tamx's default classes
+    reader = open_run(path)
+    clock = Clock()
+    for sample_id in ids:
+        with clock:
+            (path / "samples" / sample_id / "sample.0").read_bytes()
+        operands = floor_inputs(reader.sample(sample_id, media=False), ExplainSettings())
+        with clock:
+            operands.run()
+    seconds[FLOOR] = clock.total()
+
+    for workers in (1, 2):
+        label = f"tamx explain --workers {workers} (process)"
+        seconds[label] = tamx_process(path, workers, f"bench-w{workers}")
+        print(f"  end to end: {label} in {seconds[label][0]:.1f} s (CPU {seconds[label][1]:.1f} s)", flush=True)
+    seconds["tamx explain --workers 1 --no-candidates --no-prompt (process)"] = tamx_answers_only(path)
+    seconds["tamx explain, nothing to do (process start-up + listing)"] = tamx_process(path, 1, "bench-w1", False)
+    variants = folder_files(path / "samples" / ids[0] / "maps") / 3
+    return EndToEndResult(n_samples, build, folder_mb(path), files, variants, error, seconds)
+
+
+def tamx_answers_only(run: Path) -> tuple[float, float]:
+    command = [sys.executable, "-m", "pipeline", "explain", str(run), "--no-candidates", "--no-prompt"]
+    return timed_process([*command, "--variant", "bench-answers", "--overwrite", "--quiet"])
 
 
 def folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def bench_store(n_samples: int, folder: Path) -> StoreResult:
-    """Write `n_samples` samples of STORE_CASE, then time reading them and explain_run with 1 and 2 workers."""
-    from pipeline.explain import explain_run  # the stage the command line runs
-
-    path = folder / "run"
-    run = create_run(path, synthetic_run_info(vocab_size=VOCAB_SIZE, dtype=DTYPE))
-    start = time.perf_counter()
-    step = max(1, n_samples // 10)
-    for i in range(n_samples):
-        run.write_sample(make_sample(STORE_CASE, seed=1000 + i, sample_id=f"s{i:05d}", media=True))
-        if (i + 1) % step == 0 or i + 1 == n_samples:
-            elapsed = time.perf_counter() - start
-            print(f"  store: wrote {i + 1}/{n_samples} samples ({elapsed:.1f} s)", flush=True)
-    build = time.perf_counter() - start
-
-    seconds = {}
-    reader = open_run(path)
-    ids = reader.sample_ids()
-    packs = [len(reader.sample_attrs(sample_id)["lm_head_packs"]) for sample_id in ids]
-    start = time.perf_counter()
-    for sample_id in ids:
-        reader.sample(sample_id)
-    seconds["read only: run.sample(id)"] = time.perf_counter() - start
-    print(f"  store: read {len(ids)} samples in {seconds['read only: run.sample(id)']:.1f} s", flush=True)
-    for workers in (1, 2):
-        label = f"explain_run workers={workers}"
-        start = time.perf_counter()
-        report = explain_run(path, variant=f"bench-w{workers}", workers=workers, overwrite=True)
-        seconds[label] = time.perf_counter() - start
-        assert len(report.done) == n_samples and not report.failed, report.failed
-        print(f"  store: {label} in {seconds[label]:.1f} s", flush=True)
-    return StoreResult(n_samples, build, folder_mb(path), packs, seconds)
+def folder_files(path: Path) -> int:
+    return sum(1 for f in path.rglob("*") if f.is_file())
 
 
 # ---------------------------------------------------------------------------- report
@@ -426,14 +575,40 @@ def case_table(results: list[CaseResult], statistic: Callable[[list[float]], flo
     return lines
 
 
-def store_table(res: StoreResult) -> list[str]:
+def end_to_end_table(res: EndToEndResult) -> list[str]:
+    reference, floor = res.seconds[REFERENCE], res.seconds[FLOOR]
     lines = [
-        f"| {res.samples} stored samples, {STORE_CASE.vision_size} x {STORE_CASE.n_answer}, {DTYPE} "
-        f"({res.store_mb:.0f} MiB) | seconds | samples/s | ms/sample |",
-        "|---|---:|---:|---:|",
+        f"| {res.samples} samples on disk, {STORE_CASE.vision_size} x {STORE_CASE.n_answer}, {DTYPE} "
+        f"({res.store_mb:.0f} MiB) | wall s | CPU s | wall ms/sample | reference / this (wall, CPU) "
+        "| this / floor (wall, CPU) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for label, seconds in res.seconds.items():
-        lines.append(f"| {label} | {seconds:.2f} | {res.samples / seconds:.1f} | {1e3 * seconds / res.samples:.1f} |")
+    for label, (wall, cpu) in res.seconds.items():
+        lines.append(
+            f"| {label} | {wall:.2f} | {cpu:.2f} | {1e3 * wall / res.samples:.1f} | "
+            f"{reference[0] / wall:.1f}x, {reference[1] / cpu:.1f}x | {wall / floor[0]:.1f}x, {cpu / floor[1]:.1f}x |"
+        )
+    w1 = res.seconds["tamx explain --workers 1 (process)"]
+    w2 = res.seconds["tamx explain --workers 2 (process)"]
+    idle = res.seconds["tamx explain, nothing to do (process start-up + listing)"]
+    speed_up = w1[0] / w2[0]
+    lines += [
+        "",
+        f"Targets (wall): tamx --workers 2 >= 5x the numpy reference: {reference[0] / w2[0]:.1f}x "
+        f"({'met' if reference[0] / w2[0] >= 5 else 'MISSED'}); within 2x of the floor: {w2[0] / floor[0]:.1f}x "
+        f"({'met' if w2[0] / floor[0] <= 2 else 'MISSED'}); workers 2 >= 1.8x workers 1: {speed_up:.2f}x "
+        f"({'met' if speed_up >= 1.8 else 'MISSED'}).",
+        "Beyond start-up (the 'nothing to do' row subtracted), per sample, wall / CPU ms: "
+        + "; ".join(
+            f"workers {w}: {1e3 * (t[0] - idle[0]) / res.samples:.1f} / {1e3 * (t[1] - idle[1]) / res.samples:.1f}"
+            for w, t in ((1, w1), (2, w2))
+        )
+        + f"; floor {1e3 * floor[0] / res.samples:.1f} / {1e3 * floor[1] / res.samples:.1f}; "
+        f"numpy reference {1e3 * reference[0] / res.samples:.1f} / {1e3 * reference[1] / res.samples:.1f}.",
+        f"Files: {res.files_per_sample:.1f} per sample before the variants below, {res.files_per_variant:.1f} per "
+        f"variant (store built in {res.build_s:.0f} s; reference vs tamx TAM: max relative difference "
+        f"{res.error:.1e}).",
+    ]
     return lines
 
 
@@ -456,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 repeats and a 20-sample store (under a minute)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per case (default 9, quick 3)")
     parser.add_argument("--samples", type=int, default=None, help="samples in the store (default 200, quick 20)")
-    parser.add_argument("--no-store", action="store_true", help="skip the store throughput part")
+    parser.add_argument("--no-store", action="store_true", help="skip the end-to-end part")
+    parser.add_argument("--no-cases", action="store_true", help="skip the per-case in-process part")
     parser.add_argument("--profile", action="store_true", help="also time the steps of tamx.explain (391 x 128)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 9)
@@ -472,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.perf_counter()
     results = []
-    for case in CASES:
+    for case in () if args.no_cases else CASES:
         res = bench_case(case, repeats)
         results.append(res)
         s = res.seconds()
@@ -486,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     store = None
     if not args.no_store:
         with tempfile.TemporaryDirectory(prefix="tamx-bench-") as folder:
-            store = bench_store(n_samples, Path(folder))
+            store = bench_end_to_end(n_samples, Path(folder))
 
     print()
     print("## Explain benchmark")
@@ -502,17 +678,18 @@ def main(argv: list[str] | None = None) -> int:
         "- tamx default: answers + candidates + prompt maps; answers only: candidates=False, prompt=False; "
         "naive: per-token numpy of METHOD.md (answers only); floor: float32 [V,C]x[U,C]^T + [Q,C]x[N,C]^T"
     )
-    print()
-    for line in case_table(results, statistics.median):
-        print(line)
-    print()
-    print(f"Best of {repeats} (the machine's capability when nothing else runs; same columns):")
-    print()
-    for line in case_table(results, min):
-        print(line)
-    print()
-    for line in target_lines(results):
-        print(line)
+    if results:
+        print()
+        for line in case_table(results, statistics.median):
+            print(line)
+        print()
+        print(f"Best of {repeats} (the machine's capability when nothing else runs; same columns):")
+        print()
+        for line in case_table(results, min):
+            print(line)
+        print()
+        for line in target_lines(results):
+            print(line)
     if profile:
         print()
         print(
@@ -524,13 +701,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {label} | {default:.2f} | {answers:.2f} |")
     if store is not None:
         print()
-        for line in store_table(store):
+        for line in end_to_end_table(store):
             print(line)
-        print()
         print(
-            f"(store built in {store.build_s:.1f} s; a sample's LM-head rows lie in {statistics.mean(store.packs):.1f} "
-            f"packs on average, {max(store.packs)} at most; explain_run includes reading, explaining and writing "
-            "the maps; workers=2 includes starting the worker processes)"
+            "(processes include start-up, reading, explaining and writing every variant; the reference and the "
+            "floor run in this process; the machine's cores may be shared with other work: see nproc above)"
         )
     print()
     print(f"total benchmark time {time.perf_counter() - started:.0f} s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -10,21 +11,77 @@ from pathlib import Path
 import click
 
 import tamx
-from tamx import ExplainSettings
-from tamx.datasets import DATASETS
-from tamx.filters import FILTERS
 
-from .encode.command import encode
 from .errors import ErrorGroup, name_option, report_failures
-from .eval import evaluate_run, write_results
-from .eval.stage import format_table
-from .explain import explain_run
-from .info import run_summary
-from .interchange import export_file, import_files
 from .progress import progress
 
+# Start-up stays fast: every command imports its stage (numba, zarr, jinja2, cv2, torch) when
+# it runs; a test checks that importing this module loads none of them.
+_LAZY_COMMANDS = {
+    "encode": (
+        "pipeline.encode.command",
+        "encode",
+        "Run a VLM on images/videos and a prompt; store what `tamx explain` needs in the run --out.",
+    )
+}
 
-@click.group(cls=ErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyChoice(click.Choice):
+    """A click.Choice whose names come from a module imported when the option is first parsed
+    or shown, not when the command line loads."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self._source = (module, name)
+        self.case_sensitive = True
+
+    @property
+    def choices(self):  # type: ignore[override]
+        module, name = self._source
+        return tuple(getattr(importlib.import_module(module), name))
+
+
+class _RunLocation(click.ParamType):
+    """A run store: a local folder that exists, or an fsspec URL (s3://bucket/run, ...)."""
+
+    name = "run"
+    _folder = click.Path(exists=True, file_okay=False)
+
+    def convert(self, value, param, ctx):
+        if "://" in str(value) and not str(value).startswith("file://"):
+            return str(value)
+        return self._folder.convert(value, param, ctx)
+
+
+RUN = _RunLocation()
+
+
+class _Group(ErrorGroup):
+    """The one error path (ErrorGroup), and heavy commands (encode) loaded on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name in _LAZY_COMMANDS and name not in self.commands:
+            module, attr, _ = _LAZY_COMMANDS[name]
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in _LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, _LAZY_COMMANDS[name][2]))
+            else:
+                command = self.get_command(ctx, name)
+                if command is not None and not command.hidden:
+                    rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(tamx.__version__, prog_name="tamx")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: debug, and the traceback of an error).")
 def main(verbose: int) -> None:
@@ -37,11 +94,13 @@ def main(verbose: int) -> None:
 
 
 @main.command()
-@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("run", type=RUN)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--limit", default=20, show_default=True, help="Samples listed one per line (0: all).")
 def info(run: str, as_json: bool, limit: int) -> None:
     """What the run store RUN holds: model, samples, sizes, variants, incomplete writes."""
+    from .info import run_summary
+
     summary = run_summary(run)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -53,7 +112,8 @@ def info(run: str, as_json: bool, limit: int) -> None:
     roles = ", ".join(f"{k}={v}" for k, v in model["special_tokens"].items()) or "none recorded"
     click.echo(f"special  {roles}")
     samples = summary["samples"]
-    click.echo(f"samples  {len(samples)} complete, {len(summary['incomplete'])} incomplete")
+    damaged = f", {len(summary['damaged'])} damaged" if summary["damaged"] else ""
+    click.echo(f"samples  {len(samples)} complete, {len(summary['incomplete'])} incomplete{damaged}")
     variants = (
         ", ".join(f"{name} ({count})" for name, count in summary["variants"].items()) or "none (run `tamx explain`)"
     )
@@ -72,10 +132,19 @@ def info(run: str, as_json: bool, limit: int) -> None:
         click.echo("\nincomplete (interrupted writes; re-run the stage that wrote them to resume):")
         for sample_id in summary["incomplete"]:
             click.echo(f"  {sample_id}")
+    leftover = {k: v for k, v in summary["garbage"].items() if k not in summary["incomplete"]}
+    if leftover:
+        click.echo("\nuncommitted objects (a killed writer's; the next write of the sample replaces them):")
+        for sample_id, keys in leftover.items():
+            click.echo(f"  {sample_id}: {', '.join(keys)}")
+    if summary["damaged"]:
+        click.echo(f"\ndamaged ({len(summary['damaged'])}; re-encode or re-import them):")
+        for sample_id, reason in summary["damaged"].items():
+            click.echo(f"  {sample_id}: {reason}")
 
 
 @main.command()
-@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("run", type=RUN)
 @click.option(
     "--variant",
     callback=name_option("variant name", new=True),
@@ -93,7 +162,7 @@ def info(run: str, as_json: bool, limit: int) -> None:
 @click.option(
     "--filter",
     "filter_name",
-    type=click.Choice(list(FILTERS)),
+    type=_LazyChoice("tamx.filters", "FILTERS"),
     default="rank-gaussian",
     show_default=True,
     help="Denoising filter applied per image and per video frame.",
@@ -108,6 +177,7 @@ def info(run: str, as_json: bool, limit: int) -> None:
     type=click.IntRange(1, max(2, os.cpu_count() or 1)),
     help="Processes over samples (at most the CPUs of this machine).",
 )
+@click.option("--dask", "dask_address", help="Run the samples on this Dask scheduler (tcp://host:8786) instead.")
 @click.option("--no-candidates", is_flag=True, help="Skip the maps of the top-k candidates.")
 @click.option("--no-prompt", is_flag=True, help="Skip the maps of the prompt tokens.")
 @click.option("--overwrite", is_flag=True, help="Recompute variants that are already stored.")
@@ -121,6 +191,7 @@ def explain(
     filter_name: str,
     samples: str | None,
     workers: int,
+    dask_address: str | None,
     no_candidates: bool,
     no_prompt: bool,
     overwrite: bool,
@@ -130,6 +201,10 @@ def explain(
 
     Each setting is stored as a variant beside the others; hidden states are never rewritten.
     """
+    from tamx import ExplainSettings
+
+    from .explain import explain_run
+
     settings = ExplainSettings(
         eci="off" if no_eci else eci_weights,
         filter=filter_name,
@@ -146,10 +221,18 @@ def explain(
         workers=workers,
         overwrite=overwrite,
         wrap=lambda results, total: progress(results, f"explain {variant}", total, quiet),
+        dask=dask_address,
     )
     if not quiet:
         skipped = f", {len(report.skipped)} already stored" if report.skipped else ""
         click.echo(f"variant {variant!r}: {len(report.done)} sample(s) explained{skipped}", err=True)
+    if report.incomplete:
+        shown = ", ".join(report.incomplete[:5]) + (" ..." if len(report.incomplete) > 5 else "")
+        click.echo(
+            f"{len(report.incomplete)} incomplete sample(s) not explained ({shown}): their write was interrupted; "
+            "re-run the stage that wrote them",
+            err=True,
+        )
     report_failures(report.failed, "sample(s)")
 
 
@@ -160,6 +243,8 @@ def explain(
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def import_(files: tuple[str, ...], out: str, overwrite: bool, quiet: bool) -> None:
     """Import single-sample safetensors FILES (one sample each) into the run store --out."""
+    from .interchange import import_files
+
     report = import_files(files, out, overwrite=overwrite)
     if not quiet:
         skipped = f", {len(report.skipped)} already there (--overwrite replaces)" if report.skipped else ""
@@ -168,7 +253,7 @@ def import_(files: tuple[str, ...], out: str, overwrite: bool, quiet: bool) -> N
 
 
 @main.command()
-@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("run", type=RUN)
 @click.option(
     "--sample",
     "sample_id",
@@ -179,12 +264,14 @@ def import_(files: tuple[str, ...], out: str, overwrite: bool, quiet: bool) -> N
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .safetensors file to write.")
 def export(run: str, sample_id: str | None, variant: str | None, out: str) -> None:
     """Export one sample of RUN (and its maps) as a single safetensors file."""
+    from .interchange import export_file
+
     exported = export_file(run, out, sample_id, variant)
     click.echo(f"wrote {out} (sample {exported!r})", err=True)
 
 
 @main.command()
-@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.argument("runs", nargs=-1, required=True, type=RUN)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and the pages.")
 @click.option(
     "--samples",
@@ -254,8 +341,10 @@ def render(
 
 
 @main.command("eval")
-@click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--dataset", required=True, type=click.Choice(DATASETS), help="Layout of --data (docs/eval.md).")
+@click.argument("run", type=RUN)
+@click.option(
+    "--dataset", required=True, type=_LazyChoice("tamx.datasets", "DATASETS"), help="Layout of --data (docs/eval.md)."
+)
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="The dataset folder.")
 @click.option("--variants", help="Comma-separated variants to score.  [default: all stored]")
 @click.option(
@@ -296,6 +385,9 @@ def eval_(
     Every stored variant is scored side by side; per-class and per-word breakdowns and every
     scored word go to --out.
     """
+    from .eval import evaluate_run, write_results
+    from .eval.stage import format_table
+
     result = evaluate_run(
         run,
         dataset,
@@ -307,6 +399,8 @@ def eval_(
         wrap=lambda items, total: progress(items, f"eval {dataset}", total, quiet),
     )
     click.echo(format_table(result))
+    if out is None and "://" in run:
+        raise click.UsageError("a run at a URL needs --out for the results folder", ctx=click.get_current_context())
     folder = Path(out) if out else Path(run) / "eval" / dataset
     write_results(result, folder)
     if not quiet:
@@ -315,6 +409,21 @@ def eval_(
             f"wrote {folder}/summary.csv, summary.json, per_class.csv, per_word.csv, entries.csv{skipped}", err=True
         )
     report_failures(result.failed, "sample(s)")
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def upgrade(run: str, quiet: bool) -> None:
+    """Convert the schema-1 run RUN to the current store schema, in place and atomically.
+
+    Until the last step RUN stays a schema-1 run; an interrupted upgrade is resumed by
+    running it again.
+    """
+    from tamx.upgrade import upgrade_run
+
+    ids = upgrade_run(run, wrap=lambda items, total: progress(items, "upgrade", total, quiet))
+    click.echo(f"{run}: {len(ids)} sample(s) at store schema 2", err=True)
 
 
 def _int_option(name: str, value: str) -> int:
@@ -327,10 +436,6 @@ def _int_option(name: str, value: str) -> int:
 def _split(value: str | None) -> list[str] | None:
     """A comma-separated option as a list (None when not given)."""
     return [part.strip() for part in value.split(",") if part.strip()] if value else None
-
-
-# torch and transformers load only when `tamx encode` runs
-main.add_command(encode)
 
 
 @main.command()

@@ -19,11 +19,13 @@ DONE, SKIPPED = "done", "skipped"
 
 @dataclass
 class ExplainReport:
-    """What an explain run did: sample ids done, skipped (already stored) and failed."""
+    """What an explain run did: sample ids done, skipped (already stored) and failed, and the
+    incomplete samples (data without a commit) it could not explain."""
 
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    incomplete: list[str] = field(default_factory=list)
 
 
 def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> str:
@@ -36,8 +38,9 @@ def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: st
             f"sample {sample_id!r}: variant {variant!r} is stored with other settings ({stored}); "
             "pass --overwrite to replace it or --variant to store these beside it"
         )
-    maps = explain_sample(run.sample(sample_id, media=False), settings, variant)
-    with writing(f"the maps {variant!r} of sample {sample_id!r} in {run.path}"):
+    # Candidate and prompt maps are deferred: Run.maps computes them when a reader asks.
+    maps = explain_sample(run.sample(sample_id, media=False), settings, variant, defer=True)
+    with writing(f"the maps {variant!r} of sample {sample_id!r} in {run.url}"):
         run.write_maps(sample_id, maps, overwrite=True)
     return DONE
 
@@ -67,6 +70,34 @@ def _safe_explain(
         return sample_id, f"error: {exc}"
 
 
+def _dask_explain(
+    run_url: str, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool
+) -> tuple[str, str]:
+    """One sample on a Dask worker: the run is opened from its URL (cheap: one small read)."""
+    return _safe_explain(open_run(run_url, mode="a"), sample_id, settings, variant, overwrite)
+
+
+def _dask_results(
+    address: str, run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str, overwrite: bool
+) -> Iterator[tuple[str, str]]:
+    """The same per-sample work on an existing Dask distributed cluster, in completion order."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise TamxError("--dask needs Dask distributed: pip install 'tamx[dask]'") from None
+    try:
+        client = Client(address, timeout=10)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise TamxError(f"cannot reach the Dask scheduler at {address} ({exc}); check the address") from None
+    with client:
+        futures = client.map(
+            _dask_explain, [run.url] * len(sample_ids), sample_ids, settings=settings, variant=variant,
+            overwrite=overwrite, pure=False,
+        )  # fmt: skip
+        for future in as_completed(futures):
+            yield future.result()
+
+
 def _results(
     run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str, overwrite: bool, workers: int
 ) -> Iterator[tuple[str, str]]:
@@ -80,7 +111,7 @@ def _results(
     os.environ.update(dict.fromkeys(saved, "1"))
     try:
         context = get_context("spawn")
-        with ProcessPoolExecutor(workers, context, _worker_init, (str(run.path),)) as pool:
+        with ProcessPoolExecutor(workers, context, _worker_init, (run.url,)) as pool:
             futures = [pool.submit(_safe_explain, None, s, settings, variant, overwrite) for s in sample_ids]
             try:
                 for future in futures:
@@ -129,11 +160,14 @@ def explain_run(
     workers: int = 1,
     overwrite: bool = False,
     wrap: Callable[[Iterator[tuple[str, str]], int], Iterator[tuple[str, str]]] | None = None,
+    dask: str | None = None,
 ) -> ExplainReport:
     """Explain samples of a run (default: all complete ones) into `variant`.
 
     A sample that fails is reported and the others go on; `wrap` may wrap the result
     stream (a progress bar). Samples whose variant is stored with the same settings are skipped.
+    `dask`: the address of a Dask distributed scheduler to run the samples on instead of
+    `workers` local processes (the workers must reach the run's path or URL).
     """
     settings = settings or ExplainSettings()
     variant = variant or settings.variant_name()
@@ -145,8 +179,11 @@ def explain_run(
     if unknown:
         raise TamxError(f"{run_path} has no complete sample(s) {', '.join(unknown)}; `tamx info {run_path}` lists them")
     check_kernel_fits(run, list(sample_ids), settings)
-    report = ExplainReport()
-    results = _results(run, list(sample_ids), settings, variant, overwrite, workers)
+    report = ExplainReport(incomplete=run.incomplete_ids() if sample_ids is known else [])
+    if dask:
+        results = _dask_results(dask, run, list(sample_ids), settings, variant, overwrite)
+    else:
+        results = _results(run, list(sample_ids), settings, variant, overwrite, workers)
     for sample_id, status in wrap(results, len(sample_ids)) if wrap else results:
         if status == DONE:
             report.done.append(sample_id)

@@ -36,7 +36,7 @@ def import_files(
                 if run is None:
                     run = create_run(run_path, info, exist_ok=True)
                 else:
-                    check_compatible(run.info, info, run.path)
+                    check_compatible(run.info, info, run.url)
                 if sample.id in run and not overwrite:
                     report.skipped.append(sample.id)
                     continue

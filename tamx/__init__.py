@@ -1,43 +1,49 @@
 """tamx: Token Activation Maps for vision-language models, torch-free core.
 
 Open a run store with `open_run`, explain a sample with `explain_sample`; the stages and
-the `tamx` command line live in the `pipeline` package.
+the `tamx` command line live in the `pipeline` package. Names load on first use, so that
+`import tamx` (and the command line's start-up) does not pay for numba or numpy.
 """
 
-from .errors import SampleError, StoreError, TamxError
-from .explain import ExplainSettings, explain_sample
-from .filters import filter_grid, filter_maps
-from .records import SCHEMA_VERSION, LMHead, Maps, Media, RunInfo, Sample, VisionBlock
-from .store import Run, create_run, open_run
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
+_WHERE = {
+    "SampleError": "errors",
+    "StoreError": "errors",
+    "TamxError": "errors",
+    "ExplainSettings": "explain",
+    "explain_sample": "explain",
+    "filter_grid": "filters",
+    "filter_maps": "filters",
+    "SCHEMA_VERSION": "records",
+    "LMHead": "records",
+    "Maps": "records",
+    "Media": "records",
+    "RunInfo": "records",
+    "Sample": "records",
+    "VisionBlock": "records",
+    "Run": "store",
+    "create_run": "store",
+    "open_run": "store",
+    "show": "report",  # the interactive page of a sample, inline in Jupyter
+}
 
-def show(run, sample_id: str, variant=None, height: int = 720):
-    """The interactive report page of one sample, displayed inline in Jupyter (`tamx.report.show`)."""
-    from .report import show as show_page  # opencv and jinja2 load only when a page is wanted
-
-    return show_page(run, sample_id, variant=variant, height=height)
+__all__ = sorted([*_WHERE, "__version__"])
 
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "ExplainSettings",
-    "LMHead",
-    "Maps",
-    "Media",
-    "Run",
-    "RunInfo",
-    "Sample",
-    "SampleError",
-    "StoreError",
-    "TamxError",
-    "VisionBlock",
-    "__version__",
-    "create_run",
-    "explain_sample",
-    "filter_grid",
-    "filter_maps",
-    "open_run",
-    "show",
-]
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tamx' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

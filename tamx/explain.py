@@ -91,6 +91,27 @@ def decode_hidden(sample: Sample, positions: np.ndarray) -> tuple[np.ndarray, in
     return rows, bad
 
 
+def _finite_weights(sample: Sample, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """LM-head rows and bias of `classes` as float32, non-finite values set to 0 (warned), and their count."""
+    rows, bias = sample.lm_head.weights(classes)
+    bad = int(rows.size - np.count_nonzero(np.isfinite(rows)))
+    if bias is not None:
+        bad += int(bias.size - np.count_nonzero(np.isfinite(bias)))
+    if bad:
+        token_ids = classes[~np.isfinite(rows).all(axis=1)]
+        log.warning(
+            "sample %r: %d non-finite LM-head value(s) (NaN/Inf) in the rows of token id(s) %s treated as 0; "
+            "the maps of those tokens are not meaningful: re-encode the sample",
+            sample.id,
+            bad,
+            ", ".join(map(str, token_ids[:10].tolist())),
+        )
+        rows = np.where(np.isfinite(rows), rows, 0.0).astype(np.float32)
+        if bias is not None:
+            bias = np.where(np.isfinite(bias), bias, 0.0).astype(np.float32)
+    return rows, bias, bad
+
+
 def _explain_targets(
     positions: np.ndarray,
     classes: np.ndarray,
@@ -128,58 +149,78 @@ def _explain_targets(
     return _TargetMaps(cam=cam, eci=eci, final=final, scale=scale, relevance=r)
 
 
-def explain_sample(sample: Sample, settings: ExplainSettings | None = None, variant: str | None = None) -> Maps:
-    """Compute every map of one sample under `settings` (default: the paper's TAM)."""
+DEFERRED = ("candidate_maps", "prompt_maps", "prompt_relevance")
+
+
+def explain_sample(
+    sample: Sample, settings: ExplainSettings | None = None, variant: str | None = None, defer: bool = False
+) -> Maps:
+    """Compute every map of one sample under `settings` (default: the paper's TAM).
+
+    The answer tokens are one batch of targets and the candidates and prompt tokens another,
+    so `defer=True` can compute the answer maps alone (explain's cost, close to its two
+    products) and leave the candidate and prompt maps to `complete_maps`, which a reader
+    calls when it needs them: the results are the same either way.
+    """
     settings = settings or ExplainSettings()
     variant = variant or settings.variant_name()
     blocks = sample.vision_blocks
     ids = sample.input_ids
     answers, context = sample.answer_positions, sample.context_positions
     n, m = len(answers), len(context)
-
-    # Targets: answer tokens, then candidates, then prompt tokens; identical ones computed once.
-    target_pos = [answers]
-    target_ids = [ids[answers]]
     has_candidates = settings.candidates and sample.candidate_ids is not None
-    if has_candidates:
+    extras = [name for name, wanted in zip(DEFERRED, (has_candidates, settings.prompt, settings.prompt)) if wanted]
+    compute_extras = bool(extras) and not defer
+
+    # Targets: answer tokens, then candidates, then prompt tokens; identical ones computed once per batch.
+    extra_pos, extra_ids = [], []
+    if compute_extras and has_candidates:
         k = sample.candidate_ids.shape[1]
-        target_pos.append(np.repeat(answers, k))
-        target_ids.append(sample.candidate_ids.ravel())
-    if settings.prompt:
-        target_pos.append(context)
-        target_ids.append(ids[context])
-    all_pos = np.concatenate(target_pos)
-    all_ids = np.concatenate(target_ids)
-    pairs, inverse = np.unique(np.stack([all_pos, all_ids], axis=1), axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+        extra_pos.append(np.repeat(answers, k))
+        extra_ids.append(sample.candidate_ids.ravel())
+    if compute_extras and settings.prompt:
+        extra_pos.append(context)
+        extra_ids.append(ids[context])
+    batches = [_unique_targets(answers, ids[answers])]
+    if extra_pos:
+        batches.append(_unique_targets(np.concatenate(extra_pos), np.concatenate(extra_ids)))
 
     pool = context_pool(context, answers)
-    classes, class_index = np.unique(np.concatenate([pairs[:, 1], ids[pool]]), return_inverse=True)
-    target_classes, pool_classes = class_index[: len(pairs)], class_index[len(pairs) :]
+    target_ids = np.concatenate([pairs[:, 1] for pairs, _ in batches])
+    classes = np.unique(np.concatenate([target_ids, ids[pool]]))
     check_lm_head_covers(sample, classes)
-    rows, bias = sample.lm_head.weights(classes)
+    all_rows, all_bias, bad_rows = _finite_weights(sample, classes)
 
     v_pos = vision_positions(blocks)
     hidden, bad = decode_hidden(sample, np.concatenate([v_pos, pool]))
     if bad:
         log.warning("sample %r: %d non-finite hidden value(s) (NaN/Inf) treated as 0", sample.id, bad)
-    class_maps = activation_maps(hidden[: len(v_pos)], rows, bias)
-    pool_logits = class_logits(hidden[len(v_pos) :], rows, bias)
+    cell_starts, groups, frames = cell_block_starts(blocks), media_groups(blocks), frame_table(blocks)
 
-    result = _explain_targets(
-        pairs[:, 0],
-        target_classes,
-        class_maps,
-        pool,
-        pool_classes,
-        pool_logits,
-        cell_block_starts(blocks),
-        media_groups(blocks),
-        frame_table(blocks),
-        settings,
-    )
+    # Each batch has its own products over its own classes, so that a batch's results do not
+    # depend on which other batches run (BLAS results can depend on the matrix shapes).
+    results = []
+    for pairs, inverse in batches:
+        batch_classes, class_index = np.unique(np.concatenate([pairs[:, 1], ids[pool]]), return_inverse=True)
+        take = np.searchsorted(classes, batch_classes)
+        rows, bias = all_rows[take], None if all_bias is None else all_bias[take]
+        class_maps = activation_maps(hidden[: len(v_pos)], rows, bias)
+        pool_logits = class_logits(hidden[len(v_pos) :], rows, bias)
+        result = _explain_targets(
+            pairs[:, 0],
+            class_index[: len(pairs)],
+            class_maps,
+            pool,
+            class_index[len(pairs) :],
+            pool_logits,
+            cell_starts,
+            groups,
+            frames,
+            settings,
+        )
+        results.append((result, inverse))
 
-    answer_rows = inverse[:n]
+    result, answer_rows = results[0]
     answer_r = result.relevance[answer_rows]
     pool_of_context = np.searchsorted(pool, context)
     pool_of_answers = np.searchsorted(pool, answers[:-1])
@@ -195,14 +236,37 @@ def explain_sample(sample: Sample, settings: ExplainSettings | None = None, vari
         text_relevance=answer_r[:, pool_of_context],
         answer_relevance=answer_relevance,
         nonfinite_hidden=bad,
+        nonfinite_lm_head=bad_rows,
+        deferred=list(extras) if defer else [],
     )
-    offset = n
-    if has_candidates:
-        rows_k = inverse[offset : offset + n * k]
-        maps.candidate_maps = result.final[rows_k].reshape(n, k, -1)
-        offset += n * k
-    if settings.prompt:
-        prompt_rows = inverse[offset : offset + m]
-        maps.prompt_maps = result.final[prompt_rows]
-        maps.prompt_relevance = result.relevance[prompt_rows][:, pool_of_context]
+    if compute_extras:
+        result, inverse = results[1]
+        offset = 0
+        if has_candidates:
+            rows_k = inverse[: n * k]
+            maps.candidate_maps = result.final[rows_k].reshape(n, k, -1)
+            offset = n * k
+        if settings.prompt:
+            prompt_rows = inverse[offset : offset + m]
+            maps.prompt_maps = result.final[prompt_rows]
+            maps.prompt_relevance = result.relevance[prompt_rows][:, pool_of_context]
+    return maps
+
+
+def _unique_targets(positions: np.ndarray, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (position, class id) pairs [T, 2], sorted, and each target's row among them."""
+    pairs, inverse = np.unique(np.stack([positions, token_ids], axis=1), axis=0, return_inverse=True)
+    return pairs, inverse.ravel()
+
+
+def complete_maps(sample: Sample, maps: Maps) -> Maps:
+    """Fill in the maps a deferred explain left out (candidates, prompt), from the sample and
+    the variant's settings; the stored answer maps are kept. Returns `maps`."""
+    if not maps.deferred:
+        return maps
+    full = explain_sample(sample, ExplainSettings.from_json(maps.settings), maps.variant)
+    for name in maps.deferred:
+        setattr(maps, name, getattr(full, name))
+    maps.deferred = []
+    maps.nonfinite_lm_head = full.nonfinite_lm_head  # the rows of every class, now
     return maps

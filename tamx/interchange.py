@@ -1,98 +1,187 @@
 """Single-sample interchange as safetensors (tensor names in docs/store.md).
 
-Required tensors: hidden, input_ids, lm_head_ids, lm_head_rows, vision_starts, vision_grids,
-answer_positions, context_positions. Everything else is optional; the JSON metadata under the
-key "tamx" carries ids, strings, messages and settings.
+The tensors are the array fields of SAMPLE_FIELDS and MAPS_FIELDS (tamx.records) under their
+interchange names, plus the vision blocks as `vision_starts` [B] and `vision_grids` [B, 3]
+(and `vision_boxes` [B, 4] when every block has a box); the JSON fields travel as metadata
+under the key "tamx". Values keep their dtype: bfloat16 hidden states and LM-head rows are
+written as safetensors BF16 and read back as the same bits.
+
+The file format (8-byte header length, JSON header, data) is read and written here so that
+BF16 needs no torch and every lie a file can tell is named: wrong dtypes, shapes, offsets.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
 
-from .dtypes import encode_dtype, to_float32
+from .dtypes import STORAGE_DTYPES, encode_dtype, to_float32
 from .errors import SampleError, TamxError
+from .fields import SCHEMA, arrays, check_json, json_fields
 from .layout import grid_boxes, with_grid_boxes
-from .records import SCHEMA_VERSION, LMHead, Maps, Media, RunInfo, Sample, VisionBlock
-
-REQUIRED = (
-    "hidden",
-    "input_ids",
-    "lm_head_ids",
-    "lm_head_rows",
-    "vision_starts",
-    "vision_grids",
-    "answer_positions",
-    "context_positions",
+from .records import (
+    MAPS_FIELDS,
+    SAMPLE_FIELDS,
+    Maps,
+    RunInfo,
+    Sample,
+    VisionBlock,
+    sample_dims,
+    sample_from_values,
+    sample_values,
 )
-MAPS_REQUIRED = ("maps.cam", "maps.eci", "maps.tam", "text_relevance")
-MAPS_TENSORS = {
-    "maps.cam": "cam",
-    "maps.eci": "eci",
-    "maps.tam": "tam",
-    "maps.scale": "scale",
-    "text_relevance": "text_relevance",
-    "answer_relevance": "answer_relevance",
-    "maps.candidates": "candidate_maps",
-    "maps.prompt": "prompt_maps",
-    "prompt_relevance": "prompt_relevance",
+
+log = logging.getLogger(__name__)
+
+# safetensors dtype tag -> numpy dtype (BF16 as its uint16 bits)
+ST_DTYPES = {
+    "F64": np.dtype("float64"),
+    "F32": np.dtype("float32"),
+    "F16": np.dtype("float16"),
+    "BF16": np.dtype("uint16"),
+    "I64": np.dtype("int64"),
+    "I32": np.dtype("int32"),
+    "I16": np.dtype("int16"),
+    "I8": np.dtype("int8"),
+    "U64": np.dtype("uint64"),
+    "U32": np.dtype("uint32"),
+    "U16": np.dtype("uint16"),
+    "U8": np.dtype("uint8"),
+    "BOOL": np.dtype("bool"),
 }
+_TAG_OF = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}  # model dtype -> tag
+_MODEL_OF = {tag: name for name, tag in _TAG_OF.items()}
+VISION_TENSORS = ("vision_starts", "vision_grids", "vision_boxes", "vision_grid_blocks")
+KNOWN_TENSORS = {f.tensor_name for f in arrays(SAMPLE_FIELDS) + arrays(MAPS_FIELDS)} | set(VISION_TENSORS)
+KNOWN_METADATA = {f.name for f in json_fields(SAMPLE_FIELDS)} | {
+    "format",
+    "schema_version",
+    "schema_minor",
+    "sample_id",
+    "run",
+    "maps",
+}
+REQUIRED = (*tuple(f.tensor_name for f in arrays(SAMPLE_FIELDS) if f.required), "vision_starts", "vision_grids")
+
+
+# ---------------------------------------------------------------------------- the file format
+
+
+def write_safetensors(
+    path: str | os.PathLike, tensors: dict[str, tuple[str, np.ndarray]], metadata: dict[str, str]
+) -> None:
+    """Write {name: (dtype tag, array)} and string metadata as a safetensors file."""
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset, blobs = 0, []
+    for name, (tag, value) in tensors.items():
+        data = np.ascontiguousarray(value, dtype=ST_DTYPES[tag].newbyteorder("<")).tobytes()
+        header[name] = {"dtype": tag, "shape": list(value.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as handle:
+        handle.write(len(text).to_bytes(8, "little"))
+        handle.write(text)
+        for blob in blobs:
+            handle.write(blob)
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, tuple[str, np.ndarray]], dict[str, str]]:
+    """{name: (dtype tag, array)} and the metadata of a safetensors file; TamxError if it lies."""
+
+    def bad(problem: str) -> TamxError:
+        return TamxError(f"{path}: not a readable safetensors file ({problem}); export it again")
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise bad(str(exc)) from None
+    if len(raw) < 8:
+        raise bad("shorter than its 8-byte header length")
+    size = int.from_bytes(raw[:8], "little")
+    if size > len(raw) - 8:
+        raise bad(f"header of {size} bytes in a file of {len(raw)}")
+    try:
+        header = json.loads(raw[8 : 8 + size].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad(f"header is not UTF-8 JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise bad("header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise bad("__metadata__ must map names to strings")
+    data = memoryview(raw)[8 + size :]
+    tensors = {}
+    for name, entry in header.items():
+        try:
+            tag, shape, (start, stop) = entry["dtype"], [int(d) for d in entry["shape"]], entry["data_offsets"]
+            dtype = ST_DTYPES[tag]
+        except (KeyError, TypeError, ValueError):
+            raise bad(f"tensor {name!r} has a malformed entry {entry!r} (or an unsupported dtype)") from None
+        count = int(np.prod(shape, dtype=np.int64))
+        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop <= len(data)):
+            raise bad(f"tensor {name!r} lies outside the file (offsets {start}..{stop} of {len(data)})")
+        if stop - start != count * dtype.itemsize or min(shape, default=1) < 0:
+            raise bad(f"tensor {name!r}: {stop - start} bytes for shape {shape} {tag}")
+        value = np.frombuffer(data[start:stop], dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+        tensors[name] = (tag, value.reshape(shape))
+    return tensors, metadata
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def _vision_tensors(blocks: tuple[VisionBlock, ...]) -> dict[str, tuple[str, np.ndarray]]:
+    boxes, owners = grid_boxes(blocks)
+    return {
+        "vision_starts": ("I64", np.array([b.start for b in blocks], dtype=np.int64)),
+        "vision_grids": ("I64", np.array([b.grid for b in blocks], dtype=np.int64).reshape(-1, 3)),
+        "vision_boxes": ("F64", boxes),  # one row per mapped grid (a block, or each tile of one)
+        "vision_grid_blocks": ("I64", owners),
+    }
+
+
+def _tag(f, values: dict[str, Any], value: np.ndarray) -> str:
+    if f.dtype.startswith("@"):
+        return _TAG_OF[values[f.dtype[1:]]]
+    return {"int64": "I64", "float32": "F32", "uint8": "U8"}[value.dtype.name]
 
 
 def export_sample(path: str | os.PathLike, sample: Sample, info: RunInfo, maps: Maps | None = None) -> None:
-    """Write one sample (and optionally one maps variant) to a safetensors file."""
-    head = sample.lm_head
-    rows, bias = head.weights(head.ids)
-    tensors: dict[str, np.ndarray] = {
-        "hidden": sample.hidden_float32(),
-        "input_ids": sample.input_ids,
-        "lm_head_ids": head.ids,
-        "lm_head_rows": rows,
-        "vision_starts": np.array([b.start for b in sample.vision_blocks], dtype=np.int64),
-        "vision_grids": np.array([b.grid for b in sample.vision_blocks], dtype=np.int64).reshape(-1, 3),
-        "answer_positions": sample.answer_positions,
-        "context_positions": sample.context_positions,
-    }
-    tensors["vision_boxes"], tensors["vision_grid_blocks"] = grid_boxes(sample.vision_blocks)
-    if bias is not None:
-        tensors["lm_head_bias"] = bias
-    if sample.candidate_ids is not None:
-        tensors["candidate_ids"] = sample.candidate_ids
-    if sample.candidate_logprobs is not None:
-        tensors["candidate_logprobs"] = sample.candidate_logprobs
-    if sample.answer_logprobs is not None:
-        tensors["answer_logprobs"] = sample.answer_logprobs
-    for index, item in enumerate(sample.media):
-        tensors[f"media.{index}"] = np.frombuffer(item.data, dtype=np.uint8)
+    """Write one sample (and optionally one maps variant) to a safetensors file, dtypes kept."""
+    values = sample_values(sample)
+    tensors: dict[str, tuple[str, np.ndarray]] = {}
+    for f in arrays(SAMPLE_FIELDS):
+        if values.get(f.name) is not None:
+            tensors[f.tensor_name] = (_tag(f, values, values[f.name]), values[f.name])
+    tensors.update(_vision_tensors(sample.vision_blocks))
+    for index, _ in enumerate(sample.media):
+        tensors[f"media.{index}"] = ("U8", values[f"media.{index}"])
     meta: dict[str, Any] = {
         "format": "tamx-sample",
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": SCHEMA[0],
+        "schema_minor": SCHEMA[1],
         "sample_id": sample.id,
         "run": info.to_json(),
-        "hidden_dtype": sample.hidden_dtype,
-        "lm_head_dtype": head.dtype,
-        "vision_blocks": [b.to_json() for b in sample.vision_blocks],
-        "tokens": sample.tokens,
-        "candidate_tokens": sample.candidate_tokens,
-        "messages": sample.messages,
-        "meta": sample.meta,
-        "media": [{"item": m.item, "kind": m.kind, "mime": m.mime, "frame": m.frame} for m in sample.media],
+        **{f.name: values[f.name] for f in json_fields(SAMPLE_FIELDS)},
     }
     if maps is not None:
-        present = maps.arrays()
-        for tensor, field in MAPS_TENSORS.items():
-            if field in present:
-                tensors[tensor] = np.asarray(present[field], dtype=np.float32)
-        meta["maps"] = {"variant": maps.variant, "settings": maps.settings, "nonfinite_hidden": maps.nonfinite_hidden}
-    tensors = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
-    save_file(tensors, str(path), metadata={"tamx": json.dumps(meta)})
+        maps_values = maps.values()
+        for f in arrays(MAPS_FIELDS):
+            if maps_values.get(f.name) is not None:
+                tensors[f.tensor_name] = ("F32", maps_values[f.name])
+        meta["maps"] = {"variant": maps.variant, **{f.name: maps_values[f.name] for f in json_fields(MAPS_FIELDS)}}
+    write_safetensors(path, tensors, {"tamx": json.dumps(meta)})
+
+
+# ---------------------------------------------------------------------------- import
 
 
 def _id_from_filename(path: Path) -> str:
@@ -105,110 +194,168 @@ def _lossless_in(values: np.ndarray, dtype: str) -> bool:
     return np.array_equal(to_float32(encode_dtype(values, dtype), dtype), values, equal_nan=True)
 
 
-def _stored_dtype(named: str, *parts: np.ndarray) -> str:
-    """The dtype the exporter named, if every part is exactly representable in it, else float32."""
-    return named if all(_lossless_in(p, named) for p in parts) else "float32"
-
-
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The tamx JSON metadata of a safetensors file ({} when it has none)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as handle:
-        raw = (handle.metadata() or {}).get("tamx")
-    return json.loads(raw) if raw else {}
+    _, metadata = read_safetensors(path)
+    return _tamx_metadata(path, metadata)
 
 
-def import_sample(path: str | os.PathLike) -> tuple[Sample, RunInfo, Maps | None]:
-    """Read one sample file written by `export_sample` or by hand (required tensors only)."""
-    path = Path(path)
+def _tamx_metadata(path: str | os.PathLike, metadata: dict[str, str]) -> dict[str, Any]:
+    raw = metadata.get("tamx")
+    if not raw:
+        return {}
     try:
-        tensors = load_file(str(path))
-        meta = read_metadata(path)
-    except (SafetensorError, OSError, json.JSONDecodeError, ValueError) as exc:
-        raise TamxError(f"{path}: not a readable safetensors file ({exc})") from None
-    sample_id = meta.get("sample_id") or _id_from_filename(path)
-    missing = [name for name in REQUIRED if name not in tensors]
-    if missing:
-        raise SampleError(sample_id, missing[0], f"{path} lacks required tensor(s) {', '.join(missing)}")
-    if meta.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-        raise SampleError(
-            sample_id,
-            "schema_version",
-            f"{path} was written with schema {meta['schema_version']}, this tamx reads {SCHEMA_VERSION}",
-        )
-    starts, grids = tensors["vision_starts"].reshape(-1), tensors["vision_grids"].reshape(-1, 3)
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise TamxError(f"{path}: its 'tamx' metadata is not JSON ({exc}); export it again") from None
+    if not isinstance(meta, dict):
+        raise TamxError(f"{path}: its 'tamx' metadata is a JSON {type(meta).__name__}, not an object; export it again")
+    return meta
+
+
+class _Reader:
+    """Turns the tensors of one file into field values, naming the sample and tensor at fault."""
+
+    def __init__(self, path: Path, sample_id: str, tensors: dict[str, tuple[str, np.ndarray]]) -> None:
+        self.path, self.sample_id, self.tensors = path, sample_id, tensors
+
+    def fail(self, name: str, problem: str) -> None:
+        raise SampleError(self.sample_id, name, f"{self.path.name}: {problem}")
+
+    def ints(self, name: str, ndim: int) -> np.ndarray:
+        tag, value = self.tensors[name]
+        if value.dtype.kind not in "iu":
+            self.fail(name, f"must hold integers, got {tag}; write it as int64")
+        if value.ndim != ndim:
+            self.fail(name, f"must be {ndim}-D, got shape {list(value.shape)}")
+        if value.dtype == np.uint64 and value.size and value.max() > np.iinfo(np.int64).max:
+            self.fail(name, "holds values past int64")
+        return value.astype(np.int64, copy=False)
+
+    def floats(self, name: str) -> np.ndarray:
+        tag, value = self.tensors[name]
+        if tag not in ("F32", "F16", "BF16", "F64"):
+            self.fail(name, f"must hold floats (F32, F16 or BF16), got {tag}")
+        return to_float32(value, "bfloat16") if tag == "BF16" else value.astype(np.float32, copy=False)
+
+    def model_dtype(self, name: str, named: str | None, *others: str) -> tuple[str, list[np.ndarray]]:
+        """The stored dtype of `name` (and of `others`, which share it) and their values in it.
+
+        BF16/F16/F32 tensors keep their dtype; float32 values that the exporter named another
+        dtype for (files of tamx 0.1) are restored to it when that is lossless."""
+        names = [name, *[o for o in others if o in self.tensors]]
+        tags = {self.tensors[n][0] for n in names}
+        for n in names:
+            self.floats(n)  # kinds checked
+        if len(tags) == 1 and (tag := tags.pop()) in _MODEL_OF:
+            dtype = _MODEL_OF[tag]
+            if dtype == "float32" and named in STORAGE_DTYPES and named != "float32":
+                floats = [self.tensors[n][1] for n in names]
+                if all(_lossless_in(v, named) for v in floats):
+                    return named, [encode_dtype(v, named) for v in floats]
+            return dtype, [self.tensors[n][1] for n in names]
+        return "float32", [self.floats(n) for n in names]
+
+
+def _blocks(reader: _Reader, described: Any) -> list[dict[str, Any]]:
+    starts = reader.ints("vision_starts", 1)
+    grids = reader.ints("vision_grids", 2) if reader.tensors["vision_grids"][1].size else np.zeros((0, 3), np.int64)
+    if grids.shape[1:] != (3,):
+        reader.fail("vision_grids", f"must be [B, 3] (T, H, W per block), got shape {list(grids.shape)}")
     if len(starts) != len(grids):
-        raise SampleError(sample_id, "vision_grids", f"{len(grids)} grids for {len(starts)} vision_starts")
-    described = meta.get("vision_blocks") or []
+        reader.fail("vision_grids", f"{len(grids)} grids for {len(starts)} vision_starts")
+    if described is None:
+        described = []
+    if not isinstance(described, list) or not all(isinstance(d, dict) for d in described):
+        reader.fail("vision_blocks", "the metadata's vision_blocks must be a list of objects")
     blocks = []
     for index, (start, grid) in enumerate(zip(starts.tolist(), grids.tolist())):
         extra = described[index] if index < len(described) else {}
         blocks.append(
-            VisionBlock.from_json(
-                {**extra, "start": start, "grid": grid, "kind": extra.get("kind", "video" if grid[0] > 1 else "image")}
-            )
+            {**extra, "start": start, "grid": grid, "kind": extra.get("kind", "video" if grid[0] > 1 else "image")}
         )
-    if "vision_boxes" in tensors:  # without them: the blocks' JSON boxes, else the whole image (assumed)
-        try:
-            owners = tensors.get("vision_grid_blocks", np.arange(len(blocks)))
-            blocks = with_grid_boxes(blocks, tensors["vision_boxes"], owners)
-        except ValueError as exc:
-            raise SampleError(sample_id, "vision_boxes", str(exc)) from None
-    hidden = tensors["hidden"].astype(np.float32)
-    hidden_dtype = _stored_dtype(meta.get("hidden_dtype", "float32"), hidden)
-    rows = tensors["lm_head_rows"].astype(np.float32)
-    bias = tensors["lm_head_bias"].astype(np.float32) if "lm_head_bias" in tensors else None
-    head_dtype = _stored_dtype(meta.get("lm_head_dtype", "float32"), rows, *([] if bias is None else [bias]))
+    if "vision_boxes" not in reader.tensors:  # the blocks' JSON boxes, else the whole image (assumed)
+        return blocks
+    boxes = reader.floats("vision_boxes").astype(np.float64)
+    if boxes.ndim != 2 or boxes.shape[1:] != (4,):
+        reader.fail("vision_boxes", f"must be [G, 4] (x0, y0, x1, y1 per grid), got shape {list(boxes.shape)}")
+    owners = reader.ints("vision_grid_blocks", 1) if "vision_grid_blocks" in reader.tensors else np.arange(len(boxes))
     try:
-        head = LMHead(
-            ids=tensors["lm_head_ids"],
-            rows=encode_dtype(rows, head_dtype),
-            dtype=head_dtype,
-            bias=None if bias is None else encode_dtype(bias, head_dtype),
-        )
+        parsed = [VisionBlock.from_json(b) for b in blocks]
+        return [b.to_json() for b in with_grid_boxes(parsed, boxes, owners)]
+    except (KeyError, TypeError) as exc:
+        reader.fail("vision_blocks", f"the metadata's vision blocks are not valid ({exc})")
     except ValueError as exc:
-        raise SampleError(sample_id, "lm_head_ids", str(exc)) from None
-    media = [
-        Media(
-            item=m["item"], kind=m["kind"], mime=m["mime"], data=tensors[f"media.{i}"].tobytes(), frame=m.get("frame")
+        reader.fail("vision_boxes", str(exc))
+
+
+def import_sample(path: str | os.PathLike) -> tuple[Sample, RunInfo, Maps | None]:
+    """Read one sample file written by `export_sample` or by hand (required tensors only).
+
+    Every tensor and metadata entry is checked against the field tables; a SampleError names
+    the sample, the field and the fix. The maps are checked against the sample too."""
+    path = Path(path)
+    tensors, metadata = read_safetensors(path)
+    meta = _tamx_metadata(path, metadata)
+    sample_id = meta.get("sample_id") or _id_from_filename(path)
+    if not isinstance(sample_id, str):
+        raise SampleError(str(sample_id), "sample_id", f"{path.name}: the sample id must be a string")
+    reader = _Reader(path, sample_id, tensors)
+    missing = [name for name in REQUIRED if name not in tensors]
+    if missing:
+        reader.fail(missing[0], f"lacks required tensor(s) {', '.join(missing)}")
+    version = meta.get("schema_version", SCHEMA[0])
+    if not isinstance(version, int) or version > SCHEMA[0]:
+        reader.fail(
+            "schema_version", f"was written with schema {version!r}; this tamx reads schema {SCHEMA[0]} and older"
         )
-        for i, m in enumerate(meta.get("media", []))
-        if f"media.{i}" in tensors
-    ]
-    sample = Sample(
-        id=sample_id,
-        hidden=encode_dtype(hidden, hidden_dtype),
-        hidden_dtype=hidden_dtype,
-        input_ids=tensors["input_ids"],
-        vision_blocks=tuple(blocks),
-        answer_positions=tensors["answer_positions"],
-        context_positions=tensors["context_positions"],
-        lm_head=head,
-        candidate_ids=tensors.get("candidate_ids"),
-        candidate_logprobs=tensors.get("candidate_logprobs"),
-        answer_logprobs=tensors.get("answer_logprobs"),
-        tokens=meta.get("tokens"),
-        candidate_tokens=meta.get("candidate_tokens"),
-        media=media,
-        messages=meta.get("messages"),
-        meta=meta.get("meta", {}),
-    )
-    info = RunInfo.from_json(meta.get("run", {}))
-    return sample, info, _import_maps(sample, tensors, meta.get("maps", {}))
+    for key, kind in (("run", dict), ("meta", dict), ("maps", dict), ("media", list)):
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            reader.fail(key, f"the metadata's {key!r} must be {'an object' if kind is dict else 'a list'}")
+
+    ignored = sorted(
+        name for name in tensors if name not in KNOWN_TENSORS and not (name.startswith("media.") and name[6:].isdigit())
+    ) + sorted(set(meta) - KNOWN_METADATA)
+    if ignored:
+        log.warning("%s: tensor(s) or metadata %s are not known to this tamx and are ignored", path, ", ".join(ignored))
+    values: dict[str, Any] = {f.name: meta.get(f.name) for f in json_fields(SAMPLE_FIELDS)}
+    values["vision_blocks"] = _blocks(reader, meta.get("vision_blocks"))
+    values["hidden_dtype"], (values["hidden"],) = reader.model_dtype("hidden", meta.get("hidden_dtype"))
+    values["lm_head_dtype"], head = reader.model_dtype("lm_head_rows", meta.get("lm_head_dtype"), "lm_head_bias")
+    values["lm_head_rows"] = head[0]
+    values["lm_head_bias"] = head[1] if len(head) > 1 else None
+    for f in arrays(SAMPLE_FIELDS):
+        if f.name in values or f.tensor_name not in tensors:
+            continue
+        if f.dtype == "int64":
+            values[f.name] = reader.ints(f.tensor_name, len(f.shape))
+        else:
+            values[f.name] = reader.floats(f.tensor_name)
+    media = values.get("media") or []
+    values["media"] = [m for i, m in enumerate(media) if f"media.{i}" in tensors]
+    for index in range(len(values["media"])):
+        tag, data = tensors[f"media.{index}"]
+        if tag != "U8" or data.ndim != 1:
+            reader.fail(f"media.{index}", f"must be the encoded image as U8 bytes, got {tag} {list(data.shape)}")
+        values[f"media.{index}"] = data
+    sample = sample_from_values(sample_id, values)
+    info = RunInfo.from_json(meta.get("run") or {}, where=f"{path}: the 'run' metadata")
+    sample.validate(info.special_tokens)
+    return sample, info, _import_maps(reader, sample, meta.get("maps") or {})
 
 
-def _import_maps(sample: Sample, tensors: dict[str, np.ndarray], described: dict[str, Any]) -> Maps | None:
-    """The maps variant a file carries, if any; cam, eci, tam and text_relevance go together."""
-    present = {field: tensors[t] for t, field in MAPS_TENSORS.items() if t in tensors}
+def _import_maps(reader: _Reader, sample: Sample, described: dict[str, Any]) -> Maps | None:
+    """The maps variant a file carries, if any, checked against MAPS_FIELDS and the sample."""
+    present = {f.name: f.tensor_name for f in arrays(MAPS_FIELDS) if f.tensor_name in reader.tensors}
     if not present:
         return None
-    lacking = [t for t in MAPS_REQUIRED if MAPS_TENSORS[t] not in present]
+    values: dict[str, Any] = {"settings": {}, **{k: v for k, v in described.items() if k != "variant"}}
+    check_json(MAPS_FIELDS, values, reader.fail, "maps metadata")
+    values.update({name: reader.floats(tensor) for name, tensor in present.items()})
+    variant = described.get("variant", "imported")
+    if not isinstance(variant, str):
+        reader.fail("maps", f"the variant name must be a string, got {variant!r}")
+    lacking = [f.tensor_name for f in arrays(MAPS_FIELDS) if f.required and f.name not in present]
     if lacking:
-        raise SampleError(sample.id, lacking[0], f"maps are partial: {', '.join(lacking)} missing")
-    return Maps(
-        variant=described.get("variant", "imported"),
-        settings=described.get("settings", {}),
-        nonfinite_hidden=described.get("nonfinite_hidden", 0),
-        **present,
-    )
+        reader.fail(lacking[0], f"maps are partial: {', '.join(lacking)} missing")
+    return Maps.from_values(variant, values, sample.id, sample_dims(sample))

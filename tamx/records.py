@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from .dtypes import STORAGE_DTYPES, check_dtype_name, to_float32
-from .errors import SampleError, TamxError, shown_id
+from .errors import SampleError, StoreError, TamxError, shown_id
+from .fields import SCHEMA, array, check_arrays, check_json, json_field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = SCHEMA[0]
 VISION_KINDS = ("image", "video")
 ID_MAX_LENGTH = 200
 ID_RULE = (
@@ -70,6 +71,11 @@ def check_sample_id(sample_id: str, portable: bool = False) -> str:
     if problem is not None:
         raise SampleError(str(sample_id), "id", f"the id {problem}; sample ids use {ID_RULE}")
     return sample_id
+
+
+def is_sample_id(sample_id: object) -> bool:
+    """Whether `sample_id` can name a folder of the store (as an id already stored)."""
+    return name_problem(sample_id, portable=False) is None
 
 
 @dataclass(frozen=True)
@@ -279,14 +285,162 @@ class RunInfo:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunInfo:
+    def from_json(cls, data: dict[str, Any], where: str = "the run attributes") -> RunInfo:
+        """Read run attributes, checked against RUN_FIELDS (StoreError naming `where` and the field)."""
+
+        def fail(name: str, problem: str) -> None:
+            raise StoreError(f"{where}: field {name!r} {problem}; re-create the run or restore its run attributes")
+
+        if not isinstance(data, dict):
+            fail("run", f"must be an object, got {type(data).__name__}")
+        check_json(RUN_FIELDS, data, fail, where)
+        roles = data.get("special_tokens") or {}
+        for role, token in roles.items():
+            if not isinstance(token, int) or isinstance(token, bool):
+                fail("special_tokens", f"maps {role!r} to {token!r}, not a token id")
+        if data.get("dtype", "float32") not in STORAGE_DTYPES:
+            fail("dtype", f"is {data.get('dtype')!r}, not one of {sorted(STORAGE_DTYPES)}")
         return cls(
-            model_id=data.get("model_id", "unknown"),
+            model_id=data.get("model_id") or "unknown",
             model_revision=data.get("model_revision"),
-            dtype=data.get("dtype", "float32"),
-            special_tokens={k: int(v) for k, v in data.get("special_tokens", {}).items()},
-            extra=dict(data.get("extra", {})),
+            dtype=data.get("dtype") or "float32",
+            special_tokens=dict(roles),
+            extra=dict(data.get("extra") or {}),
         )
+
+
+# ---------------------------------------------------------------------------- field tables
+# One table per record, read by the store (tamx.store) and the interchange (tamx.interchange)
+# alike. Adding a field: one line here (with `since=` the schema version that adds it) plus
+# the code that produces it.
+
+RUN_FIELDS = (  # all optional: a missing one takes RunInfo's default
+    json_field("model_id", str, required=False),
+    json_field("model_revision", str, required=False),
+    json_field("dtype", str, required=False),
+    json_field("special_tokens", dict, required=False),
+    json_field("extra", dict, required=False),
+)
+
+REENCODE = "re-encode or re-import this sample"
+SAMPLE_FIELDS = (
+    json_field("hidden_dtype", str, fix="name the stored dtype: float32, float16 or bfloat16"),
+    json_field("lm_head_dtype", str, fix="name the stored dtype: float32, float16 or bfloat16"),
+    json_field("vision_blocks", list, fix="describe every vision block (start, grid, kind)"),
+    json_field("tokens", list, required=False),
+    json_field("candidate_tokens", list, required=False),
+    json_field("messages", list, required=False),
+    json_field("meta", dict, required=False),
+    json_field("media", list, required=False),  # {item, kind, mime, frame}; bytes in arrays media.<i>
+    array("input_ids", "int64", ("L",), fix="store the token ids as integers"),
+    array("hidden", "@hidden_dtype", ("L-1", "C"), fix="store the final-norm hidden states, [L-1, C] floats"),
+    array("answer_positions", "int64", ("N",), fix="store integer positions"),
+    array("context_positions", "int64", ("M",), fix="store integer positions"),
+    array("candidate_ids", "int64", ("N", "K"), required=False),
+    array("candidate_logprobs", "float32", ("N", "K"), required=False),
+    array("answer_logprobs", "float32", ("N",), required=False),
+    array("lm_head_ids", "int64", ("U",), fix="store the token id of every LM-head row"),
+    array("lm_head_rows", "@lm_head_dtype", ("U", "C"), fix="store the LM-head row of every id the sample uses"),
+    array("lm_head_bias", "@lm_head_dtype", ("U",), required=False),
+)
+MEDIA_KEYS = {"item": int, "kind": str, "mime": str}
+
+
+def media_json(media: list[Media]) -> list[dict[str, Any]]:
+    return [{"item": m.item, "kind": m.kind, "mime": m.mime, "frame": m.frame} for m in media]
+
+
+def sample_values(sample: Sample) -> dict[str, Any]:
+    """A sample as field name -> value (arrays in their stored dtype, JSON as stored); media
+    bytes under "media.<i>" as uint8 arrays."""
+    head = sample.lm_head
+    values: dict[str, Any] = {
+        "hidden_dtype": sample.hidden_dtype,
+        "lm_head_dtype": head.dtype,
+        "vision_blocks": [b.to_json() for b in sample.vision_blocks],
+        "tokens": sample.tokens,
+        "candidate_tokens": sample.candidate_tokens,
+        "messages": sample.messages,
+        "meta": sample.meta,
+        "media": media_json(sample.media),
+        "hidden": sample.hidden,
+        "input_ids": sample.input_ids,
+        "answer_positions": sample.answer_positions,
+        "context_positions": sample.context_positions,
+        "candidate_ids": sample.candidate_ids,
+        "candidate_logprobs": sample.candidate_logprobs,
+        "answer_logprobs": sample.answer_logprobs,
+        "lm_head_ids": head.ids,
+        "lm_head_rows": head.rows,
+        "lm_head_bias": head.bias,
+    }
+    for index, item in enumerate(sample.media):
+        values[f"media.{index}"] = np.frombuffer(item.data, dtype=np.uint8)
+    return values
+
+
+def check_media_json(sample_id: str, entries: list[Any]) -> None:
+    """Raise SampleError unless every media entry has its item (int), kind and mime (strings)."""
+    for index, item in enumerate(entries):
+        if not isinstance(item, dict) or any(not isinstance(item.get(k), t) for k, t in MEDIA_KEYS.items()):
+            raise SampleError(
+                sample_id,
+                "media",
+                f"entry {index} must be an object with item (int), kind and mime (strings), got {item!r}; {REENCODE}",
+            )
+
+
+def sample_from_values(sample_id: str, values: dict[str, Any]) -> Sample:
+    """The inverse of `sample_values`, checked against SAMPLE_FIELDS (SampleError on the first fault)."""
+
+    def fail(name: str, problem: str) -> None:
+        raise SampleError(sample_id, name, problem)
+
+    check_json(SAMPLE_FIELDS, values, fail, "sample")
+    for name in ("hidden_dtype", "lm_head_dtype"):
+        if values[name] not in STORAGE_DTYPES:
+            fail(name, f"is {values[name]!r}, not one of {sorted(STORAGE_DTYPES)}")
+    check_arrays(SAMPLE_FIELDS, values, fail)
+    blocks = []
+    for index, block in enumerate(values["vision_blocks"]):
+        try:
+            blocks.append(VisionBlock.from_json(block))
+        except (KeyError, TypeError, ValueError) as exc:
+            fail("vision_blocks", f"block {index} is not a vision block ({type(exc).__name__}: {exc}); {REENCODE}")
+    media = []
+    check_media_json(sample_id, values.get("media") or [])
+    for index, item in enumerate(values.get("media") or []):
+        data = values.get(f"media.{index}")
+        if data is None:
+            fail(f"media.{index}", f"the bytes of media entry {index} are missing; {REENCODE}")
+        media.append(Media(item["item"], item["kind"], item["mime"], data.tobytes(), item.get("frame")))
+    try:
+        head = LMHead(
+            ids=values["lm_head_ids"],
+            rows=values["lm_head_rows"],
+            dtype=values["lm_head_dtype"],
+            bias=values.get("lm_head_bias"),
+        )
+    except ValueError as exc:
+        fail("lm_head_ids", f"{exc}; {REENCODE}")
+    return Sample(
+        id=sample_id,
+        hidden=values["hidden"],
+        hidden_dtype=values["hidden_dtype"],
+        input_ids=values["input_ids"],
+        vision_blocks=tuple(blocks),
+        answer_positions=values["answer_positions"],
+        context_positions=values["context_positions"],
+        lm_head=head,
+        candidate_ids=values.get("candidate_ids"),
+        candidate_logprobs=values.get("candidate_logprobs"),
+        answer_logprobs=values.get("answer_logprobs"),
+        candidate_tokens=values.get("candidate_tokens"),
+        tokens=values.get("tokens"),
+        media=media,
+        messages=values.get("messages"),
+        meta=values.get("meta") or {},
+    )
 
 
 @dataclass
@@ -320,16 +474,18 @@ class Sample:
     answer_logprobs: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        self.input_ids = np.asarray(self.input_ids, dtype=np.int64)
-        self.answer_positions = np.asarray(self.answer_positions, dtype=np.int64)
-        self.context_positions = np.asarray(self.context_positions, dtype=np.int64)
+        # Widen ints to int64 and floats to float32; a value of the wrong kind is kept as it
+        # is, for validate() to name it (float token ids are an error, not a conversion).
+        self.input_ids = _widen(self.input_ids, np.int64)
+        self.answer_positions = _widen(self.answer_positions, np.int64)
+        self.context_positions = _widen(self.context_positions, np.int64)
         self.vision_blocks = tuple(self.vision_blocks)
         if self.candidate_ids is not None:
-            self.candidate_ids = np.asarray(self.candidate_ids, dtype=np.int64)
+            self.candidate_ids = _widen(self.candidate_ids, np.int64)
         if self.candidate_logprobs is not None:
-            self.candidate_logprobs = np.asarray(self.candidate_logprobs, dtype=np.float32)
+            self.candidate_logprobs = _widen(self.candidate_logprobs, np.float32)
         if self.answer_logprobs is not None:
-            self.answer_logprobs = np.asarray(self.answer_logprobs, dtype=np.float32)
+            self.answer_logprobs = _widen(self.answer_logprobs, np.float32)
 
     def __repr__(self) -> str:
         blocks = ", ".join(f"{b.kind} {'x'.join(map(str, b.grid))}" for b in self.vision_blocks) or "no vision"
@@ -358,6 +514,15 @@ class Sample:
     def validate(self, special_tokens: dict[str, int] | None = None) -> None:
         """Raise SampleError naming the field if the sample is inconsistent."""
         validate_sample(self, special_tokens or {})
+
+
+def _widen(value: Any, dtype: type) -> np.ndarray:
+    """`value` as an array of `dtype` when it holds that kind of number (int or float), else as is."""
+    value = np.asarray(value)
+    kind = "iu" if np.dtype(dtype).kind == "i" else "f"
+    if value.size == 0 or value.dtype.kind in kind:
+        return value.astype(dtype, copy=False)
+    return value
 
 
 def _fail(sample: Sample, name: str, problem: str) -> None:
@@ -442,10 +607,52 @@ def _check_blocks(sample: Sample, special_tokens: dict[str, int]) -> None:
         previous_stop = block.stop + block.unmapped
 
 
+def _check_strings(sample: Sample, name: str, value: Any, depth: int) -> None:
+    rows = value if depth == 1 else [s for row in value if isinstance(row, list) for s in row]
+    if depth == 2 and not all(isinstance(row, list) for row in value):
+        _fail(sample, name, "must be a list of lists of strings, [N][K]")
+    bad = [s for s in rows if type(s) is not str]
+    if bad:
+        _fail(sample, name, f"must hold strings, got {type(bad[0]).__name__} {bad[0]!r}; {REENCODE}")
+
+
+def _check_position_sets(sample: Sample) -> None:
+    """Answers and context are disjoint, outside vision blocks, and the answer follows the prompt."""
+    answers, context = sample.answer_positions, sample.context_positions
+    both = np.intersect1d(answers, context)
+    if len(both):
+        _fail(sample, "context_positions", f"positions {both[:5].tolist()} are also answer positions; {REENCODE}")
+    if len(context) and answers[0] <= context[0]:
+        _fail(
+            sample,
+            "answer_positions",
+            f"the first answer position {answers[0]} comes before the prompt (context starts at {context[0]})",
+        )
+    for index, block in enumerate(sample.vision_blocks):
+        for name, positions in (("answer_positions", answers), ("context_positions", context)):
+            inside = positions[(positions >= block.start) & (positions < block.stop + block.unmapped)]
+            if len(inside):
+                _fail(
+                    sample,
+                    name,
+                    f"positions {inside[:5].tolist()} lie inside vision block {index} "
+                    f"[{block.start}, {block.stop + block.unmapped}); {REENCODE}",
+                )
+
+
 def validate_sample(sample: Sample, special_tokens: dict[str, int]) -> None:
-    """Check shapes, positions, grids and LM-head coverage; raise SampleError on the first fault."""
+    """Check every field against SAMPLE_FIELDS (types, dtypes, shapes), then positions, grids and
+    LM-head coverage; raise SampleError naming the field on the first fault."""
     check_sample_id(sample.id)
-    check_dtype_name(sample.hidden_dtype)
+    if sample.hidden_dtype not in STORAGE_DTYPES or sample.lm_head.dtype not in STORAGE_DTYPES:
+        _fail(sample, "hidden_dtype", f"dtypes must be one of {sorted(STORAGE_DTYPES)}")
+    values = sample_values(sample)
+    check_json(SAMPLE_FIELDS, values, lambda name, problem: _fail(sample, name, problem), "sample")
+    check_arrays(SAMPLE_FIELDS, values, lambda name, problem: _fail(sample, name, problem))
+    if sample.tokens is not None:
+        _check_strings(sample, "tokens", sample.tokens, 1)
+    if sample.candidate_tokens is not None:
+        _check_strings(sample, "candidate_tokens", sample.candidate_tokens, 2)
     length = len(sample.input_ids)
     if sample.input_ids.ndim != 1 or length < 2:
         _fail(sample, "input_ids", f"must be 1-D with at least 2 tokens, got shape {sample.input_ids.shape}")
@@ -460,6 +667,7 @@ def validate_sample(sample: Sample, special_tokens: dict[str, int]) -> None:
         _fail(sample, "answer_positions", "the first answer token needs a position >= 1")
     _check_positions(sample, "context_positions", sample.context_positions, length - 1)
     _check_blocks(sample, special_tokens)
+    _check_position_sets(sample)
     n = len(sample.answer_positions)
     for name in ("candidate_ids", "candidate_logprobs"):
         value = getattr(sample, name)
@@ -491,9 +699,34 @@ def check_lm_head_covers(sample: Sample, token_ids: np.ndarray) -> None:
         _fail(sample, "lm_head_rows", f"no LM-head row for {len(missing)} token id(s) explain needs: {shown}")
 
 
-# Arrays of a Maps record, in store order; the optional ones may be None.
-MAPS_ARRAYS = ("cam", "eci", "tam", "text_relevance")
-MAPS_OPTIONAL = ("scale", "answer_relevance", "candidate_maps", "prompt_maps", "prompt_relevance")
+# The fields of a Maps record (all float32; N answer, M context, K candidates, V vision cells).
+MAPS_FIELDS = (
+    json_field("settings", dict),
+    json_field("nonfinite_hidden", int, required=False),
+    json_field("nonfinite_lm_head", int, required=False),
+    json_field("deferred", list, required=False),  # arrays computed on read (tamx.explain.complete_maps)
+    array("cam", "float32", ("N", "V"), tensor="maps.cam"),
+    array("eci", "float32", ("N", "V"), tensor="maps.eci"),
+    array("tam", "float32", ("N", "V"), tensor="maps.tam"),
+    array("text_relevance", "float32", ("N", "M")),
+    array("scale", "float32", ("N", "G"), required=False, tensor="maps.scale"),  # one per image or video
+    array("answer_relevance", "float32", ("N", "N"), required=False),
+    array("candidate_maps", "float32", ("N", "K", "V"), required=False, tensor="maps.candidates"),
+    array("prompt_maps", "float32", ("M", "V"), required=False, tensor="maps.prompt"),
+    array("prompt_relevance", "float32", ("M", "M"), required=False),
+)
+MAPS_ARRAYS = tuple(f.name for f in MAPS_FIELDS if f.kind == "array")
+
+
+def sample_dims(sample: Sample) -> dict[str, int]:
+    """The dimensions a sample fixes for its maps: N, M, V, G (images and videos) and K (when it
+    has candidates)."""
+    groups = {(b.kind, b.media) for b in sample.vision_blocks}
+    dims = {"N": len(sample.answer_positions), "M": len(sample.context_positions), "V": sample.vision_size}
+    dims["G"] = len(groups)
+    if sample.candidate_ids is not None:
+        dims["K"] = sample.candidate_ids.shape[1]
+    return dims
 
 
 @dataclass
@@ -505,7 +738,9 @@ class Maps:
     image or video (`tamx.layout.media_groups` order; schema-1 runs stored [N]);
     text_relevance: [N, M] r_i over context_positions; answer_relevance: [N, N] r_i over
     earlier answer tokens; candidate_maps: [N, K, V]; prompt_maps: [M, V];
-    prompt_relevance: [M, M]. settings: the explain settings that produced them.
+    prompt_relevance: [M, M]. settings: the explain settings that produced them. deferred:
+    the optional arrays the settings ask for that were left to be computed on read
+    (`tamx.explain.complete_maps`; `Run.maps` does it by default).
     """
 
     variant: str
@@ -520,13 +755,47 @@ class Maps:
     prompt_maps: np.ndarray | None = None
     prompt_relevance: np.ndarray | None = None
     nonfinite_hidden: int = 0
+    nonfinite_lm_head: int = 0
+    deferred: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         n, v = self.tam.shape if self.tam.ndim == 2 else (len(self.tam), 0)
-        extra = [name for name in MAPS_OPTIONAL if getattr(self, name) is not None]
+        extra = [name for name in MAPS_ARRAYS[4:] if getattr(self, name) is not None]
         return f"Maps({self.variant!r}, {n} tokens x {v} cells, with {', '.join(extra) or 'no extras'})"
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The present arrays by name."""
-        names = MAPS_ARRAYS + MAPS_OPTIONAL
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        return {name: getattr(self, name) for name in MAPS_ARRAYS if getattr(self, name) is not None}
+
+    def values(self) -> dict[str, Any]:
+        """Field name -> value for MAPS_FIELDS (arrays as float32)."""
+        values: dict[str, Any] = {
+            "settings": self.settings,
+            "nonfinite_hidden": self.nonfinite_hidden,
+            "nonfinite_lm_head": self.nonfinite_lm_head,
+            "deferred": list(self.deferred),
+        }
+        values.update({name: np.asarray(v, dtype=np.float32) for name, v in self.arrays().items()})
+        return values
+
+    @classmethod
+    def from_values(cls, variant: str, values: dict[str, Any], sample_id: str, dims: dict[str, int]) -> Maps:
+        """Maps from field values, checked against MAPS_FIELDS and the sample's dims (SampleError)."""
+
+        def fail(name: str, problem: str) -> None:
+            raise SampleError(sample_id, f"maps/{variant}/{name}", problem)
+
+        check_json(MAPS_FIELDS, values, fail, "maps")
+        check_arrays(MAPS_FIELDS, values, fail, dims)
+        return cls(
+            variant=variant,
+            settings=values["settings"],
+            nonfinite_hidden=values.get("nonfinite_hidden") or 0,
+            nonfinite_lm_head=values.get("nonfinite_lm_head") or 0,
+            deferred=list(values.get("deferred") or []),
+            **{name: values.get(name) for name in MAPS_ARRAYS},
+        )
+
+    def validate(self, sample_id: str, dims: dict[str, int]) -> None:
+        """Raise SampleError if a field does not match MAPS_FIELDS or the sample's dims."""
+        Maps.from_values(self.variant, self.values(), sample_id, dims)

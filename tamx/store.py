@@ -1,161 +1,368 @@
-"""The run store: one zarr v3 folder per run (layout and schema in docs/store.md).
+"""The run store, schema 2: a run at a local path or any fsspec URL (layout in docs/store.md).
 
-Every chunk is zstd-compressed and crc32c-checksummed. A sample, a maps variant and an
-LM-head pack are each written aside under `staging/` and renamed into place, so a reader
-never sees half of one and an interrupted run resumes where it stopped.
+A sample is two objects: `samples/<id>/sample.<slot>`, its arrays packed back to back (each
+chunk zstd-compressed and followed by its crc32c), and `samples/<id>/sample.json`, the commit:
+the field table (dtype, shape, chunk offsets) and the JSON fields. A maps variant is the same
+pair under `samples/<id>/maps/`. Writers put the data object first and the commit last, into
+the slot the current commit does not use; readers trust only what a commit names. Nothing is
+renamed, so object stores (S3, GCS) work the same as a local disk.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import json
+import logging
 import os
-import shutil
+import re
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-import zarr
-from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from .errors import SampleError, StoreError
+from .fields import SCHEMA, arrays, json_fields, unknown
 from .records import (
-    MAPS_ARRAYS,
-    MAPS_OPTIONAL,
-    SCHEMA_VERSION,
-    LMHead,
+    MAPS_FIELDS,
+    REENCODE,
+    SAMPLE_FIELDS,
     Maps,
-    Media,
     RunInfo,
     Sample,
     VisionBlock,
+    check_media_json,
     check_name,
     check_sample_id,
-    name_problem,
+    is_sample_id,
+    sample_from_values,
+    sample_values,
 )
 
-ATTRS_KEY = "tamx"
+log = logging.getLogger(__name__)
+
+ROOT = "tamx-run.json"
+MAGIC = b"TAMXOBJ2"
 CHUNK_BYTES = 8 << 20
-PACK_CACHE_BYTES = 256 << 20  # LM-head packs kept in memory per opened run
-_COMPRESSORS = (ZstdCodec(level=3), Crc32cCodec())
-SAMPLE_ARRAYS = ("hidden", "input_ids", "answer_positions", "context_positions")
-SAMPLE_OPTIONAL = ("candidate_ids", "candidate_logprobs", "answer_logprobs")
+ZSTD_LEVEL = -5  # zstd fast mode: bf16 hidden states hardly compress, maps do (docs/store.md)
+_REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
-    """One chunk for small arrays; chunks of whole rows of at most CHUNK_BYTES otherwise."""
-    if not shape:
-        return ()
-    row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * itemsize)
-    rows = max(1, min(shape[0], CHUNK_BYTES // row_bytes))
-    return (rows, *(max(1, d) for d in shape[1:]))
+# ---------------------------------------------------------------------------- objects
 
 
-def _write_array(group: zarr.Group, name: str, data: np.ndarray) -> None:
-    data = np.ascontiguousarray(data)
-    array = group.create_array(
-        name,
-        shape=data.shape,
-        dtype=data.dtype,
-        chunks=_chunks(data.shape, data.dtype.itemsize),
-        compressors=_COMPRESSORS,
-        config={"write_empty_chunks": True},
-    )
-    if data.size:
-        array[...] = data
+class LocalObjects:
+    """Objects as files under a folder. A commit is written aside and renamed into place."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(str(root).removeprefix("file://"))
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        with open(self.root / key, "rb") as handle:
+            handle.seek(start)
+            return handle.read(-1 if end is None else end - start)
+
+    def write(self, key: str, data: bytes, atomic: bool = False) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not atomic:
+            path.write_bytes(data)
+            return
+        aside = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}")
+        try:
+            aside.write_bytes(data)
+            os.replace(aside, path)
+        except BaseException:
+            aside.unlink(missing_ok=True)
+            raise
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> list[str]:
+        """Names directly under `prefix` (files and folders), sorted; [] if there is none."""
+        folder = self.root / prefix
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+    def glob(self, pattern: str) -> list[str]:
+        return sorted(str(p.relative_to(self.root)) for p in self.root.glob(pattern))
+
+    def walk(self, prefix: str) -> list[tuple[str, int]]:
+        """(key, bytes) of every object under `prefix`."""
+        folder = self.root / prefix
+        if not folder.is_dir():
+            return []
+        return [(str(p.relative_to(self.root)), p.stat().st_size) for p in folder.rglob("*") if p.is_file()]
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).is_file()
+
+    def is_empty(self) -> bool:
+        return not self.root.exists() or not any(self.root.iterdir())
 
 
-def _read_array(group: zarr.Group, name: str, sample_id: str) -> np.ndarray:
-    """Read a whole array, turning damage (missing chunk, checksum) into a SampleError."""
+class FsspecObjects:
+    """Objects at an fsspec URL (s3://, gs://, memory://, ...); credentials and endpoints come
+    from the usual environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). One PUT per object."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import fsspec
+        except ImportError:
+            raise StoreError(f"{url}: runs at URLs need fsspec (pip install 'tamx[remote]')") from None
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            raise StoreError(f"{url}: no file system for this URL ({exc}); install its fsspec package") from None
+        self.root = root.rstrip("/")
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        return self.fs.cat_file(self._path(key), start=start or None, end=end)
+
+    def write(self, key: str, data: bytes, atomic: bool = False) -> None:
+        self.fs.pipe_file(self._path(key), data)  # one PUT: atomic on object stores
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._path(key))
+
+    def list(self, prefix: str) -> list[str]:
+        try:
+            entries = self.fs.ls(self._path(prefix), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return sorted({PurePosixPath(e).name for e in entries} - {""})
+
+    def glob(self, pattern: str) -> list[str]:
+        self.fs.invalidate_cache(self.root)
+        return sorted(p[len(self.root) + 1 :] for p in self.fs.glob(self._path(pattern)))
+
+    def walk(self, prefix: str) -> list[tuple[str, int]]:
+        self.fs.invalidate_cache(self.root)
+        found = self.fs.find(self._path(prefix), detail=True)
+        return [(path[len(self.root) + 1 :], int(info.get("size") or 0)) for path, info in found.items()]
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.fs.info(self._path(key), refresh=True)
+        except FileNotFoundError:
+            return False
+        except TypeError:  # file systems without `refresh`
+            return self.fs.exists(self._path(key))
+        return True
+
+    def is_empty(self) -> bool:
+        return not self.walk("")
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """Whether `location` is a URL with a scheme other than file://."""
+    text = str(location)
+    return bool(_REMOTE.match(text)) and not text.startswith("file://")
+
+
+def objects_at(location: str | os.PathLike) -> LocalObjects | FsspecObjects:
+    return FsspecObjects(str(location)) if is_url(location) else LocalObjects(location)
+
+
+# ---------------------------------------------------------------------------- packed records
+
+
+def pack(values: dict[str, np.ndarray]) -> tuple[bytes, dict[str, Any]]:
+    """Arrays packed into one object: MAGIC, then every chunk (zstd + 4-byte crc32c) in order.
+
+    Returns the bytes and the field table {name: {dtype, shape, chunks: [[offset, length]]}}.
+    """
+    import google_crc32c
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    parts = [MAGIC]
+    offset = len(MAGIC)
+    table: dict[str, Any] = {}
+    for name, value in values.items():
+        value = np.ascontiguousarray(value)
+        raw = memoryview(value.reshape(-1)).cast("B") if value.size else memoryview(b"")
+        chunks = []
+        for start in range(0, len(raw), CHUNK_BYTES):
+            payload = compressor.compress(raw[start : start + CHUNK_BYTES])
+            chunk = payload + google_crc32c.value(payload).to_bytes(4, "little")
+            parts.append(chunk)
+            chunks.append([offset, len(chunk)])
+            offset += len(chunk)
+        table[name] = {"dtype": value.dtype.name, "shape": list(value.shape), "chunks": chunks}
+    return b"".join(parts), table
+
+
+def unpack(data: np.ndarray, base: int, entry: dict[str, Any], fail) -> np.ndarray:
+    """One array from `data` (the object's bytes from offset `base`, as uint8), its checksums verified."""
+    import google_crc32c
+    import zstandard
+
     try:
-        array = group[name]
-        if array.nchunks_initialized < array.nchunks:
-            raise SampleError(
-                sample_id,
-                name,
-                f"{array.nchunks - array.nchunks_initialized} of {array.nchunks} chunk(s) are "
-                "missing; the store is damaged: re-encode or re-import this sample",
-            )
-        return np.asarray(array[...])
-    except SampleError:
-        raise
-    except KeyError:
-        raise SampleError(sample_id, name, "the array is missing from the store") from None
-    except (ValueError, OSError, RuntimeError) as exc:
-        raise SampleError(
-            sample_id,
-            name,
-            f"cannot be read ({exc}); the chunk is truncated or corrupted: re-encode or re-import this sample",
-        ) from None
+        dtype, shape = np.dtype(entry["dtype"]), tuple(int(d) for d in entry["shape"])
+        chunks = [(int(o), int(n)) for o, n in entry["chunks"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        fail(f"its entry in the commit is damaged ({type(exc).__name__}: {exc}); {REENCODE}")
+    decompressor = zstandard.ZstdDecompressor()
+    pieces = []
+    for index, (offset, length) in enumerate(chunks):
+        chunk = data[offset - base : offset - base + length]
+        if len(chunk) != length or length < 4:
+            fail(f"chunk {index} is truncated ({len(chunk)} of {length} bytes); {REENCODE}")
+        payload = chunk[:-4]
+        if google_crc32c.value(payload) != int.from_bytes(chunk[-4:].tobytes(), "little"):
+            fail(f"chunk {index} fails its crc32c checksum (the data is corrupted); {REENCODE}")
+        try:
+            pieces.append(decompressor.decompress(payload))
+        except zstandard.ZstdError as exc:
+            fail(f"chunk {index} does not decompress ({exc}); {REENCODE}")
+    raw = bytearray().join(pieces)  # one copy (~0.05 ms a MiB) buys writable arrays
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != expected:
+        fail(f"holds {len(raw)} bytes for shape {list(shape)} {dtype} ({expected} bytes); {REENCODE}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
-def _open_group(path: Path, sample_id: str, what: str) -> zarr.Group:
+def _commit_json(data: bytes, fail) -> dict[str, Any]:
+    """A commit object parsed and checked for the keys every commit has."""
     try:
-        return zarr.open_group(str(path), mode="r")
-    except (FileNotFoundError, ValueError, OSError, json.JSONDecodeError) as exc:
-        raise SampleError(sample_id, what, f"cannot open {path} ({exc})") from None
+        commit = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        fail(f"its commit is not valid JSON ({exc}); {REENCODE}")
+    if not isinstance(commit, dict):
+        fail(f"its commit is a JSON {type(commit).__name__}, not an object; {REENCODE}")
+    schema = commit.get("schema")
+    if not (isinstance(schema, list) and len(schema) == 2 and all(isinstance(v, int) for v in schema)):
+        fail(f"its commit has no valid schema version ({schema!r}); {REENCODE}")
+    if schema[0] != SCHEMA[0]:
+        fail(f"was written with store schema {schema[0]}.{schema[1]}; this tamx reads schema {SCHEMA[0]}")
+    for key, kind in (("slot", int), ("size", int), ("fields", dict), ("json", dict)):
+        if not isinstance(commit.get(key), kind):
+            fail(f"its commit lacks {key!r} ({kind.__name__}); {REENCODE}")
+    return commit
 
 
-def _replace_dir(staged: Path, final: Path, trash: Path) -> None:
-    """Atomically move `staged` to `final`, replacing any existing `final`."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
-        trash.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(final, trash)
-        os.rename(staged, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.rename(staged, final)
+# ---------------------------------------------------------------------------- the run
 
 
 class Run:
     """An opened run store. Use `open_run` or `create_run` rather than this constructor."""
 
-    def __init__(self, path: str | os.PathLike, writable: bool = False) -> None:
-        self.path = Path(path)
+    def __init__(
+        self, location: str | os.PathLike, writable: bool = False, attrs: dict[str, Any] | None = None
+    ) -> None:
+        """`attrs`: the run attributes to use instead of reading the root (for `tamx upgrade`)."""
+        self.url = str(location)
+        self.objects = objects_at(location)
+        self.path = Path(self.url) if isinstance(self.objects, LocalObjects) else PurePosixPath(self.objects.root)
         self.writable = writable
-        root_json = self.path / "zarr.json"
-        if not root_json.is_file():
-            raise StoreError(
-                f"{self.path} is not a tamx run store (no zarr.json); create one with `tamx encode` or `tamx import`"
-            )
+        self.schema = SCHEMA
+        self.attrs = self._read_root() if attrs is None else attrs
+        self.info = RunInfo.from_json(self.attrs["run"], where=f"{self.url}/{ROOT}")
+        self._warned: set[str] = set()
+
+    def _read_root(self) -> dict[str, Any]:
+        where = f"{self.url}/{ROOT}"
         try:
-            attrs = json.loads(root_json.read_text())["attributes"][ATTRS_KEY]
-        except (KeyError, json.JSONDecodeError) as exc:
-            raise StoreError(f"{self.path} is a zarr store but not a tamx run ({exc!r} missing)") from None
-        version = attrs.get("schema_version")
-        if version != SCHEMA_VERSION:
+            raw = self.objects.read(ROOT)
+        except FileNotFoundError:
+            if self.objects.exists("zarr.json"):
+                raise StoreError(
+                    f"{self.url} is a schema-1 run (zarr.json); this tamx reads schema {SCHEMA[0]}: "
+                    f"convert it in place with `tamx upgrade {self.url}`"
+                ) from None
             raise StoreError(
-                f"{self.path} has store schema version {version}, this tamx reads version "
-                f"{SCHEMA_VERSION}; use the tamx release that wrote it, or re-encode the run"
+                f"{self.url} is not a tamx run store (no {ROOT}); create one with `tamx encode` or `tamx import`"
+            ) from None
+        except (NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+            raise StoreError(f"{where} cannot be read ({exc})") from None
+        damaged = "restore it from a backup, or re-create the run"
+        try:
+            attrs = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreError(f"{where} is damaged: not UTF-8 JSON ({exc}); {damaged}") from None
+        if not isinstance(attrs, dict):
+            raise StoreError(f"{where} is damaged: a JSON {type(attrs).__name__}, not an object; {damaged}")
+        version, minor = attrs.get("schema_version"), attrs.get("schema_minor", 0)
+        if not isinstance(version, int) or isinstance(version, bool) or not isinstance(minor, int):
+            raise StoreError(
+                f"{where} is damaged: schema_version is {version!r} ({type(version).__name__}) and "
+                f"schema_minor {minor!r}, where integers belong; this tamx reads schema {SCHEMA[0]}.x; {damaged}"
             )
-        self.attrs: dict[str, Any] = attrs
-        self.info = RunInfo.from_json(attrs.get("run", {}))
-        self._pack_index: dict[int, str] | None = None
-        self._packs: OrderedDict[str, LMHead] = OrderedDict()
-        self._pack_bytes = 0
+        if version > SCHEMA[0]:
+            raise StoreError(
+                f"{self.url} was written with store schema {version}.{minor}, newer than this tamx reads "
+                f"({SCHEMA[0]}.x): upgrade tamx (pip install -U tamx)"
+            )
+        if version < SCHEMA[0]:
+            raise StoreError(
+                f"{self.url} has store schema {version}; this tamx reads {SCHEMA[0]}: "
+                f"convert it with `tamx upgrade {self.url}`"
+            )
+        if not isinstance(attrs.get("run"), dict):
+            raise StoreError(f"{where} is damaged: 'run' must be an object of run attributes; {damaged}")
+        self.schema = (version, minor)
+        return attrs
+
+    def _newer(self, what: str, names: list[str]) -> None:
+        """Say once per run and field which fields of a newer minor version are ignored."""
+        new = [n for n in names if n not in self._warned]
+        if new:
+            self._warned.update(new)
+            log.warning(
+                "%s: %s field(s) %s are not known to this tamx (schema %d.%d, the run is %d.%d) and are ignored",
+                self.url,
+                what,
+                ", ".join(new),
+                *SCHEMA,
+                *self.schema,
+            )
 
     # ------------------------------------------------------------------ listing
     def sample_ids(self) -> list[str]:
-        """Ids of the complete samples, sorted."""
-        folder = self.path / "samples"
-        if not folder.is_dir():
-            return []
-        return sorted(p.name for p in folder.iterdir() if (p / "zarr.json").is_file())
+        """Ids of the committed samples, sorted."""
+        return sorted(key.split("/")[1] for key in self.objects.glob("samples/*/sample.json"))
+
+    def garbage(self) -> dict[str, list[str]]:
+        """Objects no commit names (left by a killed writer), by sample id; the next write of
+        that sample replaces them. A sample without a commit lists all its objects."""
+        found: dict[str, list[str]] = {}
+        by_sample: dict[str, dict[str, int]] = {}
+        for key, _ in self.objects.walk("samples"):
+            parts = key.split("/")
+            if len(parts) >= 3:
+                by_sample.setdefault(parts[1], {})[key] = 1
+        for sample_id, keys in sorted(by_sample.items()):
+            prefix = f"samples/{sample_id}"
+            named = set()
+            commit = self._commit_or_none(f"{prefix}/sample.json")
+            if commit is not None:
+                named |= {f"{prefix}/sample.json", f"{prefix}/sample.{commit['slot']}"}
+                for key in keys:
+                    if key.startswith(f"{prefix}/maps/") and key.endswith(".json"):
+                        maps = self._commit_or_none(key)
+                        if maps is not None and maps.get("sample_token") == commit.get("token"):
+                            named |= {key, f"{key[: -len('.json')]}.{maps['slot']}"}
+            left = sorted(set(keys) - named)
+            if left:
+                found[sample_id] = left
+        return found
 
     def incomplete_ids(self) -> list[str]:
-        """Ids of samples whose write was interrupted (left in staging), sorted."""
-        folder = self.path / "staging" / "samples"
-        if not folder.is_dir():
-            return []
-        return sorted({p.name.rsplit("@", 1)[0] for p in folder.iterdir() if p.is_dir()})
+        """Ids of samples whose first write was interrupted (objects but no commit), sorted."""
+        held = {key.split("/")[1] for key, _ in self.objects.walk("samples") if key.count("/") >= 2}
+        return sorted(held - set(self.sample_ids()))
 
     def __len__(self) -> int:
         return len(self.sample_ids())
@@ -164,272 +371,279 @@ class Run:
         return iter(self.sample_ids())
 
     def __contains__(self, sample_id: object) -> bool:
-        return (
-            name_problem(sample_id, portable=False) is None
-            and (self.path / "samples" / sample_id / "zarr.json").is_file()
-        )
+        return is_sample_id(sample_id) and self.objects.exists(f"samples/{sample_id}/sample.json")
 
-    def _sample_dir(self, sample_id: str) -> Path:
+    def _commit_or_none(self, key: str) -> dict[str, Any] | None:
+        try:
+            raw = self.objects.read(key)
+            commit = json.loads(raw.decode("utf-8"))
+        except (FileNotFoundError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return commit if isinstance(commit, dict) and isinstance(commit.get("slot"), int) else None
+
+    def _sample_commit(self, sample_id: str) -> dict[str, Any]:
         check_sample_id(sample_id)
-        if sample_id not in self:
+
+        def fail(problem: str) -> None:
+            raise SampleError(sample_id, "commit", problem)
+
+        try:
+            raw = self.objects.read(f"samples/{sample_id}/sample.json")
+        except FileNotFoundError:
             known = self.sample_ids()
             hint = f"; it has {', '.join(known[:5])}{' ...' if len(known) > 5 else ''}" if known else "; it is empty"
-            raise SampleError(sample_id, "id", f"no such sample in {self.path}{hint}")
-        return self.path / "samples" / sample_id
+            raise SampleError(sample_id, "id", f"no such sample in {self.url}{hint}") from None
+        commit = _commit_json(raw, fail)
+        if not isinstance(commit.get("token"), str):
+            fail(f"its commit lacks its write token; {REENCODE}")
+        return commit
+
+    def _read_fields(self, key: str, commit: dict[str, Any], names: list[str], fail_field) -> dict[str, np.ndarray]:
+        """The arrays `names` of the data object `key` that `commit` describes (one ranged read)."""
+        table = commit["fields"]
+        spans = [
+            (int(o), int(o) + int(n))
+            for name in names
+            for o, n in (table[name].get("chunks", []) if isinstance(table[name], dict) else [])
+        ]
+        start = min((s for s, _ in spans), default=0)
+        end = max((e for _, e in spans), default=0)
+        try:
+            data = self.objects.read(key, start, end) if end > start else b""
+        except FileNotFoundError:
+            fail_field(names[0] if names else "commit", f"its data object {key} is missing; {REENCODE}")
+        view = np.frombuffer(data, dtype=np.uint8)  # chunks are sliced without copying
+        return {
+            name: unpack(view, start, table[name], lambda problem, name=name: fail_field(name, problem))
+            for name in names
+        }
 
     def sample_attrs(self, sample_id: str) -> dict[str, Any]:
-        """The sample's JSON attributes (blocks, tokens, messages, meta) without loading arrays."""
-        group = _open_group(self._sample_dir(sample_id), sample_id, "attributes")
-        return dict(group.attrs[ATTRS_KEY])
+        """The sample's JSON fields (blocks, tokens, messages, meta, media) without loading arrays."""
+        return dict(self._sample_commit(sample_id)["json"])
 
     def variants(self, sample_id: str) -> list[str]:
-        """Names of the maps variants stored for a sample, sorted."""
-        folder = self._sample_dir(sample_id) / "maps"
-        if not folder.is_dir():
-            return []
-        return sorted(p.name for p in folder.iterdir() if (p / "zarr.json").is_file())
+        """Names of the maps variants committed for the current version of a sample, sorted."""
+        token = self._sample_commit(sample_id)["token"]
+        prefix = f"samples/{sample_id}/maps"
+        names = []
+        for name in self.objects.list(prefix):
+            if name.endswith(".json") and not name.startswith("."):
+                commit = self._commit_or_none(f"{prefix}/{name}")
+                if commit is None or commit.get("sample_token") == token:  # a damaged one is listed, to be named
+                    names.append(name[: -len(".json")])
+        return sorted(names)
 
     def sample_summary(self, sample_id: str) -> dict[str, Any]:
-        """Sizes of a stored sample read from its metadata only: tokens, answer, vision, variants."""
-        folder = self._sample_dir(sample_id)
+        """Sizes of a stored sample read from its commit only: tokens, answer, vision, variants."""
+        commit = self._sample_commit(sample_id)
+        attrs, table = commit["json"], commit["fields"]
 
         def shape(name: str) -> list[int]:
-            return json.loads((folder / name / "zarr.json").read_text())["shape"]
+            entry = table.get(name)
+            if not isinstance(entry, dict) or not isinstance(entry.get("shape"), list):
+                raise SampleError(sample_id, name, f"the commit does not describe it; {REENCODE}")
+            return entry["shape"]
 
-        attrs = self.sample_attrs(sample_id)
-        blocks = [VisionBlock.from_json(b) for b in attrs["vision_blocks"]]
+        try:
+            blocks = [VisionBlock.from_json(b) for b in attrs["vision_blocks"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SampleError(sample_id, "vision_blocks", f"damaged ({exc!r}); {REENCODE}") from None
         return {
             "id": sample_id,
             "tokens": shape("input_ids")[0],
             "answer_tokens": shape("answer_positions")[0],
             "context_tokens": shape("context_positions")[0],
             "hidden": shape("hidden"),
-            "hidden_dtype": attrs["hidden_dtype"],
+            "hidden_dtype": attrs.get("hidden_dtype"),
             "vision": [f"{b.kind} {'x'.join(map(str, b.grid))}" for b in blocks],
             "vision_cells": sum(b.size for b in blocks),
             "variants": self.variants(sample_id),
+            "bytes": commit["size"],
         }
 
     # ------------------------------------------------------------------ reading
     def sample(self, sample_id: str, media: bool = True) -> Sample:
-        """Load one sample with the LM-head rows it needs (as float32), validated.
+        """Load one sample (arrays in their stored dtype), checked against SAMPLE_FIELDS.
 
         media=False skips the encoded images and frames (explain does not need them).
         """
-        folder = self._sample_dir(sample_id)
-        group = _open_group(folder, sample_id, "attributes")
-        attrs = group.attrs[ATTRS_KEY]
-        arrays = {name: _read_array(group, name, sample_id) for name in SAMPLE_ARRAYS}
-        for name in SAMPLE_OPTIONAL:
-            arrays[name] = _read_array(group, name, sample_id) if name in group else None
-        items = []
-        for index, meta in enumerate(attrs.get("media", []) if media else []):
-            data = _read_array(group, f"media/{index}", sample_id).tobytes()
-            items.append(
-                Media(item=meta["item"], kind=meta["kind"], mime=meta["mime"], data=data, frame=meta.get("frame"))
-            )
-        sample = Sample(
-            id=sample_id,
-            hidden_dtype=attrs["hidden_dtype"],
-            vision_blocks=tuple(VisionBlock.from_json(b) for b in attrs["vision_blocks"]),
-            lm_head=LMHead(ids=np.zeros(0, np.int64), rows=np.zeros((0, 0), np.float32)),
-            tokens=attrs.get("tokens"),
-            candidate_tokens=attrs.get("candidate_tokens"),
-            media=items,
-            messages=attrs.get("messages"),
-            meta=attrs.get("meta", {}),
-            **arrays,
-        )
-        sample.lm_head = self._gather_lm_head(sample, attrs.get("lm_head_packs", []))
+        commit = self._sample_commit(sample_id)
+        table = commit["fields"]
+        known = {f.name for f in arrays(SAMPLE_FIELDS)}
+        extra = [n for n in table if n not in known and not n.startswith("media.")]
+        extra += unknown(SAMPLE_FIELDS, [k for k in commit["json"] if k not in known])
+        if extra:
+            self._newer("sample", extra)
+        names = [n for n in table if n in known or (media and n.startswith("media."))]
+
+        def fail(name: str, problem: str) -> None:
+            raise SampleError(sample_id, name, problem)
+
+        values: dict[str, Any] = {f.name: commit["json"].get(f.name) for f in json_fields(SAMPLE_FIELDS)}
+        if not media:
+            if isinstance(values["media"], list):
+                check_media_json(sample_id, values["media"])  # checked even when its bytes are not read
+            values["media"] = [] if values["media"] is not None else None
+        values.update(self._read_fields(f"samples/{sample_id}/sample.{commit['slot']}", commit, names, fail))
+        sample = sample_from_values(sample_id, values)
         sample.validate(self.info.special_tokens)
         return sample
 
-    def _pack(self, name: str, sample_id: str) -> LMHead:
-        """An LM-head pack (ids, rows, bias in its stored dtype), read once and kept in a bounded cache."""
-        cached = self._packs.get(name)
-        if cached is not None:
-            self._packs.move_to_end(name)
-            return cached
-        group = _open_group(self.path / "lm_head" / name, sample_id, "lm_head_rows")
-        pack = LMHead(
-            ids=_read_array(group, "ids", sample_id),
-            rows=_read_array(group, "rows", sample_id),
-            dtype=group.attrs[ATTRS_KEY]["dtype"],
-            bias=_read_array(group, "bias", sample_id) if "bias" in group else None,
-        )
-        self._packs[name] = pack
-        self._pack_bytes += pack.rows.nbytes
-        while self._pack_bytes > PACK_CACHE_BYTES and len(self._packs) > 1:
-            _, evicted = self._packs.popitem(last=False)
-            self._pack_bytes -= evicted.rows.nbytes
-        return pack
+    def _maps_commit(self, sample_id: str, variant: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(sample commit, maps commit) of a variant of the current sample, or None if not stored."""
+        sample = self._sample_commit(sample_id)
+        check_name(variant, "variant name", portable=False)
+        key = f"samples/{sample_id}/maps/{variant}.json"
+        try:
+            raw = self.objects.read(key)
+        except FileNotFoundError:
+            return None
+        commit = _commit_json(raw, lambda problem: _raise(sample_id, f"maps/{variant}", problem))
+        if commit.get("sample_token") != sample["token"]:
+            return None  # maps of a sample that has since been rewritten
+        return sample, commit
 
-    def _gather_lm_head(self, sample: Sample, packs: list[str]) -> LMHead:
-        needed = sample.needed_token_ids()
-        width = sample.hidden.shape[1] if sample.hidden.ndim == 2 else 0
-        rows = np.zeros((len(needed), width), dtype=np.float32)
-        bias = None
-        found = np.zeros(len(needed), dtype=bool)
-        for name in packs:
-            pack = self._pack(name, sample.id)
-            take = np.isin(needed, pack.ids) & ~found
-            if not take.any():
-                continue
-            part_rows, part_bias = pack.weights(needed[take])
-            rows[take] = part_rows
-            if part_bias is not None:
-                if bias is None:
-                    bias = np.zeros(len(needed), dtype=np.float32)
-                bias[take] = part_bias
-            found |= take
-        return LMHead(ids=needed[found], rows=rows[found], dtype="float32", bias=None if bias is None else bias[found])
+    def maps(self, sample_id: str, variant: str = "tam", complete: bool = True) -> Maps:
+        """Load one explain variant of a sample, checked against MAPS_FIELDS and the sample.
 
-    def maps(self, sample_id: str, variant: str = "tam") -> Maps:
-        """Load one explain variant of a sample."""
-        folder = self._sample_dir(sample_id) / "maps" / check_name(variant, "variant name", portable=False)
-        if not (folder / "zarr.json").is_file():
+        complete: compute the maps explain deferred (candidates, prompt) from the sample now;
+        False leaves them None (`maps.deferred` names them), for readers of answer maps only.
+        """
+        found = self._maps_commit(sample_id, variant)
+        if found is None:
             have = self.variants(sample_id)
             raise SampleError(
                 sample_id,
                 f"maps/{variant}",
-                f"no such variant (stored: {', '.join(have) or 'none'}); run `tamx explain {self.path}`",
+                f"no such variant (stored: {', '.join(have) or 'none'}); run `tamx explain {self.url}`",
             )
-        group = _open_group(folder, sample_id, f"maps/{variant}")
-        attrs = group.attrs[ATTRS_KEY]
-        arrays = {name: _read_array(group, name, sample_id) for name in MAPS_ARRAYS}
-        for name in MAPS_OPTIONAL:
-            arrays[name] = _read_array(group, name, sample_id) if name in group else None
-        return Maps(
-            variant=variant, settings=attrs["settings"], nonfinite_hidden=attrs.get("nonfinite_hidden", 0), **arrays
-        )
+        sample_commit, commit = found
+        known = {f.name for f in arrays(MAPS_FIELDS)}
+        extra = [n for n in commit["fields"] if n not in known] + unknown(MAPS_FIELDS, list(commit["json"]))
+        if extra:
+            self._newer("maps", extra)
+
+        def fail(name: str, problem: str) -> None:
+            raise SampleError(sample_id, f"maps/{variant}/{name}", problem)
+
+        names = [n for n in commit["fields"] if n in known]
+        values: dict[str, Any] = dict(commit["json"])
+        values.update(self._read_fields(f"samples/{sample_id}/maps/{variant}.{commit['slot']}", commit, names, fail))
+        maps = Maps.from_values(variant, values, sample_id, _commit_dims(sample_commit, sample_id))
+        if complete and maps.deferred:
+            from .explain import complete_maps
+
+            complete_maps(self.sample(sample_id, media=False), maps)
+        return maps
 
     def maps_settings(self, sample_id: str, variant: str) -> dict[str, Any] | None:
         """The settings a stored variant was made with, or None if it is not stored."""
-        path = self._sample_dir(sample_id) / "maps" / check_name(variant, "variant name", portable=False) / "zarr.json"
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text())["attributes"][ATTRS_KEY]["settings"]
+        found = self._maps_commit(sample_id, variant)
+        return None if found is None else found[1]["json"].get("settings")
 
     # ------------------------------------------------------------------ writing
     def _require_writable(self) -> None:
         if not self.writable:
-            raise StoreError(f"{self.path} was opened read-only; use open_run(path, mode='a') to write")
+            raise StoreError(f"{self.url} was opened read-only; use open_run(path, mode='a') to write")
 
-    def _staging(self, kind: str, name: str) -> Path:
-        folder = self.path / "staging" / kind
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{name}@{uuid.uuid4().hex[:12]}"
-
-    def _load_pack_index(self) -> dict[int, str]:
-        if self._pack_index is None:
-            index: dict[int, str] = {}
-            folder = self.path / "lm_head"
-            for pack in sorted(folder.iterdir()) if folder.is_dir() else []:
-                if (pack / "zarr.json").is_file():
-                    group = zarr.open_group(str(pack), mode="r")
-                    for token_id in np.asarray(group["ids"][...]).tolist():
-                        index.setdefault(token_id, pack.name)
-            self._pack_index = index
-        return self._pack_index
-
-    def _write_pack(self, head: LMHead, token_ids: np.ndarray) -> str:
-        name = uuid.uuid4().hex[:16]
-        staged = self._staging("lm_head", name)
-        group = zarr.open_group(str(staged), mode="w")
-        group.attrs[ATTRS_KEY] = {"dtype": head.dtype, "created": _now()}
-        part = head.subset(token_ids)
-        _write_array(group, "ids", part.ids)
-        _write_array(group, "rows", part.rows)
-        if part.bias is not None:
-            _write_array(group, "bias", part.bias)
-        os.rename(staged, self.path / "lm_head" / name)
-        return name
-
-    def _store_lm_head(self, sample: Sample) -> list[str]:
-        """Write the rows no stored pack holds yet; return the packs that cover the sample."""
-        index = self._load_pack_index()
-        needed = sample.needed_token_ids()
-        new = np.array([t for t in needed.tolist() if t not in index], dtype=np.int64)
-        if len(new):
-            name = self._write_pack(sample.lm_head, new)
-            index.update(dict.fromkeys(new.tolist(), name))
-        return sorted({index[t] for t in needed.tolist()})
+    def _commit(self, prefix: str, values: dict[str, Any], fields, extra: dict[str, Any]) -> dict[str, Any]:
+        """Write data object then commit for `prefix` (".../sample" or ".../maps/<variant>")."""
+        previous = self._commit_or_none(f"{prefix}.json")
+        slot = 1 - previous["slot"] if previous is not None and previous["slot"] in (0, 1) else 0
+        array_values = {
+            name: value
+            for name, value in values.items()
+            if isinstance(value, np.ndarray) and not name.startswith("media.")
+        }
+        array_values.update({n: v for n, v in values.items() if n.startswith("media.")})  # media last
+        data, table = pack(array_values)
+        commit = {
+            "schema": list(SCHEMA),
+            "slot": slot,
+            "size": len(data),
+            "token": uuid.uuid4().hex,
+            "written": _now(),
+            "fields": table,
+            "json": {f.name: values.get(f.name) for f in json_fields(fields)},
+            **extra,
+        }
+        self.objects.write(f"{prefix}.{slot}", data)
+        self.objects.write(f"{prefix}.json", json.dumps(commit).encode(), atomic=True)
+        self.objects.delete(f"{prefix}.{1 - slot}")
+        return commit
 
     def write_sample(self, sample: Sample, overwrite: bool = False) -> None:
-        """Validate and store one sample atomically (maps of a replaced sample are dropped)."""
+        """Validate and store one sample: data object, then commit (maps of a replaced sample are dropped)."""
         self._require_writable()
         check_sample_id(sample.id, portable=True)
         sample.validate(self.info.special_tokens)
         if sample.id in self and not overwrite:
-            raise SampleError(sample.id, "id", f"already stored in {self.path}; pass overwrite=True to replace it")
-        for stale in (self.path / "staging" / "samples").glob(f"{sample.id}@*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        packs = self._store_lm_head(sample)
-        staged = self._staging("samples", sample.id)
-        group = zarr.open_group(str(staged), mode="w")
-        for name in SAMPLE_ARRAYS + SAMPLE_OPTIONAL:
-            value = getattr(sample, name)
-            if value is not None:
-                _write_array(group, name, value)
-        for index, item in enumerate(sample.media):
-            _write_array(group, f"media/{index}", np.frombuffer(item.data, dtype=np.uint8))
-        group.attrs[ATTRS_KEY] = {
-            "hidden_dtype": sample.hidden_dtype,
-            "vision_blocks": [b.to_json() for b in sample.vision_blocks],
-            "lm_head_packs": packs,
-            "tokens": sample.tokens,
-            "candidate_tokens": sample.candidate_tokens,
-            "messages": sample.messages,
-            "meta": sample.meta,
-            "media": [{"item": m.item, "kind": m.kind, "mime": m.mime, "frame": m.frame} for m in sample.media],
-            "written": _now(),
-        }
-        trash = self.path / "staging" / "trash" / uuid.uuid4().hex
-        _replace_dir(staged, self.path / "samples" / sample.id, trash)
+            raise SampleError(sample.id, "id", f"already stored in {self.url}; pass overwrite=True to replace it")
+        needed = sample.needed_token_ids()
+        if len(needed) != len(sample.lm_head.ids):
+            sample = dataclasses.replace(sample, lm_head=sample.lm_head.subset(needed))
+        prefix = f"samples/{sample.id}"
+        self._commit(f"{prefix}/sample", sample_values(sample), SAMPLE_FIELDS, {})
+        for name in self.objects.list(f"{prefix}/maps"):
+            if name.rsplit(".", 1)[-1] in ("json", "0", "1"):
+                self.objects.delete(f"{prefix}/maps/{name}")  # stale: their commits name the old sample
 
     def write_maps(self, sample_id: str, maps: Maps, overwrite: bool = False) -> None:
-        """Store one explain variant of a sample atomically."""
+        """Store one explain variant of a sample, checked against the sample's dimensions."""
         self._require_writable()
-        final = self._sample_dir(sample_id) / "maps" / check_name(maps.variant, "variant name")
-        if final.exists() and not overwrite:
+        check_name(maps.variant, "variant name")
+        sample = self._sample_commit(sample_id)
+        if not overwrite and self._maps_commit(sample_id, maps.variant) is not None:
             raise SampleError(sample_id, f"maps/{maps.variant}", "already stored; pass overwrite=True to replace it")
-        staged = self._staging("maps", f"{sample_id}.{maps.variant}")
-        group = zarr.open_group(str(staged), mode="w")
-        for name, value in maps.arrays().items():
-            _write_array(group, name, np.asarray(value, dtype=np.float32))
-        group.attrs[ATTRS_KEY] = {
-            "settings": maps.settings,
-            "nonfinite_hidden": maps.nonfinite_hidden,
-            "written": _now(),
+        maps.validate(sample_id, _commit_dims(sample, sample_id))
+        prefix = f"samples/{sample_id}/maps/{maps.variant}"
+        self._commit(prefix, maps.values(), MAPS_FIELDS, {"variant": maps.variant, "sample_token": sample["token"]})
+
+
+def _raise(sample_id: str, field: str, problem: str) -> None:
+    raise SampleError(sample_id, field, problem)
+
+
+def _commit_dims(commit: dict[str, Any], sample_id: str) -> dict[str, int]:
+    """N, M, V and K of a committed sample, from its field table and vision blocks."""
+    table, attrs = commit["fields"], commit["json"]
+    try:
+        dims = {
+            "N": int(table["answer_positions"]["shape"][0]),
+            "M": int(table["context_positions"]["shape"][0]),
+            "V": sum(VisionBlock.from_json(b).size for b in attrs.get("vision_blocks") or []),
         }
-        if not (final.parent / "zarr.json").is_file():
-            zarr.open_group(str(final.parent), mode="a")
-        _replace_dir(staged, final, self.path / "staging" / "trash" / uuid.uuid4().hex)
+        if "candidate_ids" in table:
+            dims["K"] = int(table["candidate_ids"]["shape"][1])
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        raise SampleError(sample_id, "commit", f"its field table is damaged ({exc!r}); {REENCODE}") from None
+    return dims
 
 
-def create_run(path: str | os.PathLike, info: RunInfo, exist_ok: bool = False) -> Run:
-    """Create an empty run store at `path` (or open it for appending if `exist_ok`)."""
-    path = Path(path)
-    if (path / "zarr.json").exists():
+def create_run(location: str | os.PathLike, info: RunInfo, exist_ok: bool = False) -> Run:
+    """Create an empty run store at a path or URL (or open it for appending if `exist_ok`)."""
+    objects = objects_at(location)
+    if objects.exists(ROOT) or objects.exists("zarr.json"):
         if not exist_ok:
-            raise StoreError(f"{path} already holds a store; open it with open_run(path, mode='a')")
-        run = Run(path, writable=True)
-        check_compatible(run.info, info, path)
+            raise StoreError(f"{location} already holds a store; open it with open_run(path, mode='a')")
+        run = Run(location, writable=True)
+        check_compatible(run.info, info, run.url)
         return run
-    if path.exists() and any(path.iterdir()):
-        raise StoreError(f"{path} exists and is not empty; choose a new folder for the run")
-    root = zarr.open_group(str(path), mode="w")
-    root.attrs[ATTRS_KEY] = {
-        "schema_version": SCHEMA_VERSION,
+    if not objects.is_empty():
+        raise StoreError(f"{location} exists and is not empty; choose a new folder for the run")
+    root = {
+        "format": "tamx-run",
+        "schema_version": SCHEMA[0],
+        "schema_minor": SCHEMA[1],
         "run": info.to_json(),
         "created": _now(),
     }
-    for name in ("samples", "lm_head", "staging"):
-        zarr.open_group(str(path / name), mode="w")
-    return Run(path, writable=True)
+    objects.write(ROOT, json.dumps(root, indent=1).encode(), atomic=True)
+    return Run(location, writable=True)
 
 
-def check_compatible(stored: RunInfo, incoming: RunInfo, path: Path) -> None:
+def check_compatible(stored: RunInfo, incoming: RunInfo, path: str | os.PathLike) -> None:
     """Refuse to mix samples of different models in one run."""
     known = {"unknown", ""}
     if stored.model_id not in known and incoming.model_id not in known and stored.model_id != incoming.model_id:
@@ -438,8 +652,8 @@ def check_compatible(stored: RunInfo, incoming: RunInfo, path: Path) -> None:
         )
 
 
-def open_run(path: str | os.PathLike, mode: str = "r") -> Run:
-    """Open an existing run store: mode "r" to read, "a" to also write samples and maps."""
+def open_run(location: str | os.PathLike, mode: str = "r") -> Run:
+    """Open an existing run store (path or URL): mode "r" to read, "a" to also write samples and maps."""
     if mode not in ("r", "a"):
         raise StoreError(f"mode must be 'r' or 'a', got {mode!r}")
-    return Run(path, writable=mode == "a")
+    return Run(location, writable=mode == "a")

@@ -362,7 +362,7 @@ def test_killed_run_resumes_with_every_sample_once(tiny_model_dir, media, tmp_pa
     process = subprocess.Popen([sys.executable, "-m", "pipeline", *args], env=_env(), cwd=ROOT)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
-        done = (out / "samples").is_dir() and sum(1 for _ in (out / "samples").glob("s*/zarr.json"))
+        done = (out / "samples").is_dir() and sum(1 for _ in (out / "samples").glob("s*/sample.json"))
         if done and done >= 2:
             process.send_signal(signal.SIGKILL)
             break

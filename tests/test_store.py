@@ -1,9 +1,8 @@
-"""The zarr run store: round trips, atomic writes, damage detection, clear errors."""
+"""The run store (schema 2): round trips, commits, damage detection, validation, clear errors."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,18 +11,15 @@ import time
 
 import numpy as np
 import pytest
-import zarr
 
 import tamx.store
-from tamx import RunInfo, SampleError, StoreError, VisionBlock, create_run, explain_sample, open_run
+from tamx import LMHead, RunInfo, SampleError, StoreError, VisionBlock, create_run, explain_sample, open_run
 from tamx.dtypes import to_float32
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 
-def chunk_files(folder):
-    return sorted(p for p in folder.rglob("c/*") if p.is_file()) + sorted(
-        p for p in folder.rglob("c/*/*") if p.is_file()
-    )
+def objects(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
 def test_sample_round_trip_is_lossless(tmp_path):
@@ -32,17 +28,17 @@ def test_sample_round_trip_is_lossless(tmp_path):
     run.write_sample(original)
     loaded = open_run(tmp_path / "run").sample("s")
     assert loaded.hidden.dtype == np.uint16 and loaded.hidden_dtype == "bfloat16"
+    assert loaded.lm_head.dtype == "bfloat16" and loaded.lm_head.rows.dtype == np.uint16, "rows stay bf16 bits"
     np.testing.assert_array_equal(loaded.hidden, original.hidden)
     for name in ("input_ids", "answer_positions", "context_positions", "candidate_ids", "candidate_logprobs"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(original, name))
     assert loaded.vision_blocks == original.vision_blocks
     assert loaded.tokens == original.tokens and loaded.messages == original.messages
     assert loaded.media == original.media and len(loaded.media) == 1 + 4
-    rows, bias = loaded.lm_head.weights(original.lm_head.ids)
-    want_rows, want_bias = original.lm_head.weights(original.lm_head.ids)
-    np.testing.assert_array_equal(rows, want_rows)
-    np.testing.assert_array_equal(bias, want_bias)
+    np.testing.assert_array_equal(loaded.lm_head.rows, original.lm_head.subset(loaded.lm_head.ids).rows)
+    np.testing.assert_array_equal(loaded.lm_head.bias, original.lm_head.subset(loaded.lm_head.ids).bias)
     np.testing.assert_array_equal(explain_sample(loaded).tam, explain_sample(original).tam)
+    assert open_run(tmp_path / "run").sample("s", media=False).media == []
 
 
 def test_maps_round_trip_and_variants(run_path):
@@ -60,26 +56,33 @@ def test_maps_round_trip_and_variants(run_path):
         run.write_maps("img", maps)
 
 
-def test_lm_head_rows_are_stored_once_per_token_id(tmp_path):
+def test_a_sample_is_two_objects_and_a_variant_two_more(run_path):
+    run = open_run(run_path, mode="a")
+    assert objects(run_path / "samples" / "img") == ["sample.0", "sample.json"]
+    run.write_maps("img", explain_sample(run.sample("img")))
+    assert objects(run_path / "samples" / "img") == ["maps/tam.0", "maps/tam.json", "sample.0", "sample.json"]
+    run.write_maps("img", explain_sample(run.sample("img")), overwrite=True)  # the other slot; the old one goes
+    assert objects(run_path / "samples" / "img") == ["maps/tam.1", "maps/tam.json", "sample.0", "sample.json"]
+    assert objects(run_path)[-1] == "tamx-run.json" and len(objects(run_path)) == 3 * 2 + 2 + 1
+
+
+def test_a_sample_stores_exactly_the_lm_head_rows_it_needs(tmp_path):
     run = create_run(tmp_path / "run", synthetic_run_info())
-    first = synthetic_sample("a", seed=1)
-    second = synthetic_sample("b", seed=1)  # same token ids as "a"
-    run.write_sample(first)
-    run.write_sample(second)
-    packs = [p for p in (tmp_path / "run" / "lm_head").iterdir() if p.is_dir()]
-    assert len(packs) == 1, "the second sample needed no new rows"
-    stored_ids = np.asarray(zarr.open_group(str(packs[0]))["ids"][...])
-    np.testing.assert_array_equal(stored_ids, first.needed_token_ids())
-    np.testing.assert_array_equal(run.sample("b").lm_head.ids, second.needed_token_ids())
+    sample = synthetic_sample("a", seed=1)
+    head = sample.lm_head
+    sample.lm_head = LMHead(
+        ids=np.append(head.ids, head.ids.max() + 1), rows=np.vstack([head.rows, head.rows[:1]]), dtype=head.dtype
+    )
+    run.write_sample(sample)
+    np.testing.assert_array_equal(run.sample("a").lm_head.ids, sample.needed_token_ids())
 
 
-def test_reading_is_refused_for_another_schema_version(run_path):
-    root = run_path / "zarr.json"
-    meta = json.loads(root.read_text())
-    meta["attributes"]["tamx"]["schema_version"] = 99
-    root.write_text(json.dumps(meta))
-    with pytest.raises(StoreError, match=r"schema version 99.*reads version 1"):
-        open_run(run_path)
+def test_overwriting_a_sample_drops_its_maps(run_path):
+    run = open_run(run_path, mode="a")
+    run.write_maps("img", explain_sample(run.sample("img")))
+    run.write_sample(synthetic_sample("img", grids=[(1, 9, 13)], dtype="bfloat16", seed=7), overwrite=True)
+    assert run.variants("img") == [] and run.maps_settings("img", "tam") is None
+    assert objects(run_path / "samples" / "img") == ["sample.1", "sample.json"]
 
 
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
@@ -87,43 +90,131 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
         open_run(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        ("[1, 2]", r"damaged: a JSON list, not an object"),
+        (b"\xff\xfe garbage", r"damaged: not UTF-8 JSON"),
+        ('{"schema_version": 2, "run": ', r"damaged: not UTF-8 JSON"),
+        ('{"schema_version": "2", "run": {}}', r"schema_version is '2' \(str\).*where integers belong"),
+        ('{"schema_version": null, "run": {}}', r"schema_version is None.*where integers belong"),
+        ('{"schema_version": 3, "schema_minor": 0, "run": {}}', r"schema 3.0, newer than this tamx.*upgrade tamx"),
+        ('{"schema_version": 1, "run": {}}', r"schema 1; this tamx reads 2.*tamx upgrade"),
+        ('{"schema_version": 2, "run": []}', r"'run' must be an object"),
+        ('{"schema_version": 2, "run": {"special_tokens": {"image_token": "x"}}}', r"field 'special_tokens'"),
+        ('{"schema_version": 2, "run": {"special_tokens": []}}', r"field 'special_tokens' must be an object"),
+        ('{"schema_version": 2, "run": {"dtype": "int8"}}', r"field 'dtype' is 'int8'"),
+        ('{"schema_version": 2, "run": {"model_id": 5}}', r"field 'model_id' must be a string, got int"),
+    ],
+)
+def test_damaged_or_foreign_run_metadata_gives_a_clear_error(run_path, root, message):
+    path = run_path / "tamx-run.json"
+    path.write_bytes(root if isinstance(root, bytes) else root.encode())
+    with pytest.raises(StoreError, match=message) as info:
+        open_run(run_path)
+    assert "reads version 2, has version 2" not in str(info.value)
+
+
+def test_a_newer_minor_version_opens_and_names_the_fields_it_ignores(run_path, caplog):
+    root = json.loads((run_path / "tamx-run.json").read_text())
+    root["schema_minor"] = 7
+    (run_path / "tamx-run.json").write_text(json.dumps(root))
+    commit_path = run_path / "samples" / "img" / "sample.json"
+    commit = json.loads(commit_path.read_text())
+    commit["json"]["saliency_prior"] = [1, 2, 3]
+    commit_path.write_text(json.dumps(commit))
+    with caplog.at_level("WARNING"):
+        sample = open_run(run_path).sample("img")
+    assert sample.id == "img"
+    assert "saliency_prior" in caplog.text and "schema 2.0, the run is 2.7" in caplog.text
+
+
+def test_a_schema_1_run_says_how_to_convert_it(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "zarr.json").write_text(json.dumps({"attributes": {"tamx": {"schema_version": 1}}}))
+    with pytest.raises(StoreError, match=r"schema-1 run.*tamx upgrade"):
+        open_run(tmp_path / "old")
+
+
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
-def test_damaged_chunks_name_the_sample_and_field(run_path, damage):
-    chunk = chunk_files(run_path / "samples" / "multi" / "hidden")[0]
-    data = bytearray(chunk.read_bytes())
+def test_damaged_data_names_the_sample_and_field(run_path, damage):
+    data_path = run_path / "samples" / "multi" / "sample.0"
+    commit = json.loads((run_path / "samples" / "multi" / "sample.json").read_text())
+    offset, length = commit["fields"]["hidden"]["chunks"][0]
+    data = bytearray(data_path.read_bytes())
     if damage == "flip":
-        data[len(data) // 2] ^= 0xFF
-        chunk.write_bytes(bytes(data))
+        data[offset + length // 2] ^= 0xFF
+        data_path.write_bytes(bytes(data))
     elif damage == "truncate":
-        chunk.write_bytes(bytes(data[: len(data) // 3]))
+        data_path.write_bytes(bytes(data[: offset + length // 3]))
     else:
-        chunk.unlink()
+        data_path.unlink()
     run = open_run(run_path)
-    with pytest.raises(SampleError, match=r"sample 'multi', field 'hidden'") as info:
+    with pytest.raises(SampleError, match=r"sample 'multi', field '(hidden|input_ids)'") as info:
         run.sample("multi")
     assert "re-encode or re-import" in str(info.value)
     run.sample("img")  # the other samples are untouched
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: "[]", r"field 'commit'.*JSON list, not an object"),
+        (lambda c: "{garbled", r"field 'commit'.*not valid JSON"),
+        (lambda c: json.dumps({**c, "schema": [9, 0]}), r"store schema 9.0; this tamx reads schema 2"),
+        (lambda c: json.dumps({k: v for k, v in c.items() if k != "fields"}), r"commit lacks 'fields'"),
+        (lambda c: json.dumps({**c, "json": {**c["json"], "vision_blocks": "x"}}), r"'vision_blocks'.*must be a list"),
+        (lambda c: json.dumps({**c, "json": {**c["json"], "hidden_dtype": None}}), r"'hidden_dtype'.*missing"),
+        (lambda c: json.dumps({**c, "json": {**c["json"], "media": [{"kind": 1}]}}), r"'media'.*entry 0"),
+        (lambda c: json.dumps({**c, "json": {**c["json"], "tokens": [1] * 5}}), r"'tokens'.*must hold strings"),
+        (
+            lambda c: json.dumps({**c, "fields": {**c["fields"], "hidden": {**c["fields"]["hidden"], "shape": [2]}}}),
+            r"field 'hidden'.*bytes for shape",
+        ),
+    ],
+)
+def test_damaged_commits_name_the_sample_and_are_reported_by_info(run_path, edit, message):
+    from pipeline.info import run_summary
+
+    path = run_path / "samples" / "multi" / "sample.json"
+    path.write_text(edit(json.loads(path.read_text())))
+    with pytest.raises(SampleError, match=r"sample 'multi'.*" + message):
+        open_run(run_path).sample("multi")
+    summary = run_summary(run_path)
+    listed = [s["id"] for s in summary["samples"]]
+    assert "multi" in listed or "multi" in summary["damaged"], "a damaged sample never vanishes silently"
+
+
+def test_a_sample_whose_commit_is_deleted_is_reported_not_hidden(run_path):
+    from pipeline.info import run_summary
+
+    (run_path / "samples" / "multi" / "sample.json").unlink()
+    summary = run_summary(run_path)
+    assert summary["incomplete"] == ["multi"] and "samples/multi/sample.0" in summary["garbage"]["multi"]
+
+
 def test_interrupted_sample_write_is_never_read_and_is_reported(run_path, monkeypatch):
     run = open_run(run_path, mode="a")
-    calls = []
+    original = tamx.store.LocalObjects.write
 
-    def crash_on_third_array(group, name, data):
-        calls.append(name)
-        if len(calls) == 3:
+    def crash_before_the_commit(self, key, data, atomic=False):
+        if key.endswith(".json"):
             raise KeyboardInterrupt
-        original(group, name, data)
+        original(self, key, data, atomic)
 
-    original = tamx.store._write_array
-    monkeypatch.setattr(tamx.store, "_write_array", crash_on_third_array)
+    monkeypatch.setattr(tamx.store.LocalObjects, "write", crash_before_the_commit)
     with pytest.raises(KeyboardInterrupt):
         run.write_sample(synthetic_sample("late", dtype="bfloat16"))
-    monkeypatch.setattr(tamx.store, "_write_array", original)
+    with pytest.raises(KeyboardInterrupt):  # an overwrite killed before its commit keeps the old sample
+        run.write_sample(synthetic_sample("img", grids=[(1, 9, 13)], dtype="bfloat16", seed=9), overwrite=True)
+    monkeypatch.setattr(tamx.store.LocalObjects, "write", original)
     reopened = open_run(run_path, mode="a")
     assert "late" not in reopened.sample_ids() and reopened.incomplete_ids() == ["late"]
+    assert reopened.garbage() == {"img": ["samples/img/sample.1"], "late": ["samples/late/sample.0"]}
+    before = open_run(run_path).sample("img")
+    np.testing.assert_array_equal(before.hidden, synthetic_sample("img", grids=[(1, 9, 13)], dtype="bfloat16").hidden)
     reopened.write_sample(synthetic_sample("late", dtype="bfloat16"))
-    assert "late" in reopened.sample_ids() and reopened.incomplete_ids() == []
+    assert "late" in reopened.sample_ids() and reopened.incomplete_ids() == [] and "late" not in reopened.garbage()
 
 
 def test_a_killed_writer_leaves_only_complete_samples(tmp_path):
@@ -169,13 +260,55 @@ def test_missing_lm_head_row_is_refused_at_write(tmp_path):
         run.write_sample(sample)
 
 
-def test_missing_lm_head_pack_is_reported_at_read(run_path):
-    run = open_run(run_path)
-    for pack in (run_path / "lm_head").iterdir():
-        if pack.is_dir():
-            os.rename(pack, run_path / f"moved-{pack.name}")
-    with pytest.raises(SampleError, match=r"field 'lm_head_rows'"):
-        run.sample("img")
+def _shifted(sample, **changes):
+    for name, value in changes.items():
+        setattr(sample, name, value)
+    return sample
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (lambda s: _shifted(s, input_ids=s.input_ids.astype(np.float32)), "input_ids", "must hold int64"),
+        (lambda s: _shifted(s, hidden=s.hidden.astype(np.int32)), "hidden", "must hold float32"),
+        (lambda s: _shifted(s, hidden=s.hidden[:-1]), "hidden", "with L-1 = 230"),
+        (
+            lambda s: _shifted(s, context_positions=np.r_[s.vision_blocks[0].start + 1, s.context_positions]),
+            "context_positions",
+            "inside vision block 0",
+        ),
+        (
+            lambda s: _shifted(s, context_positions=np.union1d(s.context_positions, s.answer_positions[:2])),
+            "context_positions",
+            "also answer positions",
+        ),
+        (
+            lambda s: _shifted(s, context_positions=np.r_[s.context_positions, s.answer_positions[-1] + 5]),
+            "context_positions",
+            "must lie in",
+        ),
+        (lambda s: _shifted(s, tokens=[1] * len(s.input_ids)), "tokens", "must hold strings"),
+        (lambda s: _shifted(s, candidate_tokens=[["a"]] * len(s.answer_positions)), "candidate_tokens", "one string"),
+        (lambda s: _shifted(s, meta=["not", "an", "object"]), "meta", "must be an object, got list"),
+        (lambda s: _shifted(s, candidate_logprobs=s.candidate_logprobs[:, :1]), "candidate_logprobs", "K = 3"),
+    ],
+)
+def test_every_field_is_checked_on_write(tmp_path, change, field, message):
+    run = create_run(tmp_path / "run", synthetic_run_info())
+    with pytest.raises(SampleError, match=rf"sample 'x', field '{field}'.*{message}"):
+        run.write_sample(change(synthetic_sample("x")))
+    assert run.sample_ids() == [] and run.garbage() == {}
+
+
+def test_maps_of_the_wrong_shape_are_refused(run_path):
+    run = open_run(run_path, mode="a")
+    maps = explain_sample(run.sample("img"))
+    maps.tam = maps.tam[:, :-1]
+    with pytest.raises(SampleError, match=r"'img', field 'maps/tam/tam'.*V = 117"):
+        run.write_maps("img", maps)
+    other = explain_sample(run.sample("video"))
+    with pytest.raises(SampleError, match=r"'img', field 'maps/tam/cam'"):
+        run.write_maps("img", other)
 
 
 def test_nonfinite_hidden_states_are_stored_and_counted(tmp_path):
@@ -210,3 +343,133 @@ def test_write_guards(run_path, tmp_path):
 def test_unknown_sample_lists_what_exists(run_path):
     with pytest.raises(SampleError, match=r"no such sample.*img, multi, video"):
         open_run(run_path).sample("nope")
+
+
+def test_the_command_line_loads_no_heavy_module_at_import():
+    code = (
+        "import sys, pipeline.cli, tamx; "
+        "print(','.join(m for m in ('numba', 'zarr', 'jinja2', 'torch', 'cv2', 'numpy', 'fsspec') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", f"`import pipeline.cli` loaded {out}"
+
+
+def test_nonfinite_lm_head_rows_are_warned_counted_and_stored(tmp_path, caplog):
+    sample = synthetic_sample("nanrow")
+    answer_id = sample.input_ids[sample.answer_positions[0]]
+    sample.lm_head.rows[np.searchsorted(sample.lm_head.ids, answer_id), :2] = [np.nan, np.inf]
+    run = create_run(tmp_path / "run", synthetic_run_info())
+    run.write_sample(sample)
+    with caplog.at_level("WARNING"):
+        maps = explain_sample(run.sample("nanrow"))
+    assert maps.nonfinite_lm_head == 2 and np.isfinite(maps.tam).all()
+    assert "2 non-finite LM-head value(s)" in caplog.text and str(answer_id) in caplog.text
+    run.write_maps("nanrow", maps)
+    assert run.maps("nanrow").nonfinite_lm_head == 2
+
+
+def write_schema_1_run(path, samples, maps):
+    """A run in the schema-1 layout (zarr groups, shared LM-head packs), as tamx 0.1 wrote it."""
+    import zarr
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    def put(group, name, data):
+        data = np.ascontiguousarray(data)
+        array = group.create_array(name, shape=data.shape, dtype=data.dtype, compressors=(ZstdCodec(), Crc32cCodec()))
+        if data.size:
+            array[...] = data
+
+    info = synthetic_run_info(dtype="bfloat16")
+    root = zarr.open_group(str(path), mode="w")
+    root.attrs["tamx"] = {"schema_version": 1, "run": info.to_json(), "created": "2026-01-01T00:00:00+00:00"}
+    for sample in samples:
+        pack = zarr.open_group(str(path / "lm_head" / f"p{sample.id}"), mode="w")
+        pack.attrs["tamx"] = {"dtype": sample.lm_head.dtype}
+        head = sample.lm_head.subset(sample.needed_token_ids())
+        put(pack, "ids", head.ids)
+        put(pack, "rows", head.rows)
+        group = zarr.open_group(str(path / "samples" / sample.id), mode="w")
+        for name in ("hidden", "input_ids", "answer_positions", "context_positions", "candidate_ids"):
+            if getattr(sample, name) is not None:
+                put(group, name, getattr(sample, name))
+        for index, item in enumerate(sample.media):
+            put(group, f"media/{index}", np.frombuffer(item.data, dtype=np.uint8))
+        group.attrs["tamx"] = {
+            "hidden_dtype": sample.hidden_dtype,
+            "vision_blocks": [b.to_json() for b in sample.vision_blocks],
+            "lm_head_packs": [f"p{sample.id}"],
+            "tokens": sample.tokens,
+            "candidate_tokens": sample.candidate_tokens,
+            "messages": sample.messages,
+            "meta": sample.meta,
+            "media": [{"item": m.item, "kind": m.kind, "mime": m.mime, "frame": m.frame} for m in sample.media],
+        }
+        if sample.id in maps:
+            m = maps[sample.id]
+            mgroup = zarr.open_group(str(path / "samples" / sample.id / "maps" / m.variant), mode="w")
+            for name, value in m.arrays().items():
+                put(mgroup, name, value)
+            mgroup.attrs["tamx"] = {"settings": m.settings, "nonfinite_hidden": 0}
+
+
+def test_upgrade_converts_a_schema_1_run_in_place(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    samples = [synthetic_sample(f"s{i}", grids=[(1, 4, 5)], dtype="bfloat16", seed=i, top_k=0) for i in range(3)]
+    for sample in samples:
+        sample.candidate_ids = None
+    maps = {"s1": explain_sample(samples[1])}
+    path = tmp_path / "old"
+    write_schema_1_run(path, samples, maps)
+    result = CliRunner().invoke(main, ["info", str(path)])
+    assert result.exit_code == 1 and "tamx upgrade" in result.output
+    result = CliRunner().invoke(main, ["upgrade", str(path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    run = open_run(path)
+    assert run.sample_ids() == ["s0", "s1", "s2"] and run.variants("s1") == ["tam"]
+    for sample in samples:
+        loaded = run.sample(sample.id)
+        np.testing.assert_array_equal(loaded.hidden, sample.hidden)
+        assert loaded.lm_head.dtype == "bfloat16" and loaded.media == sample.media
+    np.testing.assert_array_equal(run.maps("s1").tam, maps["s1"].tam)
+    assert not (path / "zarr.json").exists() and not (path / "lm_head").exists() and run.garbage() == {}
+    assert objects(path / "samples" / "s1") == ["maps/tam.0", "maps/tam.json", "sample.0", "sample.json"]
+    assert CliRunner().invoke(main, ["upgrade", str(path), "--quiet"]).exit_code == 0  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("grids", "kwargs"),
+    [
+        ([(1, 9, 13)], {}),
+        ([(1, 6, 8), (1, 4, 4)], {"bias": True}),
+        ([(3, 5, 6)], {"dtype": "bfloat16"}),
+        ([(1, 17, 23)], {"hidden_size": 1536, "vocab_size": 151936, "n_answer": 128, "dtype": "bfloat16"}),
+    ],
+)
+def test_deferred_candidate_and_prompt_maps_equal_eager_ones(grids, kwargs):
+    from tamx.explain import complete_maps
+
+    sample = synthetic_sample("s", grids=grids, **kwargs)
+    eager = explain_sample(sample)
+    deferred = explain_sample(sample, defer=True)
+    assert deferred.candidate_maps is None
+    assert deferred.deferred == ["candidate_maps", "prompt_maps", "prompt_relevance"]
+    complete_maps(sample, deferred)
+    assert deferred.deferred == [] and set(deferred.arrays()) == set(eager.arrays())
+    for name, value in eager.arrays().items():
+        np.testing.assert_array_equal(getattr(deferred, name), value, err_msg=name)
+
+
+def test_the_explain_stage_defers_and_readers_get_complete_maps(run_path):
+    from pipeline.explain import explain_run
+
+    explain_run(run_path)
+    run = open_run(run_path)
+    stored = run.maps("multi", complete=False)
+    assert stored.candidate_maps is None and stored.prompt_maps is None and stored.deferred
+    eager = explain_sample(run.sample("multi"))
+    full = run.maps("multi")
+    for name, value in eager.arrays().items():
+        np.testing.assert_array_equal(getattr(full, name), value, err_msg=name)
