@@ -171,6 +171,8 @@ class VisionBlock:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VisionBlock:
+        if not isinstance(data, dict):
+            raise TypeError(f"a vision block is an object, not {type(data).__name__}")
         size = data.get("image_size")
         return cls(
             start=int(data["start"]),
