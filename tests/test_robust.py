@@ -171,7 +171,7 @@ def test_import_refuses_hostile_ids_with_the_rule(tmp_path, sample_id):
     out = refused(tamx_cli("import", good, bad, "--out", run, "--quiet"), "1 file(s) failed", HOSTILE_IDS[sample_id])
     assert "sample ids use letters, digits" in out and "already there" not in out
     assert open_run(run).sample_ids() == ["fine"]
-    assert sorted(p.name for p in (run / "samples").iterdir()) == ["fine", "zarr.json"], "nothing else written"
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["fine"], "nothing else written"
 
 
 def test_a_long_id_is_shown_cut_short(tmp_path):
@@ -541,9 +541,10 @@ def test_errors_cross_process_boundaries_intact():
         assert type(again) is type(error) and str(again) == str(error)
 
 
-def test_a_library_error_around_an_os_refusal_is_the_users_to_fix(run_path, tmp_path):
+def test_an_os_refusal_while_exporting_is_the_users_to_fix(run_path, tmp_path):
+    # tamx writes safetensors itself (bf16 stays bf16): the refusal is a plain OSError naming the file
     out = refused(tamx_cli("export", run_path, "--sample", "img", "--out", "/proc/x.safetensors"))
-    assert "internal error" not in out and "cannot write /proc/x.safetensors" in out
+    assert "internal error" not in out and "/proc/x.safetensors" in out and len(out.strip().splitlines()) == 1
 
 
 def test_stored_ids_from_before_the_portable_rule_stay_readable(run_path):
