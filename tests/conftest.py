@@ -46,16 +46,28 @@ def tiny_model_dir(tmp_path_factory):
     return get
 
 
+CHROMIUM_MISSING = (
+    "the browser tests are skipped: Debian's chromium is not at /usr/bin/chromium "
+    "(install it with `apt-get update && apt-get install -y chromium`)"
+)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say once, at the end, why the browser tests did not run, and how to make them run."""
+    if not Path("/usr/bin/chromium").exists():
+        terminalreporter.write_line(CHROMIUM_MISSING, yellow=True)
+
+
 @pytest.fixture(scope="module")
 def chromium():
-    """Debian's chromium driven by Playwright for the `tamx serve` browser tests (in CI it must
-    be there: the report's browser tests say why). Per module: one Playwright at a time."""
+    """Debian's chromium driven by Playwright for the report's and `tamx serve`'s browser tests
+    (in CI it must be there, never skipped). Per module: one Playwright at a time."""
     from .test_browser import ARGS, CHROMIUM, playwright_api
 
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail("CI must install Debian's chromium (apt-get install chromium)")
-        pytest.skip("Debian's chromium is not installed")
+        pytest.skip(CHROMIUM_MISSING)
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield browser
