@@ -5,19 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from benchmarks.planted import build
 from pipeline.cli import main
 from pipeline.eval import evaluate_run
 from tamx import create_run
 from tamx.synthetic import synthetic_run_info, synthetic_sample
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from planted import build
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,9 @@ real models.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from planted import evaluate
+from benchmarks.planted import evaluate
 
 SAMPLES = 6
 

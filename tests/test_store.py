@@ -230,7 +230,7 @@ def test_a_killed_writer_leaves_only_complete_samples(tmp_path):
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.time() + 60
-    while time.time() < deadline and len(list((path / "samples").glob("s*"))) < 3:
+    while time.time() < deadline and len(list((path / "samples").glob("s*/sample.json"))) < 3:  # 3 committed
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -343,15 +343,6 @@ def test_write_guards(run_path, tmp_path):
 def test_unknown_sample_lists_what_exists(run_path):
     with pytest.raises(SampleError, match=r"no such sample.*img, multi, video"):
         open_run(run_path).sample("nope")
-
-
-def test_the_command_line_loads_no_heavy_module_at_import():
-    code = (
-        "import sys, pipeline.cli, tamx; "
-        "print(','.join(m for m in ('numba', 'zarr', 'jinja2', 'torch', 'cv2', 'numpy', 'fsspec') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "", f"`import pipeline.cli` loaded {out}"
 
 
 def test_nonfinite_lm_head_rows_are_warned_counted_and_stored(tmp_path, caplog):

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,9 +21,7 @@ from tamx import open_run
 moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (pip install -e '.[test]')")
 s3fs = pytest.importorskip("s3fs", reason="the S3 tests need s3fs (pip install -e '.[test]')")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from planted import build  # noqa: E402
+from benchmarks.planted import build  # noqa: E402
 
 
 @pytest.fixture(scope="module")
