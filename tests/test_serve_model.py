@@ -115,7 +115,7 @@ def test_upload_in_the_page_generates_and_shows_the_new_sample(served, chromium)
     assert any(o.startswith("from-page") for o in options)
     page.page.click("[data-answer-index='0']")
     assert page.page.get_attribute("body", "data-painted") == "answer:0:-1:tam"
-    assert page.page.locator("#media canvas").count() == 1
+    assert page.page.locator("#media .frame canvas[data-variant='tam']").count() == 1
     assert page.errors == [] and page.outside(served) == []
 
 
