@@ -154,7 +154,18 @@ def test_the_figure_downloads_for_the_shown_token(server, chromium, tmp_path):
     path = tmp_path / "figure.png"
     download.value.save_as(path)
     run = open_run(server.root / "a")
-    np.testing.assert_array_equal(cv2.imread(str(path)), core_figure(run.sample("img"), run.maps("img", "tam"), 6))
+    sample = run.sample("img")
+    np.testing.assert_array_equal(cv2.imread(str(path)), core_figure(sample, run.maps("img", "tam"), 6))
+    # live maps beside the stored ones: the figure is the first column's, the live one
+    page.set_setting("#serve-kernel", "5")
+    page.page.wait_for_selector("body[data-live='relevance/rank-gaussian/5']")
+    page.page.check("input[name=variant][value=tam]")
+    with page.page.expect_download() as download:
+        page.page.click("#serve-figure")
+    k5 = ExplainSettings(kernel_size=5)
+    assert download.value.suggested_filename == f"img-{k5.variant_name()}-token006.png"
+    download.value.save_as(path)
+    np.testing.assert_array_equal(cv2.imread(str(path)), core_figure(sample, explain_sample(sample, k5), 6))
     assert page.errors == []
 
 
