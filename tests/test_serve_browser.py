@@ -131,6 +131,21 @@ def test_settings_recompute_the_map_and_runs_switch(server, chromium):
     assert page.errors == [] and page.outside(server) == []
 
 
+def test_live_maps_follow_to_the_next_sample(server, chromium):
+    page = LivePage(chromium, server.url + "/?run=a&sample=img")
+    page.pin(2)
+    page.set_setting("#serve-kernel", "5")
+    page.page.wait_for_selector("body[data-live='relevance/rank-gaussian/5']")
+    page.page.check("input[name=variant][value=tam]")
+    page.page.select_option("#serve-sample", "video")
+    page.page.wait_for_selector("body[data-serve-sample='a/video'][data-painted='answer:2:-1:live+tam']")
+    run = open_run(server.root / "a")
+    video = run.sample("video")
+    assert_painted(page, video, answer_row(explain_sample(video, ExplainSettings(kernel_size=5)), 2), "live")
+    assert_painted(page, video, answer_row(run.maps("video", "tam"), 2), "tam")
+    assert page.errors == [] and page.outside(server) == []
+
+
 def test_a_setting_saved_from_the_page_is_stored(server, chromium):
     page = LivePage(chromium, server.url + "/?run=a&sample=video")
     page.set_setting("#serve-filter", "median")

@@ -109,12 +109,19 @@
     const chosen = selectSample && samples.some((s) => s.id === selectSample) ? selectSample : samples.length ? samples[0].id : null;
     if (chosen !== null) $("#serve-sample").value = chosen;
   }
+  // A live variant on screen follows to the next sample (recomputed for it, the same variants ticked).
   async function showSample(sampleId) {
+    const shown = tamx.state.variants;
+    const keepLive = live !== null && shown.includes(config.live_variant);
     data = await api(sampleUrl(run, sampleId));
     live = null;
     tamx.load(data);
     history.replaceState(null, "", "/?run=" + q(run) + "&sample=" + q(sampleId));
     updateCompareLink();
+    if (keepLive) {
+      await recompute();
+      tamx.show(shown);
+    }
     document.body.dataset.serveSample = run + "/" + sampleId;
   }
   function updateCompareLink() {
