@@ -407,6 +407,25 @@ def test_compare_variants_side_by_side(instrument, browser):
     assert p.get_attribute("body", "data-painted") == "answer:3:-1:cam+tam"
 
 
+def test_show_ticks_exactly_the_given_variants(instrument, browser):
+    run = open_run(instrument / "a")
+    sample = run.sample("turns")
+    page = Page(browser, instrument / "html" / "samples" / "turns.html")
+    p = page.page
+    p.click("[data-answer-index='2']")
+    p.evaluate("() => window.tamx.show(['tam', 'cam'])")
+    assert p.evaluate("() => window.tamx.state.variants") == ["cam", "tam"]  # in the page's order
+    assert p.get_attribute("body", "data-painted") == "answer:2:-1:cam+tam"
+    assert p.locator("#media .column").count() == 2
+    p.evaluate("() => window.tamx.show(['tam', 'nope'])")
+    assert p.is_checked("input[name=variant][value=tam]") and not p.is_checked("input[name=variant][value=cam]")
+    assert p.locator("#media .column").count() == 1
+    assert_painted(page, sample, answer_row(run, "turns", "tam", 2))
+    p.evaluate("() => window.tamx.show(['nope'])")  # nothing the page has: no change
+    assert p.evaluate("() => window.tamx.state.variants") == ["tam"]
+    assert page.errors == []
+
+
 def test_two_runs_side_by_side_align_by_word(instrument, browser):
     a, b = open_run(instrument / "a"), open_run(instrument / "b")
     page = Page(browser, instrument / "html-ab" / "samples" / "turns.html")

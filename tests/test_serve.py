@@ -5,6 +5,7 @@ origins, tokens, uploads, a run being written at the same time)."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import subprocess
@@ -21,14 +22,18 @@ import pytest
 
 import pipeline.serve.app as serve_app
 from pipeline.explain import explain_run
+from pipeline.render import FigureOptions
 from pipeline.serve import SERVE_CSP, ServeConfig, ServerThread, make_app
 from pipeline.serve.model import Generator
 from tamx import ExplainSettings, create_run, explain_sample, open_run
-from tamx.figures import token_figure
+from tamx.explain import ECI_MODES
+from tamx.figures import FigureStyle, save_figure, token_figure
+from tamx.filters import FILTERS
 from tamx.report import normalise_jointly, page_data, unpack_array
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 EVIL = "</script><script>alert(1)</script>"
+FIGURE_DPI = FigureOptions.dpi
 K5 = ExplainSettings(eci="uniform", filter="median", kernel_size=5)
 
 
@@ -163,20 +168,30 @@ def test_recomputing_runs_off_the_event_loop_once_per_setting(client, monkeypatc
     assert len(calls) == 1  # and the next one came from the cache
 
 
+def decode_png(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def core_figure(sample, maps, index: int) -> np.ndarray:
+    """The token figure `tamx render --png` draws, as BGR pixels."""
+    buffer = io.BytesIO()
+    save_figure(token_figure(sample, maps, index, FigureStyle(dpi=FIGURE_DPI)), buffer, "png", FIGURE_DPI)
+    return decode_png(buffer.getvalue())
+
+
 def test_a_figure_is_the_cores_figure(client, runs):
     run = open_run(runs / "a")
     sample = run.sample("img")
     stored = client.get("/api/runs/a/samples/img/figure.png", params={"variant": "tam", "index": 2})
     assert stored.status_code == 200 and stored.headers["content-type"] == "image/png"
     assert stored.headers["content-disposition"] == 'attachment; filename="img-tam-token002.png"'
-    image = cv2.imdecode(np.frombuffer(stored.content, np.uint8), cv2.IMREAD_COLOR)
-    np.testing.assert_array_equal(image, token_figure(sample, run.maps("img", "tam"), 2))
+    np.testing.assert_array_equal(decode_png(stored.content), core_figure(sample, run.maps("img", "tam"), 2))
     live = client.get(
         "/api/runs/a/samples/img/figure.png",
         params={"eci": "uniform", "filter": "median", "kernel_size": 5, "index": 4},
     )
-    image = cv2.imdecode(np.frombuffer(live.content, np.uint8), cv2.IMREAD_COLOR)
-    np.testing.assert_array_equal(image, token_figure(sample, explain_sample(sample, K5), 4))
+    assert live.status_code == 200
+    np.testing.assert_array_equal(decode_png(live.content), core_figure(sample, explain_sample(sample, K5), 4))
 
 
 # ---------------------------------------------------------------------- writing
@@ -202,7 +217,7 @@ def test_saving_a_setting_stores_it_as_tamx_explain_would(client, runs, tmp_path
     )
     assert again.json()["skipped"] == ["img"]
     before = files_of(runs / "b")
-    clash = client.post("/api/runs/b/variants", json={"kernel_size": 9, "name": "k5", "samples": ["img"]})
+    clash = client.post("/api/runs/b/variants", json={"kernel_size": 7, "name": "k5", "samples": ["img"]})
     assert clash.status_code == 409 and "--overwrite" in clash.json()["failed"]["img"]
     assert files_of(runs / "b") == before
     assert "k5" in [s for s in client.get("/api/runs/b/samples").json()[0]["variants"]]
@@ -221,6 +236,8 @@ def test_saving_a_setting_stores_it_as_tamx_explain_would(client, runs, tmp_path
         ("/api/runs/a/samples/img/live?kernel_size=abc", 400, "kernel_size must be"),
         ("/api/runs/a/samples/img/live?filter=sharpen", 400, "sharpen"),
         ("/api/runs/a/samples/img/live?eci=maybe", 400, "maybe"),
+        ("/api/runs/a/samples/img/live?kernel_size=101", 400, "wider than every vision grid"),
+        ("/api/runs/a/samples/img/figure.png?kernel_size=15", 400, "up to 13"),
         ("/api/runs/a/samples/img/figure.png?variant=tam&index=99", 400, "answer tokens 0..19"),
         ("/api/runs/a/samples/img/figure.png?variant=nope", 404, "no stored variant"),
         ("/api/runs/a/samples/img/figure.png?index=x", 400, "index must be"),
@@ -311,7 +328,9 @@ def test_a_run_written_by_explain_meanwhile_gives_200_or_409_and_stays_intact(cl
             for path in (
                 "/api/runs/a/samples/video",
                 "/api/runs/a/samples",
-                f"/api/runs/a/samples/img/live?kernel_size={2 * k + 1}",
+                # a new setting each time (kernels that fit the 9 x 13 grid): recomputed, not cached
+                "/api/runs/a/samples/img/live?"
+                f"eci={ECI_MODES[k % 3]}&filter={list(FILTERS)[k // 3 % 4]}&kernel_size={2 * (k // 12 % 7) + 1}",
             ):
                 response = client.get(path)
                 statuses.append(response.status_code)

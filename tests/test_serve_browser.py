@@ -9,11 +9,11 @@ import pytest
 
 from pipeline.serve import ServerThread, make_app
 from tamx import ExplainSettings, create_run, explain_sample, open_run
-from tamx.figures import token_figure
 from tamx.report import normalise_jointly
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 from .test_browser import EVIL, expected_canvases
+from .test_serve import core_figure
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +49,13 @@ class LivePage:
         self.page.goto(url)
         self.page.wait_for_selector(ready)
 
-    def canvases(self) -> list[np.ndarray]:
+    def canvases(self, variant: str | None = None) -> list[np.ndarray]:
+        """RGBA pixels of every map canvas (of one variant's column), [H, W, 4] each."""
         raw = self.page.evaluate(
-            """() => [...document.querySelectorAll('#media canvas')].map(c =>
-                 [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)])"""
+            """(variant) => [...document.querySelectorAll(variant === null ? '#media .frame canvas'
+                   : `#media .frame canvas[data-variant='${variant}']`)].map(c =>
+                 [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)])""",
+            variant,
         )
         return [np.array(pixels, dtype=np.uint8).reshape(h, w, 4) for h, w, pixels in raw]
 
@@ -77,8 +80,8 @@ def answer_row(maps, index: int) -> np.ndarray:
     return q[index]
 
 
-def assert_painted(page: LivePage, sample, row: np.ndarray) -> None:
-    got, want = page.canvases(), expected_canvases(sample, row)
+def assert_painted(page: LivePage, sample, row: np.ndarray, variant: str | None = None) -> None:
+    got, want = page.canvases(variant), expected_canvases(sample, row)
     assert len(got) == len(want)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
@@ -94,10 +97,26 @@ def test_settings_recompute_the_map_and_runs_switch(server, chromium):
     page.set_setting("#serve-eci", "off")
     page.page.wait_for_selector("body[data-live='off/rank-gaussian/5']")
     assert_painted(page, sample, answer_row(explain_sample(sample, ExplainSettings(eci="off", kernel_size=5)), 3))
-    assert page.page.evaluate("window.tamx.state.variant") == "live"
-    # the stored variant is one click away, on the same token
+    assert page.page.evaluate("window.tamx.state.variants") == ["live"]
+    assert page.page.is_checked("input[name=variant][value=live]")
+    assert not page.page.is_checked("input[name=variant][value=tam]")
+    # the stored variant is one tick away: side by side with the live one, on the same token
     page.page.check("input[name=variant][value=tam]")
-    assert_painted(page, sample, answer_row(open_run(server.root / "a").maps("img", "tam"), 3))
+    page.page.wait_for_selector("body[data-painted='answer:3:-1:live+tam']")
+    assert page.page.locator("#media .column").count() == 2
+    live = answer_row(explain_sample(sample, ExplainSettings(eci="off", kernel_size=5)), 3)
+    assert_painted(page, sample, live, "live")
+    assert_painted(page, sample, answer_row(open_run(server.root / "a").maps("img", "tam"), 3), "tam")
+    # a new setting repaints the live column and keeps the stored one beside it
+    page.set_setting("#serve-kernel", "1")
+    page.page.wait_for_selector("body[data-live='off/rank-gaussian/1']")
+    assert page.page.evaluate("window.tamx.state.variants") == ["live", "tam"]
+    assert_painted(
+        page, sample, answer_row(explain_sample(sample, ExplainSettings(eci="off", kernel_size=1)), 3), "live"
+    )
+    assert_painted(page, sample, answer_row(open_run(server.root / "a").maps("img", "tam"), 3), "tam")
+    page.page.uncheck("input[name=variant][value=live]")
+    page.page.wait_for_selector("body[data-painted='answer:3:-1:tam']")
     # another run: its first sample, the token kept
     page.page.select_option("#serve-run", "b")
     page.page.wait_for_selector("body[data-serve-sample='b/multi'][data-painted='answer:3:-1:tam']")
@@ -109,6 +128,21 @@ def test_settings_recompute_the_map_and_runs_switch(server, chromium):
     page.page.wait_for_selector("body[data-serve-sample='a/img']")
     assert EVIL[1] in page.page.locator("#serve-sample option").all_inner_texts()[1]  # shown literally
     assert page.dialogs == [] and page.page.locator("img[src=x]").count() == 0
+    assert page.errors == [] and page.outside(server) == []
+
+
+def test_live_maps_follow_to_the_next_sample(server, chromium):
+    page = LivePage(chromium, server.url + "/?run=a&sample=img")
+    page.pin(2)
+    page.set_setting("#serve-kernel", "5")
+    page.page.wait_for_selector("body[data-live='relevance/rank-gaussian/5']")
+    page.page.check("input[name=variant][value=tam]")
+    page.page.select_option("#serve-sample", "video")
+    page.page.wait_for_selector("body[data-serve-sample='a/video'][data-painted='answer:2:-1:live+tam']")
+    run = open_run(server.root / "a")
+    video = run.sample("video")
+    assert_painted(page, video, answer_row(explain_sample(video, ExplainSettings(kernel_size=5)), 2), "live")
+    assert_painted(page, video, answer_row(run.maps("video", "tam"), 2), "tam")
     assert page.errors == [] and page.outside(server) == []
 
 
@@ -135,7 +169,18 @@ def test_the_figure_downloads_for_the_shown_token(server, chromium, tmp_path):
     path = tmp_path / "figure.png"
     download.value.save_as(path)
     run = open_run(server.root / "a")
-    np.testing.assert_array_equal(cv2.imread(str(path)), token_figure(run.sample("img"), run.maps("img", "tam"), 6))
+    sample = run.sample("img")
+    np.testing.assert_array_equal(cv2.imread(str(path)), core_figure(sample, run.maps("img", "tam"), 6))
+    # live maps beside the stored ones: the figure is the first column's, the live one
+    page.set_setting("#serve-kernel", "5")
+    page.page.wait_for_selector("body[data-live='relevance/rank-gaussian/5']")
+    page.page.check("input[name=variant][value=tam]")
+    with page.page.expect_download() as download:
+        page.page.click("#serve-figure")
+    k5 = ExplainSettings(kernel_size=5)
+    assert download.value.suggested_filename == f"img-{k5.variant_name()}-token006.png"
+    download.value.save_as(path)
+    np.testing.assert_array_equal(cv2.imread(str(path)), core_figure(sample, explain_sample(sample, k5), 6))
     assert page.errors == []
 
 

@@ -115,7 +115,7 @@ def test_upload_in_the_page_generates_and_shows_the_new_sample(served, chromium)
     assert any(o.startswith("from-page") for o in options)
     page.page.click("[data-answer-index='0']")
     assert page.page.get_attribute("body", "data-painted") == "answer:0:-1:tam"
-    assert page.page.locator("#media canvas").count() == 1
+    assert page.page.locator("#media .frame canvas[data-variant='tam']").count() == 1
     assert page.errors == [] and page.outside(served) == []
 
 
@@ -133,7 +133,9 @@ def test_the_command_loads_the_model_and_serves_its_run(tmp_path):
         url = lines[-1].split("open ", 1)[1].strip()
         config = httpx.get(url + "api/config", timeout=30).json()
         assert config["model"]["id"] == str(MODEL_DIR.resolve()) and config["model"]["run"] == "live"
-        assert httpx.get(url, timeout=30).status_code == 200  # the empty page, until a first generation
+        empty = httpx.get(url, timeout=30)  # the empty page, until a first generation
+        assert empty.status_code == 200 and MODEL_DIR.name in empty.text
+        assert str(MODEL_DIR.resolve()) not in empty.text, "a page shows the model folder's name, not its path"
     finally:
         process.terminate()
         process.wait(30)

@@ -563,16 +563,21 @@
         event.target.checked = true;
         return;
       }
-      variants = checked;
-      const sel = pinned;
-      if (sel && sel.kind !== "answer" && !runs[sel.run].array(variants[0], sel.kind === "prompt" ? "prompt" : "candidates")) pinned = { ...sel, kind: "answer", candidate: -1 };
-      buildMedia();
-      paint();
+      showVariants(checked);
     });
     $("#media").addEventListener("mousemove", onCellMove);
     $("#opacity").addEventListener("input", setOpacity);
     $("#group-words").addEventListener("change", paint);
     $("#show-template").addEventListener("change", (event) => document.body.classList.toggle("show-template", event.target.checked));
+  }
+  // Show these variants side by side, in the page's order (the boxes follow).
+  function showVariants(names) {
+    variants = variantsOf().filter((v) => names.includes(v));
+    for (const input of document.querySelectorAll("input[name=variant]")) input.checked = variants.includes(input.value);
+    const sel = pinned;
+    if (sel && sel.kind !== "answer" && !runs[sel.run].array(variants[0], sel.kind === "prompt" ? "prompt" : "candidates")) pinned = { ...sel, kind: "answer", candidate: -1 };
+    buildMedia();
+    paint();
   }
   function buildVariantControls(previous) {
     const names = variantsOf();
@@ -620,8 +625,14 @@
 
   bindOnce();
   load(JSON.parse(document.getElementById("tamx-data").textContent));
+  // The page's API (tamx serve, notebooks, tests): load(data) re-renders from a page_data payload;
+  // show(names) ticks exactly these variants (names the page lacks are ignored; none: no change);
+  // state is the current sample, variants and token.
   window.tamx = {
     load,
+    show(names) {
+      if (variantsOf().some((v) => names.includes(v))) showVariants(names);
+    },
     get state() {
       const sel = shown();
       return {

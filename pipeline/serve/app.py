@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
+import io
 import json
 import logging
 import os
@@ -26,7 +27,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import cv2
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,16 +37,16 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from tamx import ExplainSettings, Run, Sample, explain_sample, open_run
+from tamx import ExplainSettings, Maps, Run, Sample, explain_sample, open_run
 from tamx.errors import SampleError, TamxError
 from tamx.explain import ECI_MODES
-from tamx.figures import token_figure
+from tamx.figures import FigureStyle, save_figure, token_figure
 from tamx.filters import FILTERS
 from tamx.records import check_sample_id
-from tamx.report import colormap_lut, pack_array, page_data
+from tamx.report import colormap_lut, display_name, pack_array, page_data
 
-from ..explain import explain_run
-from ..render import sample_page
+from ..explain import check_kernel_fits, explain_run
+from ..render import FigureOptions, sample_page
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,9 @@ LIVE = "live"  # the variant name of maps recomputed for the page's settings, ne
 MAX_UPLOAD_BYTES = 64 << 20
 FORM_OVERHEAD = 64 << 10  # multipart boundaries and the text fields, on top of the files
 TOKEN_COOKIE = "tamx_token"
+FIGURE_DPI = FigureOptions.dpi  # a downloaded figure is the one `tamx render --png` draws
+# matplotlib's rcParams (the figures' fonts and sizes) are process-wide: one figure at a time
+_FIGURE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -282,7 +285,7 @@ def empty_page_data(model: str | None) -> dict[str, Any]:
     """The page's payload when there is no sample yet (model mode before the first generation)."""
     return {
         "id": "",
-        "model": model or "",
+        "model": display_name(model) if model else "",
         "notice": None,
         "vision_size": 0,
         "images": [],
@@ -291,9 +294,15 @@ def empty_page_data(model: str | None) -> dict[str, Any]:
         "answer_words": [],
         "candidates": [],
         "candidate_probs": [],
+        "run": None,
+        "mode": "generate",
+        "image_sizes": [],
+        "frames": [],
+        "answer_probs": None,
         "n_context": 0,
         "variants": {},
         "default_variant": None,
+        "shown_variants": [],
         "lut": pack_array(colormap_lut()),
     }
 
@@ -321,6 +330,16 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
 
     def sample_params(request: Request) -> tuple[str, str]:
         return request.path_params["run"], request.path_params["sample"]
+
+    def explained(name: str, sample_id: str, settings: ExplainSettings, variant: str) -> tuple[Sample, Maps]:
+        """The sample and its maps for settings (blocking); a window wider than every grid is a 400,
+        as `tamx explain` refuses it (its cost grows as k^4)."""
+        try:
+            check_kernel_fits(store.run(name), [sample_id], settings)
+        except TamxError as exc:
+            raise http_error(400, str(exc)) from None
+        sample = store.sample(name, sample_id)
+        return sample, explain_sample(sample, settings, variant)
 
     def stored_page(name: str, sample_id: str) -> dict[str, Any]:
         sample = store.sample(name, sample_id)
@@ -412,8 +431,7 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
         key = (name, sample_id, store.version(name, sample_id), json.dumps(settings.to_json(), sort_keys=True))
 
         def compute() -> bytes:
-            sample = store.sample(name, sample_id)
-            maps = explain_sample(sample, settings, LIVE)
+            sample, maps = explained(name, sample_id, settings, LIVE)
             bare = dataclasses.replace(sample, media=[])  # the view needs no images
             view = page_data(bare, {LIVE: maps}, store.run(name).info)["variants"][LIVE]
             body = {"settings": settings.to_json(), "name": settings.variant_name(), "view": view}
@@ -434,21 +452,20 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
         settings = None if variant and variant != LIVE else settings_from(query)
 
         def draw() -> bytes:
-            sample = store.sample(name, sample_id)
             if settings is None:
-                run = store.run(name)
+                sample, run = store.sample(name, sample_id), store.run(name)
                 if variant not in run.variants(sample_id):
                     raise http_error(404, f"sample {sample_id!r} has no stored variant {variant!r}")
                 maps = _read(lambda: run.maps(sample_id, variant))
             else:
-                maps = explain_sample(sample, settings, settings.variant_name())
+                sample, maps = explained(name, sample_id, settings, settings.variant_name())
             n = len(sample.answer_positions)
             if not 0 <= index < n:
                 raise http_error(400, f"sample {sample_id!r} has answer tokens 0..{n - 1}, not {index}")
-            ok, encoded = cv2.imencode(".png", token_figure(sample, maps, index))
-            if not ok:
-                raise http_error(500, "OpenCV could not encode the figure as PNG")
-            return encoded.tobytes()
+            png = io.BytesIO()
+            with _FIGURE_LOCK:
+                save_figure(token_figure(sample, maps, index, FigureStyle(dpi=FIGURE_DPI)), png, "png", FIGURE_DPI)
+            return png.getvalue()
 
         png = await blocking(draw)
         filename = f"{sample_id}-{variant if settings is None else settings.variant_name()}-token{index:03d}.png"

@@ -109,12 +109,19 @@
     const chosen = selectSample && samples.some((s) => s.id === selectSample) ? selectSample : samples.length ? samples[0].id : null;
     if (chosen !== null) $("#serve-sample").value = chosen;
   }
+  // A live variant on screen follows to the next sample (recomputed for it, the same variants ticked).
   async function showSample(sampleId) {
+    const shown = tamx.state.variants;
+    const keepLive = live !== null && shown.includes(config.live_variant);
     data = await api(sampleUrl(run, sampleId));
     live = null;
     tamx.load(data);
     history.replaceState(null, "", "/?run=" + q(run) + "&sample=" + q(sampleId));
     updateCompareLink();
+    if (keepLive) {
+      await recompute();
+      tamx.show(shown);
+    }
     document.body.dataset.serveSample = run + "/" + sampleId;
   }
   function updateCompareLink() {
@@ -138,6 +145,12 @@
     return { eci: $("#serve-eci").value, filter: $("#serve-filter").value, kernel_size: $("#serve-kernel").value };
   }
   const settingsKey = (s) => s.eci + "/" + s.filter + "/" + s.kernel_size;
+  // The live variant goes first: its column is the leftmost beside the stored ones compared to it.
+  function withLive(view) {
+    const stored = { ...data.variants };
+    delete stored[config.live_variant];
+    data.variants = { [config.live_variant]: view, ...stored };
+  }
   async function recompute() {
     if (!data.id) return;
     const wanted = settings();
@@ -145,14 +158,11 @@
     say("computing " + settingsKey(wanted) + " ...");
     const result = await api(sampleUrl(run, data.id) + "/live?" + query);
     if (settingsKey(settings()) !== settingsKey(wanted)) return; // a newer change is on its way
-    data.variants[config.live_variant] = result.view;
+    withLive(result.view);
     live = wanted;
     tamx.load(data);
-    const radio = document.querySelector("input[name=variant][value='" + config.live_variant + "']");
-    if (!radio.checked) {
-      radio.checked = true;
-      radio.dispatchEvent(new Event("change", { bubbles: true }));
-    }
+    // The live maps are shown: alone at first; the stored variants ticked beside them stay.
+    if (!tamx.state.variants.includes(config.live_variant)) tamx.show([config.live_variant]);
     $("#serve-variant-name").placeholder = result.name;
     say("live: " + settingsKey(wanted) + " (not stored; save it as a variant to keep it)");
     document.body.dataset.live = settingsKey(wanted);
@@ -170,10 +180,11 @@
     });
     const liveView = data.variants[config.live_variant];
     data = await api(sampleUrl(run, data.id));
-    if (liveView) data.variants[config.live_variant] = liveView;
+    if (liveView) withLive(liveView);
     tamx.load(data);
     say("saved variant " + result.variant + ": " + result.done.length + " sample(s) explained, " + result.skipped.length + " already stored");
   }
+  // The figure of the shown token in the first (leftmost) shown variant.
   function figureHref() {
     const state = tamx.state;
     const query = new URLSearchParams({ index: state.kind === "prompt" ? 0 : state.index });
