@@ -418,6 +418,11 @@ class Run:
             for name in names
         }
 
+    def sample_version(self, sample_id: str) -> str:
+        """A stamp of the sample's current commit: it changes whenever the sample is rewritten
+        (SampleError if there is no such sample)."""
+        return self._sample_commit(sample_id)["token"]
+
     def sample_attrs(self, sample_id: str) -> dict[str, Any]:
         """The sample's JSON fields (blocks, tokens, messages, meta, media) without loading arrays."""
         return dict(self._sample_commit(sample_id)["json"])

@@ -227,20 +227,20 @@ class _Runs:
                 continue
         return out
 
-    def version(self, name: str, sample_id: str) -> int:
-        """A stamp that changes when the sample is rewritten (its folder's metadata file)."""
+    def version(self, name: str, sample_id: str) -> str:
+        """A stamp that changes when the sample is rewritten (its commit's write token)."""
         try:
             check_sample_id(sample_id)
         except SampleError as exc:
             raise http_error(400, str(exc)) from None
         run = self.run(name)
-        try:
-            return (run.path / "samples" / sample_id / "zarr.json").stat().st_mtime_ns
-        except FileNotFoundError:
+        if sample_id not in run:
             known = run.sample_ids()
-            raise http_error(
-                404, f"run {name!r} has no sample {sample_id!r} (it has {', '.join(known[:5]) or 'none'})"
-            ) from None
+            raise http_error(404, f"run {name!r} has no sample {sample_id!r} (it has {', '.join(known[:5]) or 'none'})")
+        try:
+            return run.sample_version(sample_id)
+        except TamxError as exc:  # rewritten or damaged right now
+            raise http_error(409, f"{exc}; retry") from None
 
     def sample(self, name: str, sample_id: str) -> Sample:
         """A loaded sample with its media (blocking: call from a worker thread)."""
@@ -500,7 +500,7 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
             raise http_error(400, "samples must be a list of sample ids, or left out for all samples")
         for sample_id in samples or []:
             store.version(name, sample_id)  # 400 / 404 for bad or unknown ids
-        path = store.run(name).path
+        path = store.run(name).url
 
         def save():
             try:
