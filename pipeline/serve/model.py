@@ -26,7 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from tamx import ExplainSettings
+from tamx import ExplainSettings, open_run
 from tamx.errors import SampleError, TamxError
 from tamx.records import check_sample_id
 
@@ -172,10 +172,16 @@ class Generator:
     def describe(self) -> dict[str, Any]:
         return {"id": self.model_id, "run": self.run_name, "max_files": MAX_FILES}
 
+    def _stored(self, sample_id: str) -> bool:
+        try:
+            return sample_id in open_run(self.out)
+        except TamxError:  # no run yet: nothing stored
+            return False
+
     def check_new_id(self, sample_id: str) -> None:
         with self._lock:
             taken = any(self._jobs[j].upload.sample_id == sample_id for j in self._line)
-        if taken or (self.out / "samples" / sample_id / "zarr.json").is_file():
+        if taken or self._stored(sample_id):
             raise _http(409, f"sample {sample_id!r} is already in {self.out} or in line; choose another id")
 
     def submit(self, upload: Upload) -> Job:
