@@ -11,13 +11,14 @@ import click
 
 import tamx
 from tamx import ExplainSettings
+from tamx.captions import format_captions
 from tamx.datasets import DATASETS
 from tamx.errors import TamxError
 from tamx.filters import FILTERS
 
 from .encode.command import encode
 from .eval import evaluate_run, write_results
-from .eval.stage import format_table
+from .eval.stage import format_class_table, format_table
 from .explain import explain_run
 from .info import run_summary
 from .interchange import export_file, import_files
@@ -251,7 +252,9 @@ def eval_(
     out: str | None,
     quiet: bool,
 ) -> None:
-    """Score the maps of RUN against the masks of a dataset: Obj-IoU, Func-IoU, F1-IoU.
+    """Score the maps of RUN against the masks of a dataset: Obj-IoU, Func-IoU, F1-IoU, pointing.
+
+    Generated answers are also scored against the reference captions (ROUGE-L, METEOR, CIDEr-D).
 
     Every stored variant is scored side by side; per-class and per-word breakdowns and every
     scored word go to --out.
@@ -267,12 +270,16 @@ def eval_(
         wrap=lambda items, total: progress(items, f"eval {dataset}", total, quiet),
     )
     click.echo(format_table(result))
+    click.echo("\n" + format_class_table(result))
+    click.echo("\n" + format_captions(result.captions))
     folder = Path(out) if out else Path(run) / "eval" / dataset
     write_results(result, folder)
     if not quiet:
         skipped = f"; {len(result.not_in_dataset)} sample(s) without a record skipped" if result.not_in_dataset else ""
         click.echo(
-            f"wrote {folder}/summary.csv, summary.json, per_class.csv, per_word.csv, entries.csv{skipped}", err=True
+            f"wrote {folder}/summary.csv, summary.json, per_class.csv, per_word.csv, per_word_class.csv, entries.csv, "
+            f"captions.csv{skipped}",
+            err=True,
         )
     _report_failures(result.failed, "sample(s)")
 
