@@ -134,4 +134,3 @@ def summarise_points(points: Sequence[PointScore]) -> PointSummary:
     return PointSummary(
         float(np.mean([p.hit for p in points])), float(np.mean([p.chance for p in points])), len(points)
     )
-
