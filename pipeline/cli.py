@@ -302,16 +302,36 @@ main.add_command(encode)
 
 @main.command()
 @click.option("--out", default="tamx-demo", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--model", default=None, help="A model id or folder instead of the bundled toy model.")
+@click.option("--model", default=None, help="A model id or folder instead of the bundled toy model (tamx-demo).")
 @click.option("--overwrite", is_flag=True, help="Replace the inputs, run and report of an earlier demo in --out.")
 def demo(out: str, model: str | None, overwrite: bool) -> None:
     """Encode, explain and render bundled shapes-world images with a bundled toy VLM (CPU, offline)."""
+    from .demo import DEMO_MODEL
     from .demo.run import NOTICE, captions, run_demo
 
-    if model is None:
+    if model in (None, DEMO_MODEL):
         click.echo(NOTICE, err=True)
     report = run_demo(out, model, overwrite)
     for sample_id, answer in captions(report.run).items():
         click.echo(f"  {sample_id}: {answer}", err=True)
     click.echo(f"done in {report.seconds:.1f} s; open the report:", err=True)
     click.echo(str(report.index))
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the dataset.")
+@click.option("--scenes", default=500, show_default=True, type=click.IntRange(1), help="Number of scenes.")
+@click.option("--seed", default=1000, show_default=True, type=int, help="Scene seed (training draws other streams).")
+@click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
+def shapes(out: str, scenes: int, seed: int, overwrite: bool) -> None:
+    """Write shapes-world scenes as a folder dataset with masks and manifests, for the demo model's benchmark.
+
+    Then: tamx encode --model tamx-demo --manifest OUT/manifest-true.jsonl --out RUN (or manifest.jsonl
+    to let the model caption), tamx explain RUN, tamx eval RUN --dataset folder --data OUT.
+    """
+    from .demo.dataset import write_shapes_dataset
+
+    written = write_shapes_dataset(out, scenes, seed, overwrite)
+    click.echo(f"{written.folder}: {written.scenes} scene(s) with masks (folder dataset)", err=True)
+    click.echo(f"  {written.manifest_true}: the true captions as answers (localization: every word scored)", err=True)
+    click.echo(f"  {written.manifest}: the model captions (caption metrics)", err=True)
