@@ -37,3 +37,17 @@ def test_shapes_benchmark_reports_every_variant_and_word_class(tmp_path):
     assert set(summary["teacher_forced_top1"]) == {"colour", "shape", "other"}
     assert (out / "eval" / "summary.csv").is_file() and (out / "eval" / "per_word_class.csv").is_file()
     assert "word class" in result.stdout and "chance" in result.stdout
+
+
+def test_vision_probe_runs_and_reports_cell_and_object_accuracy():
+    pytest.importorskip("transformers")
+    result = subprocess.run(
+        [sys.executable, "benchmarks/shapes_vision_probe.py", "--steps", "2", "--eval-every", "1", "--layers", "1",
+         "--hidden", "32", "--heads", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records[0]["grid"] == 12 and [r["step"] for r in records[1:]] == [1, 2]
+    for r in records[1:]:
+        assert all(0 <= r[k] <= 1 for k in ("colour_cell", "shape_cell", "colour_object", "shape_object"))
