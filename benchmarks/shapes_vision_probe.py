@@ -30,8 +30,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.demo.train import pixels  # noqa: E402
-from tamx.shapes import COLOURS, IMAGE_SIZE, SHAPES, cell_labels, make_scene  # noqa: E402
+from pipeline.demo.train import pixels
+from tamx.shapes import COLOURS, IMAGE_SIZE, SHAPES, cell_labels, make_scene
 
 
 def cell_targets(scene, grid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({"config": vars(args), "grid": grid}), flush=True)
     for step in range(args.steps):
         for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / 30) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / args.steps)))
+            cosine = 0.5 * (1 + math.cos(math.pi * step / args.steps))
+            group["lr"] = args.lr * min(1.0, (step + 1) / 30) * (0.1 + 0.9 * cosine)
         pv, colour, shape, _ = draw(np.random.default_rng([args.seed, step]), args.batch, grid)
         colour_logits, shape_logits = model(pv)
         loss = F.cross_entropy(colour_logits.flatten(0, 1), colour.flatten()) + F.cross_entropy(
