@@ -248,11 +248,11 @@ def evaluate_run(
             result.variant_settings.setdefault(variant, settings)
     for variant in result.samples:
         result.summaries[variant] = summarise(result.objects[variant], result.functions[variant])
-    result.captions = run_captions(run, [s for s in shared if s not in result.failed], records)
     if variants is not None:
         absent = [v for v in variants if v not in result.summaries]
         if absent:
             raise TamxError(f"variant(s) {', '.join(absent)} are not stored for these samples; run `tamx explain`")
+    result.captions = run_captions(run, [s for s in shared if s not in result.failed], records)
     return result
 
 
