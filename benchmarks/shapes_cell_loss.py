@@ -5,7 +5,7 @@ labels (after a sharp onset near step 600-700). This experiment continues the vi
 the bundled model (its frozen LM is the text stage's LM, as in training) with the caption loss
 plus `--weight` times the cross-entropy of two linear heads on the vision features (every
 cell's colour and shape, 7 and 5 classes with "background"; the heads are scaffolding and are
-not part of the model). Every `--eval-every` steps it reports, on 64 held-out scenes, the
+not part of the model). Every `--eval-every` steps it reports, on `--held-out` (64) held-out scenes, the
 teacher-forced top-1 accuracy of the colour and shape words of the true caption (is the true
 word the model's first choice?) and the heads' per-cell accuracy on object cells.
 
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--minutes", type=float, default=12.0)
     parser.add_argument("--fresh-vision", action="store_true", help="re-initialise the vision tower and projector")
+    parser.add_argument("--held-out", type=int, default=64, help="held-out scenes for the accuracies")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     from transformers import AutoTokenizer, LlavaForConditionalGeneration
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     heads = torch.nn.ModuleList([torch.nn.Linear(width, len(COLOURS) + 1), torch.nn.Linear(width, len(SHAPES) + 1)])
     params = set_trainable(model, "vision") + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    data = held_out(seqs, 64)
+    data = held_out(seqs, args.held_out)
     model.eval()
     print(json.dumps({"config": vars(args), "step": 0, **evaluate(model, heads, seqs, data)}), flush=True)
     model.train()
