@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -101,9 +102,11 @@ def score_captions(
         try:
             corpus, each = meteor.compute_score(gts, res)
         finally:
+            if meteor.lock.locked():  # compute_score keeps it on error, and the wrapper's __del__ waits for it
+                meteor.lock.release()
             meteor.meteor_p.stdin.close()
             meteor.meteor_p.wait(timeout=60)
-    except (OSError, ValueError) as exc:  # the jar did not start or answered something else than scores
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:  # the jar failed or answered no scores
         log.warning("METEOR failed: %s", exc)
         result.scores["meteor"] = None
         result.unavailable["meteor"] = f"the METEOR jar failed ({exc}); check `java -version` works"

@@ -105,3 +105,28 @@ def test_meteor_runs_offline_from_the_packaged_jar():
     meteor = [scores.per_sample[str(i)]["meteor"] for i in range(3)]
     assert meteor[0] == pytest.approx(1.0, abs=1e-3) and meteor[0] > meteor[1] > meteor[2]
     assert 0 < scores.scores["meteor"] < 1
+
+
+def test_a_failing_meteor_jar_is_reported_and_the_other_scores_stay(monkeypatch):
+    import subprocess
+
+    import tamx.captions as captions
+
+    class Broken:
+        """A METEOR wrapper whose jar exits at once (as a JVM that cannot start does)."""
+
+        def __init__(self):
+            import threading
+
+            self.lock = threading.Lock()
+            self.meteor_p = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.PIPE)
+
+        def compute_score(self, gts, res):
+            self.lock.acquire()
+            raise ValueError("could not convert string to float: ''")
+
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/java")
+    monkeypatch.setattr(captions, "_meteor", lambda: Broken)
+    scores = score_captions({"a": "a dog."}, {"a": ["a dog."]})
+    assert scores.scores["meteor"] is None and "METEOR jar failed" in scores.unavailable["meteor"]
+    assert scores.scores["rouge_l"] == pytest.approx(1.0)
