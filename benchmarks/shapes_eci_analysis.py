@@ -20,9 +20,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.shapes_eval import COVER, cell_cover, word_class
 from tamx import open_run
 from tamx.datasets import load_dataset
+from tamx.layout import map_frames
+from tamx.pointing import COVER, cell_cover
+from tamx.shapes import word_classes
+
+CLASSES = word_classes()
 
 
 def analyse(run_path: Path, data: Path, tokenizer) -> dict:
@@ -36,15 +40,14 @@ def analyse(run_path: Path, data: Path, tokenizer) -> dict:
         maps = run.maps(sample_id, "eci")
         masks = records[sample_id].masks()
         union = np.any(np.stack(list(masks.values())), axis=0)
-        (block,) = sample.vision_blocks
-        grid = tuple(int(v) for v in block.grid[1:])
+        frames = map_frames(sample.vision_blocks)
         ids, answers, context = sample.input_ids, sample.answer_positions, sample.context_positions
         for i, position in enumerate(answers):
             word = tokenizer.decode([int(ids[position])]).strip()
-            if word_class(word) != "colour":
+            if CLASSES.get(word) != "colour":
                 continue
-            cover = cell_cover(masks[word], grid) >= COVER
-            any_cover = cell_cover(union, grid) >= COVER
+            cover = cell_cover(masks[word], frames) >= COVER
+            any_cover = cell_cover(union, frames) >= COVER
             cam, eci = maps.cam[i], maps.eci[i]
             cam_hit.append(bool(cam.max() > 0 and cover.flat[int(np.argmax(cam))]))
             eci_hit.append(bool(eci.max() > 0 and cover.flat[int(np.argmax(eci))]))
@@ -90,9 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from transformers import AutoTokenizer
 
-    from pipeline.demo.run import MODEL_DIR
+    from pipeline.demo import resolve_model
 
-    tokenizer = AutoTokenizer.from_pretrained(args.model or str(MODEL_DIR))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.model or "tamx-demo"))
     out = Path(args.out)
     results = {**analyse(out / "run", out / "data", tokenizer), **estimate_shape(out / "run", tokenizer)}
     for key, value in results.items():
@@ -125,7 +128,7 @@ def estimate_shape(run_path: Path, tokenizer) -> dict:
         classes = [index[int(ids[q])] for q in context]
         prompt_maps = activation_maps(vision, rows[classes], None if bias is None else bias[classes]).T
         for i, position in enumerate(answers):
-            if word_class(tokenizer.decode([int(ids[position])]).strip()) != "colour":
+            if CLASSES.get(tokenizer.decode([int(ids[position])]).strip()) != "colour":
                 continue
             r = np.concatenate([maps.text_relevance[i], maps.answer_relevance[i][:i]])
             if r.sum() <= 0:

@@ -380,13 +380,17 @@ def eval_(
     out: str | None,
     quiet: bool,
 ) -> None:
-    """Score the maps of RUN against the masks of a dataset: Obj-IoU, Func-IoU, F1-IoU.
+    """Score the maps of RUN against the masks of a dataset: Obj-IoU, Func-IoU, F1-IoU, pointing.
+
+    Generated answers are also scored against the reference captions (ROUGE-L, METEOR, CIDEr-D).
 
     Every stored variant is scored side by side; per-class and per-word breakdowns and every
     scored word go to --out.
     """
+    from tamx.captions import format_captions
+
     from .eval import evaluate_run, write_results
-    from .eval.stage import format_table
+    from .eval.stage import format_class_table, format_table
 
     result = evaluate_run(
         run,
@@ -399,6 +403,8 @@ def eval_(
         wrap=lambda items, total: progress(items, f"eval {dataset}", total, quiet),
     )
     click.echo(format_table(result))
+    click.echo("\n" + format_class_table(result))
+    click.echo("\n" + format_captions(result.captions))
     if out is None and "://" in run:
         raise click.UsageError("a run at a URL needs --out for the results folder", ctx=click.get_current_context())
     folder = Path(out) if out else Path(run) / "eval" / dataset
@@ -406,7 +412,9 @@ def eval_(
     if not quiet:
         skipped = f"; {len(result.not_in_dataset)} sample(s) without a record skipped" if result.not_in_dataset else ""
         click.echo(
-            f"wrote {folder}/summary.csv, summary.json, per_class.csv, per_word.csv, entries.csv{skipped}", err=True
+            f"wrote {folder}/summary.csv, summary.json, per_class.csv, per_word.csv, per_word_class.csv, entries.csv, "
+            f"captions.csv{skipped}",
+            err=True,
         )
     report_failures(result.failed, "sample(s)")
 
@@ -440,13 +448,14 @@ def _split(value: str | None) -> list[str] | None:
 
 @main.command()
 @click.option("--out", default="tamx-demo", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--model", default=None, help="A model id or folder instead of the bundled toy model.")
+@click.option("--model", default=None, help="A model id or folder instead of the bundled toy model (tamx-demo).")
 @click.option("--overwrite", is_flag=True, help="Replace the inputs, run and report of an earlier demo in --out.")
 def demo(out: str, model: str | None, overwrite: bool) -> None:
     """Encode, explain and render bundled shapes-world images with a bundled toy VLM (CPU, offline)."""
+    from .demo import DEMO_MODEL
     from .demo.run import NOTICE, captions, run_demo
 
-    if model is None:
+    if model in (None, DEMO_MODEL):
         click.echo(NOTICE, err=True)
     report = run_demo(out, model, overwrite)
     for sample_id, answer in captions(report.run).items():
@@ -527,3 +536,22 @@ def serve(
             model, out or "tamx-serve/run", device=device, dtype=dtype, settings=EncodeSettings(max_new_tokens)
         )
     serve_forever(config, host, port, echo=lambda line: click.echo(line, err=True))
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the dataset.")
+@click.option("--scenes", default=500, show_default=True, type=click.IntRange(1), help="Number of scenes.")
+@click.option("--seed", default=1000, show_default=True, type=int, help="Scene seed (training draws other streams).")
+@click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
+def shapes(out: str, scenes: int, seed: int, overwrite: bool) -> None:
+    """Write shapes-world scenes as a folder dataset with masks and manifests, for the demo model's benchmark.
+
+    Then: tamx encode --model tamx-demo --manifest OUT/manifest-true.jsonl --out RUN (or manifest.jsonl
+    to let the model caption), tamx explain RUN, tamx eval RUN --dataset folder --data OUT.
+    """
+    from .demo.dataset import write_shapes_dataset
+
+    written = write_shapes_dataset(out, scenes, seed, overwrite)
+    click.echo(f"{written.folder}: {written.scenes} scene(s) with masks (folder dataset)", err=True)
+    click.echo(f"  {written.manifest_true}: the true captions as answers (localization: every word scored)", err=True)
+    click.echo(f"  {written.manifest}: the model captions (caption metrics)", err=True)

@@ -5,7 +5,8 @@ noisy grey background. Its caption lists the objects left to right ("a red circl
 square."), so every colour word and every shape word names exactly one object, whose mask is the
 ground truth. `write_folder_dataset` writes scenes in the `folder` layout that `tamx eval` reads
 (docs/eval.md): each object's mask is stored twice, under its colour and under its shape, so that
-both words are scored as object words against the same pixels.
+both words are scored as object words against the same pixels, and `word_classes.json` says which
+words are colours and which are shapes (pointing is reported per class).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .pointing import WORD_CLASSES_FILE
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 40, 40),
@@ -30,6 +33,8 @@ FUNCTION_WORDS: tuple[str, ...] = ("a", "and")
 PROMPT = "Describe the image."
 PROMPT_TWO = "Describe the two images."
 IMAGE_SIZE = 168
+MAX_OBJECTS = min(len(COLOURS), len(SHAPES))
+PLACEMENT_TRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -89,15 +94,24 @@ def make_scene(
 ) -> Scene:
     """One random scene of `count` (default: 1-3 at random) shapes drawn with `rng`."""
     count = int(rng.integers(1, 4)) if count is None else count
+    if not 1 <= count <= MAX_OBJECTS:
+        raise ValueError(f"a scene holds 1 to {MAX_OBJECTS} shapes (distinct colours and kinds), not {count}")
     colours = rng.choice(len(COLOURS), size=count, replace=False)
     kinds = rng.choice(len(SHAPES), size=count, replace=False)
     placed: list[tuple[int, int, int]] = []
-    while len(placed) < count:
+    for _ in range(PLACEMENT_TRIES):
+        if len(placed) == count:
+            break
         r = int(rng.integers(radius_range[0], radius_range[1] + 1))
         x, y = (int(v) for v in rng.integers(r + 2, size - r - 2, size=2))
         # apart by 4 px beyond the enclosing circles, and 12 px apart in x so that "left to right" is clear
         if all((x - px) ** 2 + (y - py) ** 2 > (r + pr + 4) ** 2 and abs(x - px) >= 12 for px, py, pr in placed):
             placed.append((x, y, r))
+    if len(placed) < count:
+        raise ValueError(
+            f"could not place {count} shapes of radius {radius_range} apart on a {size} px image; "
+            "use a larger size, smaller radii or fewer shapes"
+        )
     background = rng.integers(95, 160)
     image = np.full((size, size, 3), background, np.float32)
     image += rng.normal(0.0, noise, size=image.shape)
@@ -124,13 +138,14 @@ def cell_labels(scene: Scene, grid: int, min_cover: float = 0.5) -> np.ndarray:
     A cell belongs to an object that covers at least `min_cover` of its pixels.
     """
     size = scene.image.shape[0]
+    if size % grid:
+        raise ValueError(f"the grid ({grid} cells) must divide the image ({size} px)")
     labels = np.full((grid, grid), -1, np.int64)
     for i, obj in enumerate(scene.objects):
         cover = cv2.resize(obj.mask.astype(np.float32), (grid, grid), interpolation=cv2.INTER_AREA)
         labels[cover >= min_cover] = i
         if not (cover >= min_cover).any():  # a small object still owns the cell it covers most
             labels.flat[int(np.argmax(cover))] = i
-    assert size % grid == 0, "the grid must divide the image"
     return labels
 
 
@@ -145,7 +160,8 @@ def write_scene_files(scene: Scene, folder: Path, sample_id: str) -> dict:
     categories = {}
     for obj in scene.objects:
         for name in (obj.colour, obj.shape):
-            cv2.imwrite(str(folder / label_path / f"{name}.png"), obj.mask.astype(np.uint8) * 255)
+            if not cv2.imwrite(str(folder / label_path / f"{name}.png"), obj.mask.astype(np.uint8) * 255):
+                raise OSError(f"cannot write {folder / label_path / name}.png")
     # ids are fixed per word so that the same word has the same id across the dataset
     all_words = list(COLOURS) + list(SHAPES)
     for obj in scene.objects:
@@ -161,10 +177,16 @@ def write_scene_files(scene: Scene, folder: Path, sample_id: str) -> dict:
     }
 
 
+def word_classes() -> dict[str, str]:
+    """The class of every category word of the world: "colour" or "shape"."""
+    return {**dict.fromkeys(COLOURS, "colour"), **dict.fromkeys(SHAPES, "shape")}
+
+
 def write_folder_dataset(out: str | Path, n: int, seed: int = 0, **kwargs) -> list[dict]:
-    """Write `n` scenes as a `folder` dataset (anno.json, images/, masks/<id>/<word>.png)."""
+    """Write `n` scenes as a `folder` dataset (anno.json, images/, masks/<id>/<word>.png, word_classes.json)."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     entries = [write_scene_files(s, folder, f"shapes-{i:05d}") for i, s in enumerate(scenes(seed, n, **kwargs))]
+    (folder / WORD_CLASSES_FILE).write_text(json.dumps(word_classes(), indent=1))
     (folder / "anno.json").write_text(json.dumps(entries, indent=1))
     return entries

@@ -43,3 +43,35 @@ def test_demo_writes_the_report_with_the_notice(tmp_path):
 
 def test_notice_says_how_to_run_a_real_model():
     assert "toy" in NOTICE and "tamx encode --model" in NOTICE and json.dumps(NOTICE)
+
+
+@pytest.mark.skipif(not (MODEL_DIR / "config.json").is_file(), reason="the bundled demo model is not built")
+def test_the_short_name_is_the_bundled_model():
+    from pipeline.demo import DEMO_MODEL, resolve_model
+    from pipeline.encode.loading import load_processor
+
+    assert DEMO_MODEL == "tamx-demo" and resolve_model("tamx-demo") == str(MODEL_DIR)
+    assert resolve_model("Qwen/Qwen2-VL-2B-Instruct") == "Qwen/Qwen2-VL-2B-Instruct"
+    processor = load_processor("tamx-demo")
+    assert processor.tokenizer.convert_tokens_to_ids("<image>") == 3
+
+
+@pytest.mark.skipif(not (MODEL_DIR / "config.json").is_file(), reason="the bundled demo model is not built")
+def test_the_benchmark_is_the_documented_commands(tmp_path):
+    """tamx shapes -> tamx encode --model tamx-demo -> tamx explain -> tamx eval, as docs/demo.md shows."""
+    data, run = tmp_path / "shapes", tmp_path / "run"
+    steps = [
+        ["shapes", "--out", str(data), "--scenes", "2", "--seed", "1000"],
+        ["encode", "--model", "tamx-demo", "--manifest", str(data / "manifest-true.jsonl"), "--out", str(run),
+         "--device", "cpu", "--quiet"],
+        ["explain", str(run), "--quiet"],
+        ["eval", str(run), "--dataset", "folder", "--data", str(data), "--quiet"],
+    ]  # fmt: skip
+    for argv in steps:
+        result = CliRunner().invoke(main, argv)
+        assert result.exit_code == 0, (argv, result.output)
+    lines = result.stdout.splitlines()
+    assert "Point" in lines[0]
+    classes = [line.split()[1] for line in lines if line.startswith("tam ") and len(line.split()) == 7]
+    assert classes == ["colour", "shape"]
+    assert "teacher-forced" in result.stdout  # the true captions were given: no caption scores

@@ -52,3 +52,18 @@ def test_train_resumes_and_saves_a_model_the_encoder_loads(tmp_path):
     with torch.no_grad():
         out = model(**encoded)
     assert out.logits.shape[1] == encoded["input_ids"].shape[1]
+
+
+def test_the_same_seed_gives_bit_identical_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    settings = TrainSettings(seed=3, steps_text=3, steps_vision=3, batch=4, size=TINY)
+    first = load_file(train(tmp_path / "a", settings) / "model.safetensors")
+    second = load_file(train(tmp_path / "b", settings) / "model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    settings.seed = 4
+    other = load_file(train(tmp_path / "c", settings) / "model.safetensors")
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+    # training leaves the process's torch settings as they were
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -64,3 +64,38 @@ def test_folder_dataset_is_read_by_the_eval_loader(tmp_path):
         assert set(masks) == {w for o in scene.objects for w in (o.colour, o.shape)}
         for obj in scene.objects:
             assert np.array_equal(masks[obj.colour], obj.mask) and np.array_equal(masks[obj.shape], obj.mask)
+
+
+def test_scene_errors_say_what_is_wrong():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="1 to 4 shapes"):
+        make_scene(rng, count=5)
+    with pytest.raises(ValueError, match="could not place"):
+        make_scene(rng, size=40, count=3, radius_range=(10, 12))
+    with pytest.raises(ValueError, match="must divide"):
+        cell_labels(scenes(0, 1)[0], 13)
+
+
+def test_shapes_command_writes_the_dataset_and_both_manifests(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+    from tamx.pointing import read_word_classes
+    from tamx.shapes import PROMPT
+
+    out = tmp_path / "shapes"
+    result = CliRunner().invoke(main, ["shapes", "--out", str(out), "--scenes", "4", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    records = load_dataset("folder", out)
+    assert [r.captions for r in records] == [[s.caption] for s in scenes(3, 4)]
+    assert read_word_classes(out)["red"] == "colour" and read_word_classes(out)["circle"] == "shape"
+    given = [json.loads(line) for line in (out / "manifest-true.jsonl").read_text().splitlines()]
+    free = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [g["answer"] for g in given] == [r.captions[0] for r in records]
+    assert all("answer" not in f for f in free) and [f["id"] for f in free] == [r.id for r in records]
+    image, text = free[0]["messages"][0]["content"]
+    assert text == {"type": "text", "text": PROMPT} and (out / image["image"]).is_file()
+    again = CliRunner().invoke(main, ["shapes", "--out", str(out), "--scenes", "2"])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert CliRunner().invoke(main, ["shapes", "--out", str(out), "--scenes", "2", "--overwrite"]).exit_code == 0
+    assert len(load_dataset("folder", out)) == 2

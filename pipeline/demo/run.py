@@ -19,9 +19,10 @@ from tamx import ExplainSettings
 from tamx.errors import TamxError
 from tamx.shapes import PROMPT, PROMPT_TWO, Scene, scenes
 
+from . import DEMO_MODEL, MODEL_DIR, resolve_model
+
 log = logging.getLogger(__name__)
 
-MODEL_DIR = Path(__file__).parent / "model"
 DEMO_SEED = 2025
 VARIANTS = {
     "tam": ExplainSettings(),
@@ -91,8 +92,9 @@ def run_demo(out: str | Path, model: str | None = None, overwrite: bool = False)
 
     started = time.perf_counter()
     out = Path(out)
-    model_id = str(model or MODEL_DIR)
-    if model is None and not (MODEL_DIR / "config.json").is_file():
+    model_id = resolve_model(model or DEMO_MODEL)
+    bundled = model_id == str(MODEL_DIR)
+    if bundled and not (MODEL_DIR / "config.json").is_file():
         raise TamxError(
             f"the bundled demo model is missing from {MODEL_DIR}; retrain it with "
             "`python -m pipeline.demo.train --out runs/shapes-train --export pipeline/demo/model`"
@@ -109,7 +111,7 @@ def run_demo(out: str | Path, model: str | None = None, overwrite: bool = False)
     processor = load_processor(model_id)
     name = str(Path(model_id).resolve()) if Path(model_id).exists() else model_id
     info = run_info(adapter_for(vlm, processor), name)
-    info = dataclasses.replace(info, extra={**info.extra, "notice": NOTICE if model is None else None})
+    info = dataclasses.replace(info, extra={**info.extra, "notice": NOTICE if bundled else None})
     create_run(run_path, info)
     inputs = demo_inputs(out / "inputs")
     report = encode(vlm, processor, inputs, run_path, model_id=name, settings=EncodeSettings(max_new_tokens=24))

@@ -82,6 +82,7 @@ class TrainSettings:
     two_image_fraction: float = 0.1
     region_loss_weight: float = 0.0
     checkpoint_every: int = 100
+    threads: int = 1
     size: ModelSize = field(default_factory=ModelSize)
 
 
@@ -340,8 +341,22 @@ def save_pretrained(model, tokenizer, folder: Path, dtype: torch.dtype | None = 
 
 
 def train(out: str | Path, settings: TrainSettings, log_every: int = 10) -> Path:
-    """Run (or resume) the three stages, checkpointing to `out`; returns the final checkpoint folder."""
-    out = Path(out)
+    """Run (or resume) the three stages, checkpointing to `out`; returns the final checkpoint folder.
+
+    Reproducible: the same settings give bit-identical weights on the same machine (deterministic
+    algorithms and `settings.threads` torch threads while training; every step's data from its own seed).
+    """
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(settings.threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train(Path(out), settings, log_every)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(out: Path, settings: TrainSettings, log_every: int) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.pt"
     tokenizer = build_tokenizer()
@@ -349,14 +364,25 @@ def train(out: str | Path, settings: TrainSettings, log_every: int = 10) -> Path
     columns = ColumnCodes(settings.size.lm_hidden)
     seqs = Sequences(tokenizer)
     done = {s: 0 for s in STAGES}
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+    state = torch.load(state_path, weights_only=False) if state_path.exists() else {}
+    if state:
         model.load_state_dict(state["model"])
         columns.load_state_dict(state["columns"])
         done = state["done"]
         log.info("resuming from %s: %s", state_path, done)
     (out / "settings.json").write_text(json.dumps(asdict(settings), indent=1))
-    logfile = (out / "log.jsonl").open("a")
+    with (out / "log.jsonl").open("a") as logfile:
+        _stages(model, columns, seqs, settings, done, state, out, logfile, log_every)
+    model.eval()
+    return save_pretrained(model, tokenizer, out / "final")
+
+
+def _stages(
+    model, columns, seqs, settings: TrainSettings, done: dict, state: dict, out: Path, logfile, log_every: int
+) -> None:
+    """The stages' training loops from the steps in `done` on (optimiser state from the checkpoint `state`),
+    checkpointing to `out`."""
+    state_path = out / "state.pt"
     steps = {"text": settings.steps_text, "vision": settings.steps_vision, "joint": settings.steps_joint}
     lrs = {"text": settings.lr_text, "vision": settings.lr_vision, "joint": settings.lr_joint}
     torch.manual_seed(settings.seed)
@@ -367,7 +393,7 @@ def train(out: str | Path, settings: TrainSettings, log_every: int = 10) -> Path
         if stage == "text":
             params += list(columns.parameters())
         opt = torch.optim.AdamW(params, lr=lrs[stage], weight_decay=0.01, betas=(0.9, 0.98))
-        if state_path.exists() and state.get("stage") == stage and "opt" in state:
+        if state.get("stage") == stage and "opt" in state:
             opt.load_state_dict(state["opt"])
         model.train()
         start = time.time()
@@ -407,8 +433,6 @@ def train(out: str | Path, settings: TrainSettings, log_every: int = 10) -> Path
                 state.update(done=dict(done), stage=stage)
                 torch.save(state, out / "state.tmp")
                 (out / "state.tmp").replace(state_path)
-    model.eval()
-    return save_pretrained(model, tokenizer, out / "final")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -421,18 +445,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps-vision", type=int, default=2000)
     parser.add_argument("--steps-joint", type=int, default=0)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed, for reproducible weights)")
     parser.add_argument("--export", default=None, help="also write the final model in float16 to this folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     settings = TrainSettings(
         seed=args.seed,
         steps_text=args.steps_text,
         steps_vision=args.steps_vision,
         steps_joint=args.steps_joint,
         batch=args.batch,
+        threads=args.threads,
     )
     final = train(args.out, settings)
     if args.export:

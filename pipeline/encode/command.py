@@ -16,7 +16,9 @@ MAX_TOP_K = 50  # every candidate costs a map per answer token in explain and a 
 
 
 @click.command()
-@click.option("--model", "model_id", required=True, help="Hugging Face model id or local model folder.")
+@click.option(
+    "--model", "model_id", required=True, help="Hugging Face id, local model folder, or tamx-demo (the bundled toy)."
+)
 @click.option("--image", "images", multiple=True, type=click.Path(), help="Image file (repeatable).")
 @click.option("--video", type=click.Path(), help="Video file.")
 @click.option("--prompt", help="Prompt text (inline input).")

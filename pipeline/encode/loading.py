@@ -12,6 +12,7 @@ from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
 from tamx.errors import TamxError
 
+from ..demo import resolve_model
 from .adapters import adapter_class
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def _config(id_or_path: str) -> Any:
+    id_or_path = resolve_model(id_or_path)
     try:
         return AutoConfig.from_pretrained(id_or_path)
     except (OSError, ValueError) as exc:
@@ -54,7 +56,8 @@ def _config(id_or_path: str) -> Any:
 
 
 def load_model(id_or_path: str, device: str = "auto", dtype: str = "auto") -> torch.nn.Module:
-    """Load a supported VLM for image-text-to-text in eval mode on `device`."""
+    """Load a supported VLM for image-text-to-text in eval mode on `device` (`tamx-demo`: the bundled toy)."""
+    id_or_path = resolve_model(id_or_path)
     config = _config(id_or_path)
     adapter_class(config.model_type)
     target = resolve_device(device)
@@ -119,6 +122,7 @@ def _accepted(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def load_processor(id_or_path: str) -> Any:
     """AutoProcessor.from_pretrained; without torchvision, the image-only assembly of the same pieces."""
+    id_or_path = resolve_model(id_or_path)
     try:
         return AutoProcessor.from_pretrained(id_or_path)
     except (ImportError, ValueError) as exc:  # transformers raises either when torchvision is missing

@@ -212,8 +212,10 @@ def encode_path(
     wrap: Callable[[Iterator[EncodeInput], int], Iterator[EncodeInput]] | None = None,
 ) -> EncodeReport:
     """Load `model_id` (an HF id or a local folder) and encode `inputs` into `out` (torchrun-aware)."""
+    from ..demo import resolve_model
     from .loading import load_model, load_processor, resolve_device
 
+    model_id = resolve_model(model_id)
     samples, failed = as_inputs(inputs)  # a bad manifest fails before the model loads
     if not samples:
         return EncodeReport(failed=failed)

@@ -15,13 +15,16 @@ from typing import Any
 import numpy as np
 
 from tamx import ExplainSettings, open_run
+from tamx.captions import CaptionScores, score_captions
 from tamx.datasets import Record, category_names, load_dataset
 from tamx.errors import TamxError
+from tamx.layout import map_frames
 from tamx.metrics import (
     FunctionScore,
     ObjectScore,
     Summary,
     Word,
+    f1,
     first_prompt_map,
     match_category,
     project_sample_maps,
@@ -29,6 +32,7 @@ from tamx.metrics import (
     score_answer,
     summarise,
 )
+from tamx.pointing import PointScore, PointSummary, point_answer, read_word_classes, summarise_points
 from tamx.pos import NOUN, Tagger, category_lemmas, lemma, normalise_word
 from tamx.records import Sample
 from tamx.report import token_strings
@@ -53,6 +57,8 @@ class EvalResult:
     samples: dict[str, int] = field(default_factory=dict)
     objects: dict[str, list[ObjectScore]] = field(default_factory=lambda: defaultdict(list))
     functions: dict[str, list[FunctionScore]] = field(default_factory=lambda: defaultdict(list))
+    points: dict[str, list[PointScore]] = field(default_factory=lambda: defaultdict(list))
+    captions: CaptionScores = field(default_factory=CaptionScores)
     no_threshold: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     not_in_dataset: list[str] = field(default_factory=list)
     not_in_run: int = 0
@@ -80,6 +86,27 @@ class EvalResult:
             for name, entries in sorted(rows.items())
         ]
 
+    def pointing(self, variant: str) -> PointSummary:
+        """Pointing accuracy and chance over every object word of a variant."""
+        return summarise_points(self.points[variant])
+
+    def per_word_class(self, variant: str) -> list[dict[str, Any]]:
+        """Per word class (the dataset's word_classes.json, else "object"): Obj-IoU, F1-IoU with the
+        Func-IoU of all function words, pointing and its chance."""
+        func = self.summaries[variant].func_iou
+        groups: dict[str, list[tuple[ObjectScore, PointScore]]] = defaultdict(list)
+        for o, p in zip(self.objects[variant], self.points[variant]):  # one PointScore per ObjectScore
+            groups[p.word_class].append((o, p))
+        rows = []
+        for name, pairs in groups.items():
+            obj = float(np.mean([o.iou for o, _ in pairs]))
+            summary = summarise_points([p for _, p in pairs])
+            rows.append(
+                {"variant": variant, "word_class": name, "count": summary.count, "obj_iou": obj,
+                 "f1_iou": f1(obj, func), "pointing": summary.pointing, "chance": summary.chance}
+            )  # fmt: skip
+        return rows
+
     def per_word(self, variant: str) -> list[dict[str, Any]]:
         """Mean score per word (its lemma, lower case) and kind: Obj-IoU for nouns, Func-IoU for function words."""
         rows: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -97,9 +124,16 @@ class EvalResult:
             "dataset": self.dataset,
             "settings": self.settings,
             "variants": {
-                v: {**self.summaries[v].to_json(), "samples": self.samples[v], "settings": self.variant_settings[v]}
+                v: {
+                    **self.summaries[v].to_json(),
+                    "pointing": self.pointing(v).to_json(),
+                    "samples": self.samples[v],
+                    "settings": self.variant_settings[v],
+                }
                 for v in self.variants()
             },
+            "per_word_class": {v: self.per_word_class(v) for v in self.variants()},
+            "captions": self.captions.to_json(),
             "per_class": {v: self.per_class(v) for v in self.variants()},
             "per_word": {v: self.per_word(v) for v in self.variants()},
             "function_words_without_threshold": dict(self.no_threshold),
@@ -131,8 +165,14 @@ def _picture_size(sample: Sample) -> tuple[int, int]:
 
 
 def _score_sample(
-    run, record: Record, sample_id: str, variants: Sequence[str] | None, tagger: Tagger, first_token: bool
-) -> dict[str, tuple[Any, dict[str, Any]]]:
+    run,
+    record: Record,
+    sample_id: str,
+    variants: Sequence[str] | None,
+    tagger: Tagger,
+    first_token: bool,
+    classes: dict[str, str],
+) -> dict[str, tuple[Any, dict[str, Any], list[PointScore]]]:
     sample = run.sample(sample_id, media=False)
     if not record.image.is_file():
         raise TamxError(f"its image {record.image} is missing: eval needs it to check that the masks have its size")
@@ -144,7 +184,7 @@ def _score_sample(
     chosen = [v for v in stored if variants is None or v in variants]
     scored = {}
     for variant in chosen:
-        maps = run.maps(sample_id, variant)
+        maps = run.maps(sample_id, variant, complete=False)  # answer maps only: no deferred work
         relevance = np.concatenate(
             [maps.text_relevance, maps.answer_relevance if maps.answer_relevance is not None else maps.cam[:, :0]],
             axis=1,
@@ -155,7 +195,9 @@ def _score_sample(
             quantised[0] = quantise_maps(after[None], before[None])[0]
         # every map through its grids' boxes onto the mask's pixels; unseen pixels are not scored
         projected, seen = project_sample_maps(sample, quantised, size)
-        scored[variant] = (score_answer(sample_id, words, projected, masks, seen), maps.settings)
+        scores = score_answer(sample_id, words, projected, masks, seen)
+        points = point_answer(sample_id, scores.objects, quantised, map_frames(sample.vision_blocks), masks, classes)
+        scored[variant] = (scores, maps.settings, points)
     return scored
 
 
@@ -193,14 +235,16 @@ def evaluate_run(
             f"no sample of {run_path} has an id of the {dataset} records in {data_dir}; encode the manifest "
             "that write_manifest writes for this dataset so the ids match"
         )
+    classes = read_word_classes(data_dir)
     names = iter(shared)
     for sample_id in wrap(names, len(shared)) if wrap else names:
         try:
-            scored = _score_sample(run, records[sample_id], sample_id, variants, word_tagger, first_token)
+            scored = _score_sample(run, records[sample_id], sample_id, variants, word_tagger, first_token, classes)
         except TamxError as exc:
             result.failed[sample_id] = str(exc)
             continue
-        for variant, (scores, settings) in scored.items():
+        for variant, (scores, settings, points) in scored.items():
+            result.points[variant].extend(points)
             result.objects[variant].extend(scores.objects)
             result.functions[variant].extend(scores.functions)
             result.no_threshold[variant] += scores.no_threshold
@@ -212,7 +256,21 @@ def evaluate_run(
         absent = [v for v in variants if v not in result.summaries]
         if absent:
             raise TamxError(f"variant(s) {', '.join(absent)} are not stored for these samples; run `tamx explain`")
+    result.captions = run_captions(run, [s for s in shared if s not in result.failed], records)
     return result
+
+
+def run_captions(run, sample_ids: Sequence[str], records: dict[str, Record]) -> CaptionScores:
+    """ROUGE-L, CIDEr-D and METEOR of the generated answers against the records' captions
+    (teacher-forced answers are the given text, so they are counted and left out)."""
+    answers, forced = {}, 0
+    for sample_id in sample_ids:
+        meta = run.sample_attrs(sample_id).get("meta", {})
+        if meta.get("mode") == "teacher-forced":
+            forced += 1
+        elif meta.get("answer") is not None:
+            answers[sample_id] = meta["answer"]
+    return score_captions(answers, {i: records[i].captions for i in answers}, teacher_forced=forced)
 
 
 def _settings_label(settings: dict[str, Any]) -> tuple[str, str]:
@@ -226,7 +284,7 @@ def format_table(result: EvalResult) -> str:
     """The paper-style table (percent): variant, ECI, filter, Obj-IoU, Func-IoU, F1-IoU, precision, recall."""
     header = (
         f"{'variant':<18} {'ECI':<5} {'filter':<20} {'samples':>7} {'Obj-IoU':>8} {'Func-IoU':>9} {'F1-IoU':>7} "
-        f"{'Prec.':>6} {'Recall':>6} {'objects':>7} {'func.':>6}"
+        f"{'Prec.':>6} {'Recall':>6} {'Point':>6} {'objects':>7} {'func.':>6}"
     )
     lines = [header, "-" * len(header)]
     for variant in result.variants():
@@ -235,8 +293,23 @@ def format_table(result: EvalResult) -> str:
         lines.append(
             f"{variant:<18} {eci:<5} {filt:<20} {result.samples[variant]:>7} {100 * s.obj_iou:>8.2f} "
             f"{100 * s.func_iou:>9.2f} {100 * s.f1_iou:>7.2f} {100 * s.precision:>6.2f} {100 * s.recall:>6.2f} "
-            f"{s.objects:>7} {s.functions:>6}"
+            f"{result.pointing(variant).pointing:>6.3f} {s.objects:>7} {s.functions:>6}"
         )
+    chance = summarise_points([p for v in result.variants()[:1] for p in result.points[v]]).chance
+    lines.append(f"Point: the map's peak cell on the object (pointing accuracy); chance {chance:.3f}")
+    return "\n".join(lines)
+
+
+def format_class_table(result: EvalResult) -> str:
+    """Per word class: Obj-IoU and F1-IoU (percent), pointing accuracy and chance, object words."""
+    header = f"{'variant':<18} {'word class':<12} {'Obj-IoU':>8} {'F1-IoU':>7} {'Point':>6} {'chance':>6} {'words':>6}"
+    lines = [header, "-" * len(header)]
+    for variant in result.variants():
+        for row in result.per_word_class(variant):
+            lines.append(
+                f"{variant:<18} {row['word_class']:<12} {100 * row['obj_iou']:>8.2f} {100 * row['f1_iou']:>7.2f} "
+                f"{row['pointing']:>6.3f} {row['chance']:>6.3f} {row['count']:>6}"
+            )
     return "\n".join(lines)
 
 
@@ -248,7 +321,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -
 
 
 def write_results(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write summary.csv, summary.json, per_class.csv, per_word.csv and entries.csv to out_dir."""
+    """Write summary.csv, summary.json, per_class.csv, per_word.csv, per_word_class.csv, entries.csv and
+    captions.csv to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     variants = result.variants()
@@ -256,11 +330,17 @@ def write_results(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, P
     for v in variants:
         eci, filt = _settings_label(result.variant_settings[v])
         summary_rows.append(
-            {"variant": v, "eci": eci, "filter": filt, "samples": result.samples[v]} | asdict(result.summaries[v])
+            {"variant": v, "eci": eci, "filter": filt, "samples": result.samples[v]}
+            | asdict(result.summaries[v])
+            | {"pointing": result.pointing(v).pointing, "pointing_chance": result.pointing(v).chance}
         )
     paths = {
-        name: out / name for name in ("summary.csv", "summary.json", "per_class.csv", "per_word.csv", "entries.csv")
-    }
+        name: out / name
+        for name in (
+            "summary.csv", "summary.json", "per_class.csv", "per_word.csv", "per_word_class.csv", "entries.csv",
+            "captions.csv",
+        )
+    }  # fmt: skip
     _write_csv(paths["summary.csv"], summary_rows, list(summary_rows[0]) if summary_rows else ["variant"])
     write_text(paths["summary.json"], json.dumps(result.to_json(), indent=2))
     _write_csv(
@@ -273,18 +353,30 @@ def write_results(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, P
         [row for v in variants for row in result.per_word(v)],
         ["variant", "kind", "word", "count", "score"],
     )
+    _write_csv(
+        paths["per_word_class.csv"],
+        [row for v in variants for row in result.per_word_class(v)],
+        ["variant", "word_class", "count", "obj_iou", "f1_iou", "pointing", "chance"],
+    )
+    _write_csv(
+        paths["captions.csv"],
+        [{"sample": i, **scores} for i, scores in result.captions.per_sample.items()],
+        ["sample", "rouge_l", "cider", "meteor"],
+    )
     entries = [
         {"variant": v, "sample": o.sample, "kind": "noun", "words": o.words, "category": o.category, "score": o.iou,
-         "precision": o.precision, "recall": o.recall, "threshold": ""}
-        for v in variants for o in result.objects[v]
+         "precision": o.precision, "recall": o.recall, "threshold": "", "word_class": p.word_class,
+         "pointing": p.hit}
+        for v in variants for o, p in zip(result.objects[v], result.points[v])
     ] + [
         {"variant": v, "sample": f.sample, "kind": "function", "words": f.word, "category": "", "score": f.score,
-         "precision": "", "recall": "", "threshold": f.threshold}
+         "precision": "", "recall": "", "threshold": f.threshold, "word_class": "", "pointing": ""}
         for v in variants for f in result.functions[v]
     ]  # fmt: skip
     _write_csv(
         paths["entries.csv"],
         entries,
-        ["variant", "sample", "kind", "words", "category", "score", "precision", "recall", "threshold"],
-    )
+        ["variant", "sample", "kind", "words", "category", "score", "precision", "recall", "threshold", "word_class",
+         "pointing"],
+    )  # fmt: skip
     return paths
