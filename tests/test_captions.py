@@ -9,18 +9,16 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from benchmarks.planted import VOCAB, planted_sample
 from pipeline.cli import main
 from pipeline.explain import explain_run
 from tamx import ExplainSettings, create_run
 from tamx.captions import format_captions, score_captions, words
 from tamx.synthetic import synthetic_run_info
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from planted import VOCAB, planted_sample
 
 pytest.importorskip("pycocoevalcap")
 
@@ -57,6 +55,7 @@ def _run_with_answers(folder: Path, mode: str) -> tuple[Path, Path]:
         for name, mask in masks.items():
             (data / f"s{i}").mkdir(exist_ok=True)
             cv2.imwrite(str(data / f"s{i}" / f"{name}.png"), mask.astype("uint8") * 255)
+        cv2.imwrite(str(data / f"s{i}.png"), np.zeros((*mask.shape, 3), np.uint8))  # eval checks masks against it
         entries.append({"id": f"s{i}", "image": f"s{i}.png", "label": f"s{i}",
                         "categories": {n: k + 1 for k, n in enumerate(masks)}, "caption": reference})  # fmt: skip
     (data / "anno.json").write_text(json.dumps(entries))
