@@ -30,6 +30,7 @@ from matplotlib.textpath import TextPath
 from .layout import MapFrame, map_frames
 from .records import Maps, Sample
 from .report import (
+    CONTROL_PICTURES,
     align_word,
     answer_logprobs,
     candidate_strings,
@@ -189,7 +190,7 @@ def _wrap(words: Sequence[tuple[str, int | None, bool]], width: float, style: Fi
     lines: list[list[tuple]] = [[]]
     x = 0.0
     for text, value, current in words:
-        text = text.replace("\n", "⏎").replace("\t", " ")
+        text = text.replace("\n", "⏎").replace("\t", " ").translate(CONTROL_PICTURES)
         w = _text_width(text, style)
         if x + w > width and lines[-1]:
             lines.append([])

@@ -139,9 +139,15 @@ def candidate_strings(sample: Sample) -> list[list[str]]:
     return [[f"#{t}" for t in row] for row in sample.candidate_ids.tolist()]
 
 
+# Control characters other than tab and newline drawn as escapes (\r, \f, \x1b), which every
+# font can draw (Unicode's control pictures are missing from DejaVu).
+CONTROL_PICTURES = {code: repr(chr(code))[1:-1] for code in [*range(32), 127] if code not in (9, 10)}
+
+
 def visible_whitespace(text: str) -> str:
-    """A token string with its spaces, tabs and newlines drawn (␣, ⇥, ⏎), so " a" and "a" differ."""
-    return text.replace(" ", "␣").replace("\t", "⇥").replace("\n", "⏎")
+    """A token string with its spaces, tabs, newlines and other control characters drawn (␣, ⇥,
+    ⏎, \f, ...), so " a" and "a" differ and nothing prints as a missing glyph."""
+    return text.replace(" ", "␣").replace("\t", "⇥").replace("\n", "⏎").translate(CONTROL_PICTURES)
 
 
 def _word_key(text: str) -> str:

@@ -313,6 +313,20 @@ def test_png_text_draws_cjk_where_a_cjk_font_is_installed(tmp_path):
         save_figure(token_figure(sample, explain_sample(sample), 0), tmp_path / "cjk.png", "png", 100)
 
 
+def test_figure_text_draws_control_characters_as_escapes(tmp_path):
+    import warnings
+
+    from tamx.figures import save_figure, token_figure
+
+    sample = synthetic_sample("s", grids=[(1, 3, 3)], n_answer=2)
+    sample.tokens = list(sample.tokens)
+    sample.tokens[sample.answer_positions[1]] = "a\x0cb\r"  # a form feed and a carriage return in a token
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns for every glyph no font has
+        save_figure(token_figure(sample, explain_sample(sample), 1), tmp_path / "ctrl.svg", "svg", 100)
+    assert "a\\x0cb\\r" in (tmp_path / "ctrl.svg").read_text()
+
+
 def test_render_two_runs_pairs_samples_and_draws_tokens_x_runs(tmp_path):
     from tamx import create_run
 

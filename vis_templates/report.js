@@ -7,8 +7,14 @@
     if (text !== undefined) element.textContent = text;
     return element;
   };
-  // Spaces, tabs and newlines drawn, so that " a" and "a" differ.
-  const visible = (text) => text.replace(/ /g, "␣").replace(/\t/g, "⇥").replace(/\n/g, "⏎");
+  // As tamx.report.visible_whitespace: spaces, tabs and newlines drawn (so " a" and "a" differ),
+  // other control characters escaped.
+  const visible = (text) =>
+    text
+      .replace(/ /g, "␣")
+      .replace(/\t/g, "⇥")
+      .replace(/\n/g, "⏎")
+      .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => (c === "\r" ? "\\r" : "\\x" + c.charCodeAt(0).toString(16).padStart(2, "0")));
   const fmt = (x) => (x === 0 ? "0" : Math.abs(x) >= 1000 || Math.abs(x) < 0.01 ? x.toExponential(2) : x.toPrecision(3));
 
   // ---------------------------------------------------------------- packed arrays
