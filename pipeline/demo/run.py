@@ -85,7 +85,7 @@ def run_demo(out: str | Path, model: str | None = None, overwrite: bool = False)
     from pipeline.encode import EncodeSettings, encode
     from pipeline.encode.adapters import adapter_for
     from pipeline.encode.loading import load_model, load_processor
-    from pipeline.encode.stage import run_info
+    from pipeline.encode.stage import model_name, run_info
     from pipeline.explain import explain_run
     from pipeline.render import render_run
     from tamx.store import create_run
@@ -109,7 +109,7 @@ def run_demo(out: str | Path, model: str | None = None, overwrite: bool = False)
         raise TamxError(f"{run_path} exists; give another --out, or --overwrite to replace the earlier demo")
     vlm = load_model(model_id, device="cpu", dtype="fp32")
     processor = load_processor(model_id)
-    name = str(Path(model_id).resolve()) if Path(model_id).exists() else model_id
+    name = DEMO_MODEL if bundled else model_name(model_id)  # never a machine path
     info = run_info(adapter_for(vlm, processor), name)
     info = dataclasses.replace(info, extra={**info.extra, "notice": NOTICE if bundled else None})
     create_run(run_path, info)

@@ -14,6 +14,7 @@ _EXPORTS = {
     "encode": "stage",
     "encode_path": "stage",
     "EncodeReport": "stage",
+    "model_name": "stage",
     "EncodeSettings": "record",
     "encode_sample": "record",
     "load_model": "loading",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,20 @@ def split_answer(sample: EncodeInput) -> tuple[list[dict[str, Any]], str | None]
     if not any(media_kind(i) for m in messages for i in m["content"]):
         raise InputError(sample.id, "the prompt has no image or video: give at least one to explain")
     return messages, answer
+
+
+def portable_messages(messages: list[dict[str, Any]], base_dir: Path) -> list[dict[str, Any]]:
+    """The messages as a run stores them: media paths relative to `base_dir` (the manifest's
+    folder, or the working folder for inline inputs), so no run or exported file carries the
+    machine's absolute paths. The media themselves are stored in the run."""
+    base = Path(base_dir).resolve()
+    stored = copy.deepcopy(messages)
+    for message in stored:
+        for item in message["content"]:
+            kind = media_kind(item)
+            if kind is not None:
+                item[kind] = os.path.relpath(item[kind], base)
+    return stored
 
 
 def load_image(sample_id: str, path: str) -> MediaItem:

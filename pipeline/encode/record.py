@@ -15,7 +15,16 @@ from tamx.records import LMHead, Sample, VisionBlock
 
 from .adapters import Adapter, AdapterError
 from .capture import FinalNormCapture, TopKRecorder
-from .inputs import EncodeInput, InputError, MediaItem, load_media, media_kind, media_records, split_answer
+from .inputs import (
+    EncodeInput,
+    InputError,
+    MediaItem,
+    load_media,
+    media_kind,
+    media_records,
+    portable_messages,
+    split_answer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +429,7 @@ def build_sample(
         tokens=[names[i] for i in inverse.tolist()],
         answer_logprobs=outcome.answer_logprobs,
         media=media_records(media),
-        messages=prepared.messages,
+        messages=portable_messages(prepared.messages, prepared.sample.base_dir),
         meta={
             "model_id": model_id,
             "mode": outcome.mode,

@@ -47,6 +47,12 @@ class EncodeReport:
     seconds: float = 0.0
 
 
+def model_name(model_id: str) -> str:
+    """How a run names its model: a hub id as it is, a local folder by its name only, so that no
+    run, page or exported file carries a machine's path."""
+    return Path(model_id).resolve().name if Path(model_id).exists() else model_id
+
+
 def run_info(adapter: Adapter, model_id: str) -> RunInfo:
     """The run attributes of a model: id, revision, stored dtype and special-token roles."""
     config = adapter.model.config
@@ -115,7 +121,7 @@ def encode(
             f"--max-new-tokens {settings.max_new_tokens} is more than the model's max_position_embeddings "
             f"({limit}): no answer can be that long; give at most {limit}"
         )
-    model_id = model_id or getattr(model, "name_or_path", None) or "unknown"
+    model_id = model_name(model_id or getattr(model, "name_or_path", None) or "unknown")
     samples, failed = as_inputs(inputs)
     rank, world = _world()
     info = run_info(adapter, str(model_id))
@@ -223,7 +229,7 @@ def encode_path(
     try:
         model = load_model(model_id, device=device, dtype=dtype)
         processor = load_processor(model_id)
-        name = str(Path(model_id).resolve()) if Path(model_id).exists() else model_id
+        name = model_name(model_id)
         report = encode(
             model,
             processor,

@@ -165,8 +165,9 @@ class Generator:
     def load(cls, model_id: str, out: str | Path, device: str = "auto", dtype: str = "auto", **options) -> Generator:
         """Load a model and its processor through the encode stage (imports torch)."""
         from pipeline.encode import load_model, load_processor
+        from pipeline.encode.stage import model_name
 
-        name = str(Path(model_id).resolve()) if Path(model_id).exists() else model_id
+        name = model_name(model_id)
         return cls(load_model(model_id, device=device, dtype=dtype), load_processor(model_id), name, out, **options)
 
     def describe(self) -> dict[str, Any]:
