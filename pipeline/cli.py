@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 import tamx
+from tamx import defaults
 
 from .errors import ErrorGroup, name_option, report_failures
 from .progress import progress
@@ -150,12 +151,14 @@ def info(run: str, as_json: bool, limit: int) -> None:
     callback=name_option("variant name", new=True),
     help="Name to store the maps under.  [default: from the settings: tam, cam, eci, ...]",
 )
-@click.option("--kernel-size", default=3, show_default=True, type=int, help="Odd window size of the filter.")
+@click.option(
+    "--kernel-size", default=defaults.KERNEL_SIZE, show_default=True, type=int, help="Odd window size of the filter."
+)
 @click.option("--no-eci", is_flag=True, help="Skip estimated causal inference (Eqs. 2, 4, 5).")
 @click.option(
     "--eci-weights",
     type=click.Choice(["relevance", "uniform"]),
-    default="relevance",
+    default=defaults.ECI,
     show_default=True,
     help="Weights of the context maps: Eq. 4's relevance, or uniform (ECI-mean).",
 )
@@ -163,7 +166,7 @@ def info(run: str, as_json: bool, limit: int) -> None:
     "--filter",
     "filter_name",
     type=_LazyChoice("tamx.filters", "FILTERS"),
-    default="rank-gaussian",
+    default=defaults.FILTER,
     show_default=True,
     help="Denoising filter applied per image and per video frame.",
 )

@@ -56,7 +56,7 @@ def test_import_explain_export_round_trip(tmp_path, sample_files):
     tamx_cli("export", run, "--sample", "s1", "--out", exported)
     tensors = load_file(str(exported))
     maps = open_run(run).maps("s1", "tam")
-    np.testing.assert_array_equal(tensors["maps.tam"], maps.tam)
+    np.testing.assert_array_equal(tensors["maps.tam"], maps.final)
     np.testing.assert_array_equal(tensors["maps.cam"], maps.cam)
     np.testing.assert_array_equal(tensors["text_relevance"], maps.text_relevance)
     tags = {name: tag for name, (tag, _) in read_safetensors(exported)[0].items()}
@@ -66,7 +66,7 @@ def test_import_explain_export_round_trip(tmp_path, sample_files):
 
     again = tmp_path / "again"
     tamx_cli("import", exported, "--out", again)
-    np.testing.assert_array_equal(open_run(again).maps("s1", "tam").tam, maps.tam)
+    np.testing.assert_array_equal(open_run(again).maps("s1", "tam").final, maps.final)
     np.testing.assert_array_equal(open_run(again).sample("s1").hidden, open_run(run).sample("s1").hidden)
 
 
@@ -89,7 +89,7 @@ def test_a_file_with_only_the_required_tensors_imports_and_explains(tmp_path):
     tamx_cli("explain", run, "--quiet")
     stored = open_run(run)
     assert stored.sample_ids() == ["my_sample"]
-    assert stored.maps("my_sample").tam.shape == (20, 42)
+    assert stored.maps("my_sample").final.shape == (20, 42)
     tamx_cli("export", run, "--out", tmp_path / "back.safetensors")  # one sample: --sample optional
 
 
@@ -100,7 +100,7 @@ def test_workers_and_sample_selection(run_path, tmp_path):
     tamx_cli("explain", copy, "--workers", "2", "--samples", "img,video", "--quiet")
     one, two = open_run(run_path), open_run(copy)
     for sample_id in ("img", "video"):
-        np.testing.assert_array_equal(one.maps(sample_id).tam, two.maps(sample_id).tam)
+        np.testing.assert_array_equal(one.maps(sample_id).final, two.maps(sample_id).final)
     assert two.variants("multi") == []
 
 

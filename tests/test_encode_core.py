@@ -396,7 +396,7 @@ def test_encode_explain_info_end_to_end(tiny_model_dir, media, tmp_path):
     (sample,) = summary["samples"]
     assert sample["id"] == "cat" and sample["variants"] == ["tam"] and sample["vision"] == ["image 1x2x4"]
     maps = tamx.open_run(out).maps("cat")
-    assert maps.tam.shape == (sample["answer_tokens"], 8)
+    assert maps.final.shape == (sample["answer_tokens"], 8)
 
 
 def test_checkpoint_generation_settings_do_not_change_greedy_answer(loaded, media, tmp_path):

@@ -424,7 +424,7 @@ def test_disk_full_during_explain_stops_and_keeps_finished_maps(tmp_path, worker
         )
         assert "failed:" not in out
         reopened = open_run(run)
-        assert reopened.variants("s0") == ["tam"] and reopened.maps("s0").tam.shape[0] == 20
+        assert reopened.variants("s0") == ["tam"] and reopened.maps("s0").final.shape[0] == 20
         assert reopened.variants("s1") == [] and reopened.variants("s2") == [], "nothing half-written is listed"
         (disk / "filler").unlink()
         assert tamx_cli("explain", run, "--quiet").exit_code == 0, "once there is space it resumes"

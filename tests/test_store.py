@@ -37,7 +37,7 @@ def test_sample_round_trip_is_lossless(tmp_path):
     assert loaded.media == original.media and len(loaded.media) == 1 + 4
     np.testing.assert_array_equal(loaded.lm_head.rows, original.lm_head.subset(loaded.lm_head.ids).rows)
     np.testing.assert_array_equal(loaded.lm_head.bias, original.lm_head.subset(loaded.lm_head.ids).bias)
-    np.testing.assert_array_equal(explain_sample(loaded).tam, explain_sample(original).tam)
+    np.testing.assert_array_equal(explain_sample(loaded).final, explain_sample(original).final)
     assert open_run(tmp_path / "run").sample("s", media=False).media == []
 
 
@@ -303,7 +303,7 @@ def test_every_field_is_checked_on_write(tmp_path, change, field, message):
 def test_maps_of_the_wrong_shape_are_refused(run_path):
     run = open_run(run_path, mode="a")
     maps = explain_sample(run.sample("img"))
-    maps.tam = maps.tam[:, :-1]
+    maps.final = maps.final[:, :-1]
     with pytest.raises(SampleError, match=r"'img', field 'maps/tam/tam'.*V = 117"):
         run.write_maps("img", maps)
     other = explain_sample(run.sample("video"))
@@ -362,7 +362,7 @@ def test_nonfinite_lm_head_rows_are_warned_counted_and_stored(tmp_path, caplog):
     run.write_sample(sample)
     with caplog.at_level("WARNING"):
         maps = explain_sample(run.sample("nanrow"))
-    assert maps.nonfinite_lm_head == 2 and np.isfinite(maps.tam).all()
+    assert maps.nonfinite_lm_head == 2 and np.isfinite(maps.final).all()
     assert "2 non-finite LM-head value(s)" in caplog.text and str(answer_id) in caplog.text
     run.write_maps("nanrow", maps)
     assert run.maps("nanrow").nonfinite_lm_head == 2
@@ -433,7 +433,7 @@ def test_upgrade_converts_a_schema_1_run_in_place(tmp_path):
         loaded = run.sample(sample.id)
         np.testing.assert_array_equal(loaded.hidden, sample.hidden)
         assert loaded.lm_head.dtype == "bfloat16" and loaded.media == sample.media
-    np.testing.assert_array_equal(run.maps("s1").tam, maps["s1"].tam)
+    np.testing.assert_array_equal(run.maps("s1").final, maps["s1"].tam)
     assert not (path / "zarr.json").exists() and not (path / "lm_head").exists() and run.garbage() == {}
     assert objects(path / "samples" / "s1") == ["maps/tam.0", "maps/tam.json", "sample.0", "sample.json"]
     assert CliRunner().invoke(main, ["upgrade", str(path), "--quiet"]).exit_code == 0  # idempotent

@@ -267,7 +267,7 @@ def test_nonfinite_lm_head_rows_are_warned_and_counted_by_explain(good_file, tmp
         tamx_cli("explain", run_path, "--quiet")
     assert "3 non-finite LM-head value(s)" in caplog.text and "re-encode the sample" in caplog.text
     maps = open_run(run_path).maps("s0")
-    assert maps.nonfinite_lm_head == 3 and np.isfinite(maps.tam).all()
+    assert maps.nonfinite_lm_head == 3 and np.isfinite(maps.final).all()
 
 
 def test_unknown_tensors_and_metadata_of_a_newer_writer_are_named_and_ignored(good_file, tmp_path, caplog):

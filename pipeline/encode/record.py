@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
+from tamx import defaults
 from tamx.dtypes import STORAGE_DTYPES
 from tamx.records import LMHead, Sample, VisionBlock
 
@@ -26,9 +27,9 @@ TORCH_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.b
 class EncodeSettings:
     """How samples are encoded: greedy decoding length, candidates per step, video frames, context."""
 
-    max_new_tokens: int = 64
-    top_k: int = 3
-    num_frames: int = 8
+    max_new_tokens: int = defaults.MAX_NEW_TOKENS
+    top_k: int = defaults.TOP_K
+    num_frames: int = defaults.VIDEO_FRAMES
     include_system: bool = False
 
     def to_json(self) -> dict[str, Any]:

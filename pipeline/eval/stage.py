@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tamx import ExplainSettings, open_run
+from tamx import ExplainSettings, defaults, open_run
 from tamx.datasets import Record, category_names, load_dataset
 from tamx.errors import TamxError
 from tamx.metrics import (
@@ -149,7 +149,7 @@ def _score_sample(
             [maps.text_relevance, maps.answer_relevance if maps.answer_relevance is not None else maps.cam[:, :0]],
             axis=1,
         )
-        quantised = quantise_maps(maps.tam, maps.eci, relevance)
+        quantised = quantise_maps(maps.final, maps.eci, relevance)
         if first_token:
             before, after = first_prompt_map(sample, ExplainSettings.from_json(maps.settings))
             quantised[0] = quantise_maps(after[None], before[None])[0]
@@ -218,7 +218,7 @@ def evaluate_run(
 def _settings_label(settings: dict[str, Any]) -> tuple[str, str]:
     eci = {"relevance": "yes", "uniform": "mean", "off": "-"}.get(settings.get("eci", ""), "?")
     name = settings.get("filter", "?")
-    filt = "-" if name == "none" else f"{name} k{settings.get('kernel_size', 3)}"
+    filt = "-" if name == "none" else f"{name} k{settings.get('kernel_size', defaults.KERNEL_SIZE)}"
     return eci, filt
 
 
