@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 from tamx import create_run, open_run
 from tamx.errors import DiskFullError, TamxError
-from tamx.interchange import export_sample, import_sample
+from tamx.interchange import import_sample, sample_bytes
+from tamx.records import Maps, RunInfo, Sample
 from tamx.store import check_compatible
 
-from .files import atomic_path, writing
+from .files import write_bytes, writing
 
 
 @dataclass
@@ -66,6 +67,10 @@ def export_file(
     if variant is None:
         variant = "tam" if "tam" in variants else (variants[0] if len(variants) == 1 else None)
     maps = run.maps(sample_id, variant) if variant is not None else None
-    with atomic_path(out) as partial:
-        export_sample(partial, sample, run.info, maps)
+    export_sample(out, sample, run.info, maps)
     return sample_id
+
+
+def export_sample(path: str | os.PathLike, sample: Sample, info: RunInfo, maps: Maps | None = None) -> None:
+    """Write one sample (and optionally one maps variant) to the safetensors file `path`, atomically."""
+    write_bytes(path, sample_bytes(sample, info, maps))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .dtypes import STORAGE_DTYPES, check_dtype_name, to_float32
-from .errors import SampleError, StoreError, TamxError, shown_id
+from .errors import FieldError, SampleError, StoreError, TamxError, shown_id
 from .fields import SCHEMA, array, check_arrays, check_json, json_field
 
 SCHEMA_VERSION = SCHEMA[0]
@@ -228,7 +228,9 @@ class LMHead:
             if self.bias is not None:
                 self.bias = np.asarray(self.bias)[order]
         if len(self.ids) and np.any(np.diff(self.ids) == 0):
-            raise ValueError("LM-head ids must be unique")
+            repeated = np.unique(self.ids[1:][np.diff(self.ids) == 0])
+            shown = ", ".join(str(t) for t in repeated[:10].tolist()) + (" ..." if len(repeated) > 10 else "")
+            raise FieldError("lm_head_ids", f"LM-head ids must be unique; repeated: {shown}; keep one row per token id")
 
     def __repr__(self) -> str:
         bias = ", bias" if self.bias is not None else ""
@@ -423,8 +425,8 @@ def sample_from_values(sample_id: str, values: dict[str, Any]) -> Sample:
             dtype=values["lm_head_dtype"],
             bias=values.get("lm_head_bias"),
         )
-    except ValueError as exc:
-        fail("lm_head_ids", f"{exc}; {REENCODE}")
+    except FieldError as exc:
+        fail(exc.field, f"{exc.problem}; {REENCODE}")
     return Sample(
         id=sample_id,
         hidden=values["hidden"],

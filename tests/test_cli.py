@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from safetensors.numpy import save_file
 
 from pipeline.cli import main
+from pipeline.interchange import export_sample
 from tamx import open_run
-from tamx.interchange import export_sample, read_safetensors, write_safetensors
+from tamx.interchange import read_safetensors, safetensors_bytes
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 
@@ -130,7 +131,7 @@ def test_bad_input_files_are_listed_and_the_rest_imports(tmp_path, sample_files)
     partial = tmp_path / "partial.safetensors"
     tensors, _ = read_safetensors(sample_files[0])
     del tensors["vision_grids"]
-    write_safetensors(partial, tensors, {})
+    Path(partial).write_bytes(safetensors_bytes(tensors, {}))
     result = tamx_cli("import", junk, partial, sample_files[1], "--out", tmp_path / "run", ok=False)
     assert result.exit_code == 1
     assert "not a readable safetensors file" in result.output
@@ -172,8 +173,10 @@ def test_console_script_is_installed():
 def test_import_refuses_a_grid_that_disagrees_with_its_block(tmp_path, sample_files):
     tensors, metadata = read_safetensors(sample_files[0])
     tensors["vision_grids"] = ("I64", np.array([[1, 9, 12]]))  # 108 cells for 117 placeholders
-    write_safetensors(tmp_path / "short.safetensors", tensors, metadata)
-    write_safetensors(tmp_path / "bare.safetensors", tensors, {})  # no run metadata: no special-token roles
+    Path(tmp_path / "short.safetensors").write_bytes(safetensors_bytes(tensors, metadata))
+    Path(tmp_path / "bare.safetensors").write_bytes(
+        safetensors_bytes(tensors, {})
+    )  # no run metadata: no special-token roles
     result = tamx_cli(
         "import", tmp_path / "short.safetensors", tmp_path / "bare.safetensors", "--out", tmp_path / "run", ok=False
     )

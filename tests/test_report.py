@@ -201,7 +201,8 @@ def test_answer_probabilities_are_stored_and_shown(tmp_path):
     np.testing.assert_array_equal(back.answer_logprobs, sample.answer_logprobs)
     data = page_data(back, {}, synthetic_run_info())
     assert data["answer_probs"] == [0.5, 0.25, 0.125, 1.0] and data["mode"] == "teacher-forced"
-    from tamx.interchange import export_sample, import_sample
+    from pipeline.interchange import export_sample
+    from tamx.interchange import import_sample
 
     export_sample(tmp_path / "p.safetensors", back, synthetic_run_info())
     np.testing.assert_array_equal(import_sample(tmp_path / "p.safetensors")[0].answer_logprobs, sample.answer_logprobs)

@@ -24,10 +24,11 @@ from safetensors.numpy import load_file, save_file
 
 from pipeline.cli import main
 from pipeline.files import write_text
+from pipeline.interchange import export_sample
 from tamx import create_run, open_run
 from tamx.datasets import load_dataset
 from tamx.errors import DiskFullError, SampleError, TamxError
-from tamx.interchange import export_sample, read_metadata
+from tamx.interchange import read_metadata
 from tamx.records import check_name
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 

@@ -15,6 +15,7 @@ import pytest
 import tamx.store
 from tamx import LMHead, RunInfo, SampleError, StoreError, VisionBlock, create_run, explain_sample, open_run
 from tamx.dtypes import to_float32
+from tamx.errors import FieldError
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 
@@ -473,3 +474,9 @@ def test_the_explain_stage_defers_and_readers_get_complete_maps(run_path):
     full = run.maps("multi")
     for name, value in eager.arrays().items():
         np.testing.assert_array_equal(getattr(full, name), value, err_msg=name)
+
+
+def test_repeated_lm_head_ids_are_a_tamx_error_naming_the_field():
+    with pytest.raises(FieldError, match=r"field 'lm_head_ids': LM-head ids must be unique; repeated: 3, 7;") as caught:
+        LMHead(ids=np.array([7, 3, 3, 7, 9]), rows=np.zeros((5, 2), np.float32))
+    assert isinstance(caught.value, tamx.TamxError) and caught.value.field == "lm_head_ids"
