@@ -215,7 +215,6 @@ def explain(
         candidates=not no_candidates,
         prompt=not no_prompt,
     )
-    variant = variant or settings.variant_name()
     report = explain_run(
         run,
         settings,
@@ -223,12 +222,12 @@ def explain(
         _split(samples),
         workers=workers,
         overwrite=overwrite,
-        wrap=lambda results, total: progress(results, f"explain {variant}", total, quiet),
+        wrap=lambda results, total: progress(results, "explain", total, quiet),
         dask=dask_address,
     )
     if not quiet:
         skipped = f", {len(report.skipped)} already stored" if report.skipped else ""
-        click.echo(f"variant {variant!r}: {len(report.done)} sample(s) explained{skipped}", err=True)
+        click.echo(f"variant {report.variant!r}: {len(report.done)} sample(s) explained{skipped}", err=True)
     if report.incomplete:
         shown = ", ".join(report.incomplete[:5]) + (" ..." if len(report.incomplete) > 5 else "")
         click.echo(
@@ -251,7 +250,7 @@ def import_(files: tuple[str, ...], out: str, overwrite: bool, quiet: bool) -> N
     report = import_files(files, out, overwrite=overwrite)
     if not quiet:
         skipped = f", {len(report.skipped)} already there (--overwrite replaces)" if report.skipped else ""
-        click.echo(f"{out}: {len(report.imported)} sample(s) imported{skipped}", err=True)
+        click.echo(f"{out}: {len(report.done)} sample(s) imported{skipped}", err=True)
     report_failures(report.failed, "file(s)")
 
 

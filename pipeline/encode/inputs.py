@@ -27,7 +27,11 @@ class InputError(TamxError):
 
     def __init__(self, sample_id: str, problem: str) -> None:
         self.sample_id = sample_id
+        self.problem = problem
         super().__init__(f"sample {sample_id!r}: {problem}")
+
+    def __reduce__(self):
+        return type(self), (self.sample_id, self.problem)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from tamx.report import token_strings
 from tamx.words import group_words
 
 from ..files import atomic_path, write_text
+from ..outcomes import Outcome, StageReport
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,10 @@ log = logging.getLogger(__name__)
 VARIANT_ORDER = ("cam", "eci", "eci-mean", "rank-gaussian", "median", "gaussian", "adaptive-median", "tam")
 
 
-@dataclass
-class EvalResult:
-    """Scores of every variant over the samples the run and the dataset share."""
+@dataclass(kw_only=True)
+class EvalResult(StageReport):
+    """Scores of every variant over the samples the run and the dataset share; the sample ids
+    scored (done) and failed (sample id -> reason)."""
 
     dataset: str
     settings: dict[str, Any]
@@ -56,7 +58,6 @@ class EvalResult:
     no_threshold: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     not_in_dataset: list[str] = field(default_factory=list)
     not_in_run: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
 
     def variants(self) -> list[str]:
         """Variant names in table order."""
@@ -198,8 +199,9 @@ def evaluate_run(
         try:
             scored = _score_sample(run, records[sample_id], sample_id, variants, word_tagger, first_token)
         except TamxError as exc:
-            result.failed[sample_id] = str(exc)
+            result.add(Outcome.failed(sample_id, str(exc)))
             continue
+        result.add(Outcome.done(sample_id))
         for variant, (scores, settings) in scored.items():
             result.objects[variant].extend(scores.objects)
             result.functions[variant].extend(scores.functions)
