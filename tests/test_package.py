@@ -13,7 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_import_tamx_does_not_import_torch():
-    code = "import sys, tamx, pipeline.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    code = (
+        "import sys, tamx, pipeline.cli, pipeline.encode.prompt, pipeline.encode.adapters; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 

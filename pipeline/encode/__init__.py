@@ -15,7 +15,6 @@ _EXPORTS = {
     "encode_path": "stage",
     "EncodeReport": "stage",
     "EncodeSettings": "record",
-    "encode_sample": "record",
     "load_model": "loading",
     "load_processor": "loading",
     "EncodeInput": "inputs",
