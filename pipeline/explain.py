@@ -123,8 +123,8 @@ def _results(
 def check_kernel_fits(run: Run, sample_ids: Sequence[str], settings: ExplainSettings) -> None:
     """Refuse, before any work, a filter window wider than every image or frame grid it would filter.
 
-    Past the grid the window only repeats reflected cells, and the filter's cost grows as k^4
-    (a typo such as 101 on a 17 x 23 grid takes minutes per sample). 3 always passes.
+    Past the grid the window only repeats reflected cells, and the filter sorts k^2 values per
+    cell (a typo such as 101 on a 17 x 23 grid takes minutes per sample). 3 always passes.
     """
     k = settings.kernel_size
     if settings.filter == "none" or k <= 3:

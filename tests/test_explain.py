@@ -194,3 +194,22 @@ def test_variant_names():
     assert ExplainSettings(eci="off").variant_name() == "rank-gaussian"
     assert ExplainSettings(eci="uniform", filter="median").variant_name() == "eci-mean-median"
     assert ExplainSettings(kernel_size=5).variant_name() == "eci-rank-gaussian-k5"
+
+
+def test_explain_run_reports_one_typed_outcome_per_sample(tmp_path):
+    """Done, skipped (same settings stored) and failed (other settings under the name), with the
+    reason as the error says it and the variant explain_run named."""
+    from pipeline.explain import explain_run
+    from tamx import create_run
+    from tamx.synthetic import synthetic_run_info
+
+    run = create_run(tmp_path / "run", synthetic_run_info())
+    for i in range(3):
+        run.write_sample(synthetic_sample(f"s{i}", grids=[(1, 4, 5)], n_answer=2, top_k=0, seed=i))
+    first = explain_run(run.path, sample_ids=["s0", "s1"])
+    assert (first.variant, first.done, first.skipped, first.failed) == ("tam", ["s0", "s1"], [], {})
+    explain_run(run.path, ExplainSettings(kernel_size=1), "tam", sample_ids=["s2"])
+    again = explain_run(run.path)
+    assert again.done == [] and again.skipped == ["s0", "s1"] and list(again.failed) == ["s2"]
+    reason = again.failed["s2"]
+    assert reason.startswith("sample 's2': variant 'tam' is stored with other settings") and "--overwrite" in reason
