@@ -239,7 +239,7 @@ def bench_case(case: Case, repeats: int) -> CaseResult:
     # Warm-up: numba compiles (or loads its cache) here; also the honesty check.
     maps = explain_sample(sample)
     explain_sample(sample, ANSWERS_ONLY)
-    error = check_naive_agrees(sample, maps.tam)
+    error = check_naive_agrees(sample, maps.final)
     floor.run()
     floor_answers.run()
     methods = {
@@ -461,8 +461,8 @@ def bench_end_to_end(n_samples: int, folder: Path) -> EndToEndResult:
 
     # the numpy reference, checked against tamx on the first sample
     first = make_sample(STORE_CASE, seed=1000, sample_id=ids[0])
-    error = float(np.max(np.abs(numpy_reference(reference_arrays(first)) - explain_sample(first).tam)))
-    error /= max(float(np.max(np.abs(explain_sample(first).tam))), 1e-30)
+    error = float(np.max(np.abs(numpy_reference(reference_arrays(first)) - explain_sample(first).final)))
+    error /= max(float(np.max(np.abs(explain_sample(first).final))), 1e-30)
     assert error <= 1e-4, f"the numpy reference differs from tamx by {error:.1e}"
     with Clock() as clock:
         for sample_id in ids:

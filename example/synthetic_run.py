@@ -31,7 +31,7 @@ def main() -> None:
         vision = "; ".join(sample["vision"])
         print(f"  {sample['id']:<11} {sample['answer_tokens']} answer tokens, {vision}, variants {sample['variants']}")
     maps = open_run(folder).maps("one-image", "tam")
-    print(f"one-image TAM maps: {maps.tam.shape} (answer tokens x vision cells)")
+    print(f"one-image TAM maps: {maps.final.shape} (answer tokens x vision cells)")
     print(f"\nnext: tamx info {folder}    tamx export {folder} --sample video --out video.safetensors")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 import tamx
+from tamx import defaults
 
 from .errors import ErrorGroup, name_option, report_failures
 from .progress import progress
@@ -150,12 +151,14 @@ def info(run: str, as_json: bool, limit: int) -> None:
     callback=name_option("variant name", new=True),
     help="Name to store the maps under.  [default: from the settings: tam, cam, eci, ...]",
 )
-@click.option("--kernel-size", default=3, show_default=True, type=int, help="Odd window size of the filter.")
+@click.option(
+    "--kernel-size", default=defaults.KERNEL_SIZE, show_default=True, type=int, help="Odd window size of the filter."
+)
 @click.option("--no-eci", is_flag=True, help="Skip estimated causal inference (Eqs. 2, 4, 5).")
 @click.option(
     "--eci-weights",
     type=click.Choice(["relevance", "uniform"]),
-    default="relevance",
+    default=defaults.ECI,
     show_default=True,
     help="Weights of the context maps: Eq. 4's relevance, or uniform (ECI-mean).",
 )
@@ -163,7 +166,7 @@ def info(run: str, as_json: bool, limit: int) -> None:
     "--filter",
     "filter_name",
     type=_LazyChoice("tamx.filters", "FILTERS"),
-    default="rank-gaussian",
+    default=defaults.FILTER,
     show_default=True,
     help="Denoising filter applied per image and per video frame.",
 )
@@ -212,7 +215,6 @@ def explain(
         candidates=not no_candidates,
         prompt=not no_prompt,
     )
-    variant = variant or settings.variant_name()
     report = explain_run(
         run,
         settings,
@@ -220,12 +222,12 @@ def explain(
         _split(samples),
         workers=workers,
         overwrite=overwrite,
-        wrap=lambda results, total: progress(results, f"explain {variant}", total, quiet),
+        wrap=lambda results, total: progress(results, "explain", total, quiet),
         dask=dask_address,
     )
     if not quiet:
         skipped = f", {len(report.skipped)} already stored" if report.skipped else ""
-        click.echo(f"variant {variant!r}: {len(report.done)} sample(s) explained{skipped}", err=True)
+        click.echo(f"variant {report.variant!r}: {len(report.done)} sample(s) explained{skipped}", err=True)
     if report.incomplete:
         shown = ", ".join(report.incomplete[:5]) + (" ..." if len(report.incomplete) > 5 else "")
         click.echo(
@@ -248,7 +250,7 @@ def import_(files: tuple[str, ...], out: str, overwrite: bool, quiet: bool) -> N
     report = import_files(files, out, overwrite=overwrite)
     if not quiet:
         skipped = f", {len(report.skipped)} already there (--overwrite replaces)" if report.skipped else ""
-        click.echo(f"{out}: {len(report.imported)} sample(s) imported{skipped}", err=True)
+        click.echo(f"{out}: {len(report.done)} sample(s) imported{skipped}", err=True)
     report_failures(report.failed, "file(s)")
 
 

@@ -13,27 +13,24 @@ from tamx.errors import DiskFullError, TamxError
 from tamx.layout import frame_table
 
 from .files import writing
+from .outcomes import Outcome, StageReport
 
-DONE, SKIPPED = "done", "skipped"
 
+@dataclass(kw_only=True)
+class ExplainReport(StageReport):
+    """What an explain run did (sample ids done, skipped because already stored, failed), the
+    variant it stored, and the incomplete samples (data without a commit) it could not explain."""
 
-@dataclass
-class ExplainReport:
-    """What an explain run did: sample ids done, skipped (already stored) and failed, and the
-    incomplete samples (data without a commit) it could not explain."""
-
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+    variant: str = ""
     incomplete: list[str] = field(default_factory=list)
 
 
-def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> str:
-    """Explain one stored sample and store its maps; returns DONE or SKIPPED."""
+def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> Outcome:
+    """Explain one stored sample and store its maps; a done or skipped outcome (TamxError if it cannot)."""
     stored = run.maps_settings(sample_id, variant)
     if stored is not None and not overwrite:
         if stored == settings.to_json():
-            return SKIPPED
+            return Outcome.skipped(sample_id)
         raise TamxError(
             f"sample {sample_id!r}: variant {variant!r} is stored with other settings ({stored}); "
             "pass --overwrite to replace it or --variant to store these beside it"
@@ -42,7 +39,7 @@ def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: st
     maps = explain_sample(run.sample(sample_id, media=False), settings, variant, defer=True)
     with writing(f"the maps {variant!r} of sample {sample_id!r} in {run.url}"):
         run.write_maps(sample_id, maps, overwrite=True)
-    return DONE
+    return Outcome.done(sample_id)
 
 
 _worker_run: Run | None = None  # the run a pool worker explains, opened once per process
@@ -58,28 +55,24 @@ def _worker_init(run_path: str) -> None:
     _worker_run = open_run(run_path, mode="a")
 
 
-def _safe_explain(
-    run: Run | None, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool
-) -> tuple[str, str]:
-    """explain_one with tamx's errors as a status (in a worker, `run` None means its own)."""
+def _safe_explain(run: Run | None, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> Outcome:
+    """explain_one with tamx's errors as a failed outcome (in a worker, `run` None means its own)."""
     try:
-        return sample_id, explain_one(run or _worker_run, sample_id, settings, variant, overwrite)
+        return explain_one(run or _worker_run, sample_id, settings, variant, overwrite)
     except DiskFullError:
         raise  # every later sample would fail the same way: stop the run
     except TamxError as exc:
-        return sample_id, f"error: {exc}"
+        return Outcome.failed(sample_id, str(exc))
 
 
-def _dask_explain(
-    run_url: str, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool
-) -> tuple[str, str]:
+def _dask_explain(run_url: str, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> Outcome:
     """One sample on a Dask worker: the run is opened from its URL (cheap: one small read)."""
     return _safe_explain(open_run(run_url, mode="a"), sample_id, settings, variant, overwrite)
 
 
 def _dask_results(
     address: str, run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str, overwrite: bool
-) -> Iterator[tuple[str, str]]:
+) -> Iterator[Outcome]:
     """The same per-sample work on an existing Dask distributed cluster, in completion order."""
     try:
         from distributed import Client, as_completed
@@ -100,7 +93,7 @@ def _dask_results(
 
 def _results(
     run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str, overwrite: bool, workers: int
-) -> Iterator[tuple[str, str]]:
+) -> Iterator[Outcome]:
     workers = min(workers, len(sample_ids))  # a process per sample at most
     if workers <= 1:
         for sample_id in sample_ids:
@@ -130,8 +123,8 @@ def _results(
 def check_kernel_fits(run: Run, sample_ids: Sequence[str], settings: ExplainSettings) -> None:
     """Refuse, before any work, a filter window wider than every image or frame grid it would filter.
 
-    Past the grid the window only repeats reflected cells, and the filter's cost grows as k^4
-    (a typo such as 101 on a 17 x 23 grid takes minutes per sample). 3 always passes.
+    Past the grid the window only repeats reflected cells, and the filter sorts k^2 values per
+    cell (a typo such as 101 on a 17 x 23 grid takes minutes per sample). 3 always passes.
     """
     k = settings.kernel_size
     if settings.filter == "none" or k <= 3:
@@ -159,10 +152,11 @@ def explain_run(
     sample_ids: Sequence[str] | None = None,
     workers: int = 1,
     overwrite: bool = False,
-    wrap: Callable[[Iterator[tuple[str, str]], int], Iterator[tuple[str, str]]] | None = None,
+    wrap: Callable[[Iterator[Outcome], int], Iterator[Outcome]] | None = None,
     dask: str | None = None,
 ) -> ExplainReport:
-    """Explain samples of a run (default: all complete ones) into `variant`.
+    """Explain samples of a run (default: all complete ones) into `variant` (default: the
+    settings' name, `ExplainSettings.variant_name`; the report names it).
 
     A sample that fails is reported and the others go on; `wrap` may wrap the result
     stream (a progress bar). Samples whose variant is stored with the same settings are skipped.
@@ -179,16 +173,11 @@ def explain_run(
     if unknown:
         raise TamxError(f"{run_path} has no complete sample(s) {', '.join(unknown)}; `tamx info {run_path}` lists them")
     check_kernel_fits(run, list(sample_ids), settings)
-    report = ExplainReport(incomplete=run.incomplete_ids() if sample_ids is known else [])
+    report = ExplainReport(variant=variant, incomplete=run.incomplete_ids() if sample_ids is known else [])
     if dask:
         results = _dask_results(dask, run, list(sample_ids), settings, variant, overwrite)
     else:
         results = _results(run, list(sample_ids), settings, variant, overwrite, workers)
-    for sample_id, status in wrap(results, len(sample_ids)) if wrap else results:
-        if status == DONE:
-            report.done.append(sample_id)
-        elif status == SKIPPED:
-            report.skipped.append(sample_id)
-        else:
-            report.failed[sample_id] = status.removeprefix("error: ")
+    for outcome in wrap(results, len(sample_ids)) if wrap else results:
+        report.add(outcome)
     return report

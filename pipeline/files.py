@@ -60,3 +60,9 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a UTF-8 text file atomically."""
     with atomic_path(path) as partial:
         partial.write_text(text, encoding="utf-8")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write a binary file atomically."""
+    with atomic_path(path) as partial:
+        partial.write_bytes(data)

@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from tamx import create_run, open_run
 from tamx.errors import DiskFullError, TamxError
-from tamx.interchange import export_sample, import_sample
+from tamx.interchange import import_sample, sample_bytes
+from tamx.records import Maps, RunInfo, Sample
 from tamx.store import check_compatible
 
-from .files import atomic_path, writing
-
-
-@dataclass
-class ImportReport:
-    """Sample ids imported, skipped (already in the run) and failed (file -> reason)."""
-
-    imported: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+from .files import write_bytes, writing
+from .outcomes import Outcome, StageReport
 
 
 def import_files(
     files: Sequence[str | os.PathLike], run_path: str | os.PathLike, overwrite: bool = False
-) -> ImportReport:
-    """Import sample files into a run, creating it from the first file's model if needed."""
-    report = ImportReport()
+) -> StageReport:
+    """Import sample files into a run, creating it from the first file's model if needed: the
+    report lists sample ids imported (done) and skipped (already in the run), and failed files."""
+    report = StageReport()
     run = None
     for file in files:
         try:
@@ -38,16 +31,16 @@ def import_files(
                 else:
                     check_compatible(run.info, info, run.url)
                 if sample.id in run and not overwrite:
-                    report.skipped.append(sample.id)
+                    report.add(Outcome.skipped(sample.id))
                     continue
                 run.write_sample(sample, overwrite=overwrite)
                 if maps is not None:
                     run.write_maps(sample.id, maps, overwrite=True)
-            report.imported.append(sample.id)
+            report.add(Outcome.done(sample.id))
         except DiskFullError:
             raise  # every later file would fail the same way: stop here
         except TamxError as exc:
-            report.failed[str(file)] = str(exc)
+            report.add(Outcome.failed(str(file), str(exc)))
     return report
 
 
@@ -66,6 +59,10 @@ def export_file(
     if variant is None:
         variant = "tam" if "tam" in variants else (variants[0] if len(variants) == 1 else None)
     maps = run.maps(sample_id, variant) if variant is not None else None
-    with atomic_path(out) as partial:
-        export_sample(partial, sample, run.info, maps)
+    export_sample(out, sample, run.info, maps)
     return sample_id
+
+
+def export_sample(path: str | os.PathLike, sample: Sample, info: RunInfo, maps: Maps | None = None) -> None:
+    """Write one sample (and optionally one maps variant) to the safetensors file `path`, atomically."""
+    write_bytes(path, sample_bytes(sample, info, maps))

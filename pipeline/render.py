@@ -14,18 +14,20 @@ from tamx.report import comparison_data, display_name, eval_scores, index_entry,
 from tamx.store import Run
 
 from .files import atomic_path, write_text
+from .outcomes import Outcome, StageReport
 
 GRID_TOKENS = 12
 
 
-@dataclass
-class RenderReport:
-    """Pages written (sample id -> path), the index, and failures (sample id -> reason)."""
+@dataclass(kw_only=True)
+class RenderReport(StageReport):
+    """Sample ids whose page was written (done) or failed (sample id -> reason), the pages
+    (sample id -> path), the index, the figures, the samples without maps and, over several
+    runs, each run's samples the others lack."""
 
     pages: dict[str, Path] = field(default_factory=dict)
     index: Path | None = None
     figures: list[Path] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
     unexplained: list[str] = field(default_factory=list)
     unpaired: dict[str, list[str]] = field(default_factory=dict)
 
@@ -151,8 +153,9 @@ def render_run(
         except DiskFullError:
             raise  # every later page would fail the same way: stop here
         except TamxError as exc:
-            report.failed[sample_id] = str(exc)
+            report.add(Outcome.failed(sample_id, str(exc)))
             continue
+        report.add(Outcome.done(sample_id))
         _, sample, stored = loaded[0]
         seen_variants.update(stored)
         if not stored:

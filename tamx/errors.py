@@ -28,6 +28,19 @@ class SampleError(TamxError):
         return type(self), (self.sample_id, self.field, self.problem)
 
 
+class FieldError(TamxError):
+    """A record built in memory has a field that breaks its rule; names the field. The store
+    and the interchange turn it into a SampleError naming the sample too."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"field {field!r}: {problem}")
+
+    def __reduce__(self):
+        return type(self), (self.field, self.problem)
+
+
 class DiskFullError(TamxError):
     """The disk (or the user's quota) filled up while writing; the run stops there.
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import defaults
 from .activation import activation_maps, class_logits
 from .dtypes import to_float32
 from .eci import (
@@ -40,9 +41,9 @@ class ExplainSettings:
     filter: "rank-gaussian", "median", "gaussian", "adaptive-median" or "none" (tamx.filters.FILTERS);
     kernel_size: odd >= 1 (the largest window of the adaptive median)."""
 
-    eci: str = "relevance"
-    filter: str = "rank-gaussian"
-    kernel_size: int = 3
+    eci: str = defaults.ECI
+    filter: str = defaults.FILTER
+    kernel_size: int = defaults.KERNEL_SIZE
     candidates: bool = True
     prompt: bool = True
 
@@ -56,7 +57,7 @@ class ExplainSettings:
         """A readable default name: "tam" for the paper's method, "cam" for neither module."""
         eci = {"relevance": "eci", "uniform": "eci-mean", "off": ""}[self.eci]
         filt = "" if self.filter == "none" else self.filter
-        if self.kernel_size != 3 and filt:
+        if self.kernel_size != defaults.KERNEL_SIZE and filt:
             filt += f"-k{self.kernel_size}"
         if eci == "eci" and filt == "rank-gaussian":
             return "tam"
@@ -231,7 +232,7 @@ def explain_sample(
         settings=settings.to_json(),
         cam=result.cam[answer_rows],
         eci=result.eci[answer_rows],
-        tam=result.final[answer_rows],
+        final=result.final[answer_rows],
         scale=result.scale[answer_rows],
         text_relevance=answer_r[:, pool_of_context],
         answer_relevance=answer_relevance,

@@ -170,10 +170,10 @@ def _token_label(sample: Sample, index: int) -> str:
 
 def _answer_rows(maps: Maps) -> tuple[np.ndarray, np.ndarray]:
     """Eq. 3's quantised answer maps [N, V] and their joint scale [N, 3]."""
-    n = len(maps.tam)
+    n = len(maps.final)
     earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
     relevance = np.concatenate([maps.text_relevance, earlier], axis=1)
-    return normalise_jointly(maps.tam, relevance)[0], joint_scale(maps.tam, relevance)
+    return normalise_jointly(maps.final, relevance)[0], joint_scale(maps.final, relevance)
 
 
 def _text_width(text: str, style: FigureStyle) -> float:
@@ -214,7 +214,7 @@ def token_figure(sample: Sample, maps: Maps, index: int, style: FigureStyle | No
     n, m = len(sample.answer_positions), len(sample.context_positions)
     earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
     relevance = np.concatenate([maps.text_relevance, earlier], axis=1)[index : index + 1]
-    _, text = normalise_jointly(maps.tam[index : index + 1], relevance)
+    _, text = normalise_jointly(maps.final[index : index + 1], relevance)
     words = [(strings[p], int(text[0, k]), False) for k, p in enumerate(sample.context_positions.tolist())]
     words += [("  ⟶ ", None, False)]
     words += [

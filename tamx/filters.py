@@ -3,25 +3,26 @@
 All filters use a k x k window with reflect padding (numpy `mode="reflect"`, OpenCV's
 BORDER_REFLECT_101) and run as one numba kernel over many maps at once. The adaptive
 median grows its window from 3 x 3 up to k x k (see `_adaptive_median`).
+
+A filter is one jitted window function `fn(padded, stride, y, x, k, window, weights) ->
+float` (the value at cell (y, x) of a frame padded by k // 2 cells, row stride `stride`;
+`window` is k * k scratch cells, `weights` what the filter's `weights` builder made, else
+empty) and one line in `FILTERS`; the frame loop (`_frame_loop`) is written once.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 
+from .defaults import FILTER, KERNEL_SIZE
 from .errors import TamxError
 
-RANK_GAUSSIAN, MEDIAN, GAUSSIAN, ADAPTIVE_MEDIAN = 0, 1, 2, 3
-FILTERS = {
-    "rank-gaussian": RANK_GAUSSIAN,
-    "median": MEDIAN,
-    "gaussian": GAUSSIAN,
-    "adaptive-median": ADAPTIVE_MEDIAN,
-    "none": -1,
-}
+_INSERTION_SORT_UP_TO = 121  # up to 11 x 11 insertion sort beats numba's quicksort (kernel_size_bench)
 
 
 def check_kernel_size(kernel_size: int) -> int:
@@ -89,9 +90,13 @@ def _sort9(w: np.ndarray) -> None:
 
 @numba.njit(cache=True, inline="always")
 def _sort_small(values: np.ndarray, n: int) -> None:
-    """Sort values[:n] in place: the network for 3x3 windows, insertion sort otherwise."""
+    """Sort values[:n] in place: the network for 3x3 windows, insertion sort up to 11x11,
+    numba's quicksort (O(n log n)) for larger windows."""
     if n == 9:
         _sort9(values)
+        return
+    if n > _INSERTION_SORT_UP_TO:
+        values[:n].sort()
         return
     for i in range(1, n):
         current = values[i]
@@ -103,8 +108,32 @@ def _sort_small(values: np.ndarray, n: int) -> None:
 
 
 @numba.njit(cache=True, inline="always")
-def _rank_gaussian(window: np.ndarray, n: int, mean: float) -> float:
-    """Eqs. 6-7 on one sorted window with mean > 0: Gaussian weights over ranks, centred on the median."""
+def _gather(padded: np.ndarray, stride: int, y: int, x: int, k: int, window: np.ndarray) -> float:
+    """Copy the k x k window of cell (y, x) into window[:k*k] (row-major); returns its sum."""
+    m = 0
+    total = 0.0
+    for dy in range(k):
+        base = (y + dy) * stride + x
+        for dx in range(k):
+            value = padded[base + dx]
+            window[m] = value
+            total += value
+            m += 1
+    return total
+
+
+@numba.njit(cache=True, inline="always")
+def _rank_gaussian(
+    padded: np.ndarray, stride: int, y: int, x: int, k: int, window: np.ndarray, weights: np.ndarray
+) -> float:
+    """Eqs. 6-7: Gaussian weights over the window's ranks, centred on the median; 0 where the
+    window's mean is <= 0 (before any sorting)."""
+    n = k * k
+    total = _gather(padded, stride, y, x, k, window)
+    if total <= 0.0:
+        return 0.0
+    _sort_small(window, n)
+    mean = total / n
     var = 0.0
     for j in range(n):
         deviation = window[j] - mean
@@ -115,7 +144,7 @@ def _rank_gaussian(window: np.ndarray, n: int, mean: float) -> float:
         return window[centre]
     # g_d = exp(-d^2 / (2 sigma^2)) with sigma = sd / mean; g_d = q^(d^2) via q^(2d-1) steps.
     q = math.exp(-(mean * mean) / (2.0 * var))
-    total = 1.0
+    weight_sum = 1.0
     acc = window[centre]
     weight = 1.0
     step = q
@@ -124,22 +153,45 @@ def _rank_gaussian(window: np.ndarray, n: int, mean: float) -> float:
         step *= q * q
         if weight == 0.0:
             break
-        total += 2.0 * weight
+        weight_sum += 2.0 * weight
         acc += weight * (window[centre - d] + window[centre + d])
-    return acc / total
+    return acc / weight_sum
 
 
 @numba.njit(cache=True, inline="always")
-def _adaptive_median(padded: np.ndarray, stride: int, y: int, x: int, half: int, k: int, window: np.ndarray) -> float:
+def _median(padded: np.ndarray, stride: int, y: int, x: int, k: int, window: np.ndarray, weights: np.ndarray) -> float:
+    """The median of the k x k window."""
+    n = k * k
+    _gather(padded, stride, y, x, k, window)
+    _sort_small(window, n)
+    return window[n // 2]
+
+
+@numba.njit(cache=True, inline="always")
+def _gaussian(
+    padded: np.ndarray, stride: int, y: int, x: int, k: int, window: np.ndarray, weights: np.ndarray
+) -> float:
+    """The spatial Gaussian blur: `weights` are the k x k normalised weights (row-major)."""
+    _gather(padded, stride, y, x, k, window)
+    result = 0.0
+    for j in range(k * k):
+        result += weights[j] * window[j]
+    return result
+
+
+@numba.njit(cache=True, inline="always")
+def _adaptive_median(
+    padded: np.ndarray, stride: int, y: int, x: int, k: int, window: np.ndarray, weights: np.ndarray
+) -> float:
     """The adaptive median filter (Hwang & Haddad 1995, as used by Chang et al. 2008) at one cell.
 
-    `padded` holds the frame with `half = k // 2` cells of reflect padding, row stride `stride`;
     z is the cell's value. For window sizes s = 3, 5, ..., k (k is the largest window):
     take the s x s window's min, median (the middle of the s^2 sorted values) and max.
     If min < median < max, the median is not an impulse: output z when min < z < max (z is not
     an impulse either), else the median. Otherwise grow the window; when s = k is reached
     without a non-impulse median, output the k x k median. k = 1 outputs z.
     """
+    half = k // 2
     centre = (y + half) * stride + x + half
     z = padded[centre]
     if k < 3:
@@ -160,64 +212,47 @@ def _adaptive_median(padded: np.ndarray, stride: int, y: int, x: int, half: int,
     return median
 
 
-@numba.njit(cache=True, parallel=True)
-def _filter_frames(maps: np.ndarray, frames: np.ndarray, k: int, kind: int, spatial: np.ndarray) -> np.ndarray:
-    """Filter maps [T, V] frame by frame; frames[f] = (offset into V, H, W)."""
-    out = np.zeros_like(maps)
-    half = k // 2
-    n = k * k
-    # Reflect-padding tables per frame, computed once: source offset of each padded row / column.
-    row_start = np.zeros(frames.shape[0] + 1, dtype=np.int64)
-    col_start = np.zeros(frames.shape[0] + 1, dtype=np.int64)
-    largest = 0
-    for f in range(frames.shape[0]):
-        height, width = frames[f, 1], frames[f, 2]
-        row_start[f + 1] = row_start[f] + height + 2 * half
-        col_start[f + 1] = col_start[f] + width + 2 * half
-        largest = max(largest, (height + 2 * half) * (width + 2 * half))
-    src_rows = np.empty(row_start[-1], dtype=np.int64)
-    src_cols = np.empty(col_start[-1], dtype=np.int64)
-    for f in range(frames.shape[0]):
-        offset, height, width = frames[f, 0], frames[f, 1], frames[f, 2]
-        for py in range(height + 2 * half):
-            src_rows[row_start[f] + py] = offset + _reflect(py - half, height) * width
-        for px in range(width + 2 * half):
-            src_cols[col_start[f] + px] = _reflect(px - half, width)
-    for t in numba.prange(maps.shape[0]):
-        window = np.empty(n, dtype=np.float64)
-        padded = np.empty(largest, dtype=np.float64)
+def _frame_loop(window_function):
+    """The frame loop, compiled once per filter around its window function."""
+
+    @numba.njit(cache=True, parallel=True)
+    def filter_frames(maps: np.ndarray, frames: np.ndarray, k: int, weights: np.ndarray) -> np.ndarray:
+        """Filter maps [T, V] frame by frame; frames[f] = (offset into V, H, W)."""
+        out = np.zeros_like(maps)
+        half = k // 2
+        # Reflect-padding tables per frame, computed once: source offset of each padded row / column.
+        row_start = np.zeros(frames.shape[0] + 1, dtype=np.int64)
+        col_start = np.zeros(frames.shape[0] + 1, dtype=np.int64)
+        largest = 0
+        for f in range(frames.shape[0]):
+            height, width = frames[f, 1], frames[f, 2]
+            row_start[f + 1] = row_start[f] + height + 2 * half
+            col_start[f + 1] = col_start[f] + width + 2 * half
+            largest = max(largest, (height + 2 * half) * (width + 2 * half))
+        src_rows = np.empty(row_start[-1], dtype=np.int64)
+        src_cols = np.empty(col_start[-1], dtype=np.int64)
         for f in range(frames.shape[0]):
             offset, height, width = frames[f, 0], frames[f, 1], frames[f, 2]
-            stride = width + 2 * half
             for py in range(height + 2 * half):
-                row = src_rows[row_start[f] + py]
-                for px in range(stride):
-                    padded[py * stride + px] = maps[t, row + src_cols[col_start[f] + px]]
-            for y in range(height):
-                for x in range(width):
-                    if kind == ADAPTIVE_MEDIAN:
-                        out[t, offset + y * width + x] = _adaptive_median(padded, stride, y, x, half, k, window)
-                        continue
-                    m = 0
-                    total = 0.0
-                    for dy in range(k):
-                        base = (y + dy) * stride + x
-                        for dx in range(k):
-                            value = padded[base + dx]
-                            window[m] = value
-                            total += value
-                            m += 1
-                    if kind == GAUSSIAN:
-                        result = 0.0
-                        for j in range(n):
-                            result += spatial[j] * window[j]
-                    elif kind == RANK_GAUSSIAN and total <= 0.0:
-                        result = 0.0  # Eq. 7's mean <= 0 rule, before any sorting
-                    else:
-                        _sort_small(window, n)
-                        result = window[n // 2] if kind == MEDIAN else _rank_gaussian(window, n, total / n)
-                    out[t, offset + y * width + x] = result
-    return out
+                src_rows[row_start[f] + py] = offset + _reflect(py - half, height) * width
+            for px in range(width + 2 * half):
+                src_cols[col_start[f] + px] = _reflect(px - half, width)
+        for t in numba.prange(maps.shape[0]):
+            window = np.empty(k * k, dtype=np.float64)
+            padded = np.empty(largest, dtype=np.float64)
+            for f in range(frames.shape[0]):
+                offset, height, width = frames[f, 0], frames[f, 1], frames[f, 2]
+                stride = width + 2 * half
+                for py in range(height + 2 * half):
+                    row = src_rows[row_start[f] + py]
+                    for px in range(stride):
+                        padded[py * stride + px] = maps[t, row + src_cols[col_start[f] + px]]
+                for y in range(height):
+                    for x in range(width):
+                        out[t, offset + y * width + x] = window_function(padded, stride, y, x, k, window, weights)
+        return out
+
+    return filter_frames
 
 
 def _spatial_gaussian(kernel_size: int) -> np.ndarray:
@@ -229,23 +264,44 @@ def _spatial_gaussian(kernel_size: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def filter_maps(maps: np.ndarray, frames: np.ndarray, name: str = "rank-gaussian", kernel_size: int = 3) -> np.ndarray:
+@dataclass(frozen=True)
+class Filter:
+    """A registered filter: its frame loop and, if it has one, the builder of its k x k weights."""
+
+    loop: Callable[[np.ndarray, np.ndarray, int, np.ndarray], np.ndarray]
+    weights: Callable[[int], np.ndarray] | None = None
+
+
+_NO_WEIGHTS = np.zeros(0, dtype=np.float64)
+
+# name -> Filter; None: the maps pass unchanged. Adding a filter: a window function and a line here.
+FILTERS: dict[str, Filter | None] = {
+    "rank-gaussian": Filter(_frame_loop(_rank_gaussian)),
+    "median": Filter(_frame_loop(_median)),
+    "gaussian": Filter(_frame_loop(_gaussian), _spatial_gaussian),
+    "adaptive-median": Filter(_frame_loop(_adaptive_median)),
+    "none": None,
+}
+
+
+def filter_maps(maps: np.ndarray, frames: np.ndarray, name: str = FILTER, kernel_size: int = KERNEL_SIZE) -> np.ndarray:
     """Apply filter `name` to each frame of each map.
 
     maps: [T, V] float; frames: [F, 3] int64 rows (offset into V, H, W) covering V.
     Returns float32 [T, V]. "none" returns the maps unchanged (as float32). For
     "adaptive-median", k is the largest window (it starts at 3 x 3).
     """
-    kind = FILTERS[check_filter_name(name)]
+    chosen = FILTERS[check_filter_name(name)]
     k = check_kernel_size(kernel_size)
     maps = np.ascontiguousarray(maps, dtype=np.float32)
-    if kind < 0 or maps.size == 0:
+    if chosen is None or maps.size == 0:
         return maps.copy()
     frames = np.ascontiguousarray(frames, dtype=np.int64).reshape(-1, 3)
-    return _filter_frames(maps, frames, k, kind, _spatial_gaussian(k))
+    weights = _NO_WEIGHTS if chosen.weights is None else chosen.weights(k)
+    return chosen.loop(maps, frames, k, weights)
 
 
-def filter_grid(grid: np.ndarray, name: str = "rank-gaussian", kernel_size: int = 3) -> np.ndarray:
+def filter_grid(grid: np.ndarray, name: str = FILTER, kernel_size: int = KERNEL_SIZE) -> np.ndarray:
     """Filter one 2-D map [H, W]; returns float32 [H, W]."""
     grid = np.asarray(grid)
     if grid.ndim != 2:

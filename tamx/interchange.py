@@ -73,10 +73,9 @@ REQUIRED = (*tuple(f.tensor_name for f in arrays(SAMPLE_FIELDS) if f.required), 
 # ---------------------------------------------------------------------------- the file format
 
 
-def write_safetensors(
-    path: str | os.PathLike, tensors: dict[str, tuple[str, np.ndarray]], metadata: dict[str, str]
-) -> None:
-    """Write {name: (dtype tag, array)} and string metadata as a safetensors file."""
+def safetensors_bytes(tensors: dict[str, tuple[str, np.ndarray]], metadata: dict[str, str]) -> bytes:
+    """{name: (dtype tag, array)} and string metadata as the bytes of a safetensors file (the
+    stages write them: `pipeline.files.write_bytes`)."""
     header: dict[str, Any] = {"__metadata__": metadata}
     offset, blobs = 0, []
     for name, (tag, value) in tensors.items():
@@ -86,11 +85,7 @@ def write_safetensors(
         offset += len(data)
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
-    with open(path, "wb") as handle:
-        handle.write(len(text).to_bytes(8, "little"))
-        handle.write(text)
-        for blob in blobs:
-            handle.write(blob)
+    return b"".join([len(text).to_bytes(8, "little"), text, *blobs])
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, tuple[str, np.ndarray]], dict[str, str]]:
@@ -154,8 +149,9 @@ def _tag(f, values: dict[str, Any], value: np.ndarray) -> str:
     return {"int64": "I64", "float32": "F32", "uint8": "U8"}[value.dtype.name]
 
 
-def export_sample(path: str | os.PathLike, sample: Sample, info: RunInfo, maps: Maps | None = None) -> None:
-    """Write one sample (and optionally one maps variant) to a safetensors file, dtypes kept."""
+def sample_bytes(sample: Sample, info: RunInfo, maps: Maps | None = None) -> bytes:
+    """One sample (and optionally one maps variant) as the bytes of a safetensors file, dtypes
+    kept (`pipeline.interchange.export_sample` writes them)."""
     values = sample_values(sample)
     tensors: dict[str, tuple[str, np.ndarray]] = {}
     for f in arrays(SAMPLE_FIELDS):
@@ -178,7 +174,7 @@ def export_sample(path: str | os.PathLike, sample: Sample, info: RunInfo, maps: 
             if maps_values.get(f.name) is not None:
                 tensors[f.tensor_name] = ("F32", maps_values[f.name])
         meta["maps"] = {"variant": maps.variant, **{f.name: maps_values[f.name] for f in json_fields(MAPS_FIELDS)}}
-    write_safetensors(path, tensors, {"tamx": json.dumps(meta)})
+    return safetensors_bytes(tensors, {"tamx": json.dumps(meta)})
 
 
 # ---------------------------------------------------------------------------- import

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .dtypes import STORAGE_DTYPES, check_dtype_name, to_float32
-from .errors import SampleError, StoreError, TamxError, shown_id
+from .errors import FieldError, SampleError, StoreError, TamxError, shown_id
 from .fields import SCHEMA, array, check_arrays, check_json, json_field
 
 SCHEMA_VERSION = SCHEMA[0]
@@ -228,7 +228,9 @@ class LMHead:
             if self.bias is not None:
                 self.bias = np.asarray(self.bias)[order]
         if len(self.ids) and np.any(np.diff(self.ids) == 0):
-            raise ValueError("LM-head ids must be unique")
+            repeated = np.unique(self.ids[1:][np.diff(self.ids) == 0])
+            shown = ", ".join(str(t) for t in repeated[:10].tolist()) + (" ..." if len(repeated) > 10 else "")
+            raise FieldError("lm_head_ids", f"LM-head ids must be unique; repeated: {shown}; keep one row per token id")
 
     def __repr__(self) -> str:
         bias = ", bias" if self.bias is not None else ""
@@ -423,8 +425,8 @@ def sample_from_values(sample_id: str, values: dict[str, Any]) -> Sample:
             dtype=values["lm_head_dtype"],
             bias=values.get("lm_head_bias"),
         )
-    except ValueError as exc:
-        fail("lm_head_ids", f"{exc}; {REENCODE}")
+    except FieldError as exc:
+        fail(exc.field, f"{exc.problem}; {REENCODE}")
     return Sample(
         id=sample_id,
         hidden=values["hidden"],
@@ -718,6 +720,12 @@ MAPS_FIELDS = (
     array("prompt_relevance", "float32", ("M", "M"), required=False),
 )
 MAPS_ARRAYS = tuple(f.name for f in MAPS_FIELDS if f.kind == "array")
+_MAPS_ATTRIBUTES = {"tam": "final"}  # stored field name -> Maps attribute, where they differ
+
+
+def maps_attribute(name: str) -> str:
+    """The Maps attribute that holds the stored field `name`."""
+    return _MAPS_ATTRIBUTES.get(name, name)
 
 
 def sample_dims(sample: Sample) -> dict[str, int]:
@@ -735,9 +743,11 @@ def sample_dims(sample: Sample) -> dict[str, int]:
 class Maps:
     """One explain variant of one sample (all float32; V = sum of T*H*W over blocks).
 
-    cam / eci / tam: [N, V] answer-token maps after Eq. 1, after ECI (Eq. 2 before the
-    filter) and after the variant's filter; scale: [N, G] least-squares s_i (Eq. 5), one per
-    image or video (`tamx.layout.media_groups` order; schema-1 runs stored [N]);
+    cam / eci / final: [N, V] answer-token maps after Eq. 1, after ECI (Eq. 2 before the
+    filter) and the variant's final map, after its filter (for the paper's TAM the TAM, for
+    "cam" the CAM; stored under the field name "tam", tensor "maps.tam"; `tam` still reads
+    it); scale: [N, G] least-squares s_i (Eq. 5), one per image or video
+    (`tamx.layout.media_groups` order; schema-1 runs stored [N]);
     text_relevance: [N, M] r_i over context_positions; answer_relevance: [N, N] r_i over
     earlier answer tokens; candidate_maps: [N, K, V]; prompt_maps: [M, V];
     prompt_relevance: [M, M]. settings: the explain settings that produced them. deferred:
@@ -749,7 +759,7 @@ class Maps:
     settings: dict[str, Any]
     cam: np.ndarray
     eci: np.ndarray
-    tam: np.ndarray
+    final: np.ndarray
     text_relevance: np.ndarray
     scale: np.ndarray | None = None
     answer_relevance: np.ndarray | None = None
@@ -761,13 +771,19 @@ class Maps:
     deferred: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
-        n, v = self.tam.shape if self.tam.ndim == 2 else (len(self.tam), 0)
-        extra = [name for name in MAPS_ARRAYS[4:] if getattr(self, name) is not None]
+        n, v = self.final.shape if self.final.ndim == 2 else (len(self.final), 0)
+        extra = [name for name in MAPS_ARRAYS[4:] if getattr(self, maps_attribute(name)) is not None]
         return f"Maps({self.variant!r}, {n} tokens x {v} cells, with {', '.join(extra) or 'no extras'})"
 
+    @property
+    def tam(self) -> np.ndarray:
+        """The final map under its stored name (read-only; use `final`)."""
+        return self.final
+
     def arrays(self) -> dict[str, np.ndarray]:
-        """The present arrays by name."""
-        return {name: getattr(self, name) for name in MAPS_ARRAYS if getattr(self, name) is not None}
+        """The present arrays by stored field name ("tam" holds `final`)."""
+        present = ((name, getattr(self, maps_attribute(name))) for name in MAPS_ARRAYS)
+        return {name: value for name, value in present if value is not None}
 
     def values(self) -> dict[str, Any]:
         """Field name -> value for MAPS_FIELDS (arrays as float32)."""
@@ -795,7 +811,7 @@ class Maps:
             nonfinite_hidden=values.get("nonfinite_hidden") or 0,
             nonfinite_lm_head=values.get("nonfinite_lm_head") or 0,
             deferred=list(values.get("deferred") or []),
-            **{name: values.get(name) for name in MAPS_ARRAYS},
+            **{maps_attribute(name): values.get(name) for name in MAPS_ARRAYS},
         )
 
     def validate(self, sample_id: str, dims: dict[str, int]) -> None:

@@ -320,19 +320,19 @@ def _segments(sample: Sample, strings: list[str]) -> list[dict[str, Any]]:
 
 
 def _variant_view(maps: Maps) -> dict[str, Any]:
-    n = len(maps.tam)
+    n = len(maps.final)
     earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
     relevance = np.concatenate([maps.text_relevance, earlier], axis=1)
-    answer, text = normalise_jointly(maps.tam, relevance)
+    answer, text = normalise_jointly(maps.final, relevance)
     view: dict[str, Any] = {
         "settings": maps.settings,
         "answer": pack_array(answer),
         "answer_text": pack_array(text),
-        "answer_scale": pack_array(joint_scale(maps.tam, relevance)),
+        "answer_scale": pack_array(joint_scale(maps.final, relevance)),
     }
     if maps.candidate_maps is not None:
         view["candidates"] = pack_array(normalise_jointly(maps.candidate_maps)[0])
-        view["candidates_scale"] = pack_array(joint_scale(maps.candidate_maps.reshape(-1, maps.tam.shape[1])))
+        view["candidates_scale"] = pack_array(joint_scale(maps.candidate_maps.reshape(-1, maps.final.shape[1])))
     if maps.prompt_maps is not None:
         prompt, prompt_text = normalise_jointly(maps.prompt_maps, maps.prompt_relevance)
         view["prompt"] = pack_array(prompt)
@@ -406,10 +406,10 @@ def map_thumbnail(sample: Sample, maps: Maps | None, size: int = THUMBNAIL_SIZE)
     base = _decode(sample.media[media[0]].data) if media else None
     if base is None:
         return None
-    if maps is None or not len(maps.tam):
+    if maps is None or not len(maps.final):
         return _jpeg_uri(base, size)
     first = frames[0]
-    cells = maps.tam.mean(axis=0)[first.offset : first.offset + first.size].reshape(first.height, first.width)
+    cells = maps.final.mean(axis=0)[first.offset : first.offset + first.size].reshape(first.height, first.width)
     quantised, _ = normalise_jointly(cells[None])
     image = _fit_box(base, first)
     heat = cv2.resize(quantised[0], (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)

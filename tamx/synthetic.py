@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from .dtypes import encode_dtype
+from .errors import TamxError
 from .records import LMHead, Media, RunInfo, Sample, VisionBlock
 
 TEXT_START = 16  # ids below this are reserved for scaffolding in the synthetic vocabulary
@@ -31,7 +32,8 @@ def synthetic_run_info(vocab_size: int = 1000, dtype: str = "float32") -> RunInf
 def _frame_image(rng: np.random.Generator, grid_h: int, grid_w: int, patch: int = 8) -> bytes:
     image = rng.integers(0, 256, size=(grid_h * patch, grid_w * patch, 3), dtype=np.uint8)
     ok, data = cv2.imencode(".png", image)
-    assert ok
+    if not ok:
+        raise TamxError(f"OpenCV could not encode a {image.shape[1]} x {image.shape[0]} synthetic frame as PNG")
     return data.tobytes()
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import SampleError, StoreError
 from .fields import SCHEMA
-from .records import REENCODE, LMHead, Maps, Media, RunInfo, Sample, VisionBlock
+from .records import REENCODE, LMHead, Maps, Media, RunInfo, Sample, VisionBlock, maps_attribute
 from .store import ROOT, Run, _now
 
 V1_ATTRS = "tamx"
@@ -128,7 +128,7 @@ def _v1_sample(root: Path, sample_id: str, packs: _Packs) -> tuple[Sample, list[
                 variant=variant,
                 settings=mattrs["settings"],
                 nonfinite_hidden=mattrs.get("nonfinite_hidden", 0),
-                **values,
+                **{maps_attribute(name): value for name, value in values.items()},
             )
         )
     return sample, maps

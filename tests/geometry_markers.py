@@ -15,10 +15,10 @@ from types import SimpleNamespace
 import numpy as np
 
 from pipeline.encode.adapters import adapter_class
-from pipeline.encode.adapters.base import BlockSpec
 from pipeline.encode.inputs import MediaItem
 from tamx.geometry import cell_centre
 from tamx.layout import MapFrame
+from tamx.records import VisionBlock
 
 MARKER = (255, 0, 0)
 BACKGROUND = 128
@@ -59,7 +59,7 @@ def _cells(deviation: np.ndarray, rows: int, cols: int, cell: int) -> np.ndarray
 class Found:
     """The grid that holds the marker: its spec, the cell (row, col) and the per-cell evidence."""
 
-    spec: BlockSpec
+    spec: VisionBlock
     row: int
     col: int
     strength: float

@@ -107,7 +107,7 @@ def expected_canvases(sample, row: np.ndarray) -> list[np.ndarray]:
 
 def answer_row(run, sample_id: str, variant: str, index: int) -> np.ndarray:
     maps = run.maps(sample_id, variant)
-    q, _ = normalise_jointly(maps.tam, np.concatenate([maps.text_relevance, maps.answer_relevance], axis=1))
+    q, _ = normalise_jointly(maps.final, np.concatenate([maps.text_relevance, maps.answer_relevance], axis=1))
     return q[index]
 
 
@@ -171,7 +171,7 @@ def test_switching_the_variant_repaints(report, browser):
     assert_painted(page, sample, answer_row(run, "multi", "cam", 9))
     assert page.page.get_attribute("body", "data-painted") == "answer:9:-1:cam"
     cam = run.maps("multi", "cam")
-    np.testing.assert_array_equal(cam.tam, cam.cam)
+    np.testing.assert_array_equal(cam.final, cam.cam)
 
 
 def test_word_grouping_shows_the_max_over_the_word(report, browser):
@@ -287,7 +287,7 @@ def instrument(tmp_path_factory):
             {},
             cam=tam,
             eci=tam,
-            tam=tam,
+            final=tam,
             text_relevance=relevance,
             answer_relevance=np.zeros((3, 3), np.float32),
         ),
@@ -355,7 +355,7 @@ def test_colour_bar_gives_the_raw_joint_range_and_cells_their_values(instrument,
     p.click("[data-answer-index='0']")
     low, high = (float(p.inner_text(f".column .bar-{end}")) for end in ("low", "high"))
     assert (low, high) == (0.0, 5.0), "min and max of the map and the text relevance together (Eq. 3)"
-    assert maps.tam[0].max() == 2.5 and p.locator(".column .empty").is_hidden()
+    assert maps.final[0].max() == 2.5 and p.locator(".column .empty").is_hidden()
     box = p.locator(".frame canvas").bounding_box()
     p.mouse.move(box["x"] + box["width"] * (2.5 / 4), box["y"] + box["height"] * (1.5 / 4))
     cell = p.inner_text("#cell")

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from safetensors.numpy import save_file
 
 from pipeline.cli import main
+from pipeline.interchange import export_sample
 from tamx import open_run
-from tamx.interchange import export_sample, read_safetensors, write_safetensors
+from tamx.interchange import read_safetensors, safetensors_bytes
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 
@@ -56,7 +57,7 @@ def test_import_explain_export_round_trip(tmp_path, sample_files):
     tamx_cli("export", run, "--sample", "s1", "--out", exported)
     tensors = load_file(str(exported))
     maps = open_run(run).maps("s1", "tam")
-    np.testing.assert_array_equal(tensors["maps.tam"], maps.tam)
+    np.testing.assert_array_equal(tensors["maps.tam"], maps.final)
     np.testing.assert_array_equal(tensors["maps.cam"], maps.cam)
     np.testing.assert_array_equal(tensors["text_relevance"], maps.text_relevance)
     tags = {name: tag for name, (tag, _) in read_safetensors(exported)[0].items()}
@@ -66,7 +67,7 @@ def test_import_explain_export_round_trip(tmp_path, sample_files):
 
     again = tmp_path / "again"
     tamx_cli("import", exported, "--out", again)
-    np.testing.assert_array_equal(open_run(again).maps("s1", "tam").tam, maps.tam)
+    np.testing.assert_array_equal(open_run(again).maps("s1", "tam").final, maps.final)
     np.testing.assert_array_equal(open_run(again).sample("s1").hidden, open_run(run).sample("s1").hidden)
 
 
@@ -89,7 +90,7 @@ def test_a_file_with_only_the_required_tensors_imports_and_explains(tmp_path):
     tamx_cli("explain", run, "--quiet")
     stored = open_run(run)
     assert stored.sample_ids() == ["my_sample"]
-    assert stored.maps("my_sample").tam.shape == (20, 42)
+    assert stored.maps("my_sample").final.shape == (20, 42)
     tamx_cli("export", run, "--out", tmp_path / "back.safetensors")  # one sample: --sample optional
 
 
@@ -100,7 +101,7 @@ def test_workers_and_sample_selection(run_path, tmp_path):
     tamx_cli("explain", copy, "--workers", "2", "--samples", "img,video", "--quiet")
     one, two = open_run(run_path), open_run(copy)
     for sample_id in ("img", "video"):
-        np.testing.assert_array_equal(one.maps(sample_id).tam, two.maps(sample_id).tam)
+        np.testing.assert_array_equal(one.maps(sample_id).final, two.maps(sample_id).final)
     assert two.variants("multi") == []
 
 
@@ -130,7 +131,7 @@ def test_bad_input_files_are_listed_and_the_rest_imports(tmp_path, sample_files)
     partial = tmp_path / "partial.safetensors"
     tensors, _ = read_safetensors(sample_files[0])
     del tensors["vision_grids"]
-    write_safetensors(partial, tensors, {})
+    Path(partial).write_bytes(safetensors_bytes(tensors, {}))
     result = tamx_cli("import", junk, partial, sample_files[1], "--out", tmp_path / "run", ok=False)
     assert result.exit_code == 1
     assert "not a readable safetensors file" in result.output
@@ -172,8 +173,10 @@ def test_console_script_is_installed():
 def test_import_refuses_a_grid_that_disagrees_with_its_block(tmp_path, sample_files):
     tensors, metadata = read_safetensors(sample_files[0])
     tensors["vision_grids"] = ("I64", np.array([[1, 9, 12]]))  # 108 cells for 117 placeholders
-    write_safetensors(tmp_path / "short.safetensors", tensors, metadata)
-    write_safetensors(tmp_path / "bare.safetensors", tensors, {})  # no run metadata: no special-token roles
+    Path(tmp_path / "short.safetensors").write_bytes(safetensors_bytes(tensors, metadata))
+    Path(tmp_path / "bare.safetensors").write_bytes(
+        safetensors_bytes(tensors, {})
+    )  # no run metadata: no special-token roles
     result = tamx_cli(
         "import", tmp_path / "short.safetensors", tmp_path / "bare.safetensors", "--out", tmp_path / "run", ok=False
     )

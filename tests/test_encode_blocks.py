@@ -29,7 +29,7 @@ def test_unmapped_tokens_pass_validation_and_round_trip(tmp_path):
     loaded = tamx.open_run(tmp_path / "run").sample(sample.id)
     assert loaded.vision_blocks == sample.vision_blocks and loaded.vision_size == 4
     maps = tamx.explain_sample(loaded)
-    assert maps.tam.shape[1] == 4 and np.isfinite(maps.tam).all()
+    assert maps.final.shape[1] == 4 and np.isfinite(maps.final).all()
 
 
 @pytest.mark.parametrize("unmapped", [0, 1, 3])

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("PIL", reason="transformers' image processors need Pillow (pip install pillow)")
 
 from pipeline.encode import EncodeInput, EncodeSettings, encode, inline_input, load_model, load_processor  # noqa: E402
-from pipeline.encode.adapters import AdapterError, adapter_class  # noqa: E402
+from pipeline.encode.adapters import AdapterError, adapter_class, adapter_for  # noqa: E402
 from tamx.layout import map_frames  # noqa: E402
 
 from .tiny_models import QwenVideoProcessorDouble, write_image, write_video  # noqa: E402
@@ -174,6 +174,53 @@ def test_multi_turn_context_includes_earlier_answers(loaded, media, tmp_path):
     assert "".join(stored.tokens[p] for p in stored.answer_positions) == "It is red."
 
 
+def _qwen_grids(model, inputs, blocks):
+    """Qwen: one block per image, the processor's image_grid_thw merged spatially."""
+    merge = model.config.vision_config.spatial_merge_size
+    expected = [(t, h // merge, w // merge) for t, h, w in inputs["image_grid_thw"].tolist()]
+    assert [b.grid for b in blocks] == expected
+    assert expected[0][2] > expected[0][1] and expected[1][1] > expected[1][2]  # wide, then tall
+
+
+def _clip_grids(model, inputs, blocks, separated=False):
+    """LLaVA (and OneVision with several images: the base view, then one image_newline separator
+    each): the vision tower's square patch grid per image."""
+    side = model.config.vision_config.image_size // model.config.vision_config.patch_size
+    assert [b.grid for b in blocks] == [(1, side, side)] * 2
+    assert all((b.unmapped > 0) == separated for b in blocks)
+    assert all(b.separator == ("image_newline" if b.unmapped else "") for b in blocks)
+
+
+def _pooled_grid(blocks, per_image):
+    """Pooled / pixel-shuffled fixed grids: as many cells as the config's tokens per image."""
+    ((t, h, w),) = {b.grid for b in blocks}
+    assert t == 1 and h == w and h * w == per_image
+
+
+def _gemma3_grids(model, inputs, blocks):
+    _pooled_grid(blocks, model.config.mm_tokens_per_image)
+
+
+def _internvl_grids(model, inputs, blocks):
+    """InternVL tiles the 100x60 image: several blocks of media 0, one per tile (and a thumbnail)."""
+    _pooled_grid(blocks, model.config.image_seq_length)
+    assert int(inputs["pixel_values"].shape[0]) == len(blocks)
+    assert blocks[-1].label == "thumbnail" or len(blocks) == 2
+
+
+# family -> the check of its blocks against the processor and config, for one wide and one tall image
+EXPECTED_BLOCKS = {
+    "llava": _clip_grids,
+    "llava_onevision": lambda model, inputs, blocks: _clip_grids(model, inputs, blocks, separated=True),
+    "qwen2_vl": _qwen_grids,
+    "qwen2_5_vl": _qwen_grids,
+    "qwen3_vl": _qwen_grids,
+    "gemma3": _gemma3_grids,
+    "internvl": _internvl_grids,
+}
+TILED = {"internvl"}  # families that make several blocks of one image
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_blocks_match_placeholders_for_non_square_and_several_images(loaded, family, media, tmp_path):
     """(c) the blocks of each image (one, or its tiles + thumbnail), grids matching the processor's
@@ -185,31 +232,13 @@ def test_blocks_match_placeholders_for_non_square_and_several_images(loaded, fam
     assert image_token == model.config.image_token_id
     assert sorted({b.media for b in stored.vision_blocks}) == [0, 1]
     assert [b.media for b in stored.vision_blocks] == sorted(b.media for b in stored.vision_blocks)
-    if family != "internvl":  # InternVL tiles the 100x60 image: several blocks of media 0
+    if family not in TILED:
         assert [b.media for b in stored.vision_blocks] == [0, 1]
     placeholders = int((stored.input_ids == image_token).sum())
     assert sum(b.tokens + b.unmapped for b in stored.vision_blocks) == placeholders
     sizes = {0: (100, 60), 1: (40, 90)}
     assert all(b.box is not None and b.image_size == sizes[b.media] for b in stored.vision_blocks)
-    inputs = model_inputs_for(processor, stored, 1)
-    if family.startswith("qwen"):
-        merge = model.config.vision_config.spatial_merge_size
-        expected = [(t, h // merge, w // merge) for t, h, w in inputs["image_grid_thw"].tolist()]
-        assert [b.grid for b in stored.vision_blocks] == expected
-        assert expected[0][2] > expected[0][1] and expected[1][1] > expected[1][2]  # wide, then tall
-    elif family in ("llava", "llava_onevision"):
-        side = model.config.vision_config.image_size // model.config.vision_config.patch_size
-        assert [b.grid for b in stored.vision_blocks] == [(1, side, side)] * 2
-        # OneVision with several images: the base view, then one image_newline separator each
-        assert all((b.unmapped > 0) == (family == "llava_onevision") for b in stored.vision_blocks)
-        assert all(b.separator == ("image_newline" if b.unmapped else "") for b in stored.vision_blocks)
-    else:  # pooled / pixel-shuffled fixed grids: as many cells as the config's tokens per image
-        per_image = model.config.mm_tokens_per_image if family == "gemma3" else model.config.image_seq_length
-        ((t, h, w),) = {b.grid for b in stored.vision_blocks}
-        assert t == 1 and h == w and h * w == per_image
-        if family == "internvl":
-            assert int(inputs["pixel_values"].shape[0]) == len(stored.vision_blocks)  # one block per tile
-            assert stored.vision_blocks[-1].label == "thumbnail" or len(stored.vision_blocks) == 2
+    EXPECTED_BLOCKS[family](model, model_inputs_for(processor, stored, 1), stored.vision_blocks)
     for media_index in (0, 1):
         blocks = [b for b in stored.vision_blocks if b.media == media_index]
         start, end = blocks[0].start, blocks[-1].stop + blocks[-1].unmapped
@@ -396,7 +425,7 @@ def test_encode_explain_info_end_to_end(tiny_model_dir, media, tmp_path):
     (sample,) = summary["samples"]
     assert sample["id"] == "cat" and sample["variants"] == ["tam"] and sample["vision"] == ["image 1x2x4"]
     maps = tamx.open_run(out).maps("cat")
-    assert maps.tam.shape == (sample["answer_tokens"], 8)
+    assert maps.final.shape == (sample["answer_tokens"], 8)
 
 
 def test_checkpoint_generation_settings_do_not_change_greedy_answer(loaded, media, tmp_path):
@@ -469,3 +498,17 @@ def test_encode_a_mask_dataset_then_eval(tiny_model_dir, media, tmp_path):
         "encode", "--model", "x", "--dataset", "folder", "--data", str(data), "--prompt", "p", "--out", str(out)
     )
     assert both.returncode == 2 and "give one of --manifest" in both.stderr
+
+
+def test_special_tokens_are_resolved_once_per_adapter(loaded, monkeypatch):
+    _, model, processor = loaded("internvl")
+    adapter = adapter_for(model, processor)
+    calls = []
+    resolve = adapter.resolve_special_tokens
+    monkeypatch.setattr(adapter, "resolve_special_tokens", lambda: calls.append(1) or resolve())
+    first = adapter.special_tokens()
+    first["image_token"] = -1  # a caller's copy: the adapter's roles stay as resolved
+    again = adapter.special_tokens()
+    assert again["image_token"] == model.config.image_token_id and "video_token" not in again  # InternVL's own
+    assert adapter.special_ids() >= {again["image_token"], again["turn_start"]}
+    assert len(calls) == 1

@@ -165,7 +165,8 @@ def test_interchange_carries_the_boxes(tmp_path):
     with the whole image assumed (box None)."""
     from safetensors.numpy import load_file, save_file
 
-    from tamx.interchange import export_sample, import_sample
+    from pipeline.interchange import export_sample
+    from tamx.interchange import import_sample
     from tamx.synthetic import synthetic_run_info, synthetic_sample
 
     sample = synthetic_sample(grids=[(1, 3, 4), (1, 2, 2)], seed=3)

@@ -50,11 +50,11 @@ def test_agrees_with_reference(layout, bias):
     maps = explain_sample(sample)
     ref = reference_for(sample)
     for name in ("cam", "eci", "tam", "scale", "text_relevance", "answer_relevance"):
-        assert_close(getattr(maps, name), ref[name], name)
+        assert_close(getattr(maps, "final" if name == "tam" else name), ref[name], name)
     assert_close(maps.candidate_maps, ref["candidate_tam"], "candidate_maps")
     assert_close(maps.prompt_maps, ref["prompt_tam"], "prompt_maps")
     assert_close(maps.prompt_relevance, ref["prompt_relevance"], "prompt_relevance")
-    assert maps.tam.max() > 0 and maps.cam.shape == (20, sample.vision_size)
+    assert maps.final.max() > 0 and maps.cam.shape == (20, sample.vision_size)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_settings_agree_with_reference(settings, ref_kwargs):
     maps = explain_sample(sample, settings)
     ref = reference_for(sample, **ref_kwargs)
     for name in ("cam", "eci", "tam"):
-        assert_close(getattr(maps, name), ref[name], name)
+        assert_close(getattr(maps, "final" if name == "tam" else name), ref[name], name)
     assert_close(maps.prompt_maps, ref["prompt_tam"], "prompt_maps")
 
 
@@ -81,7 +81,7 @@ def test_bfloat16_hidden_states_agree_with_reference():
     sample = synthetic_sample(grids=[(1, 8, 8)], dtype="bfloat16", seed=5)
     assert sample.hidden.dtype == np.uint16
     maps = explain_sample(sample)
-    assert_close(maps.tam, reference_for(sample)["tam"], "tam")
+    assert_close(maps.final, reference_for(sample)["tam"], "tam")
 
 
 def test_no_context_keeps_the_activation_map():
@@ -168,7 +168,7 @@ def test_nonfinite_hidden_states_count_and_act_as_zero(caplog):
     assert "3 non-finite" in caplog.text and "synthetic" in caplog.text
     clean[start, :3] = 0.0
     sample.hidden = clean
-    np.testing.assert_array_equal(maps.tam, explain_sample(sample).tam)
+    np.testing.assert_array_equal(maps.final, explain_sample(sample).final)
 
 
 def test_missing_lm_head_row_names_sample_and_field():
@@ -194,3 +194,22 @@ def test_variant_names():
     assert ExplainSettings(eci="off").variant_name() == "rank-gaussian"
     assert ExplainSettings(eci="uniform", filter="median").variant_name() == "eci-mean-median"
     assert ExplainSettings(kernel_size=5).variant_name() == "eci-rank-gaussian-k5"
+
+
+def test_explain_run_reports_one_typed_outcome_per_sample(tmp_path):
+    """Done, skipped (same settings stored) and failed (other settings under the name), with the
+    reason as the error says it and the variant explain_run named."""
+    from pipeline.explain import explain_run
+    from tamx import create_run
+    from tamx.synthetic import synthetic_run_info
+
+    run = create_run(tmp_path / "run", synthetic_run_info())
+    for i in range(3):
+        run.write_sample(synthetic_sample(f"s{i}", grids=[(1, 4, 5)], n_answer=2, top_k=0, seed=i))
+    first = explain_run(run.path, sample_ids=["s0", "s1"])
+    assert (first.variant, first.done, first.skipped, first.failed) == ("tam", ["s0", "s1"], [], {})
+    explain_run(run.path, ExplainSettings(kernel_size=1), "tam", sample_ids=["s2"])
+    again = explain_run(run.path)
+    assert again.done == [] and again.skipped == ["s0", "s1"] and list(again.failed) == ["s2"]
+    reason = again.failed["s2"]
+    assert reason.startswith("sample 's2': variant 'tam' is stored with other settings") and "--overwrite" in reason

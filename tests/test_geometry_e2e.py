@@ -83,7 +83,7 @@ def encoded(tiny_model_dir, tmp_path_factory):
                 {},
                 cam=tam,
                 eci=tam,
-                tam=tam,
+                final=tam,
                 text_relevance=zeros,
                 answer_relevance=np.zeros((n, n), np.float32),
             ),

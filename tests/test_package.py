@@ -13,12 +13,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_import_tamx_and_the_command_line_load_no_heavy_module():
-    """`import tamx` and the command line's start-up load neither torch nor the explain side's
-    libraries (numba, zarr, jinja2, cv2, numpy, fsspec): each command imports its own."""
+    """`import tamx`, the command line's start-up and encode's torch-free modules load neither
+    torch nor the explain side's libraries (numba, zarr, jinja2, cv2, numpy, fsspec): each
+    command imports its own."""
     heavy = ("torch", "transformers", "numba", "zarr", "jinja2", "cv2", "numpy", "fsspec", "matplotlib")
     code = f"import sys, tamx, pipeline.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "", f"`import tamx, pipeline.cli` loaded {out.strip()}"
+    code = "import sys, pipeline.encode.prompt, pipeline.encode.adapters; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "False", "encode's prompt alignment and adapter registry import torch"
 
 
 def _ruff() -> str:

@@ -65,7 +65,7 @@ def test_page_data_layout_and_packed_maps():
     assert data["frames"][2]["frames"] == [2, 3] and len(data["frames"][2]["images"]) == 2
     assert [b["assumed"] for b in data["blocks"]] == [True, True]
     answer = unpack_array(data["variants"]["tam"]["answer"])
-    expected, _ = normalise_jointly(maps.tam, np.concatenate([maps.text_relevance, maps.answer_relevance], axis=1))
+    expected, _ = normalise_jointly(maps.final, np.concatenate([maps.text_relevance, maps.answer_relevance], axis=1))
     np.testing.assert_array_equal(answer, expected)
     assert unpack_array(data["variants"]["tam"]["candidates"]).shape == (20, 3, 38)
     assert data["candidates"][0][0] == sample.candidate_tokens[0][0]
@@ -201,7 +201,8 @@ def test_answer_probabilities_are_stored_and_shown(tmp_path):
     np.testing.assert_array_equal(back.answer_logprobs, sample.answer_logprobs)
     data = page_data(back, {}, synthetic_run_info())
     assert data["answer_probs"] == [0.5, 0.25, 0.125, 1.0] and data["mode"] == "teacher-forced"
-    from tamx.interchange import export_sample, import_sample
+    from pipeline.interchange import export_sample
+    from tamx.interchange import import_sample
 
     export_sample(tmp_path / "p.safetensors", back, synthetic_run_info())
     np.testing.assert_array_equal(import_sample(tmp_path / "p.safetensors")[0].answer_logprobs, sample.answer_logprobs)
@@ -251,7 +252,7 @@ def one_hot_sample(box=None):
     tam[1, 0] = 1.0
     zeros = np.zeros((2, 3), np.float32)
     maps = Maps(
-        "tam", {}, cam=tam, eci=tam, tam=tam, text_relevance=zeros, answer_relevance=np.zeros((2, 2), np.float32)
+        "tam", {}, cam=tam, eci=tam, final=tam, text_relevance=zeros, answer_relevance=np.zeros((2, 2), np.float32)
     )
     return sample, maps
 

@@ -24,10 +24,11 @@ from safetensors.numpy import load_file, save_file
 
 from pipeline.cli import main
 from pipeline.files import write_text
+from pipeline.interchange import export_sample
 from tamx import create_run, open_run
 from tamx.datasets import load_dataset
 from tamx.errors import DiskFullError, SampleError, TamxError
-from tamx.interchange import export_sample, read_metadata
+from tamx.interchange import read_metadata
 from tamx.records import check_name
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
@@ -424,7 +425,7 @@ def test_disk_full_during_explain_stops_and_keeps_finished_maps(tmp_path, worker
         )
         assert "failed:" not in out
         reopened = open_run(run)
-        assert reopened.variants("s0") == ["tam"] and reopened.maps("s0").tam.shape[0] == 20
+        assert reopened.variants("s0") == ["tam"] and reopened.maps("s0").final.shape[0] == 20
         assert reopened.variants("s1") == [] and reopened.variants("s2") == [], "nothing half-written is listed"
         (disk / "filler").unlink()
         assert tamx_cli("explain", run, "--quiet").exit_code == 0, "once there is space it resumes"

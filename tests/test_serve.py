@@ -127,7 +127,7 @@ def test_live_maps_are_what_explain_gives_and_nothing_is_written(client, runs, s
     body = response.json()
     assert body["settings"] == K5.to_json() and body["name"] == K5.variant_name()
     maps = explain_sample(open_run(runs / "a").sample(sample_id), K5)
-    n = len(maps.tam)
+    n = len(maps.final)
     expected, _ = normalise_jointly(maps.tam, np.concatenate([maps.text_relevance, maps.answer_relevance], axis=1))
     np.testing.assert_array_equal(unpack_array(body["view"]["answer"]), expected)
     np.testing.assert_array_equal(unpack_array(body["view"]["candidates"]), normalise_jointly(maps.candidate_maps)[0])

@@ -15,6 +15,7 @@ import pytest
 import tamx.store
 from tamx import LMHead, RunInfo, SampleError, StoreError, VisionBlock, create_run, explain_sample, open_run
 from tamx.dtypes import to_float32
+from tamx.errors import FieldError
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 
@@ -37,7 +38,7 @@ def test_sample_round_trip_is_lossless(tmp_path):
     assert loaded.media == original.media and len(loaded.media) == 1 + 4
     np.testing.assert_array_equal(loaded.lm_head.rows, original.lm_head.subset(loaded.lm_head.ids).rows)
     np.testing.assert_array_equal(loaded.lm_head.bias, original.lm_head.subset(loaded.lm_head.ids).bias)
-    np.testing.assert_array_equal(explain_sample(loaded).tam, explain_sample(original).tam)
+    np.testing.assert_array_equal(explain_sample(loaded).final, explain_sample(original).final)
     assert open_run(tmp_path / "run").sample("s", media=False).media == []
 
 
@@ -303,7 +304,7 @@ def test_every_field_is_checked_on_write(tmp_path, change, field, message):
 def test_maps_of_the_wrong_shape_are_refused(run_path):
     run = open_run(run_path, mode="a")
     maps = explain_sample(run.sample("img"))
-    maps.tam = maps.tam[:, :-1]
+    maps.final = maps.final[:, :-1]
     with pytest.raises(SampleError, match=r"'img', field 'maps/tam/tam'.*V = 117"):
         run.write_maps("img", maps)
     other = explain_sample(run.sample("video"))
@@ -353,7 +354,7 @@ def test_nonfinite_lm_head_rows_are_warned_counted_and_stored(tmp_path, caplog):
     run.write_sample(sample)
     with caplog.at_level("WARNING"):
         maps = explain_sample(run.sample("nanrow"))
-    assert maps.nonfinite_lm_head == 2 and np.isfinite(maps.tam).all()
+    assert maps.nonfinite_lm_head == 2 and np.isfinite(maps.final).all()
     assert "2 non-finite LM-head value(s)" in caplog.text and str(answer_id) in caplog.text
     run.write_maps("nanrow", maps)
     assert run.maps("nanrow").nonfinite_lm_head == 2
@@ -424,7 +425,7 @@ def test_upgrade_converts_a_schema_1_run_in_place(tmp_path):
         loaded = run.sample(sample.id)
         np.testing.assert_array_equal(loaded.hidden, sample.hidden)
         assert loaded.lm_head.dtype == "bfloat16" and loaded.media == sample.media
-    np.testing.assert_array_equal(run.maps("s1").tam, maps["s1"].tam)
+    np.testing.assert_array_equal(run.maps("s1").final, maps["s1"].tam)
     assert not (path / "zarr.json").exists() and not (path / "lm_head").exists() and run.garbage() == {}
     assert objects(path / "samples" / "s1") == ["maps/tam.0", "maps/tam.json", "sample.0", "sample.json"]
     assert CliRunner().invoke(main, ["upgrade", str(path), "--quiet"]).exit_code == 0  # idempotent
@@ -464,3 +465,9 @@ def test_the_explain_stage_defers_and_readers_get_complete_maps(run_path):
     full = run.maps("multi")
     for name, value in eager.arrays().items():
         np.testing.assert_array_equal(getattr(full, name), value, err_msg=name)
+
+
+def test_repeated_lm_head_ids_are_a_tamx_error_naming_the_field():
+    with pytest.raises(FieldError, match=r"field 'lm_head_ids': LM-head ids must be unique; repeated: 3, 7;") as caught:
+        LMHead(ids=np.array([7, 3, 3, 7, 9]), rows=np.zeros((5, 2), np.float32))
+    assert isinstance(caught.value, tamx.TamxError) and caught.value.field == "lm_head_ids"

@@ -5,14 +5,16 @@ that lie, non-finite LM-head rows. Each ends in a one-line message naming what i
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from pipeline.interchange import export_sample
 from tamx import open_run
-from tamx.interchange import export_sample, read_safetensors, write_safetensors
+from tamx.interchange import read_safetensors, safetensors_bytes
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 
@@ -120,7 +122,7 @@ def lie(good, tmp_path, name, change):
     meta = json.loads(metadata["tamx"])
     change(tensors, meta)
     path = tmp_path / f"{name}.safetensors"
-    write_safetensors(path, tensors, {"tamx": json.dumps(meta)} if meta is not None else {})
+    Path(path).write_bytes(safetensors_bytes(tensors, {"tamx": json.dumps(meta)} if meta is not None else {}))
     return path
 
 
@@ -219,7 +221,7 @@ def test_an_interchange_file_that_lies_fails_alone_and_stores_nothing(good_file,
     if change is None:  # metadata that is a JSON list
         tensors, _ = read_safetensors(good_file)
         bad = tmp_path / "bad.safetensors"
-        write_safetensors(bad, tensors, {"tamx": "[1, 2]"})
+        Path(bad).write_bytes(safetensors_bytes(tensors, {"tamx": "[1, 2]"}))
     else:
         bad = lie(good_file, tmp_path, "bad", change)
     other = lie(good_file, tmp_path, "other", _meta("sample_id", "other"))
@@ -267,7 +269,7 @@ def test_nonfinite_lm_head_rows_are_warned_and_counted_by_explain(good_file, tmp
         tamx_cli("explain", run_path, "--quiet")
     assert "3 non-finite LM-head value(s)" in caplog.text and "re-encode the sample" in caplog.text
     maps = open_run(run_path).maps("s0")
-    assert maps.nonfinite_lm_head == 3 and np.isfinite(maps.tam).all()
+    assert maps.nonfinite_lm_head == 3 and np.isfinite(maps.final).all()
 
 
 def test_unknown_tensors_and_metadata_of_a_newer_writer_are_named_and_ignored(good_file, tmp_path, caplog):

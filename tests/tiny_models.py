@@ -77,21 +77,34 @@ def _save(folder: Path, model, tokenizer, image_processor, template: str, proces
     return folder
 
 
+_QWEN_VISION = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64}
+# version -> (config class, model class, tiny vision config)
+QWEN_VERSIONS = {
+    "2": (
+        "Qwen2VLConfig",
+        "Qwen2VLForConditionalGeneration",
+        {"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2},
+    ),
+    "2.5": (
+        "Qwen2_5_VLConfig",
+        "Qwen2_5_VLForConditionalGeneration",
+        {**_QWEN_VISION, "window_size": 56, "fullatt_block_indexes": [1]},
+    ),
+    "3": (
+        "Qwen3VLConfig",
+        "Qwen3VLForConditionalGeneration",
+        {**_QWEN_VISION, "num_position_embeddings": 64, "deepstack_visual_indexes": [0]},
+    ),
+}
+
+
 def build_qwen2_vl(folder: Path, seed: int = 0, version: str = "2") -> Path:
     import transformers
     from transformers import Qwen2VLImageProcessor
 
-    if version == "3":
-        config_class, model_class = transformers.Qwen3VLConfig, transformers.Qwen3VLForConditionalGeneration
-        vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64}
-        vision.update({"num_position_embeddings": 64, "deepstack_visual_indexes": [0]})
-    elif version == "2.5":
-        config_class, model_class = transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
-        vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64}
-        vision.update({"window_size": 56, "fullatt_block_indexes": [1]})
-    else:
-        config_class, model_class = transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
-        vision = {"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2}
+    config_name, model_name, vision = QWEN_VERSIONS[version]
+    vision = dict(vision)
+    config_class, model_class = getattr(transformers, config_name), getattr(transformers, model_name)
 
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>"]
     special += ["<|image_pad|>", "<|video_pad|>"]

@@ -16,7 +16,6 @@ _EXPORTS = {
     "EncodeReport": "stage",
     "model_name": "stage",
     "EncodeSettings": "record",
-    "encode_sample": "record",
     "load_model": "loading",
     "load_processor": "loading",
     "EncodeInput": "inputs",

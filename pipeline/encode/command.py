@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from tamx import defaults
 from tamx.datasets import DATASETS
 
 from ..errors import name_option, report_failures
@@ -38,15 +39,27 @@ MAX_TOP_K = 50  # every candidate costs a map per answer token in explain and a 
     help="Encode a mask dataset for `tamx eval` with the paper's prompt (writes OUT.DATASET.jsonl).",
 )
 @click.option("--data", type=click.Path(exists=True, file_okay=False), help="The folder of --dataset.")
-@click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(1), help="Answer length limit.")
+@click.option(
+    "--max-new-tokens",
+    default=defaults.MAX_NEW_TOKENS,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Answer length limit.",
+)
 @click.option(
     "--top-k",
-    default=3,
+    default=defaults.TOP_K,
     show_default=True,
     type=click.IntRange(0, MAX_TOP_K),
     help=f"Candidates kept per step (at most {MAX_TOP_K}: explain draws a map for each).",
 )
-@click.option("--frames", default=8, show_default=True, type=click.IntRange(1), help="Frames sampled per video.")
+@click.option(
+    "--frames",
+    default=defaults.VIDEO_FRAMES,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Frames sampled per video.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True)
 @click.option(

@@ -18,10 +18,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from tamx import defaults
 from tamx.errors import TamxError
 from tamx.records import Media, check_sample_id
-
-DEFAULT_VIDEO_FRAMES = 8
 
 
 class InputError(TamxError):
@@ -29,7 +28,11 @@ class InputError(TamxError):
 
     def __init__(self, sample_id: str, problem: str) -> None:
         self.sample_id = sample_id
+        self.problem = problem
         super().__init__(f"sample {sample_id!r}: {problem}")
+
+    def __reduce__(self):
+        return type(self), (self.sample_id, self.problem)
 
 
 @dataclass
@@ -309,7 +312,7 @@ def load_video(sample_id: str, path: str, num_frames: int, multiple: int = 1) ->
 
 
 def load_media(
-    sample_id: str, messages: list[dict[str, Any]], num_frames: int = DEFAULT_VIDEO_FRAMES, multiple: int = 1
+    sample_id: str, messages: list[dict[str, Any]], num_frames: int = defaults.VIDEO_FRAMES, multiple: int = 1
 ) -> list[MediaItem]:
     """Load every image and video of the messages, in order of appearance."""
     items = []

@@ -10,21 +10,14 @@ import numpy as np
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
+from tamx import defaults
 from tamx.dtypes import STORAGE_DTYPES
 from tamx.records import LMHead, Sample, VisionBlock
 
 from .adapters import Adapter, AdapterError
 from .capture import FinalNormCapture, TopKRecorder
-from .inputs import (
-    EncodeInput,
-    InputError,
-    MediaItem,
-    load_media,
-    media_kind,
-    media_records,
-    portable_messages,
-    split_answer,
-)
+from .inputs import EncodeInput, InputError, MediaItem, load_media, media_records, portable_messages, split_answer
+from .prompt import context_positions, shift_spans, text_spans
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +28,9 @@ TORCH_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.b
 class EncodeSettings:
     """How samples are encoded: greedy decoding length, candidates per step, video frames, context."""
 
-    max_new_tokens: int = 64
-    top_k: int = 3
-    num_frames: int = 8
+    max_new_tokens: int = defaults.MAX_NEW_TOKENS
+    top_k: int = defaults.TOP_K
+    num_frames: int = defaults.VIDEO_FRAMES
     include_system: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -56,55 +49,6 @@ def to_storage(tensor: torch.Tensor) -> np.ndarray:
     if tensor.dtype == torch.bfloat16:
         return tensor.view(torch.int16).numpy().view(np.uint16)
     return tensor.numpy().astype(STORAGE_DTYPES[dtype_name(tensor.dtype)], copy=False)
-
-
-def text_spans(prompt: str, messages: list[dict[str, Any]], include_system: bool) -> list[tuple[int, int]]:
-    """Character spans of the message texts inside the rendered prompt (system text left out by default)."""
-    spans = []
-    cursor = 0
-    for message in messages:
-        for item in message["content"]:
-            if media_kind(item) is not None or not item.get("text"):
-                continue
-            text = item["text"]
-            found = prompt.find(text, cursor)
-            if found < 0:
-                text = text.strip()
-                found = prompt.find(text, cursor) if text else -1
-            if found < 0:
-                raise AdapterError(
-                    f"the chat template does not copy the text {item['text'][:40]!r} of a {message['role']} turn "
-                    "verbatim; tamx cannot tell prompt text from scaffolding for this template"
-                )
-            if message["role"] != "system" or include_system:
-                spans.append((found, found + len(text)))
-            cursor = found + len(text)
-    return spans
-
-
-def _shift_spans(spans: list[tuple[int, int]], replacements: list[dict[str, Any]]) -> list[tuple[int, int]]:
-    """Move spans of the rendered prompt to the processor's expanded text (placeholders replaced)."""
-    shifted = []
-    for start, stop in spans:
-        offset = 0
-        for rep in replacements:
-            (_rep_start, rep_stop), (_new_start, new_stop) = rep["span"], rep["new_span"]
-            if rep_stop <= start:
-                offset = new_stop - rep_stop
-        shifted.append((start + offset, stop + offset))
-    return shifted
-
-
-def context_positions(
-    offsets: np.ndarray, spans: list[tuple[int, int]], input_ids: np.ndarray, special_ids: set[int]
-) -> np.ndarray:
-    """Token positions whose characters lie inside a message text span, special tokens excluded."""
-    keep = np.zeros(len(offsets), dtype=bool)
-    starts, stops = offsets[:, 0], offsets[:, 1]
-    for span_start, span_stop in spans:
-        keep |= (stops > starts) & (starts < span_stop) & (stops > span_start)
-    keep &= ~np.isin(input_ids, np.array(sorted(special_ids), dtype=np.int64))
-    return np.flatnonzero(keep).astype(np.int64)
 
 
 def _device_inputs(inputs: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
@@ -166,18 +110,11 @@ class Outcome:
 def _processor_call(
     adapter: Adapter, prompts: list[str], media: list[MediaItem], add_special_tokens: bool, per_prompt=None, **extra
 ):
-    """Call the processor; `per_prompt` gives each prompt's media: images go nested per prompt where every
-    prompt has some, as `apply_chat_template(tokenize=True)` passes them (LLaVA-OneVision's multi-image
-    layout and Gemma 3's batching depend on it)."""
-    images: Any = [m.pixels for m in media if m.kind == "image"]
+    """Call the processor; `per_prompt` gives each prompt's media (`Adapter.processor_images`)."""
     videos = [m.pixels for m in media if m.kind == "video"]
-    if per_prompt is not None:
-        nested = [[m.pixels for m in items if m.kind == "image"] for items in per_prompt]
-        if all(nested):  # some processors (Gemma 3) need each prompt's images as its own list
-            images = nested
     return adapter.processor(
         text=prompts,
-        images=images or None,
+        images=adapter.processor_images(media, per_prompt),
         videos=videos or None,
         return_tensors="pt",
         add_special_tokens=add_special_tokens,
@@ -214,12 +151,9 @@ def prepare_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSettin
     except (ValueError, TypeError) as exc:
         raise InputError(sample.id, f"the processor rejected the inputs: {exc}") from None
     prompt_ids = processed["input_ids"][0].numpy().astype(np.int64)
-    special_ids = set(adapter.special_tokens().values()) | {int(t) for t in tokenizer.all_special_ids}
-    spans = _shift_spans(spans, processed.get("text_replacement_offsets", [[]])[0])
+    spans = shift_spans(spans, processed.get("text_replacement_offsets", [[]])[0])
     offsets = np.asarray(processed["offset_mapping"][0], dtype=np.int64).reshape(-1, 2)
-    blocks = [
-        spec.block(start) for start, spec in adapter.find_blocks(prompt_ids, adapter.block_specs(media, processed))
-    ]
+    blocks = adapter.find_blocks(prompt_ids, adapter.block_specs(media, processed))
     return Prepared(
         sample=sample,
         messages=messages,
@@ -227,7 +161,7 @@ def prepare_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSettin
         media=media,
         prompt=prompt,
         prompt_ids=prompt_ids,
-        context=context_positions(offsets, spans, prompt_ids, special_ids),
+        context=context_positions(offsets, spans, prompt_ids, adapter.special_ids()),
         blocks=blocks,
         processed=processed,
         add_special_tokens=add_special_tokens,
@@ -255,11 +189,7 @@ def teacher_force(adapter: Adapter, prepared: Prepared, settings: EncodeSettings
     if not answer_ids:
         raise InputError(prepared.sample.id, "the given answer tokenizes to nothing")
     extra = torch.tensor([answer_ids], dtype=inputs["input_ids"].dtype, device=model.device)
-    inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
-    for key in ("attention_mask", "mm_token_type_ids", "token_type_ids"):
-        if key in inputs:
-            fill = torch.ones_like(extra) if key == "attention_mask" else torch.zeros_like(extra)
-            inputs[key] = torch.cat([inputs[key], fill.to(inputs[key].dtype)], dim=1)
+    inputs = adapter.extend_inputs(inputs, extra)
     with torch.inference_mode(), FinalNormCapture(adapter.final_norm(), inputs["input_ids"].shape[1]) as capture:
         model(**inputs, use_cache=False, logits_to_keep=1)
         input_ids = np.concatenate([prepared.prompt_ids, np.asarray(answer_ids, dtype=np.int64)])
@@ -441,16 +371,6 @@ def build_sample(
     )
     record.lm_head = lm_head_rows(adapter, record.needed_token_ids())
     return record
-
-
-def encode_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSettings, model_id: str) -> Sample:
-    """Run the model on one sample under the final-norm hook and return the Sample to store."""
-    prepared = prepare_sample(adapter, sample, settings)
-    if prepared.answer is not None:
-        outcome = teacher_force(adapter, prepared, settings)
-    else:
-        (outcome,) = generate(adapter, [prepared], settings)
-    return build_sample(adapter, prepared, outcome, settings, model_id)
 
 
 def lm_head_rows(adapter: Adapter, token_ids: np.ndarray) -> LMHead:

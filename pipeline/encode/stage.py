@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,9 @@ from tamx import RunInfo, create_run
 from tamx.errors import DiskFullError, TamxError
 
 from ..files import writing
+from ..outcomes import Outcome, StageReport
 from .adapters import Adapter, adapter_for
-from .inputs import EncodeInput, read_manifest
+from .inputs import EncodeInput, InputError, read_manifest
 from .record import (
     EncodeSettings,
     Prepared,
@@ -37,13 +38,11 @@ from .record import (
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class EncodeReport:
-    """What an encode run did: sample ids stored, skipped (already stored) and failed (id -> reason)."""
+@dataclass(kw_only=True)
+class EncodeReport(StageReport):
+    """What an encode run did: sample ids stored (done), skipped (already stored) and failed
+    (id -> reason), and how long it took."""
 
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -136,7 +135,7 @@ def encode(
     todo = []
     for sample in shard:
         if sample.id in stored and not overwrite:
-            report.skipped.append(sample.id)
+            report.add(Outcome.skipped(sample.id))
         else:
             todo.append(sample)
     stream: Iterator[EncodeInput] = iter(todo)
@@ -158,7 +157,8 @@ ERRORS = (TamxError, ValueError, OSError, RuntimeError)
 
 def _fail(report: EncodeReport, sample_id: str, exc: Exception) -> None:
     log.debug("sample %s failed", sample_id, exc_info=True)
-    report.failed[sample_id] = str(exc).removeprefix(f"sample {sample_id!r}: ")
+    # the report shows the id beside the reason: an InputError's problem without its sample
+    report.add(Outcome.failed(sample_id, exc.problem if isinstance(exc, InputError) else str(exc)))
 
 
 def _encode_batch(
@@ -202,7 +202,7 @@ def _encode_batch(
         except ERRORS as exc:
             _fail(report, sample_id, exc)
             continue
-        report.done.append(sample_id)
+        report.add(Outcome.done(sample_id))
 
 
 def encode_path(

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tamx import ExplainSettings, open_run
+from tamx import ExplainSettings, defaults, open_run
 from tamx.captions import CaptionScores, score_captions
 from tamx.datasets import Record, category_names, load_dataset
 from tamx.errors import TamxError
@@ -39,6 +39,7 @@ from tamx.report import token_strings
 from tamx.words import group_words
 
 from ..files import atomic_path, write_text
+from ..outcomes import Outcome, StageReport
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,10 @@ log = logging.getLogger(__name__)
 VARIANT_ORDER = ("cam", "eci", "eci-mean", "rank-gaussian", "median", "gaussian", "adaptive-median", "tam")
 
 
-@dataclass
-class EvalResult:
-    """Scores of every variant over the samples the run and the dataset share."""
+@dataclass(kw_only=True)
+class EvalResult(StageReport):
+    """Scores of every variant over the samples the run and the dataset share; the sample ids
+    scored (done) and failed (sample id -> reason)."""
 
     dataset: str
     settings: dict[str, Any]
@@ -62,7 +64,6 @@ class EvalResult:
     no_threshold: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     not_in_dataset: list[str] = field(default_factory=list)
     not_in_run: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
 
     def variants(self) -> list[str]:
         """Variant names in table order."""
@@ -189,7 +190,7 @@ def _score_sample(
             [maps.text_relevance, maps.answer_relevance if maps.answer_relevance is not None else maps.cam[:, :0]],
             axis=1,
         )
-        quantised = quantise_maps(maps.tam, maps.eci, relevance)
+        quantised = quantise_maps(maps.final, maps.eci, relevance)
         if first_token:
             before, after = first_prompt_map(sample, ExplainSettings.from_json(maps.settings))
             quantised[0] = quantise_maps(after[None], before[None])[0]
@@ -241,8 +242,9 @@ def evaluate_run(
         try:
             scored = _score_sample(run, records[sample_id], sample_id, variants, word_tagger, first_token, classes)
         except TamxError as exc:
-            result.failed[sample_id] = str(exc)
+            result.add(Outcome.failed(sample_id, str(exc)))
             continue
+        result.add(Outcome.done(sample_id))
         for variant, (scores, settings, points) in scored.items():
             result.points[variant].extend(points)
             result.objects[variant].extend(scores.objects)
@@ -276,7 +278,7 @@ def run_captions(run, sample_ids: Sequence[str], records: dict[str, Record]) -> 
 def _settings_label(settings: dict[str, Any]) -> tuple[str, str]:
     eci = {"relevance": "yes", "uniform": "mean", "off": "-"}.get(settings.get("eci", ""), "?")
     name = settings.get("filter", "?")
-    filt = "-" if name == "none" else f"{name} k{settings.get('kernel_size', 3)}"
+    filt = "-" if name == "none" else f"{name} k{settings.get('kernel_size', defaults.KERNEL_SIZE)}"
     return eci, filt
 
 

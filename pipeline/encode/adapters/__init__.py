@@ -2,22 +2,24 @@
 
 To add a family: subclass `Adapter` in a module of this package (set `family`, `model_types`,
 implement `block_specs`, override `final_norm` / `special_tokens` where the model differs),
-then add the class to `ADAPTERS` below and a tiny-model test in tests/test_encode_families.py.
+then add the class to `ADAPTERS` below, a tiny model to `tests/tiny_models.py` (`BUILDERS`) and
+the family to `FAMILIES` in tests/test_encode_core.py and tests/test_encode_geometry.py.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from .base import Adapter, AdapterError, BlockSpec
+from .base import Adapter, AdapterError
 from .gemma3 import Gemma3Adapter
 from .internvl import InternVLAdapter
 from .llava import LlavaAdapter
 from .llava_onevision import LlavaOnevisionAdapter
 from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_vl import Qwen3VLAdapter
+
+if TYPE_CHECKING:
+    from torch import nn
 
 ADAPTERS: tuple[type[Adapter], ...] = (
     Qwen2VLAdapter,
@@ -55,4 +57,4 @@ def adapter_for(model: nn.Module, processor: Any) -> Adapter:
     return adapter_class(model.config.model_type)(model, processor)
 
 
-__all__ = ["ADAPTERS", "Adapter", "AdapterError", "BlockSpec", "adapter_class", "adapter_for", "supported_model_types"]
+__all__ = ["ADAPTERS", "Adapter", "AdapterError", "adapter_class", "adapter_for", "supported_model_types"]

@@ -7,11 +7,10 @@ fixed patch grid, and every grid is checked against the placeholder run it descr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from torch import nn
 
 from tamx.errors import TamxError
 from tamx.geometry import Canvas
@@ -19,44 +18,26 @@ from tamx.records import VisionBlock
 
 from ..inputs import MediaItem
 
+if TYPE_CHECKING:  # the adapters themselves load without torch
+    from torch import nn
+
 
 class AdapterError(TamxError):
     """The model or its inputs do not match what the family adapter expects."""
 
 
-@dataclass(frozen=True)
-class BlockSpec:
-    """One expected vision block: kind, grid (T, H, W) in merged patches, media index, frames per
-    slice and their timestamps, and where the grid lies in the source (see `VisionBlock`)."""
+def unplaced(
+    kind: str, grid: tuple[int, int, int], media: int, frames: tuple[tuple[int, ...], ...] = (), **fields: Any
+) -> VisionBlock:
+    """An expected vision block before `Adapter.find_blocks` places it in the sequence (start 0
+    until then): kind, grid (T, H, W) in merged patches, media index, frames per slice, and any
+    other `VisionBlock` field."""
+    return VisionBlock(start=0, grid=grid, kind=kind, media=media, frames=frames, **fields)
 
-    kind: str
-    grid: tuple[int, int, int]
-    media: int
-    frames: tuple[tuple[int, ...], ...] = ()
-    unmapped: int = 0
-    box: tuple[float, float, float, float] | None = None
-    image_size: tuple[int, int] | None = None
-    times: tuple[tuple[float, ...], ...] = ()
-    label: str = ""
-    row_newline: bool = False
-    separator: str = ""
-    tiles: tuple[tuple[int, int, int, int], ...] = ()
-    tile_boxes: tuple[tuple[float, float, float, float], ...] = ()
 
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.grid))
-
-    @property
-    def placeholders(self) -> int:
-        """Placeholder tokens the block takes: the grid (with its row newlines) plus trailing separators."""
-        t, h, _w = self.grid
-        return self.size + (t * h if self.row_newline else 0) + self.unmapped
-
-    def block(self, start: int) -> VisionBlock:
-        """The stored block of this spec at sequence position `start`."""
-        fields = {name: getattr(self, name) for name in VisionBlock.__dataclass_fields__ if name != "start"}
-        return VisionBlock(start=start, **fields)
+def tokens_taken(block: VisionBlock) -> int:
+    """Placeholder tokens a block takes: the grid (with its row newlines) plus trailing separators."""
+    return block.tokens + block.unmapped
 
 
 def _crop_start(size: float, crop: int) -> int:
@@ -72,7 +53,7 @@ def item_size(item: MediaItem) -> tuple[int, int]:
     return (int(shape[2]), int(shape[1])) if item.kind == "video" else (int(shape[1]), int(shape[0]))
 
 
-def on_canvas(spec: BlockSpec, canvas: Canvas, item: MediaItem, label: str = "") -> BlockSpec:
+def on_canvas(spec: VisionBlock, canvas: Canvas, item: MediaItem, label: str = "") -> VisionBlock:
     """`spec` with the geometry of a grid that exactly covers `canvas`."""
     box = tuple(float(x) for x in canvas.box)
     return replace(spec, box=box, image_size=item_size(item), label=label or spec.label)
@@ -83,10 +64,6 @@ def slice_times(item: MediaItem, frames: tuple[tuple[int, ...], ...]) -> tuple[t
     if not item.fps:
         return ()
     return tuple(tuple(round(f / item.fps, 6) for f in chunk) for chunk in frames)
-
-
-def _ids(value: Any) -> int | None:
-    return None if value is None else int(value)
 
 
 class Adapter:
@@ -102,6 +79,8 @@ class Adapter:
         self.processor = processor
         self.config = model.config
         self.tokenizer = getattr(processor, "tokenizer", processor)
+        self._special_tokens: dict[str, int] | None = None
+        self._special_ids: frozenset[int] | None = None
 
     # ------------------------------------------------------------ tokens
     def config_token(self, *names: str) -> int | None:
@@ -121,7 +100,23 @@ class Adapter:
         return int(token_id)
 
     def special_tokens(self) -> dict[str, int]:
-        """Role -> token id: image_token, video_token, vision_start, vision_end and turn markers."""
+        """Role -> token id: image_token, video_token, vision_start, vision_end and turn markers
+        (resolved once per adapter, by `resolve_special_tokens`)."""
+        if self._special_tokens is None:
+            self._special_tokens = self.resolve_special_tokens()
+        return dict(self._special_tokens)
+
+    def special_ids(self) -> frozenset[int]:
+        """Every token id that is never prompt context: the roles' ids and the tokenizer's special ids."""
+        if self._special_ids is None:
+            self._special_ids = frozenset(self.special_tokens().values()) | {
+                int(t) for t in self.tokenizer.all_special_ids
+            }
+        return self._special_ids
+
+    def resolve_special_tokens(self) -> dict[str, int]:
+        """The roles from the model config, the tokenizer strings of `token_roles`, and the
+        tokenizer's bos / eos / pad; a family overrides this where its roles differ."""
         roles = {
             "image_token": self.config_token("image_token_id", "image_token_index"),
             "video_token": self.config_token("video_token_id", "video_token_index"),
@@ -185,12 +180,40 @@ class Adapter:
         ]
         return {"do_sample_frames": False, "video_metadata": metadata}
 
+    def processor_images(self, media: list[MediaItem], per_prompt: list[list[MediaItem]] | None) -> Any:
+        """The `images` argument of the processor call for prompts whose media are `per_prompt`:
+        nested per prompt where every prompt has images, as `apply_chat_template(tokenize=True)`
+        passes them (LLaVA-OneVision's multi-image layout and Gemma 3's batching depend on it),
+        else flat; None without images."""
+        images = [m.pixels for m in media if m.kind == "image"]
+        if per_prompt is not None:
+            nested = [[m.pixels for m in items if m.kind == "image"] for items in per_prompt]
+            if all(nested):
+                return nested
+        return images or None
+
+    # processor outputs that hold one value per token, with the value a text token takes
+    per_token_inputs: ClassVar[dict[str, int]] = {"attention_mask": 1, "token_type_ids": 0, "mm_token_type_ids": 0}
+
+    def extend_inputs(self, inputs: dict[str, Any], extra: Any) -> dict[str, Any]:
+        """`inputs` with the text tokens `extra` ([1, n] ids) appended: input_ids and every
+        per-token input (`per_token_inputs`) grow by n."""
+        import torch
+
+        grown = dict(inputs)
+        grown["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
+        for key, value in self.per_token_inputs.items():
+            if key in inputs:
+                fill = torch.full_like(extra, value, dtype=inputs[key].dtype)
+                grown[key] = torch.cat([inputs[key], fill], dim=1)
+        return grown
+
     def model_inputs(self, processed: dict[str, Any]) -> dict[str, Any]:
         """The processor outputs the model's forward and generate take."""
         drop = {"offset_mapping", "text_replacement_offsets"}
         return {k: v for k, v in processed.items() if k not in drop}
 
-    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[BlockSpec]:
+    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[VisionBlock]:
         """The vision blocks in sequence order; subclasses implement this."""
         raise NotImplementedError(f"the {self.family} adapter does not define block_specs")
 
@@ -255,8 +278,9 @@ class Adapter:
         roles = self.special_tokens()
         return {kind: roles[f"{kind}_token"] for kind in ("image", "video") if f"{kind}_token" in roles}
 
-    def find_blocks(self, input_ids: np.ndarray, specs: list[BlockSpec]) -> list[tuple[int, BlockSpec]]:
-        """Match the expected blocks to the placeholder runs of `input_ids`; returns (start, spec)."""
+    def find_blocks(self, input_ids: np.ndarray, specs: list[VisionBlock]) -> list[VisionBlock]:
+        """Match the expected blocks (`block_specs`) to the placeholder runs of `input_ids`; returns
+        them placed (their `start` set)."""
         placeholders = self.placeholder_ids()
         runs = []
         index = 0
@@ -272,7 +296,7 @@ class Adapter:
             runs.append((index, stop - index, kind))
             index = stop
         # several blocks may sit back to back in one run (e.g. a video's slices); split runs by the specs
-        matched: list[tuple[int, BlockSpec]] = []
+        matched: list[VisionBlock] = []
         queue = list(specs)
         for start, length, kind in runs:
             offset = 0
@@ -283,14 +307,14 @@ class Adapter:
                         f"grids account for (at position {start + offset})"
                     )
                 spec = queue.pop(0)
-                if spec.kind != kind or offset + spec.placeholders > length:
+                if spec.kind != kind or offset + tokens_taken(spec) > length:
                     raise AdapterError(
                         f"the {self.family} adapter expected a {spec.kind} block of grid {spec.grid} "
-                        f"({spec.placeholders} tokens) at position {start + offset}, but found a run of "
+                        f"({tokens_taken(spec)} tokens) at position {start + offset}, but found a run of "
                         f"{length - offset} {kind} placeholder tokens"
                     )
-                matched.append((start + offset, spec))
-                offset += spec.placeholders
+                matched.append(replace(spec, start=start + offset))
+                offset += tokens_taken(spec)
         if queue:
             raise AdapterError(
                 f"the {self.family} adapter expected {len(queue)} more vision block(s) than the sequence holds"

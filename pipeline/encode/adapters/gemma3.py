@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from tamx.geometry import Canvas
+from tamx.records import VisionBlock
 
 from ..inputs import MediaItem
-from .base import Adapter, AdapterError, BlockSpec, item_size, on_canvas
+from .base import Adapter, AdapterError, item_size, on_canvas, unplaced
 
 PAN_AND_SCAN = ("pan_and_scan_min_crop_size", "pan_and_scan_max_num_crops", "pan_and_scan_min_ratio_to_activate")
 
@@ -65,7 +66,7 @@ class Gemma3Adapter(Adapter):
         crops = ip.pan_and_scan(np.stack([xs, ys]), **settings)
         return [(float(c[0].min()), float(c[1].min()), float(c[0].max() + 1), float(c[1].max() + 1)) for c in crops]
 
-    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[BlockSpec]:
+    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[VisionBlock]:
         if any(m.kind == "video" for m in media):
             raise AdapterError("Gemma 3 takes images only; give the video's frames as images")
         # the processor does not return num_crops: any images beyond one per item are pan-and-scan crops
@@ -80,7 +81,7 @@ class Gemma3Adapter(Adapter):
         specs = []
         for index, (item, boxes) in enumerate(zip(media, crops)):
             width, height = item_size(item)
-            whole = on_canvas(BlockSpec("image", (1, side, side), index), Canvas.source(width, height), item)
+            whole = on_canvas(unplaced("image", (1, side, side), index), Canvas.source(width, height), item)
             specs.append(replace(whole, label="whole image" if boxes else ""))
             for number, box in enumerate(boxes, start=1):
                 specs.append(replace(whole, box=box, label=f"crop {number}"))

@@ -16,9 +16,10 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from tamx.geometry import Canvas
+from tamx.records import VisionBlock
 
 from ..inputs import MediaItem
-from .base import Adapter, AdapterError, BlockSpec, item_size, on_canvas, slice_times
+from .base import Adapter, AdapterError, item_size, on_canvas, slice_times, unplaced
 
 
 class InternVLAdapter(Adapter):
@@ -31,8 +32,8 @@ class InternVLAdapter(Adapter):
         "turn_end": "<|im_end|>",
     }
 
-    def special_tokens(self) -> dict[str, int]:
-        roles = super().special_tokens()
+    def resolve_special_tokens(self) -> dict[str, int]:
+        roles = super().resolve_special_tokens()
         # InternVL videos reuse the image context token per frame: there is no separate video placeholder
         roles.pop("video_token", None)
         return roles
@@ -58,10 +59,10 @@ class InternVLAdapter(Adapter):
         width, height = item_size(item)
         return layout((height, width), (size["height"], size["width"]), int(ip.min_patches), int(ip.max_patches))
 
-    def _image_specs(self, item: MediaItem, index: int, side: int, tiled: bool) -> list[BlockSpec]:
+    def _image_specs(self, item: MediaItem, index: int, side: int, tiled: bool) -> list[VisionBlock]:
         width, height = item_size(item)
         source = Canvas.source(width, height)
-        whole = on_canvas(BlockSpec("image", (1, side, side), index), source, item)
+        whole = on_canvas(unplaced("image", (1, side, side), index), source, item)
         cols, rows = self._tile_layout(item) if tiled else (1, 1)
         if cols * rows == 1:
             return [whole]
@@ -73,7 +74,7 @@ class InternVLAdapter(Adapter):
         ]
         return [*tiles, replace(whole, label="thumbnail")]
 
-    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[BlockSpec]:
+    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[VisionBlock]:
         side = self._side(processed)
         views = int(processed["pixel_values"].shape[0])
         frames = sum(len(m.frame_indices) for m in media if m.kind == "video")
@@ -87,7 +88,7 @@ class InternVLAdapter(Adapter):
             else:
                 width, height = item_size(item)
                 for f in item.frame_indices:
-                    spec = BlockSpec("video", (1, side, side), index, ((f,),), times=slice_times(item, ((f,),)))
+                    spec = unplaced("video", (1, side, side), index, ((f,),), times=slice_times(item, ((f,),)))
                     specs.append(on_canvas(spec, Canvas.source(width, height), item))
         if len(specs) != views:
             raise AdapterError(

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from tamx.records import VisionBlock
+
 from ..inputs import MediaItem
-from .base import Adapter, AdapterError, BlockSpec, on_canvas
+from .base import Adapter, AdapterError, on_canvas, unplaced
 
 
 class LlavaAdapter(Adapter):
     family = "llava"
     model_types = ("llava",)
 
-    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[BlockSpec]:
+    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[VisionBlock]:
         if any(m.kind == "video" for m in media):
             raise AdapterError("LLaVA-1.5 takes images only; use a video model (Qwen2-VL, LLaVA-OneVision) for video")
         strategy = getattr(self.config, "vision_feature_select_strategy", "default")
@@ -40,5 +42,5 @@ class LlavaAdapter(Adapter):
                 )
             # the patch convolution drops a remainder of fewer than `patch` pixels at the right and bottom
             canvas = canvas.crop(0, 0, grid[2] * patch, grid[1] * patch)
-            specs.append(on_canvas(BlockSpec("image", grid, index), canvas, item))
+            specs.append(on_canvas(unplaced("image", grid, index), canvas, item))
         return specs

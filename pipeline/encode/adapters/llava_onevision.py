@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from tamx.geometry import Canvas
+from tamx.records import VisionBlock
 
 from ..inputs import MediaItem
-from .base import Adapter, AdapterError, BlockSpec, item_size, on_canvas, slice_times
+from .base import Adapter, AdapterError, item_size, on_canvas, slice_times, unplaced
 
 NEWLINE = "image_newline"
 
@@ -50,14 +51,14 @@ class LlavaOnevisionAdapter(Adapter):
         tile = self._tile_px()
         return canvas.resize(tile, tile).crop(0, 0, covered, covered)
 
-    def _anyres(self, item: MediaItem, index: int, total: int) -> list[BlockSpec]:
+    def _anyres(self, item: MediaItem, index: int, total: int) -> list[VisionBlock]:
         """Base view + the unpadded anyres grid of a prompt's only image, checked against `total` tokens."""
         from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
 
         width, height = item_size(item)
         source = Canvas.source(width, height)
         side, patch, tile = self._side(), int(self.config.vision_config.patch_size), self._tile_px()
-        base = on_canvas(BlockSpec("image", (1, side, side), index), self._view(source), item, "base")
+        base = on_canvas(unplaced("image", (1, side, side), index), self._view(source), item, "base")
         best_h, best_w = select_best_resolution((height, width), self.image_processor().image_grid_pinpoints)
         new_h, new_w = get_patch_output_size(
             np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (height, width, 1)), (best_h, best_w), "channels_last"
@@ -91,7 +92,7 @@ class LlavaOnevisionAdapter(Adapter):
 
         x0, y0 = edge(left), edge(top)
         x1, y1 = edge(left + cut_w - 1) + patch, edge(top + cut_h - 1) + patch
-        spec = BlockSpec("image", (1, grid_h, grid_w), index, row_newline=True, separator=NEWLINE)
+        spec = unplaced("image", (1, grid_h, grid_w), index, row_newline=True, separator=NEWLINE)
         anyres = on_canvas(spec, canvas.crop(x0, y0, x1 - x0, y1 - y0), item, "anyres")
         if ratio > 1.1:  # resampled across the tiles: one grid over the unpadded region (seams not exact)
             return [base, anyres]
@@ -107,7 +108,7 @@ class LlavaOnevisionAdapter(Adapter):
                 boxes.append(tuple(float(x) for x in window.box))
         return [base, replace(anyres, tiles=tuple(parts), tile_boxes=tuple(boxes))]
 
-    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[BlockSpec]:
+    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[VisionBlock]:
         strategy = getattr(self.config, "vision_feature_select_strategy", "full")
         if strategy != "full":
             raise AdapterError(
@@ -132,7 +133,7 @@ class LlavaOnevisionAdapter(Adapter):
                     square = max(width, height)
                     left, top = (square - width) // 2, (square - height) // 2
                     padded = Canvas.source(width, height).pad(left, top, square - width - left, square - height - top)
-                    spec = BlockSpec("image", (1, side, side), index, unmapped=1, separator=NEWLINE)
+                    spec = unplaced("image", (1, side, side), index, unmapped=1, separator=NEWLINE)
                     specs.append(on_canvas(spec, self._view(padded), item))
                 else:
                     specs.extend(self._anyres(item, index, total))
@@ -142,7 +143,7 @@ class LlavaOnevisionAdapter(Adapter):
                 frames = total // (pooled * pooled)
                 slices = tuple((f,) for f in item.frame_indices[:frames])
                 width, height = item_size(item)
-                spec = BlockSpec(
+                spec = unplaced(
                     "video", (frames, pooled, pooled), index, slices, unmapped=total - frames * pooled * pooled,
                     times=slice_times(item, slices), separator=NEWLINE,
                 )  # fmt: skip

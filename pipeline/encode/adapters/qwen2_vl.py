@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from tamx.geometry import Canvas
+from tamx.records import VisionBlock
 
 from ..inputs import MediaItem
-from .base import Adapter, AdapterError, BlockSpec, item_size, on_canvas, slice_times
+from .base import Adapter, AdapterError, item_size, on_canvas, slice_times, unplaced
 
 
 class Qwen2VLAdapter(Adapter):
@@ -63,22 +64,22 @@ class Qwen2VLAdapter(Adapter):
                 f"{expected[1]}x{expected[0]} px that smart_resize gives; tamx cannot place this grid"
             )
 
-    def _placed(self, spec: BlockSpec, item: MediaItem) -> BlockSpec:
+    def _placed(self, spec: VisionBlock, item: MediaItem) -> VisionBlock:
         self._check_resize(item, spec.grid)
         # smart_resize scales the whole image: the grid's outer edges are the image's
         width, height = item_size(item)
         return on_canvas(spec, Canvas.source(width, height), item)
 
-    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[BlockSpec]:
+    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[VisionBlock]:
         images = iter(self._grids(processed, "image_grid_thw", sum(m.kind == "image" for m in media)))
         videos = iter(self._grids(processed, "video_grid_thw", sum(m.kind == "video" for m in media)))
         specs = []
         for index, item in enumerate(media):
             if item.kind == "image":
-                specs.append(self._placed(BlockSpec("image", next(images), index), item))
+                specs.append(self._placed(unplaced("image", next(images), index), item))
             else:
                 grid = next(videos)
                 frames = self.video_slices(item, self.temporal_patch_size(), grid[0])
-                spec = BlockSpec("video", grid, index, frames, times=slice_times(item, frames))
+                spec = unplaced("video", grid, index, frames, times=slice_times(item, frames))
                 specs.append(self._placed(spec, item))
         return specs

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from tamx.records import VisionBlock
+
 from ..inputs import MediaItem
-from .base import BlockSpec
 from .qwen2_vl import Qwen2VLAdapter
 
 
@@ -19,7 +20,7 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     family = "qwen3_vl"
     model_types = ("qwen3_vl",)
 
-    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[BlockSpec]:
+    def block_specs(self, media: list[MediaItem], processed: dict[str, Any]) -> list[VisionBlock]:
         specs = []
         for spec in super().block_specs(media, processed):
             if spec.kind != "video":
