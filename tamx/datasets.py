@@ -16,6 +16,7 @@ A record's id is the sample id the run must use for it (`write_manifest` writes 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,3 +264,16 @@ def category_names(records: list[Record]) -> list[str]:
     for record in records:
         seen.update(dict.fromkeys(record.categories))
     return list(seen)
+
+
+def manifest_lines(dataset: str, data_dir: str | os.PathLike, prompt: str | None = None) -> list[dict]:
+    """The `tamx encode` manifest entries of a dataset: {"id", "messages"} in Hugging Face chat
+    format. The prompt is the paper's for the dataset (PROMPTS), or `prompt`; a folder entry
+    may carry its own. Image paths are absolute so encode can run from anywhere (the run
+    stores them relative to the manifest)."""
+    lines = []
+    for record in load_dataset(dataset, data_dir):
+        text = prompt or record.prompt or PROMPTS[dataset]
+        content = [{"type": "image", "image": str(record.image.resolve())}, {"type": "text", "text": text}]
+        lines.append({"id": record.id, "messages": [{"role": "user", "content": content}]})
+    return lines

@@ -14,11 +14,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tamx.datasets import load_dataset
+from tamx.datasets import load_dataset, manifest_lines
 from tamx.errors import TamxError
 from tamx.shapes import write_folder_dataset
 
-from ..eval.manifests import manifest_lines
 from ..files import write_text
 
 

@@ -7,7 +7,6 @@ inputs are drawn from the seeded shapes world (`tamx.shapes`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -82,13 +81,9 @@ def demo_inputs(folder: Path):
 def run_demo(out: str | Path, model: str | None = None, overwrite: bool = False) -> DemoReport:
     """Encode, explain (tam, cam, eci) and render the demo into `out` (inputs/, run/ and report/);
     with `overwrite`, those three folders of an earlier demo are removed first."""
-    from pipeline.encode import EncodeSettings, encode
-    from pipeline.encode.adapters import adapter_for
-    from pipeline.encode.loading import load_model, load_processor
-    from pipeline.encode.stage import model_name, run_info
+    from pipeline.encode import EncodeSettings, encode, load_model, load_processor, model_name
     from pipeline.explain import explain_run
     from pipeline.render import render_run
-    from tamx.store import create_run
 
     started = time.perf_counter()
     out = Path(out)
@@ -110,11 +105,16 @@ def run_demo(out: str | Path, model: str | None = None, overwrite: bool = False)
     vlm = load_model(model_id, device="cpu", dtype="fp32")
     processor = load_processor(model_id)
     name = DEMO_MODEL if bundled else model_name(model_id)  # never a machine path
-    info = run_info(adapter_for(vlm, processor), name)
-    info = dataclasses.replace(info, extra={**info.extra, "notice": NOTICE if bundled else None})
-    create_run(run_path, info)
     inputs = demo_inputs(out / "inputs")
-    report = encode(vlm, processor, inputs, run_path, model_id=name, settings=EncodeSettings(max_new_tokens=24))
+    report = encode(
+        vlm,
+        processor,
+        inputs,
+        run_path,
+        model_id=name,
+        settings=EncodeSettings(max_new_tokens=24),
+        extra={"notice": NOTICE if bundled else None},
+    )
     if report.failed:
         raise TamxError(f"the demo could not encode: {report.failed}")
     for variant, settings in VARIANTS.items():

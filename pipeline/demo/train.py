@@ -23,6 +23,7 @@ Re-running with the same --out resumes from the last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -440,23 +441,16 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="checkpoint folder (re-running resumes)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps-text", type=int, default=500)
-    parser.add_argument("--steps-vision", type=int, default=2000)
-    parser.add_argument("--steps-joint", type=int, default=0)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed, for reproducible weights)")
+    # every scalar setting of TrainSettings is an option, with its default from there (one source)
+    for f in dataclasses.fields(TrainSettings):
+        if f.type in ("int", "float", int, float):
+            kind = int if f.type in ("int", int) else float
+            parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
     parser.add_argument("--export", default=None, help="also write the final model in float16 to this folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    settings = TrainSettings(
-        seed=args.seed,
-        steps_text=args.steps_text,
-        steps_vision=args.steps_vision,
-        steps_joint=args.steps_joint,
-        batch=args.batch,
-        threads=args.threads,
-    )
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings) if hasattr(args, f.name)}
+    settings = TrainSettings(**options)
     final = train(args.out, settings)
     if args.export:
         from transformers import AutoTokenizer, LlavaForConditionalGeneration

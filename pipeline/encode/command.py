@@ -10,7 +10,7 @@ from tamx import defaults
 from tamx.datasets import DATASETS
 
 from ..errors import name_option, report_failures
-from ..eval.manifests import write_manifest
+from ..manifests import write_manifest
 from ..progress import progress
 
 MAX_TOP_K = 50  # every candidate costs a map per answer token in explain and a stored LM-head row

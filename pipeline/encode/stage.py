@@ -103,8 +103,12 @@ def encode(
     overwrite: bool = False,
     batch_size: int = 1,
     wrap: Callable[[Iterator[EncodeInput], int], Iterator[EncodeInput]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> EncodeReport:
     """Encode samples with an already loaded model into the run store `out`.
+
+    `extra` adds run-wide notes to the run's `RunInfo.extra` (the demo's toy-model notice is
+    shown on every page).
 
     Finished samples are skipped (resume) unless `overwrite`; a failing sample is recorded
     in the report and the others go on. Up to `batch_size` samples to generate for share one
@@ -124,6 +128,7 @@ def encode(
     samples, failed = as_inputs(inputs)
     rank, world = _world()
     info = run_info(adapter, str(model_id))
+    info.extra.update(extra or {})
     with writing(f"the run {out}"):
         if rank == 0:
             create_run(out, info, exist_ok=True)

@@ -1,6 +1,5 @@
 """The eval stage: score a run's maps against dataset masks (Obj-IoU, Func-IoU, F1-IoU)."""
 
-from .manifests import write_manifest
 from .stage import EvalResult, evaluate_run, write_results
 
-__all__ = ["EvalResult", "evaluate_run", "write_manifest", "write_results"]
+__all__ = ["EvalResult", "evaluate_run", "write_results"]
