@@ -115,7 +115,7 @@ def rank_gaussian_numpy(grid: np.ndarray, k: int = 3) -> np.ndarray:
 
 
 def naive_tam(sample: Sample, kernel_size: int = 3) -> np.ndarray:
-    """TAM of every answer token written straight from METHOD.md, one token at a time: [N, V] float32.
+    """TAM of every answer token written straight from docs/method.md, one token at a time: [N, V] float32.
 
     Per answer token i: A_i = relu(Hv @ w[a_i]); for each context token k (prompt text and
     earlier answers) its map A_k = relu(Hv @ w[ids[q_k]]) and r_i[k] = relu(h[q_k] . w[a_i])
@@ -337,7 +337,7 @@ def rank_gaussian_frames(maps: np.ndarray, k: int = 3) -> np.ndarray:
 
 
 def numpy_reference(arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """METHOD.md's TAM of every answer token in plain vectorised numpy (two products, ECI with
+    """docs/method.md's TAM of every answer token in plain vectorised numpy (two products, ECI with
     relevance weights, rank Gaussian per frame): what a user would write without tamx. [N, V]."""
     hidden = decode_bfloat16(arrays["hidden"])
     head_ids, head = arrays["lm_head_ids"], arrays["lm_head_rows"]
@@ -474,7 +474,7 @@ def bench_end_to_end(n_samples: int, folder: Path) -> EndToEndResult:
         for sample_id in subset:
             naive_tam(reader_sample(path, sample_id))
     scale = len(ids) / len(subset)
-    seconds[f"naive per-token numpy (METHOD.md; {len(subset)} samples timed, scaled)"] = (
+    seconds[f"naive per-token numpy (docs/method.md; {len(subset)} samples timed, scaled)"] = (
         clock.wall * scale,
         clock.cpu * scale,
     )
@@ -676,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- median of {repeats} interleaved repeats; ms per sample (ms per answer token)")
     print(
         "- tamx default: answers + candidates + prompt maps; answers only: candidates=False, prompt=False; "
-        "naive: per-token numpy of METHOD.md (answers only); floor: float32 [V,C]x[U,C]^T + [Q,C]x[N,C]^T"
+        "naive: per-token numpy of docs/method.md (answers only); floor: float32 [V,C]x[U,C]^T + [Q,C]x[N,C]^T"
     )
     if results:
         print()

@@ -47,7 +47,7 @@ def least_squares_scale(maps: np.ndarray, estimate: np.ndarray, groups: np.ndarr
 
     maps / estimate: [T, V]. Without `groups`: one scale per target, [T]. With groups [V] int
     (the image or video of every cell, 0..G-1; `tamx.layout.media_groups`): one scale per
-    target and group, solved on that group's cells alone, [T, G] (METHOD.md: per image).
+    target and group, solved on that group's cells alone, [T, G] (docs/method.md: per image).
     """
     if groups is None:
         numerator = np.einsum("tv,tv->t", maps, estimate, dtype=np.float64)

@@ -1,4 +1,4 @@
-"""Token activation maps of one sample: CAM, ECI, the filter and text relevance (METHOD.md).
+"""Token activation maps of one sample: CAM, ECI, the filter and text relevance (docs/method.md).
 
 Answer tokens, their top-k candidates and the prompt tokens are all "targets": a position
 whose hidden state context is everything before it, and a class whose map is wanted. They

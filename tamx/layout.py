@@ -29,7 +29,7 @@ def media_groups(blocks: Sequence[VisionBlock]) -> np.ndarray:
     """For every vision cell, its image or video: 0..G-1 in order of first appearance, [V] int64.
 
     Tiles, crops and the thumbnail of one image, and every slice of one video, share a group:
-    ECI solves one scale per group (METHOD.md, Eq. 5)."""
+    ECI solves one scale per group (docs/method.md, Eq. 5)."""
     keys: dict[tuple[str, int], int] = {}
     parts = [np.full(b.size, keys.setdefault((b.kind, b.media), len(keys)), dtype=np.int64) for b in blocks]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

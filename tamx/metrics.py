@@ -1,4 +1,4 @@
-"""Obj-IoU, Func-IoU and F1-IoU (Sec. 3.4, Supp. E; METHOD.md "Evaluation"), torch-free.
+"""Obj-IoU, Func-IoU and F1-IoU (Sec. 3.4, Supp. E; docs/method.md "Evaluation"), torch-free.
 
 A token's map is quantised to uint8 like the authors' evaluation: min-max normalised jointly
 with the token's text relevance (Eq. 3's N, min and max taken before the filter, as their
@@ -264,7 +264,7 @@ def summarise(objects: Sequence[ObjectScore], functions: Sequence[FunctionScore]
 def first_prompt_map(sample: Sample, settings: ExplainSettings) -> tuple[np.ndarray, np.ndarray]:
     """The first-token substitute: the map of the first prompt token, Eq. 1 without ECI.
 
-    Its class is the token's own id (METHOD.md; the authors' code takes the greedy
+    Its class is the token's own id (docs/method.md; the authors' code takes the greedy
     prediction there, which needs the whole LM head). Cells of blocks after the token are 0,
     and the variant's filter is applied as to every map. Returns (before filter, after) [V].
     """

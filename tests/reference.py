@@ -76,9 +76,9 @@ def explain_ref(
     Eq. 2: ECI = relu(A - s E), TAM = relu(D(ECI)) with D per grid / per video frame.
     vision_blocks: (start, (T, H, W)) or (start, (T, H, W), media): blocks with one media key
     (tiles of one image, slices of one video) are one image, and Eq. 5's s is solved for each
-    image on its own cells (METHOD.md); the default key is the block itself.
+    image on its own cells (docs/method.md); the default key is the block itself.
     scale is [n, G], one column per image in order of first appearance; `joint` solves one
-    scale over all images together instead (the rule METHOD.md rejects, for comparison);
+    scale over all images together instead (the rule docs/method.md rejects, for comparison);
     interference is E [n, V] of every answer token.
     """
     if eci not in ("relevance", "uniform", "off"):

@@ -1,4 +1,4 @@
-"""explain_sample against the plain float64 reference of METHOD.md (tests/reference.py)."""
+"""explain_sample against the plain float64 reference of docs/method.md (tests/reference.py)."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_no_context_keeps_the_activation_map():
 
 def test_one_scale_per_image_not_one_joint_scale():
     """Two images with activation levels 100x apart: each image's s_i is its own least squares
-    fit (METHOD.md Eq. 5), so the weak image keeps the structure a joint scale would wipe out."""
+    fit (docs/method.md Eq. 5), so the weak image keeps the structure a joint scale would wipe out."""
     sample = synthetic_sample(grids=[(1, 4, 4), (1, 4, 4)], n_answer=2, seed=5)
     _first, second = sample.vision_blocks
     hidden = sample.hidden_float32()
