@@ -99,9 +99,8 @@ def run_mode(mode: str, args, prepared=None) -> dict:
     import torch
 
     sys.path.insert(0, str(ROOT))
+    from tamx.pipeline.encode.capture import FinalNormCapture, TopKRecorder
     from transformers import LogitsProcessorList
-
-    from pipeline.encode.capture import FinalNormCapture, TopKRecorder
 
     device, model, config, inputs = prepared or setup(args)
     gen = {"max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens, "do_sample": False}

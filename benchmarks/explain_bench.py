@@ -405,7 +405,7 @@ def reader_sample(path: Path, sample_id: str) -> Sample:
 
 def tamx_process(run: Path, workers: int, variant: str, overwrite: bool = True) -> tuple[float, float]:
     """Wall seconds of `tamx explain RUN --workers W` as a whole process (start-up included)."""
-    command = [sys.executable, "-m", "pipeline", "explain", str(run), "--workers", str(workers)]
+    command = [sys.executable, "-m", "tamx.pipeline", "explain", str(run), "--workers", str(workers)]
     command += ["--variant", variant, "--quiet"] + (["--overwrite"] if overwrite else [])
     return timed_process(command)
 
@@ -501,7 +501,7 @@ def bench_end_to_end(n_samples: int, folder: Path) -> EndToEndResult:
 
 
 def tamx_answers_only(run: Path) -> tuple[float, float]:
-    command = [sys.executable, "-m", "pipeline", "explain", str(run), "--no-candidates", "--no-prompt"]
+    command = [sys.executable, "-m", "tamx.pipeline", "explain", str(run), "--no-candidates", "--no-prompt"]
     return timed_process([*command, "--variant", "bench-answers", "--overwrite", "--quiet"])
 
 

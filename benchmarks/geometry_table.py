@@ -40,9 +40,8 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/tamx-geometry", help="folder for the tiny checkpoints")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
+    from tamx.pipeline.encode.loading import load_processor
     from transformers import AutoConfig
-
-    from pipeline.encode.loading import load_processor
 
     print(f"{'family':<16} {'input':<12} {'size':>10} {'grids':>5} {'max err':>8} {'allowed':>8} {'cropped':>7}")
     worst = 0.0

@@ -1,7 +1,7 @@
 """What a filter window costs: explain time of one 17 x 23 image sample against --kernel-size.
 
 Why `tamx explain` refuses a kernel wider than every grid it would filter
-(`pipeline.explain.check_kernel_fits`): the rank Gaussian filter sorts each k x k window
+(`tamx.pipeline.explain.check_kernel_fits`): the rank Gaussian filter sorts each k x k window
 (insertion sort up to 11 x 11, about k^4 per cell; quicksort above, about k^2 log k), and a
 typo (101 for 11) would take minutes per sample. Prints
 seconds per sample and the ratio to k = 3, measured in the same run, and the time the check
@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.explain import check_kernel_fits  # noqa: E402
+from tamx.pipeline.explain import check_kernel_fits  # noqa: E402
+
 from tamx import ExplainSettings, create_run, explain_sample, open_run  # noqa: E402
 from tamx.errors import TamxError  # noqa: E402
 from tamx.synthetic import synthetic_run_info, synthetic_sample  # noqa: E402

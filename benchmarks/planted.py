@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.eval import EvalResult, evaluate_run  # noqa: E402
-from pipeline.eval.stage import format_table  # noqa: E402
-from pipeline.explain import explain_run  # noqa: E402
+from tamx.pipeline.eval import EvalResult, evaluate_run  # noqa: E402
+from tamx.pipeline.eval.stage import format_table  # noqa: E402
+from tamx.pipeline.explain import explain_run  # noqa: E402
+
 from tamx import ExplainSettings, LMHead, Sample, VisionBlock, create_run  # noqa: E402
 from tamx.synthetic import TEXT_START, synthetic_run_info, synthetic_special_tokens  # noqa: E402
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from playwright.sync_api import sync_playwright
+from tamx.pipeline.render import render_run
 
-from pipeline.render import render_run
 from tamx import ExplainSettings, Media, create_run, explain_sample
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 

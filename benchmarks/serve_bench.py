@@ -61,10 +61,10 @@ def explain_ms(sample, repeats: int) -> float:
 
 
 class Server:
-    """`python -m pipeline serve RUN --port 0 [--cache N]` in its own process."""
+    """`python -m tamx.pipeline serve RUN --port 0 [--cache N]` in its own process."""
 
     def __init__(self, run: Path, cache: int | None = None) -> None:
-        command = [sys.executable, "-m", "pipeline", "serve", str(run), "--port", "0"]
+        command = [sys.executable, "-m", "tamx.pipeline", "serve", str(run), "--port", "0"]
         if cache is not None:
             command += ["--cache", str(cache)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}

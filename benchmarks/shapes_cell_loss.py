@@ -30,9 +30,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tamx.pipeline.demo import MODEL_DIR
+from tamx.pipeline.demo.train import GRID, Sequences, batch, loss_of, pixels, set_trainable
+
 from benchmarks.shapes_vision_probe import cell_targets
-from pipeline.demo import MODEL_DIR
-from pipeline.demo.train import GRID, Sequences, batch, loss_of, pixels, set_trainable
 from tamx.shapes import COLOURS, SHAPES, make_scene
 
 

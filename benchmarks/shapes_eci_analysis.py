@@ -91,9 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="the --out folder of shapes_eval.py")
     parser.add_argument("--model", default=None, help="its tokenizer (default: the bundled toy model)")
     args = parser.parse_args(argv)
+    from tamx.pipeline.demo import resolve_model
     from transformers import AutoTokenizer
-
-    from pipeline.demo import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.model or "tamx-demo"))
     out = Path(args.out)

@@ -63,11 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="tamx-demo", help="model folder or id (default: the bundled toy model)")
     args = parser.parse_args(argv)
 
-    from pipeline.demo.dataset import write_shapes_dataset
-    from pipeline.encode import EncodeSettings, encode_path
-    from pipeline.eval import evaluate_run, write_results
-    from pipeline.eval.stage import format_class_table, format_table
-    from pipeline.explain import explain_run
+    from tamx.pipeline.demo.dataset import write_shapes_dataset
+    from tamx.pipeline.encode import EncodeSettings, encode_path
+    from tamx.pipeline.eval import evaluate_run, write_results
+    from tamx.pipeline.eval.stage import format_class_table, format_table
+    from tamx.pipeline.explain import explain_run
 
     out = Path(args.out)
     data, run = out / "data", out / "run"

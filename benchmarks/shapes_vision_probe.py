@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.demo.train import pixels
+from tamx.pipeline.demo.train import pixels
+
 from tamx.shapes import COLOURS, IMAGE_SIZE, SHAPES, cell_labels, make_scene
 
 

@@ -10,8 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline.explain import explain_run
-from pipeline.info import run_summary
+from tamx.pipeline.explain import explain_run
+from tamx.pipeline.info import run_summary
+
 from tamx import ExplainSettings, create_run, open_run
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 

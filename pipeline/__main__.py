@@ -1,4 +1,4 @@
-"""`python -m pipeline` runs the tamx command line."""
+"""`python -m tamx.pipeline` runs the tamx command line."""
 
 from .cli import main
 

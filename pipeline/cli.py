@@ -20,7 +20,7 @@ from .progress import progress
 # it runs; a test checks that importing this module loads none of them.
 _LAZY_COMMANDS = {
     "encode": (
-        "pipeline.encode.command",
+        "tamx.pipeline.encode.command",
         "encode",
         "Run a VLM on images/videos and a prompt; store what `tamx explain` needs in the run --out.",
     )

@@ -2,7 +2,7 @@
 
 Every stage (encode, import, explain, render, eval) returns a `StageReport`, or a dataclass
 that extends it with what only that stage knows; the command line lists its `failed` with
-`pipeline.errors.report_failures`, the one failure printer.
+`tamx.pipeline.errors.report_failures`, the one failure printer.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """tamx: Token Activation Maps for vision-language models, torch-free core.
 
 Open a run store with `open_run`, explain a sample with `explain_sample`; the stages and
-the `tamx` command line live in the `pipeline` package. Names load on first use, so that
+the `tamx` command line live in `tamx.pipeline` (the repository's pipeline/ folder). Names load on first use, so that
 `import tamx` (and the command line's start-up) does not pay for numba or numpy.
 """
 

@@ -75,7 +75,7 @@ REQUIRED = (*tuple(f.tensor_name for f in arrays(SAMPLE_FIELDS) if f.required), 
 
 def safetensors_bytes(tensors: dict[str, tuple[str, np.ndarray]], metadata: dict[str, str]) -> bytes:
     """{name: (dtype tag, array)} and string metadata as the bytes of a safetensors file (the
-    stages write them: `pipeline.files.write_bytes`)."""
+    stages write them: `tamx.pipeline.files.write_bytes`)."""
     header: dict[str, Any] = {"__metadata__": metadata}
     offset, blobs = 0, []
     for name, (tag, value) in tensors.items():
@@ -151,7 +151,7 @@ def _tag(f, values: dict[str, Any], value: np.ndarray) -> str:
 
 def sample_bytes(sample: Sample, info: RunInfo, maps: Maps | None = None) -> bytes:
     """One sample (and optionally one maps variant) as the bytes of a safetensors file, dtypes
-    kept (`pipeline.interchange.export_sample` writes them)."""
+    kept (`tamx.pipeline.interchange.export_sample` writes them)."""
     values = sample_values(sample)
     tensors: dict[str, tuple[str, np.ndarray]] = {}
     for f in arrays(SAMPLE_FIELDS):

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
+from tamx.pipeline.encode.adapters import adapter_class
+from tamx.pipeline.encode.inputs import MediaItem
 
-from pipeline.encode.adapters import adapter_class
-from pipeline.encode.inputs import MediaItem
 from tamx.geometry import cell_centre
 from tamx.layout import MapFrame
 from tamx.records import VisionBlock

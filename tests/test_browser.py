@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from tamx.pipeline.render import render_run
 
-from pipeline.render import render_run
 from tamx import ExplainSettings, create_run, explain_sample, open_run
 from tamx.report import colormap_lut, normalise_jointly
 from tamx.synthetic import synthetic_run_info, synthetic_sample

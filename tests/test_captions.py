@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tamx.pipeline.cli import main
+from tamx.pipeline.explain import explain_run
 
 from benchmarks.planted import VOCAB, planted_sample
-from pipeline.cli import main
-from pipeline.explain import explain_run
 from tamx import ExplainSettings, create_run
 from tamx.captions import format_captions, score_captions, words
 from tamx.synthetic import synthetic_run_info

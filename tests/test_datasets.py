@@ -9,8 +9,8 @@ import types
 import cv2
 import numpy as np
 import pytest
+from tamx.pipeline.manifests import write_manifest
 
-from pipeline.manifests import write_manifest
 from tamx.datasets import PROMPTS, load_dataset
 from tamx.errors import TamxError
 from tamx.pos import FUNCTION, NOUN, OTHER, Tagger, category_lemmas, lemma, word_class

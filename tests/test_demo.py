@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 pytest.importorskip("transformers")
 
-from pipeline.cli import main
-from pipeline.demo.run import MODEL_DIR, NOTICE
+from tamx.pipeline.cli import main
+from tamx.pipeline.demo.run import MODEL_DIR, NOTICE
 
 
 @pytest.mark.slow
@@ -47,8 +47,8 @@ def test_notice_says_how_to_run_a_real_model():
 
 @pytest.mark.skipif(not (MODEL_DIR / "config.json").is_file(), reason="the bundled demo model is not built")
 def test_the_short_name_is_the_bundled_model():
-    from pipeline.demo import DEMO_MODEL, resolve_model
-    from pipeline.encode.loading import load_processor
+    from tamx.pipeline.demo import DEMO_MODEL, resolve_model
+    from tamx.pipeline.encode.loading import load_processor
 
     assert DEMO_MODEL == "tamx-demo" and resolve_model("tamx-demo") == str(MODEL_DIR)
     assert resolve_model("Qwen/Qwen2-VL-2B-Instruct") == "Qwen/Qwen2-VL-2B-Instruct"

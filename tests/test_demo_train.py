@@ -10,7 +10,7 @@ from tamx.shapes import scenes
 
 pytest.importorskip("transformers")
 
-from pipeline.demo.train import ModelSize, Sequences, TrainSettings, pixels, train
+from tamx.pipeline.demo.train import ModelSize, Sequences, TrainSettings, pixels, train
 
 TINY = ModelSize(
     lm_hidden=32,
@@ -26,8 +26,7 @@ TINY = ModelSize(
 
 def test_train_resumes_and_saves_a_model_the_encoder_loads(tmp_path):
     from PIL import Image
-
-    from pipeline.encode.loading import load_model, load_processor
+    from tamx.pipeline.encode.loading import load_model, load_processor
 
     settings = TrainSettings(steps_text=2, steps_vision=2, batch=4, checkpoint_every=1, size=TINY)
     train(tmp_path, settings)

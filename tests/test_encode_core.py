@@ -19,8 +19,9 @@ import tamx
 torch = pytest.importorskip("torch")
 pytest.importorskip("PIL", reason="transformers' image processors need Pillow (pip install pillow)")
 
-from pipeline.encode import EncodeInput, EncodeSettings, encode, inline_input, load_model, load_processor  # noqa: E402
-from pipeline.encode.adapters import AdapterError, adapter_class, adapter_for  # noqa: E402
+from tamx.pipeline.encode import EncodeInput, EncodeSettings, encode, inline_input, load_model, load_processor  # noqa: E402
+from tamx.pipeline.encode.adapters import AdapterError, adapter_class, adapter_for  # noqa: E402
+
 from tamx.layout import map_frames  # noqa: E402
 
 from .tiny_models import QwenVideoProcessorDouble, write_image, write_video  # noqa: E402
@@ -37,7 +38,7 @@ def _env():
 
 def tamx_cli(*args, **kwargs):
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=_env(), cwd=ROOT, **kwargs
+        [sys.executable, "-m", "tamx.pipeline", *args], capture_output=True, text=True, env=_env(), cwd=ROOT, **kwargs
     )
 
 
@@ -71,7 +72,7 @@ def loaded(tiny_model_dir):
 
 def model_inputs_for(processor, sample, media_items):
     """Processor inputs of the stored prompt (independent of encode's own path)."""
-    from pipeline.encode.inputs import load_media
+    from tamx.pipeline.encode.inputs import load_media
 
     items = load_media(sample.id, sample.messages, sample.meta["settings"]["num_frames"], media_items)
     images = [m.pixels for m in items if m.kind == "image"] or None
@@ -357,8 +358,7 @@ def test_bad_samples_fail_alone_and_are_listed(loaded, media, tmp_path):
 
 def test_unknown_model_is_a_clear_error(tmp_path, media):
     from click.testing import CliRunner
-
-    from pipeline.cli import main
+    from tamx.pipeline.cli import main
 
     args = ["encode", "--model", str(tmp_path / "no-such-model"), "--image", str(media["wide"]), "--prompt", "Hi"]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "run")])  # in process: torch is loaded once
@@ -390,7 +390,7 @@ def test_killed_run_resumes_with_every_sample_once(tiny_model_dir, media, tmp_pa
     out = tmp_path / "run"
     args = ["encode", "--model", str(path), "--manifest", str(manifest), "--out", str(out), "--quiet"]
     args += ["--max-new-tokens", "24"]
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", *args], env=_env(), cwd=ROOT)
+    process = subprocess.Popen([sys.executable, "-m", "tamx.pipeline", *args], env=_env(), cwd=ROOT)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         done = (out / "samples").is_dir() and sum(1 for _ in (out / "samples").glob("s*/sample.json"))
@@ -459,7 +459,7 @@ def test_batched_equals_one_at_a_time(loaded, family, media, tmp_path, caplog):
     ]
     settings = EncodeSettings(max_new_tokens=6)
     one = encode(model, processor, samples, tmp_path / "one", settings=settings)
-    with caplog.at_level(logging.INFO, logger="pipeline.encode.stage"):
+    with caplog.at_level(logging.INFO, logger="tamx.pipeline.encode.stage"):
         many = encode(model, processor, samples, tmp_path / "many", settings=settings, batch_size=4)
     assert "batched generate failed" not in caplog.text  # the three generated samples really shared a batch
     assert one.failed == many.failed == {} and sorted(many.done) == ["a", "b", "c", "d"]

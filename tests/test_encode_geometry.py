@@ -32,9 +32,8 @@ TILED = [
 
 @pytest.fixture(scope="module")
 def family_processor(tiny_model_dir):
+    from tamx.pipeline.encode.loading import load_processor
     from transformers import AutoConfig
-
-    from pipeline.encode.loading import load_processor
 
     cache = {}
 
@@ -164,8 +163,8 @@ def test_interchange_carries_the_boxes(tmp_path):
     """`vision_boxes` [G, 4] float64 and `vision_grid_blocks` [G] int64; files without them import
     with the whole image assumed (box None)."""
     from safetensors.numpy import load_file, save_file
+    from tamx.pipeline.interchange import export_sample
 
-    from pipeline.interchange import export_sample
     from tamx.interchange import import_sample
     from tamx.synthetic import synthetic_run_info, synthetic_sample
 
@@ -203,9 +202,8 @@ def test_encode_then_projection_puts_a_one_hot_map_on_the_marker(tiny_model_dir,
     """End to end: encode an image with a marker; the cell holding the marker (found in pixel_values)
     as a one-hot map, projected through the STORED geometry, peaks on the marker's pixel."""
     import cv2
+    from tamx.pipeline.encode import encode, inline_input, load_model, load_processor
     from transformers import AutoConfig
-
-    from pipeline.encode import encode, inline_input, load_model, load_processor
 
     from .geometry_markers import marker_cells, marker_image, run_processor
 
@@ -269,8 +267,7 @@ def test_gemma3_pan_and_scan_crops_are_encoded_as_blocks_of_one_image(tiny_model
     import shutil
 
     import cv2
-
-    from pipeline.encode import encode, inline_input, load_model, load_processor
+    from tamx.pipeline.encode import encode, inline_input, load_model, load_processor
 
     folder = tmp_path / "gemma3-pas"
     shutil.copytree(tiny_model_dir("gemma3"), folder)

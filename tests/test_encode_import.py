@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_encode_help_needs_no_torch():
     code = (
-        "import sys; from click.testing import CliRunner; from pipeline.cli import main; "
+        "import sys; from click.testing import CliRunner; from tamx.pipeline.cli import main; "
         "r = CliRunner().invoke(main, ['encode', '--help']); "
         "print(r.exit_code, '--max-new-tokens' in r.output, 'torch' in sys.modules)"
     )
@@ -26,7 +26,20 @@ def test_encode_without_torch_says_what_to_install(tmp_path):
     blocker = tmp_path / "torch.py"
     blocker.write_text("raise ImportError('No module named torch')\n")
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "encode", "--model", "m", "--prompt", "p", "--image", "i.png", "--out", "o"],
+        [
+            sys.executable,
+            "-m",
+            "tamx.pipeline",
+            "encode",
+            "--model",
+            "m",
+            "--prompt",
+            "p",
+            "--image",
+            "i.png",
+            "--out",
+            "o",
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},

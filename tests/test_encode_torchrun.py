@@ -33,7 +33,7 @@ def test_two_ranks_equal_one_process(tiny_model_dir, tmp_path):
     single = tamx_cli(*common, "--out", str(tmp_path / "single"))
     assert single.returncode == 0, single.stderr
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533"]
-    command += ["-m", "pipeline", *common, "--out", str(tmp_path / "ranks")]
+    command += ["-m", "tamx.pipeline", *common, "--out", str(tmp_path / "ranks")]
     ranks = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
     assert ranks.returncode == 0, ranks.stderr
     one, two = tamx.open_run(tmp_path / "single"), tamx.open_run(tmp_path / "ranks")

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from tamx.pipeline.cli import main
+from tamx.pipeline.eval import evaluate_run
 
 from benchmarks.planted import build
-from pipeline.cli import main
-from pipeline.eval import evaluate_run
 from tamx import create_run
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
@@ -81,7 +81,7 @@ def test_samples_without_a_record_or_a_single_image(planted, tmp_path):
     assert result.exit_code == 1 and "ids match" in result.output
     two = synthetic_sample("planted-000", grids=[(1, 4, 4), (1, 2, 2)], top_k=0)
     run.write_sample(two)
-    from pipeline.explain import explain_run
+    from tamx.pipeline.explain import explain_run
 
     explain_run(run_path)
     result = CliRunner().invoke(main, ["eval", str(run_path), "--dataset", "folder", "--data", str(data)])

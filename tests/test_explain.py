@@ -199,7 +199,8 @@ def test_variant_names():
 def test_explain_run_reports_one_typed_outcome_per_sample(tmp_path):
     """Done, skipped (same settings stored) and failed (other settings under the name), with the
     reason as the error says it and the variant explain_run named."""
-    from pipeline.explain import explain_run
+    from tamx.pipeline.explain import explain_run
+
     from tamx import create_run
     from tamx.synthetic import synthetic_run_info
 

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tamx.pipeline.cli import main
 
-from pipeline.cli import main
 from tamx import open_run
 
 distributed = pytest.importorskip("distributed", reason="--dask needs dask[distributed] (pip install -e '.[test]')")

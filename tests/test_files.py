@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from pipeline.files import atomic_path, write_text
+from tamx.pipeline.files import atomic_path, write_text
 
 
 def test_an_interrupted_write_keeps_the_old_file(tmp_path):

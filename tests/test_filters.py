@@ -181,7 +181,7 @@ def test_adaptive_median_grows_its_window_over_a_cluster():
 
 
 def test_adaptive_median_is_a_cli_filter_choice():
-    from pipeline.cli import explain
+    from tamx.pipeline.cli import explain
 
     choices = next(p for p in explain.params if p.name == "filter_name").type.choices
     assert "adaptive-median" in choices

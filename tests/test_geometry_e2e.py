@@ -45,12 +45,11 @@ def _marker_cell(frames, x: float, y: float) -> tuple[int, int, int]:
 @pytest.fixture(scope="module")
 def encoded(tiny_model_dir, tmp_path_factory):
     """A function: case -> (folder, sample, frames, marker frame index, row, col), with the
-    run encoded through `pipeline.encode`, the one-hot map stored as variant 'marker' and the
+    run encoded through `tamx.pipeline.encode`, the one-hot map stored as variant 'marker' and the
     report rendered by `tamx render` (built once per case)."""
     from click.testing import CliRunner
-
-    from pipeline.cli import main
-    from pipeline.encode import encode, inline_input, load_model, load_processor
+    from tamx.pipeline.cli import main
+    from tamx.pipeline.encode import encode, inline_input, load_model, load_processor
 
     from .geometry_markers import marker_image
 

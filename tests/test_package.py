@@ -17,10 +17,10 @@ def test_import_tamx_and_the_command_line_load_no_heavy_module():
     torch nor the explain side's libraries (numba, zarr, jinja2, cv2, numpy, fsspec): each
     command imports its own."""
     heavy = ("torch", "transformers", "numba", "zarr", "jinja2", "cv2", "numpy", "fsspec", "matplotlib")
-    code = f"import sys, tamx, pipeline.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    code = f"import sys, tamx, tamx.pipeline.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
-    assert out.strip() == "", f"`import tamx, pipeline.cli` loaded {out.strip()}"
-    code = "import sys, pipeline.encode.prompt, pipeline.encode.adapters; print('torch' in sys.modules)"
+    assert out.strip() == "", f"`import tamx, tamx.pipeline.cli` loaded {out.strip()}"
+    code = "import sys, tamx.pipeline.encode.prompt, tamx.pipeline.encode.adapters; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "False", "encode's prompt alignment and adapter registry import torch"
 
@@ -37,6 +37,19 @@ def _ruff() -> str:
 def test_sources_are_ruff_clean(args):
     result = subprocess.run([_ruff(), *args], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_stage_package_is_installed_inside_tamx():
+    """pipeline/ installs as tamx.pipeline (package-dir): each of its package folders must be in
+    pyproject's package list, or a wheel would miss it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {
+        ".".join(("tamx", *init.parent.relative_to(ROOT).parts)) for init in (ROOT / "pipeline").rglob("__init__.py")
+    }
+    assert folders <= listed, f"add {sorted(folders - listed)} to [tool.setuptools] packages in pyproject.toml"
+    assert {"tamx", "vis_templates"} <= listed
 
 
 def test_ci_runs_the_readme_test_command():

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tamx.pipeline.cli import main
+from tamx.pipeline.eval import evaluate_run
 
-from pipeline.cli import main
-from pipeline.eval import evaluate_run
 from tamx.errors import TamxError
 from tamx.layout import MapFrame
 from tamx.metrics import ObjectScore

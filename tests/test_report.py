@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tamx.pipeline.cli import main
 
-from pipeline.cli import main
 from tamx import explain_sample, open_run
 from tamx.report import colormap_lut, normalise_jointly, pack_array, page_data, sample_page, unpack_array
 from tamx.synthetic import synthetic_run_info, synthetic_sample
@@ -201,7 +201,8 @@ def test_answer_probabilities_are_stored_and_shown(tmp_path):
     np.testing.assert_array_equal(back.answer_logprobs, sample.answer_logprobs)
     data = page_data(back, {}, synthetic_run_info())
     assert data["answer_probs"] == [0.5, 0.25, 0.125, 1.0] and data["mode"] == "teacher-forced"
-    from pipeline.interchange import export_sample
+    from tamx.pipeline.interchange import export_sample
+
     from tamx.interchange import import_sample
 
     export_sample(tmp_path / "p.safetensors", back, synthetic_run_info())

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from safetensors.numpy import load_file, save_file
+from tamx.pipeline.cli import main
+from tamx.pipeline.files import write_text
+from tamx.pipeline.interchange import export_sample
 
-from pipeline.cli import main
-from pipeline.files import write_text
-from pipeline.interchange import export_sample
 from tamx import create_run, open_run
 from tamx.datasets import load_dataset
 from tamx.errors import DiskFullError, SampleError, TamxError
@@ -113,7 +113,11 @@ def test_what_the_system_refuses_is_one_line(run_path, tmp_path):
 def test_python_m_pipeline_goes_through_the_same_path(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "info", str(tmp_path)], capture_output=True, text=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "tamx.pipeline", "info", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     assert result.returncode == 1 and result.stderr.startswith("Error: ") and "not a tamx run store" in result.stderr
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
@@ -121,12 +125,12 @@ def test_python_m_pipeline_goes_through_the_same_path(tmp_path):
 
 def _patch(monkeypatch, name: str, replacement) -> None:
     """Replace a stage function wherever the command line may look it up (it may import it lazily)."""
-    import pipeline.cli
-    import pipeline.info
+    import tamx.pipeline.cli
+    import tamx.pipeline.info
 
-    monkeypatch.setattr(pipeline.info, name, replacement)
-    if hasattr(pipeline.cli, name):
-        monkeypatch.setattr(pipeline.cli, name, replacement)
+    monkeypatch.setattr(tamx.pipeline.info, name, replacement)
+    if hasattr(tamx.pipeline.cli, name):
+        monkeypatch.setattr(tamx.pipeline.cli, name, replacement)
 
 
 # ---------------------------------------------------------------- class 4: identifiers

@@ -18,9 +18,10 @@ from click.testing import CliRunner
 pytest.importorskip("torch")
 pytest.importorskip("PIL", reason="transformers' image processors need Pillow (pip install pillow)")
 
-from pipeline.cli import main
-from pipeline.demo.run import MODEL_DIR
-from pipeline.encode.inputs import read_manifest
+from tamx.pipeline.cli import main
+from tamx.pipeline.demo.run import MODEL_DIR
+from tamx.pipeline.encode.inputs import read_manifest
+
 from tamx import open_run
 
 from .test_robust import refused

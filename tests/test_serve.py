@@ -19,12 +19,12 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+import tamx.pipeline.serve.app as serve_app
+from tamx.pipeline.explain import explain_run
+from tamx.pipeline.render import FigureOptions
+from tamx.pipeline.serve import SERVE_CSP, ServeConfig, ServerThread, make_app
+from tamx.pipeline.serve.model import Generator
 
-import pipeline.serve.app as serve_app
-from pipeline.explain import explain_run
-from pipeline.render import FigureOptions
-from pipeline.serve import SERVE_CSP, ServeConfig, ServerThread, make_app
-from pipeline.serve.model import Generator
 from tamx import ExplainSettings, create_run, explain_sample, open_run
 from tamx.explain import ECI_MODES
 from tamx.figures import FigureStyle, save_figure, token_figure
@@ -463,7 +463,7 @@ def test_images_and_a_video_are_taken_together(upload_server, tmp_path):
 def test_the_command_serves_until_stopped(runs):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "serve", str(runs / "a"), "--port", "0", "--token", "t0k"],
+        [sys.executable, "-m", "tamx.pipeline", "serve", str(runs / "a"), "--port", "0", "--token", "t0k"],
         stderr=subprocess.PIPE,
         text=True,
         env=env,
@@ -481,8 +481,7 @@ def test_the_command_serves_until_stopped(runs):
 
 def test_another_host_gets_a_token_and_no_host_check(runs, monkeypatch):
     from click.testing import CliRunner
-
-    from pipeline.cli import main
+    from tamx.pipeline.cli import main
 
     started = []
     monkeypatch.setattr(serve_app, "serve_forever", lambda config, host, port, echo: started.append((config, host)))
@@ -495,8 +494,7 @@ def test_another_host_gets_a_token_and_no_host_check(runs, monkeypatch):
 
 def test_the_command_needs_runs_or_a_model(runs):
     from click.testing import CliRunner
-
-    from pipeline.cli import main
+    from tamx.pipeline.cli import main
 
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 2 and "--model" in result.output
@@ -506,7 +504,7 @@ def test_the_command_needs_runs_or_a_model(runs):
 
 def test_serving_runs_imports_no_torch(runs):
     code = (
-        "import sys; from pipeline.serve import make_app; import pipeline.serve.model; "
+        "import sys; from tamx.pipeline.serve import make_app; import tamx.pipeline.serve.model; "
         f"make_app({{'a': {str(runs / 'a')!r}}}); assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from tamx.pipeline.serve import ServerThread, make_app
 
-from pipeline.serve import ServerThread, make_app
 from tamx import ExplainSettings, create_run, explain_sample, open_run
 from tamx.report import normalise_jointly
 from tamx.synthetic import synthetic_run_info, synthetic_sample

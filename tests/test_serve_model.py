@@ -15,10 +15,11 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from pipeline.demo.run import MODEL_DIR
-from pipeline.encode import EncodeSettings
-from pipeline.serve import ServeConfig, ServerThread, make_app
-from pipeline.serve.model import Generator
+from tamx.pipeline.demo.run import MODEL_DIR
+from tamx.pipeline.encode import EncodeSettings
+from tamx.pipeline.serve import ServeConfig, ServerThread, make_app
+from tamx.pipeline.serve.model import Generator
+
 from tamx import open_run
 from tamx.shapes import PROMPT, scenes
 
@@ -122,7 +123,18 @@ def test_upload_in_the_page_generates_and_shows_the_new_sample(served, chromium)
 def test_the_command_loads_the_model_and_serves_its_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = tmp_path / "live"
-    command = [sys.executable, "-m", "pipeline", "serve", "--model", str(MODEL_DIR), "--out", str(out), "--port", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "tamx.pipeline",
+        "serve",
+        "--model",
+        str(MODEL_DIR),
+        "--out",
+        str(out),
+        "--port",
+        "0",
+    ]
     command += ["--device", "cpu", "--dtype", "fp32"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     try:

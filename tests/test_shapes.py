@@ -78,8 +78,8 @@ def test_scene_errors_say_what_is_wrong():
 
 def test_shapes_command_writes_the_dataset_and_both_manifests(tmp_path):
     from click.testing import CliRunner
+    from tamx.pipeline.cli import main
 
-    from pipeline.cli import main
     from tamx.pointing import read_word_classes
     from tamx.shapes import PROMPT
 

@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from pipeline.demo import MODEL_DIR
+from tamx.pipeline.demo import MODEL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 

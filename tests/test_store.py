@@ -175,7 +175,7 @@ def test_damaged_data_names_the_sample_and_field(run_path, damage):
     ],
 )
 def test_damaged_commits_name_the_sample_and_are_reported_by_info(run_path, edit, message):
-    from pipeline.info import run_summary
+    from tamx.pipeline.info import run_summary
 
     path = run_path / "samples" / "multi" / "sample.json"
     path.write_text(edit(json.loads(path.read_text())))
@@ -187,7 +187,7 @@ def test_damaged_commits_name_the_sample_and_are_reported_by_info(run_path, edit
 
 
 def test_a_sample_whose_commit_is_deleted_is_reported_not_hidden(run_path):
-    from pipeline.info import run_summary
+    from tamx.pipeline.info import run_summary
 
     (run_path / "samples" / "multi" / "sample.json").unlink()
     summary = run_summary(run_path)
@@ -406,8 +406,7 @@ def write_schema_1_run(path, samples, maps):
 
 def test_upgrade_converts_a_schema_1_run_in_place(tmp_path):
     from click.testing import CliRunner
-
-    from pipeline.cli import main
+    from tamx.pipeline.cli import main
 
     samples = [synthetic_sample(f"s{i}", grids=[(1, 4, 5)], dtype="bfloat16", seed=i, top_k=0) for i in range(3)]
     for sample in samples:
@@ -455,7 +454,7 @@ def test_deferred_candidate_and_prompt_maps_equal_eager_ones(grids, kwargs):
 
 
 def test_the_explain_stage_defers_and_readers_get_complete_maps(run_path):
-    from pipeline.explain import explain_run
+    from tamx.pipeline.explain import explain_run
 
     explain_run(run_path)
     run = open_run(run_path)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tamx.pipeline.cli import main
+from tamx.pipeline.interchange import export_sample
 
-from pipeline.cli import main
-from pipeline.interchange import export_sample
 from tamx import open_run
 from tamx.interchange import read_safetensors, safetensors_bytes
 from tamx.synthetic import synthetic_run_info, synthetic_sample

@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tamx.pipeline.cli import main
 
-from pipeline.cli import main
 from tamx import open_run
 
 moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (pip install -e '.[test]')")

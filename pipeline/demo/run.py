@@ -63,7 +63,7 @@ def demo_scenes() -> dict[str, list[Scene]]:
 
 def demo_inputs(folder: Path):
     """Write the demo images under `folder` and return the encode inputs."""
-    from pipeline.encode import inline_input
+    from tamx.pipeline.encode import inline_input
 
     folder.mkdir(parents=True, exist_ok=True)
     inputs = []
@@ -81,9 +81,9 @@ def demo_inputs(folder: Path):
 def run_demo(out: str | Path, model: str | None = None, overwrite: bool = False) -> DemoReport:
     """Encode, explain (tam, cam, eci) and render the demo into `out` (inputs/, run/ and report/);
     with `overwrite`, those three folders of an earlier demo are removed first."""
-    from pipeline.encode import EncodeSettings, encode, load_model, load_processor, model_name
-    from pipeline.explain import explain_run
-    from pipeline.render import render_run
+    from tamx.pipeline.encode import EncodeSettings, encode, load_model, load_processor, model_name
+    from tamx.pipeline.explain import explain_run
+    from tamx.pipeline.render import render_run
 
     started = time.perf_counter()
     out = Path(out)
@@ -92,7 +92,7 @@ def run_demo(out: str | Path, model: str | None = None, overwrite: bool = False)
     if bundled and not (MODEL_DIR / "config.json").is_file():
         raise TamxError(
             f"the bundled demo model is missing from {MODEL_DIR}; retrain it with "
-            "`python -m pipeline.demo.train --out runs/shapes-train --export pipeline/demo/model`"
+            "`python -m tamx.pipeline.demo.train --out runs/shapes-train --export pipeline/demo/model`"
         )
     run_path, report_path = out / "run", out / "report"
     if overwrite:

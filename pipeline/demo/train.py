@@ -16,7 +16,7 @@ Issue 6's trial found that from scratch such a model learns to caption but its v
 not localize; both the text pretraining and the frozen LM are needed. The processor is a `LlavaProcessor`
 (CLIPImageProcessor + a byte-level BPE tokenizer): it builds without torchvision.
 
-    python -m pipeline.demo.train --out runs/shapes-train --export pipeline/demo/model   # the bundled model
+    python -m tamx.pipeline.demo.train --out runs/shapes-train --export pipeline/demo/model   # the bundled model
 
 Re-running with the same --out resumes from the last checkpoint.
 """

@@ -1,6 +1,6 @@
 """The encode stage: run a VLM on samples and record what explain needs (imports torch lazily).
 
-from pipeline.encode import encode, load_model, load_processor, inline_input
+from tamx.pipeline.encode import encode, load_model, load_processor, inline_input
 model = load_model("Qwen/Qwen2-VL-2B-Instruct")
 processor = load_processor("Qwen/Qwen2-VL-2B-Instruct")
 encode(model, processor, inline_input(images=("cat.jpg",), prompt="Describe it."), "runs/cat")
@@ -30,7 +30,7 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'pipeline.encode' has no attribute {name!r}")
+        raise AttributeError(f"module 'tamx.pipeline.encode' has no attribute {name!r}")
     import importlib
 
     return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -1,6 +1,6 @@
 """`tamx serve`: a live local web app over run stores, and over a model where there is one.
 
-from pipeline.serve import make_app, ServerThread
+from tamx.pipeline.serve import make_app, ServerThread
 app = make_app({"coco": "runs/coco"})
 with ServerThread(app) as server:
     print(server.url)

@@ -3,7 +3,7 @@ serve-only script that adds live controls to the page.
 
 Explain runs in worker threads, never on the event loop; recomputed maps are cached (and
 identical requests in flight share one computation). Nothing is written to a run unless the
-user saves a setting as a variant, which goes through `pipeline.explain.explain_run`, as
+user saves a setting as a variant, which goes through `tamx.pipeline.explain.explain_run`, as
 `tamx explain` does.
 """
 
@@ -82,7 +82,7 @@ class ServeConfig:
     allowed_hosts: tuple[str, ...] = LOOPBACK
     cache_size: int = 128
     max_upload_bytes: int = MAX_UPLOAD_BYTES
-    generator: Any = None  # pipeline.serve.model.Generator in model mode
+    generator: Any = None  # tamx.pipeline.serve.model.Generator in model mode
     explain_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
 
 

@@ -164,8 +164,8 @@ class Generator:
     @classmethod
     def load(cls, model_id: str, out: str | Path, device: str = "auto", dtype: str = "auto", **options) -> Generator:
         """Load a model and its processor through the encode stage (imports torch)."""
-        from pipeline.encode import load_model, load_processor
-        from pipeline.encode.stage import model_name
+        from tamx.pipeline.encode import load_model, load_processor
+        from tamx.pipeline.encode.stage import model_name
 
         name = model_name(model_id)
         return cls(load_model(model_id, device=device, dtype=dtype), load_processor(model_id), name, out, **options)
@@ -229,7 +229,7 @@ class Generator:
         job.state = "running"
         upload = job.upload
         try:
-            from pipeline.encode import encode, inline_input
+            from tamx.pipeline.encode import encode, inline_input
 
             images, video = self._save_media(upload)
             sample = inline_input(tuple(images), video, upload.prompt, upload.answer, upload.sample_id)

@@ -46,7 +46,7 @@ def adapter_class(model_type: str) -> type[Adapter]:
     if cls is None:
         raise AdapterError(
             f"no tamx adapter for model_type {model_type!r} (supported: {', '.join(supported_model_types())}). "
-            "Add one: subclass pipeline.encode.adapters.base.Adapter (special tokens, final norm, vision block "
+            "Add one: subclass tamx.pipeline.encode.adapters.base.Adapter (special tokens, final norm, vision block "
             "grids), register it in ADAPTERS in pipeline/encode/adapters/__init__.py, and add a tiny-model test."
         )
     return cls
