@@ -3,22 +3,19 @@
 Each scene holds 1-3 non-overlapping shapes, of distinct colours and distinct kinds, on a lightly
 noisy grey background. Its caption lists the objects left to right ("a red circle and a blue
 square."), so every colour word and every shape word names exactly one object, whose mask is the
-ground truth. `write_folder_dataset` writes scenes in the `folder` layout that `tamx eval` reads
-(docs/eval.md): each object's mask is stored twice, under its colour and under its shape, so that
-both words are scored as object words against the same pixels, and `word_classes.json` says which
-words are colours and which are shapes (pointing is reported per class).
+ground truth. `tamx.pipeline.demo.dataset.write_folder_dataset` writes scenes in the `folder`
+layout that `tamx eval` reads (docs/eval.md): each object's mask is stored twice, under its
+colour and under its shape, so that both words are scored as object words against the same
+pixels, and `word_classes.json` says which words are colours and which are shapes (pointing is
+reported per class).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
-
-from .pointing import WORD_CLASSES_FILE
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 40, 40),
@@ -149,44 +146,6 @@ def cell_labels(scene: Scene, grid: int, min_cover: float = 0.5) -> np.ndarray:
     return labels
 
 
-def write_scene_files(scene: Scene, folder: Path, sample_id: str) -> dict:
-    """Write the image and the per-word masks of one scene under `folder`; returns its anno.json entry."""
-    image_path = Path("images") / f"{sample_id}.png"
-    label_path = Path("masks") / sample_id
-    (folder / label_path).mkdir(parents=True, exist_ok=True)
-    (folder / image_path).parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(folder / image_path), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"cannot write {folder / image_path}")
-    categories = {}
-    for obj in scene.objects:
-        for name in (obj.colour, obj.shape):
-            if not cv2.imwrite(str(folder / label_path / f"{name}.png"), obj.mask.astype(np.uint8) * 255):
-                raise OSError(f"cannot write {folder / label_path / name}.png")
-    # ids are fixed per word so that the same word has the same id across the dataset
-    all_words = list(COLOURS) + list(SHAPES)
-    for obj in scene.objects:
-        categories[obj.colour] = all_words.index(obj.colour) + 1
-        categories[obj.shape] = all_words.index(obj.shape) + 1
-    return {
-        "id": sample_id,
-        "image": str(image_path),
-        "label": str(label_path),
-        "categories": categories,
-        "caption": scene.caption,
-        "prompt": PROMPT,
-    }
-
-
 def word_classes() -> dict[str, str]:
     """The class of every category word of the world: "colour" or "shape"."""
     return {**dict.fromkeys(COLOURS, "colour"), **dict.fromkeys(SHAPES, "shape")}
-
-
-def write_folder_dataset(out: str | Path, n: int, seed: int = 0, **kwargs) -> list[dict]:
-    """Write `n` scenes as a `folder` dataset (anno.json, images/, masks/<id>/<word>.png, word_classes.json)."""
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    entries = [write_scene_files(s, folder, f"shapes-{i:05d}") for i, s in enumerate(scenes(seed, n, **kwargs))]
-    (folder / WORD_CLASSES_FILE).write_text(json.dumps(word_classes(), indent=1))
-    (folder / "anno.json").write_text(json.dumps(entries, indent=1))
-    return entries

@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from tamx.shapes import scenes
-
+torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tamx.pipeline.demo.train import ModelSize, Sequences, TrainSettings, pixels, train
+from tamx.pipeline.demo.train import ModelSize, Sequences, TrainSettings, pixels, train  # noqa: E402
+
+from tamx.shapes import scenes  # noqa: E402
 
 TINY = ModelSize(
     lm_hidden=32,

@@ -4,9 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from tamx.pipeline.demo.dataset import write_folder_dataset
 
 from tamx.datasets import load_dataset
-from tamx.shapes import COLOURS, SHAPES, cell_labels, make_scene, scenes, write_folder_dataset
+from tamx.shapes import COLOURS, SHAPES, cell_labels, make_scene, scenes
 
 
 def test_same_seed_same_scenes_other_seed_other_scenes():
