@@ -55,6 +55,7 @@ def test_the_short_name_is_the_bundled_model():
     assert processor.tokenizer.convert_tokens_to_ids("<image>") == 3
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (MODEL_DIR / "config.json").is_file(), reason="the bundled demo model is not built")
 def test_the_benchmark_is_the_documented_commands(tmp_path):
     """tamx shapes -> tamx encode --model tamx-demo -> tamx explain -> tamx eval, as docs/demo.md shows."""

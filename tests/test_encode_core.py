@@ -300,6 +300,7 @@ def test_unsupported_architecture_names_the_missing_adapter():
         adapter_class("blip_2")
 
 
+@pytest.mark.slow
 def test_bad_samples_fail_alone_and_are_listed(loaded, media, tmp_path):
     """(f) each bad sample gets a clear error naming it; the rest of the manifest runs."""
     broken_video = media["folder"] / "broken.avi"

@@ -38,6 +38,7 @@ def test_shapes_benchmark_reports_every_variant_and_word_class(tmp_path):
     assert "word class" in result.stdout and "chance" in result.stdout
 
 
+@pytest.mark.slow
 def test_vision_probe_runs_and_reports_cell_and_object_accuracy():
     pytest.importorskip("transformers")
     result = subprocess.run(
