@@ -19,7 +19,8 @@ import numpy as np
 
 from tamx.datasets import load_dataset, manifest_lines
 from tamx.errors import TamxError
-from tamx.shapes import COLOURS, PROMPT, SHAPES, WORD_CLASSES_FILE, Scene, scenes, word_classes
+from tamx.pointing import WORD_CLASSES_FILE
+from tamx.shapes import COLOURS, PROMPT, SHAPES, Scene, scenes, word_classes
 
 from ..files import write_text
 
