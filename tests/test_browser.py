@@ -60,6 +60,19 @@ def browser(chromium):
     return chromium  # Debian's chromium, launched once per module (tests/conftest.py)
 
 
+MAP_CANVASES = "#media .frame canvas"
+
+
+def read_canvases(target, selector: str = MAP_CANVASES) -> list[np.ndarray]:
+    """RGBA pixels [H, W, 4] of the canvases matching `selector` in a Playwright page or frame."""
+    raw = target.evaluate(
+        """(selector) => [...document.querySelectorAll(selector)].map(c =>
+             [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)])""",
+        selector,
+    )
+    return [np.array(pixels, dtype=np.uint8).reshape(h, w, 4) for h, w, pixels in raw]
+
+
 class Page:
     """One opened report page with everything it logged and requested."""
 
@@ -77,13 +90,9 @@ class Page:
         self.page.goto(self.url)
         self.page.wait_for_selector(ready)
 
-    def canvases(self) -> list[np.ndarray]:
+    def canvases(self, selector: str = MAP_CANVASES) -> list[np.ndarray]:
         """RGBA pixels of every overlay canvas, [H, W, 4] each."""
-        raw = self.page.evaluate(
-            """() => [...document.querySelectorAll('#media .frame canvas')].map(c =>
-                 [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)])"""
-        )
-        return [np.array(pixels, dtype=np.uint8).reshape(h, w, 4) for h, w, pixels in raw]
+        return read_canvases(self.page, selector)
 
     def outside_requests(self) -> list[str]:
         """Requests other than the report's own files and inline data: there must be none."""
@@ -395,12 +404,7 @@ def test_compare_variants_side_by_side(instrument, browser):
     p.click("[data-answer-index='3']")
     assert p.locator("#media .column").count() == 2
     for variant in ("cam", "tam"):
-        raw = p.evaluate(
-            """(v) => [...document.querySelectorAll(`.column[data-variant='${v}'] .frame canvas`)].map(c =>
-                 [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)])""",
-            variant,
-        )
-        got = [np.array(px, np.uint8).reshape(h, w, 4) for h, w, px in raw]
+        got = page.canvases(f".column[data-variant='{variant}'] .frame canvas")
         want = expected_canvases(sample, answer_row(run, "turns", variant, 3))
         assert len(got) == len(want) == 1
         np.testing.assert_array_equal(got[0], want[0])
@@ -437,12 +441,7 @@ def test_two_runs_side_by_side_align_by_word(instrument, browser):
     for r, run, row in ((0, a, answer_row(a, "turns", "tam", 2)), (1, b, None)):
         if row is None:
             row = np.maximum(answer_row(b, "turns", "tam", 2), answer_row(b, "turns", "tam", 3))
-        raw = p.evaluate(
-            """(r) => [...document.querySelectorAll(`.column[data-run='${r}'] .frame canvas`)].map(c =>
-                 [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)])""",
-            r,
-        )
-        got = [np.array(px, np.uint8).reshape(h, w, 4) for h, w, px in raw]
+        got = page.canvases(f".column[data-run='{r}'] .frame canvas")
         want = expected_canvases(run.sample("turns"), row)
         np.testing.assert_array_equal(got[0], want[0])
     assert page.errors == [] and page.outside_requests() == []
@@ -490,11 +489,7 @@ def test_notebook_view_is_the_same_working_page(instrument, browser, tmp_path):
     assert frame.locator("[data-answer-index='2']").get_attribute("aria-selected") == "true"
     assert frame.locator("#media .column").count() == 2, "the variants asked for, side by side"
     inner = page.page.frames[1]
-    raw = inner.evaluate(
-        """() => [...document.querySelectorAll('#media .column[data-variant=tam] .frame canvas')].map(c =>
-             [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)])"""
-    )
+    got = read_canvases(inner, "#media .column[data-variant=tam] .frame canvas")
     run = open_run(instrument / "a")
-    got = [np.array(px, np.uint8).reshape(h, w, 4) for h, w, px in raw]
     np.testing.assert_array_equal(got[0], expected_canvases(run.sample("turns"), answer_row(run, "turns", "tam", 2))[0])
     assert page.errors == [] and page.outside_requests() == []

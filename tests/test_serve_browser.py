@@ -12,7 +12,7 @@ from tamx import ExplainSettings, create_run, explain_sample, open_run
 from tamx.report import normalise_jointly
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
-from .test_browser import EVIL, expected_canvases
+from .test_browser import EVIL, MAP_CANVASES, expected_canvases, read_canvases
 from .test_serve import core_figure
 
 
@@ -51,13 +51,8 @@ class LivePage:
 
     def canvases(self, variant: str | None = None) -> list[np.ndarray]:
         """RGBA pixels of every map canvas (of one variant's column), [H, W, 4] each."""
-        raw = self.page.evaluate(
-            """(variant) => [...document.querySelectorAll(variant === null ? '#media .frame canvas'
-                   : `#media .frame canvas[data-variant='${variant}']`)].map(c =>
-                 [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)])""",
-            variant,
-        )
-        return [np.array(pixels, dtype=np.uint8).reshape(h, w, 4) for h, w, pixels in raw]
+        selector = MAP_CANVASES if variant is None else f"{MAP_CANVASES}[data-variant='{variant}']"
+        return read_canvases(self.page, selector)
 
     def outside(self, server) -> list[str]:
         return [u for u in self.requests if not u.startswith(server.url + "/") and not u.startswith("data:")]
