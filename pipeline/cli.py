@@ -48,7 +48,9 @@ class _RunLocation(click.ParamType):
     _folder = click.Path(exists=True, file_okay=False)
 
     def convert(self, value, param, ctx):
-        if "://" in str(value) and not str(value).startswith("file://"):
+        from tamx.store import is_url
+
+        if is_url(value):
             return str(value)
         return self._folder.convert(value, param, ctx)
 
@@ -390,6 +392,10 @@ def eval_(
     scored word go to --out.
     """
     from tamx.captions import format_captions
+    from tamx.store import is_url
+
+    if out is None and is_url(run):  # before the work: the results need a local folder
+        raise click.UsageError("a run at a URL needs --out for the results folder", ctx=click.get_current_context())
 
     from .eval import evaluate_run, write_results
     from .eval.stage import format_class_table, format_table
@@ -407,8 +413,6 @@ def eval_(
     click.echo(format_table(result))
     click.echo("\n" + format_class_table(result))
     click.echo("\n" + format_captions(result.captions))
-    if out is None and "://" in run:
-        raise click.UsageError("a run at a URL needs --out for the results folder", ctx=click.get_current_context())
     folder = Path(out) if out else Path(run) / "eval" / dataset
     write_results(result, folder)
     if not quiet:

@@ -21,7 +21,7 @@ import numpy as np
 from .errors import SampleError, StoreError
 from .fields import SCHEMA
 from .records import REENCODE, LMHead, Maps, Media, RunInfo, Sample, VisionBlock, maps_attribute
-from .store import ROOT, Run, _now
+from .store import ROOT, Run, _now, is_url
 
 V1_ATTRS = "tamx"
 
@@ -164,7 +164,7 @@ def upgrade_run(
 
     `wrap` may wrap the stream of sample ids (a progress bar)."""
     root = Path(location)
-    if "://" in str(location):
+    if is_url(location):
         raise StoreError(f"{location}: schema-1 runs were local folders; upgrade the local copy, then upload it")
     if (root / ROOT).is_file():
         if (root / "zarr.json").is_file() or (root / "lm_head").is_dir():
