@@ -107,6 +107,7 @@ def test_config_runs_and_samples(client):
     assert config["model"] is None and "rank-gaussian" in config["filters"] and config["eci_modes"][0] == "relevance"
     runs = {r["id"]: r for r in client.get("/api/runs").json()}
     assert {k: v["samples"] for k, v in runs.items()} == {"a": 3, "b": 1}
+    assert all(set(r) == {"id", "model", "samples"} for r in runs.values()), "runs are listed by name, not path"
     samples = client.get("/api/runs/a/samples").json()
     assert [s["id"] for s in samples] == ["evil", "img", "video"] and samples[1]["variants"] == ["tam"]
 

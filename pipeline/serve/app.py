@@ -397,7 +397,7 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
     async def api_runs(request: Request) -> Response:
         def listing() -> list[dict[str, Any]]:
             return [
-                {"id": name, "path": str(run.path), "model": run.info.model_id, "samples": len(run.sample_ids())}
+                {"id": name, "model": run.info.model_id, "samples": len(run.sample_ids())}  # no machine path
                 for name, run in store.existing().items()
             ]
 
