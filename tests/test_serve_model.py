@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def served(tmp_path_factory):
         str(MODEL_DIR), root / "out" / "run", device="cpu", dtype="fp32", settings=EncodeSettings(max_new_tokens=8)
     )
     with ServerThread(make_app(ServeConfig({}, generator=generator))) as server:
-        server.root, server.images = root, images
+        server.root, server.images, server.generator = root, images, generator
         yield server
     generator.close()
 
@@ -100,6 +101,15 @@ def test_upload_in_the_page_generates_and_shows_the_new_sample(served, chromium)
         """() => { window.seen = []; new MutationObserver(() => window.seen.push(document.body.dataset.job + '|' +
              document.getElementById('serve-queue').textContent)).observe(document.body, {attributes: true}); }"""
     )
+    # the two generations ahead wait until the page has shown its place in line (no race with a fast model)
+    gate, run_job = threading.Event(), served.generator._run
+
+    def gated(job):
+        if job.upload.sample_id.startswith("ahead-"):
+            gate.wait(60)
+        run_job(job)
+
+    served.generator._run = gated
     for k in range(2):
         image = served.images[k]
         ahead = httpx.post(
@@ -108,7 +118,12 @@ def test_upload_in_the_page_generates_and_shows_the_new_sample(served, chromium)
             data={"prompt": PROMPT, "id": f"ahead-{k}"},
         )
         assert ahead.status_code == 202
-    page.page.click("#serve-generate")
+    try:
+        page.page.click("#serve-generate")
+        page.page.wait_for_selector("body[data-job^='queued:']", timeout=60_000)
+    finally:
+        gate.set()
+        served.generator._run = run_job
     page.page.wait_for_selector("body[data-job='done'][data-serve-sample='run/from-page']", timeout=120_000)
     seen = page.page.evaluate("window.seen")
     assert any(s.startswith(("queued:2|in line: 2", "queued:1|in line: 1")) for s in seen), seen
