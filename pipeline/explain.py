@@ -58,7 +58,7 @@ def _worker_init(run_path: str) -> None:
 def _safe_explain(run: Run | None, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> Outcome:
     """explain_one with tamx's errors as a failed outcome (in a worker, `run` None means its own)."""
     try:
-        return explain_one(run or _worker_run, sample_id, settings, variant, overwrite)
+        return explain_one(run if run is not None else _worker_run, sample_id, settings, variant, overwrite)
     except DiskFullError:
         raise  # every later sample would fail the same way: stop the run
     except TamxError as exc:
@@ -96,8 +96,13 @@ def _results(
 ) -> Iterator[Outcome]:
     workers = min(workers, len(sample_ids))  # a process per sample at most
     if workers <= 1:
-        for sample_id in sample_ids:
-            yield _safe_explain(run, sample_id, settings, variant, overwrite)
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread: its products are small, and idle BLAS threads spinning beside numba's
+        # filter threads made explain 1.4x slower on 2 cores (benchmarks/explain_bench.py).
+        with threadpool_limits(1, "blas"):
+            for sample_id in sample_ids:
+                yield _safe_explain(run, sample_id, settings, variant, overwrite)
         return
     # BLAS threads are fixed when numpy loads: spawned workers read these variables first.
     saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}

@@ -7,7 +7,9 @@ median grows its window from 3 x 3 up to k x k (see `_adaptive_median`).
 A filter is one jitted window function `fn(padded, stride, y, x, k, window, weights) ->
 float` (the value at cell (y, x) of a frame padded by k // 2 cells, row stride `stride`;
 `window` is k * k scratch cells, `weights` what the filter's `weights` builder made, else
-empty) and one line in `FILTERS`; the frame loop (`_frame_loop`) is written once.
+empty), its number in `_window_value`, and one line in `FILTERS`; the frame loop
+(`_filter_frames`) is written once. (The loop picks the window function by number: numba never
+finds a cached kernel that captures another jitted function, so every process recompiled it.)
 """
 
 from __future__ import annotations
@@ -212,47 +214,60 @@ def _adaptive_median(
     return median
 
 
-def _frame_loop(window_function):
-    """The frame loop, compiled once per filter around its window function."""
+RANK_GAUSSIAN, MEDIAN, GAUSSIAN, ADAPTIVE_MEDIAN = range(4)  # the window functions, by number
 
-    @numba.njit(cache=True, parallel=True)
-    def filter_frames(maps: np.ndarray, frames: np.ndarray, k: int, weights: np.ndarray) -> np.ndarray:
-        """Filter maps [T, V] frame by frame; frames[f] = (offset into V, H, W)."""
-        out = np.zeros_like(maps)
-        half = k // 2
-        # Reflect-padding tables per frame, computed once: source offset of each padded row / column.
-        row_start = np.zeros(frames.shape[0] + 1, dtype=np.int64)
-        col_start = np.zeros(frames.shape[0] + 1, dtype=np.int64)
-        largest = 0
-        for f in range(frames.shape[0]):
-            height, width = frames[f, 1], frames[f, 2]
-            row_start[f + 1] = row_start[f] + height + 2 * half
-            col_start[f + 1] = col_start[f] + width + 2 * half
-            largest = max(largest, (height + 2 * half) * (width + 2 * half))
-        src_rows = np.empty(row_start[-1], dtype=np.int64)
-        src_cols = np.empty(col_start[-1], dtype=np.int64)
+
+@numba.njit(cache=True, inline="always")
+def _window_value(
+    kind: int, padded: np.ndarray, stride: int, y: int, x: int, k: int, window: np.ndarray, weights: np.ndarray
+) -> float:
+    """The value of window function `kind` at cell (y, x). A number, not a function argument:
+    numba cannot cache a kernel that captures another jitted function (its key changes every process)."""
+    if kind == RANK_GAUSSIAN:
+        return _rank_gaussian(padded, stride, y, x, k, window, weights)
+    if kind == MEDIAN:
+        return _median(padded, stride, y, x, k, window, weights)
+    if kind == GAUSSIAN:
+        return _gaussian(padded, stride, y, x, k, window, weights)
+    return _adaptive_median(padded, stride, y, x, k, window, weights)
+
+
+@numba.njit(cache=True, parallel=True)
+def _filter_frames(maps: np.ndarray, frames: np.ndarray, k: int, weights: np.ndarray, kind: int) -> np.ndarray:
+    """Filter maps [T, V] frame by frame with window function `kind`; frames[f] = (offset into V, H, W)."""
+    out = np.zeros_like(maps)
+    half = k // 2
+    # Reflect-padding tables per frame, computed once: source offset of each padded row / column.
+    row_start = np.zeros(frames.shape[0] + 1, dtype=np.int64)
+    col_start = np.zeros(frames.shape[0] + 1, dtype=np.int64)
+    largest = 0
+    for f in range(frames.shape[0]):
+        height, width = frames[f, 1], frames[f, 2]
+        row_start[f + 1] = row_start[f] + height + 2 * half
+        col_start[f + 1] = col_start[f] + width + 2 * half
+        largest = max(largest, (height + 2 * half) * (width + 2 * half))
+    src_rows = np.empty(row_start[-1], dtype=np.int64)
+    src_cols = np.empty(col_start[-1], dtype=np.int64)
+    for f in range(frames.shape[0]):
+        offset, height, width = frames[f, 0], frames[f, 1], frames[f, 2]
+        for py in range(height + 2 * half):
+            src_rows[row_start[f] + py] = offset + _reflect(py - half, height) * width
+        for px in range(width + 2 * half):
+            src_cols[col_start[f] + px] = _reflect(px - half, width)
+    for t in numba.prange(maps.shape[0]):
+        window = np.empty(k * k, dtype=np.float64)
+        padded = np.empty(largest, dtype=np.float64)
         for f in range(frames.shape[0]):
             offset, height, width = frames[f, 0], frames[f, 1], frames[f, 2]
+            stride = width + 2 * half
             for py in range(height + 2 * half):
-                src_rows[row_start[f] + py] = offset + _reflect(py - half, height) * width
-            for px in range(width + 2 * half):
-                src_cols[col_start[f] + px] = _reflect(px - half, width)
-        for t in numba.prange(maps.shape[0]):
-            window = np.empty(k * k, dtype=np.float64)
-            padded = np.empty(largest, dtype=np.float64)
-            for f in range(frames.shape[0]):
-                offset, height, width = frames[f, 0], frames[f, 1], frames[f, 2]
-                stride = width + 2 * half
-                for py in range(height + 2 * half):
-                    row = src_rows[row_start[f] + py]
-                    for px in range(stride):
-                        padded[py * stride + px] = maps[t, row + src_cols[col_start[f] + px]]
-                for y in range(height):
-                    for x in range(width):
-                        out[t, offset + y * width + x] = window_function(padded, stride, y, x, k, window, weights)
-        return out
-
-    return filter_frames
+                row = src_rows[row_start[f] + py]
+                for px in range(stride):
+                    padded[py * stride + px] = maps[t, row + src_cols[col_start[f] + px]]
+            for y in range(height):
+                for x in range(width):
+                    out[t, offset + y * width + x] = _window_value(kind, padded, stride, y, x, k, window, weights)
+    return out
 
 
 def _spatial_gaussian(kernel_size: int) -> np.ndarray:
@@ -266,20 +281,22 @@ def _spatial_gaussian(kernel_size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Filter:
-    """A registered filter: its frame loop and, if it has one, the builder of its k x k weights."""
+    """A registered filter: its window function's number (`_window_value`) and, if it has one, the
+    builder of its k x k weights."""
 
-    loop: Callable[[np.ndarray, np.ndarray, int, np.ndarray], np.ndarray]
+    kind: int
     weights: Callable[[int], np.ndarray] | None = None
 
 
 _NO_WEIGHTS = np.zeros(0, dtype=np.float64)
 
-# name -> Filter; None: the maps pass unchanged. Adding a filter: a window function and a line here.
+# name -> Filter; None: the maps pass unchanged. Adding a filter: a window function, its number
+# and branch in `_window_value`, and a line here.
 FILTERS: dict[str, Filter | None] = {
-    "rank-gaussian": Filter(_frame_loop(_rank_gaussian)),
-    "median": Filter(_frame_loop(_median)),
-    "gaussian": Filter(_frame_loop(_gaussian), _spatial_gaussian),
-    "adaptive-median": Filter(_frame_loop(_adaptive_median)),
+    "rank-gaussian": Filter(RANK_GAUSSIAN),
+    "median": Filter(MEDIAN),
+    "gaussian": Filter(GAUSSIAN, _spatial_gaussian),
+    "adaptive-median": Filter(ADAPTIVE_MEDIAN),
     "none": None,
 }
 
@@ -298,7 +315,7 @@ def filter_maps(maps: np.ndarray, frames: np.ndarray, name: str = FILTER, kernel
         return maps.copy()
     frames = np.ascontiguousarray(frames, dtype=np.int64).reshape(-1, 3)
     weights = _NO_WEIGHTS if chosen.weights is None else chosen.weights(k)
-    return chosen.loop(maps, frames, k, weights)
+    return _filter_frames(maps, frames, k, weights, chosen.kind)
 
 
 def filter_grid(grid: np.ndarray, name: str = FILTER, kernel_size: int = KERNEL_SIZE) -> np.ndarray:

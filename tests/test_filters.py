@@ -185,3 +185,26 @@ def test_adaptive_median_is_a_cli_filter_choice():
 
     choices = next(p for p in explain.params if p.name == "filter_name").type.choices
     assert "adaptive-median" in choices
+
+
+@pytest.mark.slow  # compiles the kernel into an empty cache: ~10-20 s
+def test_a_new_process_loads_the_compiled_filter_from_numba_cache(tmp_path):
+    """Every `tamx explain` is a new process: it must find the kernel numba cached, not compile it
+    again (a kernel that captured another jitted function missed the cache every time: seconds a run)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from tamx.filters import FILTERS, _filter_frames, filter_maps\n"
+        "for name in FILTERS:\n"
+        "    filter_maps(np.ones((2, 12), np.float32), np.array([[0, 3, 4]]), name, 3)\n"
+        "print(sum(_filter_frames.stats.cache_hits.values()), sum(_filter_frames.stats.cache_misses.values()))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+            for _ in range(2)]  # fmt: skip
+    first, second = (tuple(map(int, r.stdout.split())) for r in runs)
+    assert first[1] >= 1  # the first process compiled (an empty cache)
+    assert second == (1, 0)  # the second loaded that kernel: one signature, every filter
