@@ -28,6 +28,18 @@ def test_demo_writes_the_report_with_the_notice(tmp_path):
         assert "not a real VLM" in text
         for variant in ("tam", "cam", "eci"):
             assert f'"{variant}"' in text
+    # the bundled model (v2) says what each input shows (docs/demo.md)
+    from tamx.pipeline.demo.run import demo_scenes
+
+    from tamx import open_run
+    from tamx.report import token_strings
+
+    run = open_run(tmp_path / "demo" / "run")
+    for sample_id, scenes in demo_scenes().items():
+        sample = run.sample(sample_id, media=False)
+        strings = token_strings(sample)
+        said = "".join(strings[p] for p in sample.answer_positions).replace("</s>", "").strip()
+        assert said == " ".join(s.caption for s in scenes), sample_id
     # the two-image sample carries two images, each with its own 12 x 12 map block
     two = (tmp_path / "demo" / "report" / "samples" / "two-images.html").read_text()
     blocks = re.findall(r'"grid": \[1, 12, 12\]', two)

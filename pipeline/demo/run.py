@@ -29,7 +29,7 @@ VARIANTS = {
     "eci": ExplainSettings(filter="none"),
 }
 NOTICE = (
-    "Demo: the bundled model is a toy (a 1.3 M-parameter LLaVA-architecture VLM trained for minutes on a CPU, "
+    "Demo: the bundled model is a toy (a 1.3 M-parameter LLaVA-architecture VLM trained for 40 minutes on a CPU, "
     "on synthetic images of coloured shapes). It is not a real VLM; its maps only show what the method computes. "
     "To explain a real model: tamx encode --model Qwen/Qwen2-VL-2B-Instruct --image photo.jpg "
     '--prompt "Describe the image." --out runs/photo, then tamx explain runs/photo and '

@@ -1,20 +1,20 @@
-"""Train the bundled toy VLM on the shapes world (seeded, CPU, resumable).
+"""Train the bundled toy VLM on the shapes world (seeded, deterministic, CPU, resumable).
 
 A LLaVA-1.5-architecture model (tiny CLIP vision tower, 168 px, patch 14: a 12x12 grid; a
-projector; a small Llama LM with tied embeddings) is trained in the staged recipe of real VLMs:
+projector; a small Llama LM with tied embeddings) is trained from scratch in two stages:
 
-1. `text`: the LM alone, on text. The vision positions hold a "region" of words laid out like
-   the image: each cell covered by an object holds its colour or its shape word, the others a
-   filler token, and the caption that follows names the objects left to right (a copy task).
-   Each region word carries a learned column code (the position that CLIP's features carry), and
-   only a growing share of the filler cells is kept (5% -> 100% over the first 60% of the stage):
-   on full 144-cell regions from the start the LM had not learnt to copy after 200 steps.
-2. `vision`: the LM frozen entirely; the vision tower and projector learn to caption real images.
-3. `joint` (optional): everything, at a low learning rate.
+1. `vision`: the vision tower and the projector alone. Linear heads on the projected features
+   (what the LM receives at each image position) learn every cell's colour and shape
+   (`cell_targets`). Shape is learnt late and suddenly (a
+   plateau near chance, docs/demo.md), and these steps are about 3x cheaper than the whole
+   model's.
+2. `joint`: everything, with three losses: the caption's next-token cross-entropy, the same cell
+   heads, and a naming loss at the LM's last layer over the image positions (an object's core
+   cells name its colour and its shape, the cells it only partly covers its colour, the others a
+   filler token), which is what the maps of tamx are made of (Eq. 1: the LM head on those hidden states).
 
-Issue 6's trial found that from scratch such a model learns to caption but its vision positions do
-not localize; both the text pretraining and the frozen LM are needed. The processor is a `LlavaProcessor`
-(CLIPImageProcessor + a byte-level BPE tokenizer): it builds without torchvision.
+The heads are training scaffolding: they are not part of the saved model. The processor is a
+`LlavaProcessor` (CLIPImageProcessor + a byte-level BPE tokenizer): it builds without torchvision.
 
     python -m tamx.pipeline.demo.train --out runs/shapes-train --export pipeline/demo/model   # the bundled model
 
@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,7 @@ GRID = IMAGE_SIZE // PATCH
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 FILLER = "<bg>"
+EDGE_COVER = 0.05  # a cell an object covers this much of names its colour
 SPECIAL = ["<unk>", "<s>", "</s>", "<image>", "<pad>", FILLER]
 TEMPLATE = (
     "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
@@ -70,19 +72,24 @@ class ModelSize:
 
 @dataclass
 class TrainSettings:
-    """Steps, batch and learning rates of the three stages."""
+    """Steps, batch, learning rate and loss weights of the two training stages."""
 
     seed: int = 0
-    steps_text: int = 500
-    steps_vision: int = 2000
-    steps_joint: int = 0
+    # stage 1: the vision tower and projector alone learn every cell's colour and shape (the
+    # cell losses; ~3x cheaper a step than the whole model). Stage 2: everything, all three losses.
+    vision_steps: int = 1500
+    steps: int = 4000
     batch: int = 16
-    lr_text: float = 2e-3
-    lr_vision: float = 1e-3
-    lr_joint: float = 2e-4
-    two_image_fraction: float = 0.1
-    region_loss_weight: float = 0.0
-    checkpoint_every: int = 100
+    lr: float = 1e-3
+    two_image_fraction: float = 0.25
+    # the vision heads: every cell's colour and shape, read off what the LM receives
+    cell_loss_weight: float = 1.0
+    # the LM's last layer at the image positions: an object's cells name its colour and its shape
+    name_loss_weight: float = 0.5
+    # background cells weigh this much against an object's cells in both cell losses
+    background_weight: float = 0.25
+    checkpoint_every: int = 200
+    eval_every: int = 500
     threads: int = 1
     size: ModelSize = field(default_factory=ModelSize)
 
@@ -194,133 +201,202 @@ class Sequences:
         )
         return self.tok(text, add_special_tokens=True)["input_ids"]
 
-    def region(self, scene: Scene, rng: np.random.Generator, keep: float = 1.0) -> tuple[list[int], list[int]]:
-        """The words standing in for an image and their columns: on an object's cells its colour and its
-        shape word (each at least once, in random cells), the filler token elsewhere; only a random
-        share `keep` of the filler cells is kept (a curriculum: copying is learnt on short regions first)."""
-        labels = cell_labels(scene, GRID).ravel()
-        out = np.full(labels.shape, self.filler_id, np.int64)
-        for i, obj in enumerate(scene.objects):
-            cells = rng.permutation(np.flatnonzero(labels == i))
-            colour = rng.random(len(cells)) < 0.5
-            if len(cells) >= 2:
-                colour[:2] = [True, False]
-            out[cells] = np.where(colour, self.word_ids[obj.colour], self.word_ids[obj.shape])
-        kept = np.flatnonzero((labels >= 0) | (rng.random(labels.shape) < keep))
-        return out[kept].tolist(), (kept % GRID).tolist()
-
-    def sample(
-        self, scenes: list[Scene], rng: np.random.Generator, text: bool, keep: float = 1.0
-    ) -> tuple[list[int], list[float], list[int]]:
-        """ids, per-position loss weights (on the token each position predicts) and the column of each
-        region cell (-1 elsewhere) for one sample."""
-        prompt = self.prompt_ids(len(scenes))
-        ids, weights, cols, k = [], [], [], 0
-        for t in prompt:
-            if t == self.image_id:
-                if text:
-                    block, block_cols = self.region(scenes[k], rng, keep)
-                else:
-                    block, block_cols = [self.image_id] * (GRID * GRID), [-1] * (GRID * GRID)
-                ids += block
-                weights += [0.0] * len(block)
-                cols += block_cols
-                k += 1
-            else:
-                ids.append(t)
-                weights.append(0.0)
-                cols.append(-1)
+    def sample(self, scenes: list[Scene]) -> tuple[list[int], list[float]]:
+        """ids (the processor's: GRID*GRID placeholders per image) and per-position loss weights (1 on the
+        answer: weights[p] weighs the prediction of ids[p] from p-1)."""
+        ids = []
+        for t in self.prompt_ids(len(scenes)):
+            ids += [t] * (GRID * GRID) if t == self.image_id else [t]
         answer = " ".join(s.caption for s in scenes)
         answer_ids = self.tok(answer, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
-        ids += answer_ids
-        weights += [1.0] * len(answer_ids)
-        cols += [-1] * len(answer_ids)
-        return ids, weights, cols
+        return ids + answer_ids, [0.0] * len(ids) + [1.0] * len(answer_ids)
 
 
-def batch(
-    seqs: Sequences,
-    rng: np.random.Generator,
-    n: int,
-    text: bool,
-    two_fraction: float,
-    region_weight: float,
-    keep: float = 1.0,
-):
-    """A padded batch: input_ids, attention_mask, target weights [B, L-1], pixel_values or None."""
-    rows, images = [], []
-    # a batch is all one-image or all two-image (half as many samples), so padding costs nothing
-    count = 2 if rng.random() < two_fraction else 1
-    for _ in range(n // count):
-        scenes = [make_scene(rng) for _ in range(count)]
-        ids, w, c = seqs.sample(scenes, rng, text, keep)
-        if text and region_weight:
-            region = {*seqs.word_ids.values(), seqs.filler_id}
-            w = [region_weight if t in region and wi == 0 else wi for t, wi in zip(ids, w)]
-        rows.append((ids, w, c))
-        images += [s.image for s in scenes]
-    length = max(len(r[0]) for r in rows)
-    n = len(rows)
-    input_ids = torch.full((n, length), seqs.tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((n, length), dtype=torch.long)
-    weights = torch.zeros((n, length), dtype=torch.float32)
-    cols = torch.full((n, length), -1, dtype=torch.long)
-    for i, (ids, w, c) in enumerate(rows):
+@dataclass
+class Batch:
+    """A padded batch: ids and mask [B, L], answer weights [B, L], pixels [I, 3, S, S] and the cell targets
+    of its I images in order (`CellTargets` fields, stacked: [I, GRID*GRID], names [I, GRID*GRID, 2])."""
+
+    input_ids: torch.Tensor
+    mask: torch.Tensor
+    weights: torch.Tensor
+    pixel_values: torch.Tensor
+    colour: torch.Tensor
+    shape: torch.Tensor
+    name_ids: torch.Tensor
+    name_weights: torch.Tensor
+    scenes: list[list[Scene]]
+
+
+@dataclass
+class CellTargets:
+    """Per cell of one image [GRID*GRID]: the vision heads' classes (colour, shape: class + 1 on an
+    object's core cells, 0 elsewhere) and the naming target of the LM's last layer there: two
+    vocabulary ids [V, 2] with their probabilities [V, 2], the rest of the probability on the filler."""
+
+    colour: np.ndarray
+    shape: np.ndarray
+    name_ids: np.ndarray
+    name_weights: np.ndarray
+
+
+def cell_targets(scene: Scene, seqs: Sequences) -> CellTargets:
+    """The cell targets of one scene.
+
+    An object's core cells (`cell_labels`) name its colour and its shape, half each. A cell it only
+    covers partly (at least `EDGE_COVER`) names its colour with the share it covers (the colour is
+    in its pixels; the shape is the whole object's) and the filler otherwise; other cells name the
+    filler. So a colour word's map is a little wider than its shape word's and peaks on the core:
+    ECI subtracts the preceding colour word's map from the shape word's (Eq. 4: the hidden state at
+    "red" predicts "circle"), and two equal maps would cancel (measured: docs/demo.md).
+    """
+    labels = cell_labels(scene, GRID).ravel()
+    colour = np.zeros(labels.size, np.int64)
+    shape = np.zeros(labels.size, np.int64)
+    name_ids = np.full((labels.size, 2), seqs.filler_id, np.int64)
+    name_weights = np.zeros((labels.size, 2), np.float32)
+    for i, obj in enumerate(scene.objects):
+        cover = cv2.resize(obj.mask.astype(np.float32), (GRID, GRID), interpolation=cv2.INTER_AREA).ravel()
+        edge = (cover >= EDGE_COVER) & (labels < 0) & (cover > name_weights[:, 0])
+        name_ids[edge, 0] = seqs.word_ids[obj.colour]
+        name_weights[edge, 0] = np.minimum(cover[edge], 0.5)
+        core = labels == i
+        colour[core] = list(COLOURS).index(obj.colour) + 1
+        shape[core] = SHAPES.index(obj.shape) + 1
+        name_ids[core] = [seqs.word_ids[obj.colour], seqs.word_ids[obj.shape]]
+        name_weights[core] = 0.5
+    return CellTargets(colour, shape, name_ids, name_weights)
+
+
+def make_batch(
+    seqs: Sequences, rng: np.random.Generator, n: int, two_fraction: float, groups: list[list[Scene]] | None = None
+) -> Batch:
+    """`n` images of fresh scenes from `rng` (all one-image samples, or with probability `two_fraction` all
+    two-image questions, half as many, so padding costs nothing), or the given scene groups."""
+    if groups is None:
+        count = 2 if rng.random() < two_fraction else 1
+        groups = [[make_scene(rng) for _ in range(count)] for _ in range(n // count)]
+    rows = [seqs.sample(g) for g in groups]
+    length = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), length), seqs.tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    weights = torch.zeros((len(rows), length), dtype=torch.float32)
+    for i, (ids, w) in enumerate(rows):
         input_ids[i, : len(ids)] = torch.tensor(ids)
         mask[i, : len(ids)] = 1
         weights[i, : len(w)] = torch.tensor(w)
-        cols[i, : len(c)] = torch.tensor(c)
-    return input_ids, mask, weights, cols, (None if text else pixels(images))
+    flat = [s for g in groups for s in g]
+    cells = [cell_targets(s, seqs) for s in flat]
+    stacked = [torch.from_numpy(np.stack([getattr(c, f.name) for c in cells])) for f in dataclasses.fields(CellTargets)]
+    return Batch(input_ids, mask, weights, pixels([s.image for s in flat]), *stacked, scenes=groups)
 
 
-class ColumnCodes(torch.nn.Module):
-    """A learned vector per grid column, added to the region words in text pretraining only.
-
-    Real image features carry where they are (CLIP's position embeddings); the column codes give the
-    text stand-in the same information, so the LM can learn to list objects left to right. They are
-    not part of the shipped model: in stage 2 the vision tower learns to produce such features itself.
-    """
+class CellHeads(torch.nn.Module):
+    """Linear read-outs of every cell's colour and shape from the image features the LM receives
+    (training scaffolding: they are not part of the shipped model)."""
 
     def __init__(self, hidden: int):
         super().__init__()
-        self.codes = torch.nn.Parameter(torch.randn(GRID, hidden) * 0.02)
+        self.colour = torch.nn.Linear(hidden, len(COLOURS) + 1)
+        self.shape = torch.nn.Linear(hidden, len(SHAPES) + 1)
 
-    def forward(self, embeds: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        return embeds + self.codes[cols.clamp(min=0)] * (cols >= 0).unsqueeze(-1).to(embeds.dtype)
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.colour(features), self.shape(features)
 
 
-def loss_of(model, input_ids, mask, weights, cols, pixel_values, columns: ColumnCodes | None = None):
-    """Weighted next-token cross-entropy; weights[:, p] weighs the prediction of ids[:, p] from p-1."""
-    if pixel_values is None and columns is not None:
-        embeds = columns(model.get_input_embeddings()(input_ids), cols)
-        out = model(inputs_embeds=embeds, attention_mask=mask)
-    else:
-        out = model(input_ids=input_ids, attention_mask=mask, pixel_values=pixel_values)
+def _cell_mean(values: torch.Tensor, on: torch.Tensor, background: float) -> torch.Tensor:
+    weight = torch.where(on, 1.0, background)
+    return (values * weight).sum() / weight.sum()
+
+
+def _cell_loss(outputs, b: Batch, on: torch.Tensor, settings: TrainSettings) -> torch.Tensor:
+    """The vision heads' cross-entropy, colour + shape, each a cell mean."""
+    return sum(
+        _cell_mean(F.cross_entropy(x, y.reshape(-1), reduction="none"), on, settings.background_weight)
+        for x, y in zip(outputs, (b.colour, b.shape))
+    )
+
+
+def losses(model, heads: CellHeads, b: Batch, seqs: Sequences, settings: TrainSettings) -> dict[str, torch.Tensor]:
+    """The three losses of a batch: the caption's next-token cross-entropy, the vision heads' per-cell
+    cross-entropy, and the naming loss of the LM's last layer at the image positions; plus `total`."""
+    out = model(input_ids=b.input_ids, attention_mask=b.mask, pixel_values=b.pixel_values, output_hidden_states=True)
     logits = out.logits[:, :-1].float()
-    target = input_ids[:, 1:]
-    w = weights[:, 1:]
+    target, w = b.input_ids[:, 1:], b.weights[:, 1:]
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none").view_as(w)
-    answer = (w == 1.0).float()
-    word_acc = ((logits.argmax(-1) == target).float() * answer).sum() / answer.sum().clamp(min=1)
-    return (ce * w).sum() / w.sum().clamp(min=1e-6), float(word_acc)
+    caption = (ce * w).sum() / w.sum()
+    image = b.input_ids == seqs.image_id  # row-major, images in order: the same order as the cell labels
+    on = (b.colour > 0).reshape(-1)
+    named_cells = (b.name_weights[..., 0] > 0).reshape(-1)
+    features = out.hidden_states[0][image]  # what the LM receives at the image positions
+    cell = _cell_loss(heads(features), b, on, settings)
+    logp = F.log_softmax(out.logits[image].float(), dim=-1)
+    w = b.name_weights.reshape(-1, 2)
+    named = (w * logp.gather(1, b.name_ids.reshape(-1, 2))).sum(1) + (1 - w.sum(1)) * logp[:, seqs.filler_id]
+    name = _cell_mean(-named, named_cells, settings.background_weight)
+    total = caption + settings.cell_loss_weight * cell + settings.name_loss_weight * name
+    return {"total": total, "caption": caption, "cell": cell, "name": name}
 
 
-STAGES = ("text", "vision", "joint")
+def vision_losses(model, heads: CellHeads, b: Batch, settings: TrainSettings) -> dict[str, torch.Tensor]:
+    """Stage 1: the vision heads' per-cell cross-entropy on the projected image features alone."""
+    features = torch.cat(model.model.get_image_features(pixel_values=b.pixel_values).pooler_output)
+    on = (b.colour > 0).reshape(-1)
+    cell = _cell_loss(heads(features), b, on, settings)
+    return {"total": cell, "cell": cell}
 
 
-def set_trainable(model, stage: str) -> list[torch.nn.Parameter]:
-    lm = model.model.language_model
-    for p in model.parameters():
-        p.requires_grad = stage in ("text", "joint")
-    if stage == "text":
-        for p in list(model.model.vision_tower.parameters()) + list(model.model.multi_modal_projector.parameters()):
-            p.requires_grad = False
-    if stage == "vision":
-        for p in list(model.model.vision_tower.parameters()) + list(model.model.multi_modal_projector.parameters()):
-            p.requires_grad = True
-        for p in lm.parameters():
-            p.requires_grad = False
-    return [p for p in model.parameters() if p.requires_grad]
+@torch.no_grad()
+def cell_accuracy(model, heads: CellHeads, held_out: Batch) -> dict[str, float]:
+    """The vision heads' accuracy on the object cells of held-out images: colour, shape."""
+    model.eval()
+    features = torch.cat(model.model.get_image_features(pixel_values=held_out.pixel_values).pooler_output)
+    model.train()
+    on = (held_out.colour > 0).reshape(-1)
+    labels = (held_out.colour, held_out.shape)
+    return {
+        f"cell_{name}": round(float((x.argmax(-1)[on] == y.reshape(-1)[on]).float().mean()), 3)
+        for name, x, y in zip(("colour", "shape"), heads(features), labels)
+    }
+
+
+@torch.no_grad()
+def evaluate(model, seqs: Sequences, held_out: Batch) -> dict[str, float]:
+    """Teacher-forced scores on held-out scenes: the share of answers whose every token is the model's first
+    choice (then greedy decoding says exactly the truth), by object count and for two-image questions,
+    and the first-choice accuracy of the colour and shape words."""
+    model.eval()
+    logits = model(
+        input_ids=held_out.input_ids, attention_mask=held_out.mask, pixel_values=held_out.pixel_values
+    ).logits
+    model.train()
+    right = (logits[:, :-1].argmax(-1) == held_out.input_ids[:, 1:]) | (held_out.weights[:, 1:] == 0)
+    exact = right.all(dim=1)
+    target = held_out.input_ids[:, 1:]
+    answer = held_out.weights[:, 1:] == 1
+    colour_ids = torch.tensor([seqs.word_ids[c] for c in COLOURS])
+    shape_ids = torch.tensor([seqs.word_ids[s] for s in SHAPES])
+    is_colour, is_shape = answer & torch.isin(target, colour_ids), answer & torch.isin(target, shape_ids)
+    scores = {
+        "colour_word": float(right[is_colour].float().mean()),
+        "shape_word": float(right[is_shape].float().mean()),
+        "exact": float(exact.float().mean()),
+    }
+    for key, pick in (
+        *((f"exact_{k}", [len(g) == 1 and len(g[0].objects) == k for g in held_out.scenes]) for k in (1, 2, 3)),
+        ("exact_two_images", [len(g) == 2 for g in held_out.scenes]),
+    ):
+        pick = torch.tensor(pick)
+        if pick.any():
+            scores[key] = float(exact[pick].float().mean())
+    return {k: round(v, 3) for k, v in scores.items()}
+
+
+def held_out_batch(seqs: Sequences, n: int = 96, n_two: int = 32) -> Batch:
+    """Scenes training never draws (their own seed stream): n one-image samples and n_two two-image ones."""
+    rng = np.random.default_rng([12345, 7])
+    groups = [[make_scene(rng)] for _ in range(n)] + [[make_scene(rng), make_scene(rng)] for _ in range(n_two)]
+    return make_batch(seqs, rng, 0, 0.0, groups=groups)
 
 
 def save_pretrained(model, tokenizer, folder: Path, dtype: torch.dtype | None = None) -> Path:
@@ -341,8 +417,11 @@ def save_pretrained(model, tokenizer, folder: Path, dtype: torch.dtype | None = 
     return folder
 
 
+STAGES = ("vision", "joint")
+
+
 def train(out: str | Path, settings: TrainSettings, log_every: int = 10) -> Path:
-    """Run (or resume) the three stages, checkpointing to `out`; returns the final checkpoint folder.
+    """Run (or resume) the training, checkpointing to `out`; returns the final checkpoint folder.
 
     Reproducible: the same settings give bit-identical weights on the same machine (deterministic
     algorithms and `settings.threads` torch threads while training; every step's data from its own seed).
@@ -362,78 +441,76 @@ def _train(out: Path, settings: TrainSettings, log_every: int) -> Path:
     state_path = out / "state.pt"
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, settings.size, settings.seed)
-    columns = ColumnCodes(settings.size.lm_hidden)
+    heads = CellHeads(settings.size.lm_hidden)
     seqs = Sequences(tokenizer)
-    done = {s: 0 for s in STAGES}
+    done = {stage: 0 for stage in STAGES}
     state = torch.load(state_path, weights_only=False) if state_path.exists() else {}
     if state:
         model.load_state_dict(state["model"])
-        columns.load_state_dict(state["columns"])
+        heads.load_state_dict(state["heads"])
         done = state["done"]
-        log.info("resuming from %s: %s", state_path, done)
+        log.info("resuming from %s at %s", state_path, done)
     (out / "settings.json").write_text(json.dumps(asdict(settings), indent=1))
+    held_out = held_out_batch(seqs)
+    torch.manual_seed(settings.seed)
+    model.train()
     with (out / "log.jsonl").open("a") as logfile:
-        _stages(model, columns, seqs, settings, done, state, out, logfile, log_every)
+        for stage, steps in zip(STAGES, (settings.vision_steps, settings.steps)):
+            if done[stage] < steps:
+                state = _stage(
+                    model, heads, seqs, settings, stage, steps, done, state, held_out, out, logfile, log_every
+                )
     model.eval()
     return save_pretrained(model, tokenizer, out / "final")
 
 
-def _stages(
-    model, columns, seqs, settings: TrainSettings, done: dict, state: dict, out: Path, logfile, log_every: int
-) -> None:
-    """The stages' training loops from the steps in `done` on (optimiser state from the checkpoint `state`),
-    checkpointing to `out`."""
-    state_path = out / "state.pt"
-    steps = {"text": settings.steps_text, "vision": settings.steps_vision, "joint": settings.steps_joint}
-    lrs = {"text": settings.lr_text, "vision": settings.lr_vision, "joint": settings.lr_joint}
-    torch.manual_seed(settings.seed)
-    for stage in STAGES:
-        if done[stage] >= steps[stage]:
-            continue
-        params = set_trainable(model, stage)
-        if stage == "text":
-            params += list(columns.parameters())
-        opt = torch.optim.AdamW(params, lr=lrs[stage], weight_decay=0.01, betas=(0.9, 0.98))
-        if state.get("stage") == stage and "opt" in state:
-            opt.load_state_dict(state["opt"])
-        model.train()
-        start = time.time()
-        for step in range(done[stage], steps[stage]):
-            # each step draws from its own seed, so a resumed run sees the same data as an unbroken one
-            rng = np.random.default_rng([settings.seed, STAGES.index(stage), step])
-            warm = min(1.0, (step + 1) / 30)
-            cosine = 0.5 * (1 + math.cos(math.pi * step / steps[stage]))
-            for group in opt.param_groups:
-                group["lr"] = lrs[stage] * warm * (0.1 + 0.9 * cosine)
-            text = stage == "text"
-            # the share of filler cells kept in text regions grows from 5% to all over the first 60% of the stage
-            keep = min(1.0, 0.05 + step / (0.6 * steps[stage]))
-            ids, mask, weights, cols, pv = batch(
-                seqs,
-                rng,
-                settings.batch,
-                text,
-                settings.two_image_fraction,
-                settings.region_loss_weight if text else 0,
-                keep,
-            )
-            loss, acc = loss_of(model, ids, mask, weights, cols, pv, columns)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            done[stage] = step + 1
-            if step % log_every == 0 or step + 1 == steps[stage]:
-                record = {"stage": stage, "step": step, "loss": round(loss.item(), 4), "word_acc": round(acc, 3)}
-                record["minutes"] = round((time.time() - start) / 60, 2)
-                logfile.write(json.dumps(record) + "\n")
-                logfile.flush()
-                log.info("%s", record)
-            if (step + 1) % settings.checkpoint_every == 0 or step + 1 == steps[stage]:
-                state = {"model": model.state_dict(), "columns": columns.state_dict(), "opt": opt.state_dict()}
-                state.update(done=dict(done), stage=stage)
-                torch.save(state, out / "state.tmp")
-                (out / "state.tmp").replace(state_path)
+def _stage(model, heads, seqs, settings, stage, steps, done, state, held_out, out, logfile, log_every) -> dict:
+    """One stage's loop from step done[stage] on (its optimiser state from `state` when it is this
+    stage's), checkpointing to `out`; returns the last checkpoint."""
+    if stage == "vision":
+        params = [*model.model.vision_tower.parameters(), *model.model.multi_modal_projector.parameters()]
+    else:
+        params = list(model.parameters())
+    params += list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    if state.get("stage") == stage:
+        opt.load_state_dict(state["opt"])
+    start = time.time()
+    for step in range(done[stage], steps):
+        # each step draws from its own seed, so a resumed run sees the same data as an unbroken one
+        rng = np.random.default_rng([settings.seed, STAGES.index(stage), step])
+        warm = min(1.0, (step + 1) / 50)
+        cosine = 0.5 * (1 + math.cos(math.pi * step / steps))
+        for group in opt.param_groups:
+            group["lr"] = settings.lr * warm * (0.05 + 0.95 * cosine)
+        b = make_batch(seqs, rng, settings.batch, settings.two_image_fraction)
+        if stage == "vision":
+            parts = vision_losses(model, heads, b, settings)
+        else:
+            parts = losses(model, heads, b, seqs, settings)
+        opt.zero_grad(set_to_none=True)
+        parts["total"].backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        done[stage] = step + 1
+        last = step + 1 == steps
+        scored = (step + 1) % settings.eval_every == 0 or last
+        if step % log_every == 0 or scored:
+            record = {"stage": stage, "step": step, **{k: round(v.item(), 4) for k, v in parts.items()}}
+            if scored:
+                record.update(cell_accuracy(model, heads, held_out))
+                if stage == "joint":
+                    record.update(evaluate(model, seqs, held_out))
+            record["minutes"] = round((time.time() - start) / 60, 2)
+            logfile.write(json.dumps(record) + "\n")
+            logfile.flush()
+            log.info("%s", record)
+        if (step + 1) % settings.checkpoint_every == 0 or last:
+            state = {"model": model.state_dict(), "heads": heads.state_dict(), "opt": opt.state_dict()}
+            state.update(done=dict(done), stage=stage)
+            torch.save(state, out / "state.tmp")
+            (out / "state.tmp").replace(out / "state.pt")
+    return state
 
 
 def main(argv: list[str] | None = None) -> None:
