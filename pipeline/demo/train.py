@@ -338,9 +338,14 @@ def losses(model, heads: CellHeads, b: Batch, seqs: Sequences, settings: TrainSe
     return {"total": total, "caption": caption, "cell": cell, "name": name}
 
 
+def image_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The projected image features [I * GRID*GRID, lm_hidden] the LM receives, images in order (no LM pass)."""
+    return torch.cat(model.model.get_image_features(pixel_values=pixel_values).pooler_output)
+
+
 def vision_losses(model, heads: CellHeads, b: Batch, settings: TrainSettings) -> dict[str, torch.Tensor]:
     """Stage 1: the vision heads' per-cell cross-entropy on the projected image features alone."""
-    features = torch.cat(model.model.get_image_features(pixel_values=b.pixel_values).pooler_output)
+    features = image_features(model, b.pixel_values)
     on = (b.colour > 0).reshape(-1)
     cell = _cell_loss(heads(features), b, on, settings)
     return {"total": cell, "cell": cell}
@@ -350,7 +355,7 @@ def vision_losses(model, heads: CellHeads, b: Batch, settings: TrainSettings) ->
 def cell_accuracy(model, heads: CellHeads, held_out: Batch) -> dict[str, float]:
     """The vision heads' accuracy on the object cells of held-out images: colour, shape."""
     model.eval()
-    features = torch.cat(model.model.get_image_features(pixel_values=held_out.pixel_values).pooler_output)
+    features = image_features(model, held_out.pixel_values)
     model.train()
     on = (held_out.colour > 0).reshape(-1)
     labels = (held_out.colour, held_out.shape)
