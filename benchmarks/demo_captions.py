@@ -120,7 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="also write the scores to this file")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    scores = caption_scores(args.model, args.scenes, args.two_images, args.seed)
+    from tamx.errors import TamxError
+
+    try:
+        scores = caption_scores(args.model, args.scenes, args.two_images, args.seed)
+    except TamxError as exc:
+        raise SystemExit(f"error: {exc}") from None
     scores["seconds"] = round(time.perf_counter() - started, 1)
     print(format_scores(scores))
     for example in scores["wrong_examples"]:
