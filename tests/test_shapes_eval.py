@@ -51,3 +51,28 @@ def test_vision_probe_runs_and_reports_cell_and_object_accuracy():
     assert records[0]["grid"] == 12 and [r["step"] for r in records[1:]] == [1, 2]
     for r in records[1:]:
         assert all(0 <= r[k] <= 1 for k in ("colour_cell", "shape_cell", "colour_object", "shape_object"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (MODEL_DIR / "config.json").is_file(), reason="the bundled demo model is not built")
+def test_caption_benchmark_scores_exact_answers_and_objects(tmp_path):
+    pytest.importorskip("transformers")
+    out = tmp_path / "captions.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/demo_captions.py", "--scenes", "6", "--two-images", "2", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads(out.read_text())
+    assert scores["exact"]["one image, all"]["n"] == 6 and scores["exact"]["two images"]["n"] == 2
+    assert sum(v["n"] for k, v in scores["exact"].items() if k.endswith("object(s)")) == 6
+    objects = scores["per_object"]
+    assert objects["all"]["n"] == objects["one image"]["n"] + objects["two images"]["n"] >= 8
+    assert all(0 <= v[k] <= 1 for v in objects.values() for k in ("colour", "shape"))
+    # the bundled model captions these held-out one-image scenes right (docs/demo.md: 0.994 on 500)
+    assert scores["exact"]["one image, all"]["rate"] >= 5 / 6
+    bad = subprocess.run(
+        [sys.executable, "benchmarks/demo_captions.py", "--model", str(tmp_path / "none"), "--scenes", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode != 0 and bad.stderr.startswith("error: cannot load model") and "Traceback" not in bad.stderr
