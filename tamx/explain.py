@@ -16,6 +16,7 @@ import numpy as np
 
 from . import defaults
 from .activation import activation_maps, class_logits
+from .decode import gather_float32
 from .dtypes import to_float32
 from .eci import (
     interference,
@@ -84,22 +85,21 @@ class _TargetMaps:
 
 def decode_hidden(sample: Sample, positions: np.ndarray) -> tuple[np.ndarray, int]:
     """Hidden states at `positions` as float32 [P, C], non-finite values set to 0, and their count."""
-    rows = to_float32(sample.hidden[positions], sample.hidden_dtype)
-    finite = np.isfinite(rows)
-    bad = int(rows.size - np.count_nonzero(finite))
-    if bad:
-        rows = np.where(finite, rows, 0.0).astype(np.float32)
-    return rows, bad
+    return gather_float32(sample.hidden, positions, sample.hidden_dtype)
 
 
 def _finite_weights(sample: Sample, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int]:
     """LM-head rows and bias of `classes` as float32, non-finite values set to 0 (warned), and their count."""
-    rows, bias = sample.lm_head.weights(classes)
-    bad = int(rows.size - np.count_nonzero(np.isfinite(rows)))
+    head = sample.lm_head
+    index = np.searchsorted(head.ids, classes)
+    rows, bad = gather_float32(head.rows, index, head.dtype)
+    bias = None if head.bias is None else to_float32(head.bias[index], head.dtype)
     if bias is not None:
         bad += int(bias.size - np.count_nonzero(np.isfinite(bias)))
     if bad:
-        token_ids = classes[~np.isfinite(rows).all(axis=1)]
+        token_ids = classes[~np.isfinite(to_float32(head.rows[index], head.dtype)).all(axis=1)]
+        if bias is not None:
+            token_ids = np.union1d(token_ids, classes[~np.isfinite(bias)])
         log.warning(
             "sample %r: %d non-finite LM-head value(s) (NaN/Inf) in the rows of token id(s) %s treated as 0; "
             "the maps of those tokens are not meaningful: re-encode the sample",
@@ -107,7 +107,6 @@ def _finite_weights(sample: Sample, classes: np.ndarray) -> tuple[np.ndarray, np
             bad,
             ", ".join(map(str, token_ids[:10].tolist())),
         )
-        rows = np.where(np.isfinite(rows), rows, 0.0).astype(np.float32)
         if bias is not None:
             bias = np.where(np.isfinite(bias), bias, 0.0).astype(np.float32)
     return rows, bias, bad
@@ -252,6 +251,14 @@ def explain_sample(
             maps.prompt_maps = result.final[prompt_rows]
             maps.prompt_relevance = result.relevance[prompt_rows][:, pool_of_context]
     return maps
+
+
+def load_kernels(settings: ExplainSettings | None = None) -> None:
+    """Load (or, the first time on a machine, compile) the numba kernels explain runs under
+    `settings`: a process forked afterwards inherits them instead of loading its own."""
+    settings = settings or ExplainSettings()
+    gather_float32(np.zeros((1, 1), dtype=np.uint16), np.zeros(1, dtype=np.int64), "bfloat16")
+    filter_maps(np.ones((1, 9), dtype=np.float32), np.array([[0, 3, 3]]), settings.filter, settings.kernel_size)
 
 
 def _unique_targets(positions: np.ndarray, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

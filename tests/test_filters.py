@@ -119,6 +119,28 @@ def test_scale_equivariance(grid, k, scale):
     )
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    maps=arrays(
+        np.float32,
+        st.tuples(st.integers(1, 3), st.just(26)),
+        elements=st.one_of(
+            st.just(0.0),
+            st.floats(-1e30, 1e30, allow_subnormal=False).map(np.float32),
+            st.floats(-1e-30, 1e-30, allow_subnormal=False).map(np.float32),
+        ),
+    )
+)
+def test_the_3x3_rank_gaussian_kernel_equals_the_window_function_bit_for_bit(maps):
+    """The default filter runs a kernel of its own (laid out for vector units): it must give the
+    per-cell window function's results exactly, over several frames, a 1 x 1 one included."""
+    from tamx import filters
+
+    frames = np.array([[0, 4, 5], [20, 1, 1], [21, 1, 5]])
+    window = filters._filter_frames(maps, frames, 3, filters._NO_WEIGHTS, filters.RANK_GAUSSIAN)
+    np.testing.assert_array_equal(filter_maps(maps, frames, "rank-gaussian", 3).view(np.uint32), window.view(np.uint32))
+
+
 @settings(max_examples=60, deadline=None)
 @given(grid=grids, k=st.sampled_from([3, 5]))
 def test_output_within_window_min_and_max(grid, k):
@@ -187,9 +209,9 @@ def test_adaptive_median_is_a_cli_filter_choice():
     assert "adaptive-median" in choices
 
 
-@pytest.mark.slow  # compiles the kernel into an empty cache: ~10-20 s
-def test_a_new_process_loads_the_compiled_filter_from_numba_cache(tmp_path):
-    """Every `tamx explain` is a new process: it must find the kernel numba cached, not compile it
+@pytest.mark.slow  # compiles the kernels into an empty cache: ~15 s
+def test_a_new_process_loads_the_compiled_kernels_from_numba_cache(tmp_path):
+    """Every `tamx explain` is a new process: it must find the kernels numba cached, not compile them
     again (a kernel that captured another jitted function missed the cache every time: seconds a run)."""
     import os
     import subprocess
@@ -197,14 +219,17 @@ def test_a_new_process_loads_the_compiled_filter_from_numba_cache(tmp_path):
 
     script = (
         "import numpy as np\n"
-        "from tamx.filters import FILTERS, _filter_frames, filter_maps\n"
-        "for name in FILTERS:\n"
-        "    filter_maps(np.ones((2, 12), np.float32), np.array([[0, 3, 4]]), name, 3)\n"
-        "print(sum(_filter_frames.stats.cache_hits.values()), sum(_filter_frames.stats.cache_misses.values()))\n"
+        "from tamx import ExplainSettings, explain_sample, filters, decode\n"
+        "from tamx.synthetic import synthetic_sample\n"
+        "for name in filters.FILTERS:\n"
+        "    filters.filter_maps(np.ones((2, 12), np.float32), np.array([[0, 3, 4]]), name, 3)\n"
+        "explain_sample(synthetic_sample('a', dtype='bfloat16'))\n"
+        "for kernel in (filters._filter_frames, filters._rank_gaussian_3x3, decode._gather_bfloat16):\n"
+        "    print(sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))\n"
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
             for _ in range(2)]  # fmt: skip
-    first, second = (tuple(map(int, r.stdout.split())) for r in runs)
-    assert first[1] >= 1  # the first process compiled (an empty cache)
-    assert second == (1, 0)  # the second loaded that kernel: one signature, every filter
+    first, second = ([tuple(map(int, line.split())) for line in r.stdout.splitlines()] for r in runs)
+    assert all(misses >= 1 for _, misses in first)  # the first process compiled them (an empty cache)
+    assert second == [(1, 0)] * 3  # the second loaded each: one signature each, every filter
