@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from multiprocessing import get_context
 
 from tamx import ExplainSettings, Run, VisionBlock, explain_sample, open_run
 from tamx.errors import DiskFullError, TamxError
+from tamx.explain import load_kernels
 from tamx.layout import frame_table
 
 from .files import writing
@@ -42,21 +44,39 @@ def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: st
     return Outcome.done(sample_id)
 
 
+def keep_freed_memory() -> bool:
+    """Let this process's allocator keep the memory explain frees, for the next sample's arrays.
+
+    Each sample allocates and frees some 10 MB; glibc hands the top of its heap back to the
+    system past a threshold that the freed arrays cross, and every sample then pays page faults
+    for fresh memory (a quarter of `tamx explain`'s time on one thread, benchmarks/explain_bench.py).
+    A trim threshold of 256 MB and an mmap threshold of 32 MB (glibc's largest) keep it. For a
+    batch process such as `tamx explain`; glibc only (elsewhere nothing changes). Returns
+    whether it applied.
+    """
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this Python runs on
+    except (OSError, AttributeError):  # C libraries without mallopt
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(mallopt(m_trim_threshold, 256 << 20)) and bool(mallopt(m_mmap_threshold, 32 << 20))
+
+
 _worker_run: Run | None = None  # the run a pool worker explains, opened once per process
 
 
-def _worker_init(run_path: str) -> None:
-    """Open the run once per worker, so its cache of LM-head rows serves every sample; one
-    thread per worker, as the pool already uses every core."""
-    import numba
-
+def _worker_init(run_url: str) -> None:
+    """Open the run once per worker process (a forked one gets a file system of its own)."""
     global _worker_run
-    numba.set_num_threads(1)
-    _worker_run = open_run(run_path, mode="a")
+    _worker_run = open_run(run_url, mode="a")
 
 
 def _safe_explain(run: Run | None, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> Outcome:
-    """explain_one with tamx's errors as a failed outcome (in a worker, `run` None means its own)."""
+    """explain_one with tamx's errors as a failed outcome (in a pool worker, `run` None means its own)."""
     try:
         return explain_one(run if run is not None else _worker_run, sample_id, settings, variant, overwrite)
     except DiskFullError:
@@ -94,35 +114,43 @@ def _dask_results(
 def _results(
     run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str, overwrite: bool, workers: int
 ) -> Iterator[Outcome]:
-    workers = min(workers, len(sample_ids))  # a process per sample at most
-    if workers <= 1:
-        from threadpoolctl import threadpool_limits
+    """Explain the samples in this process, or on `workers` worker processes; in order.
 
-        # One BLAS thread: its products are small, and idle BLAS threads spinning beside numba's
-        # filter threads made explain 1.4x slower on 2 cores (benchmarks/explain_bench.py).
-        with threadpool_limits(1, "blas"):
+    One BLAS thread per process: one sample per core. On Linux the workers are forked after
+    this process has loaded the numba kernels, so they start in milliseconds with everything
+    loaded (spawned ones took 0.6 s each to import and load; threads shared the GIL and reached
+    1.5x on 2 cores where forked processes reach 2x: benchmarks/explain_bench.py). Elsewhere
+    (macOS, Windows: fork is unsafe or missing) they are spawned.
+    """
+    from threadpoolctl import threadpool_limits
+
+    workers = min(workers, len(sample_ids))  # a process per sample at most
+    with threadpool_limits(1, "blas"):
+        if workers <= 1:
             for sample_id in sample_ids:
                 yield _safe_explain(run, sample_id, settings, variant, overwrite)
-        return
-    # BLAS threads are fixed when numpy loads: spawned workers read these variables first.
-    saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update(dict.fromkeys(saved, "1"))
-    try:
-        context = get_context("spawn")
-        with ProcessPoolExecutor(workers, context, _worker_init, (run.url,)) as pool:
-            futures = [pool.submit(_safe_explain, None, s, settings, variant, overwrite) for s in sample_ids]
-            try:
-                for future in futures:
-                    yield future.result()
-            finally:  # a full disk, Ctrl-C: do not start the samples still queued
-                for future in futures:
-                    future.cancel()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+            return
+        load_kernels(settings)
+        fork = sys.platform.startswith("linux")
+        # a spawned worker's numpy fixes its BLAS threads from these variables as it loads
+        saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        os.environ.update(dict.fromkeys(saved, "1"))
+        try:
+            context = get_context("fork" if fork else "spawn")
+            with ProcessPoolExecutor(workers, context, _worker_init, (run.url,)) as pool:
+                futures = [pool.submit(_safe_explain, None, s, settings, variant, overwrite) for s in sample_ids]
+                try:
+                    for future in futures:
+                        yield future.result()
+                finally:  # a full disk, Ctrl-C: do not start the samples still queued
+                    for future in futures:
+                        future.cancel()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def check_kernel_fits(run: Run, sample_ids: Sequence[str], settings: ExplainSettings) -> None:

@@ -375,8 +375,10 @@ class Run:
 
     def incomplete_ids(self) -> list[str]:
         """Ids of samples whose first write was interrupted (objects but no commit), sorted."""
-        held = {key.split("/")[1] for key, _ in self.objects.walk("samples") if key.count("/") >= 2}
-        return sorted(held - set(self.sample_ids()))
+        committed = set(self.sample_ids())
+        # one listing of the sample folders; only those without a commit are looked into
+        uncommitted = [name for name in self.objects.list("samples") if name not in committed]
+        return sorted(name for name in uncommitted if self.objects.walk(f"samples/{name}"))
 
     def __len__(self) -> int:
         return len(self.sample_ids())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,28 @@ def test_workers_and_sample_selection(run_path, tmp_path):
     for sample_id in ("img", "video"):
         np.testing.assert_array_equal(one.maps(sample_id).final, two.maps(sample_id).final)
     assert two.variants("multi") == []
+
+
+def test_worker_processes_load_the_chosen_filter_and_agree_with_one_process(run_path, tmp_path):
+    """--workers 2 forks after loading the kernels of the chosen filter (here not the default
+    one): the maps equal one process's, bit for bit."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run_path, copy)
+    settings = ("--filter", "median", "--kernel-size", "5", "--variant", "m5", "--quiet")
+    tamx_cli("explain", run_path, *settings)
+    tamx_cli("explain", copy, "--workers", "2", *settings)
+    one, two = open_run(run_path), open_run(copy)
+    assert two.sample_ids() == one.sample_ids() and len(one.sample_ids()) == 3
+    for sample_id in one.sample_ids():
+        np.testing.assert_array_equal(one.maps(sample_id, "m5").final, two.maps(sample_id, "m5").final)
+        np.testing.assert_array_equal(one.maps(sample_id, "m5").eci, two.maps(sample_id, "m5").eci)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_explain_keeps_freed_memory_for_the_next_sample_on_glibc():
+    from tamx.pipeline.explain import keep_freed_memory
+
+    assert keep_freed_memory() is True
 
 
 def test_rerun_skips_and_conflicting_settings_need_overwrite(run_path):
