@@ -395,6 +395,8 @@ class EndToEndResult:
 
 
 REFERENCE = "numpy reference (in-process, answers' TAM)"
+IDLE = "tamx explain, nothing to do (process start-up + listing)"
+ONE = "tamx explain of one sample (start-up, numba's kernels loaded, 1 sample)"
 FLOOR = "floor (read bytes + 2 products)"
 NAIVE_SAMPLES = 5  # the per-token reference takes ~1.7 s a sample: timed on a few, scaled to the run
 
@@ -495,8 +497,10 @@ def bench_end_to_end(n_samples: int, folder: Path) -> EndToEndResult:
         seconds[label] = tamx_process(path, workers, f"bench-w{workers}")
         print(f"  end to end: {label} in {seconds[label][0]:.1f} s (CPU {seconds[label][1]:.1f} s)", flush=True)
     seconds["tamx explain --workers 1 --no-candidates --no-prompt (process)"] = tamx_answers_only(path)
-    seconds["tamx explain, nothing to do (process start-up + listing)"] = tamx_process(path, 1, "bench-w1", False)
-    variants = folder_files(path / "samples" / ids[0] / "maps") / 3
+    seconds[IDLE] = tamx_process(path, 1, "bench-w1", False)
+    one = ["explain", str(path), "--samples", ids[0], "--variant", "bench-one", "--overwrite", "--quiet"]
+    seconds[ONE] = timed_process([sys.executable, "-m", "tamx.pipeline", *one])
+    variants = folder_files(path / "samples" / ids[-1] / "maps") / 3  # bench-w1, -w2, -answers
     return EndToEndResult(n_samples, build, folder_mb(path), files, variants, error, seconds)
 
 
@@ -590,8 +594,11 @@ def end_to_end_table(res: EndToEndResult) -> list[str]:
         )
     w1 = res.seconds["tamx explain --workers 1 (process)"]
     w2 = res.seconds["tamx explain --workers 2 (process)"]
-    idle = res.seconds["tamx explain, nothing to do (process start-up + listing)"]
+    idle, one = res.seconds[IDLE], res.seconds[ONE]
     speed_up = w1[0] / w2[0]
+    steady = [
+        (w, (t[0] - one[0]) / (res.samples - 1), (t[1] - one[1]) / (res.samples - 1)) for w, t in ((1, w1), (2, w2))
+    ]
     lines += [
         "",
         f"Targets (wall): tamx --workers 2 >= 5x the numpy reference: {reference[0] / w2[0]:.1f}x "
@@ -605,6 +612,10 @@ def end_to_end_table(res: EndToEndResult) -> list[str]:
         )
         + f"; floor {1e3 * floor[0] / res.samples:.1f} / {1e3 * floor[1] / res.samples:.1f}; "
         f"numpy reference {1e3 * reference[0] / res.samples:.1f} / {1e3 * reference[1] / res.samples:.1f}.",
+        "Beyond the one-sample run (start-up and numba's kernels subtracted), per further sample, wall / CPU ms: "
+        + "; ".join(f"workers {w}: {1e3 * wall:.1f} / {1e3 * cpu:.1f}" for w, wall, cpu in steady)
+        + f"; workers 2 / workers 1 {steady[0][1] / steady[1][1]:.2f}x, workers 2 / floor "
+        f"{steady[1][1] / (floor[0] / res.samples):.1f}x.",
         f"Files: {res.files_per_sample:.1f} per sample before the variants below, {res.files_per_variant:.1f} per "
         f"variant (store built in {res.build_s:.0f} s; reference vs tamx TAM: max relative difference "
         f"{res.error:.1e}).",

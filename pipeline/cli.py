@@ -180,7 +180,7 @@ def info(run: str, as_json: bool, limit: int) -> None:
     default=1,
     show_default=True,
     type=click.IntRange(1, max(2, os.cpu_count() or 1)),
-    help="Threads over samples, one sample each (at most the CPUs of this machine).",
+    help="Worker processes, a sample each (at most the CPUs of this machine).",
 )
 @click.option("--dask", "dask_address", help="Run the samples on this Dask scheduler (tcp://host:8786) instead.")
 @click.option("--no-candidates", is_flag=True, help="Skip the maps of the top-k candidates.")
