@@ -194,8 +194,9 @@ def explain_run(
     A sample that fails is reported and the others go on; `wrap` may wrap the result
     stream (a progress bar). Samples whose variant is stored with the same settings are skipped.
     `workers` > 1 forks this process on Linux: from a server or another program with busy
-    threads, keep `workers` at 1 or use `dask`. `dask`: the address of a Dask distributed scheduler to run the samples on instead of
-    `workers` local processes (the workers must reach the run's path or URL).
+    threads, keep `workers` at 1 or use `dask`. `dask`: the address of a Dask distributed
+    scheduler to run the samples on instead of `workers` local processes (the workers must
+    reach the run's path or URL).
     """
     settings = settings or ExplainSettings()
     variant = variant or settings.variant_name()
