@@ -59,35 +59,50 @@ def _reflect(index: int, size: int) -> int:
 
 
 @numba.njit(cache=True, inline="always")
+def _order(a: float, b: float) -> tuple[float, float]:
+    return min(a, b), max(a, b)
+
+
+@numba.njit(cache=True, inline="always")
+def _network9(
+    a0: float, a1: float, a2: float, a3: float, a4: float, a5: float, a6: float, a7: float, a8: float
+) -> tuple[float, float, float, float, float, float, float, float, float]:
+    """9 values sorted by Floyd's 25-comparator network (branch-free: in registers, and across a
+    row's cells in vector units)."""
+    a0, a3 = _order(a0, a3)
+    a1, a7 = _order(a1, a7)
+    a2, a5 = _order(a2, a5)
+    a4, a8 = _order(a4, a8)
+    a0, a7 = _order(a0, a7)
+    a2, a4 = _order(a2, a4)
+    a3, a8 = _order(a3, a8)
+    a5, a6 = _order(a5, a6)
+    a0, a2 = _order(a0, a2)
+    a1, a3 = _order(a1, a3)
+    a4, a5 = _order(a4, a5)
+    a7, a8 = _order(a7, a8)
+    a1, a4 = _order(a1, a4)
+    a3, a6 = _order(a3, a6)
+    a5, a7 = _order(a5, a7)
+    a0, a1 = _order(a0, a1)
+    a2, a4 = _order(a2, a4)
+    a3, a5 = _order(a3, a5)
+    a6, a8 = _order(a6, a8)
+    a2, a3 = _order(a2, a3)
+    a4, a5 = _order(a4, a5)
+    a6, a7 = _order(a6, a7)
+    a1, a2 = _order(a1, a2)
+    a3, a4 = _order(a3, a4)
+    a5, a6 = _order(a5, a6)
+    return a0, a1, a2, a3, a4, a5, a6, a7, a8
+
+
+@numba.njit(cache=True, inline="always")
 def _sort9(w: np.ndarray) -> None:
-    """Sort 9 values in place with Floyd's 25-comparator network (branch-free, in registers)."""
-    a0, a1, a2, a3, a4, a5, a6, a7, a8 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
-    a0, a3 = min(a0, a3), max(a0, a3)
-    a1, a7 = min(a1, a7), max(a1, a7)
-    a2, a5 = min(a2, a5), max(a2, a5)
-    a4, a8 = min(a4, a8), max(a4, a8)
-    a0, a7 = min(a0, a7), max(a0, a7)
-    a2, a4 = min(a2, a4), max(a2, a4)
-    a3, a8 = min(a3, a8), max(a3, a8)
-    a5, a6 = min(a5, a6), max(a5, a6)
-    a0, a2 = min(a0, a2), max(a0, a2)
-    a1, a3 = min(a1, a3), max(a1, a3)
-    a4, a5 = min(a4, a5), max(a4, a5)
-    a7, a8 = min(a7, a8), max(a7, a8)
-    a1, a4 = min(a1, a4), max(a1, a4)
-    a3, a6 = min(a3, a6), max(a3, a6)
-    a5, a7 = min(a5, a7), max(a5, a7)
-    a0, a1 = min(a0, a1), max(a0, a1)
-    a2, a4 = min(a2, a4), max(a2, a4)
-    a3, a5 = min(a3, a5), max(a3, a5)
-    a6, a8 = min(a6, a8), max(a6, a8)
-    a2, a3 = min(a2, a3), max(a2, a3)
-    a4, a5 = min(a4, a5), max(a4, a5)
-    a6, a7 = min(a6, a7), max(a6, a7)
-    a1, a2 = min(a1, a2), max(a1, a2)
-    a3, a4 = min(a3, a4), max(a3, a4)
-    a5, a6 = min(a5, a6), max(a5, a6)
-    w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8] = a0, a1, a2, a3, a4, a5, a6, a7, a8
+    """Sort 9 values in place (`_network9`)."""
+    w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8] = _network9(
+        w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
+    )
 
 
 @numba.njit(cache=True, inline="always")
@@ -300,11 +315,6 @@ def _filter_frames(maps: np.ndarray, frames: np.ndarray, k: int, weights: np.nda
     return out
 
 
-@numba.njit(cache=True, inline="always")
-def _order(a: float, b: float) -> tuple[float, float]:
-    return min(a, b), max(a, b)
-
-
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _rank_gaussian_3x3(maps: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """The default filter (rank Gaussian, k = 3) with the same arithmetic as `_rank_gaussian`, bit for
@@ -343,31 +353,7 @@ def _rank_gaussian_3x3(maps: np.ndarray, frames: np.ndarray) -> np.ndarray:
                     t0 += a6
                     t0 += a7
                     t0 += a8
-                    a0, a3 = _order(a0, a3)  # _sort9's network
-                    a1, a7 = _order(a1, a7)
-                    a2, a5 = _order(a2, a5)
-                    a4, a8 = _order(a4, a8)
-                    a0, a7 = _order(a0, a7)
-                    a2, a4 = _order(a2, a4)
-                    a3, a8 = _order(a3, a8)
-                    a5, a6 = _order(a5, a6)
-                    a0, a2 = _order(a0, a2)
-                    a1, a3 = _order(a1, a3)
-                    a4, a5 = _order(a4, a5)
-                    a7, a8 = _order(a7, a8)
-                    a1, a4 = _order(a1, a4)
-                    a3, a6 = _order(a3, a6)
-                    a5, a7 = _order(a5, a7)
-                    a0, a1 = _order(a0, a1)
-                    a2, a4 = _order(a2, a4)
-                    a3, a5 = _order(a3, a5)
-                    a6, a8 = _order(a6, a8)
-                    a2, a3 = _order(a2, a3)
-                    a4, a5 = _order(a4, a5)
-                    a6, a7 = _order(a6, a7)
-                    a1, a2 = _order(a1, a2)
-                    a3, a4 = _order(a3, a4)
-                    a5, a6 = _order(a5, a6)
+                    a0, a1, a2, a3, a4, a5, a6, a7, a8 = _network9(a0, a1, a2, a3, a4, a5, a6, a7, a8)
                     mean = t0 / 9
                     v = 0.0
                     v += (a0 - mean) * (a0 - mean)
