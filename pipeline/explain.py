@@ -29,6 +29,7 @@ class ExplainReport(StageReport):
 
 def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> Outcome:
     """Explain one stored sample and store its maps; a done or skipped outcome (TamxError if it cannot)."""
+    version = run.sample_version(sample_id)  # read first: a rewrite from here on refuses the maps
     stored = run.maps_settings(sample_id, variant)
     if stored is not None and not overwrite:
         if stored == settings.to_json():
@@ -40,7 +41,7 @@ def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: st
     # Candidate and prompt maps are deferred: Run.maps computes them when a reader asks.
     maps = explain_sample(run.sample(sample_id, media=False), settings, variant, defer=True)
     with writing(f"the maps {variant!r} of sample {sample_id!r} in {run.url}"):
-        run.write_maps(sample_id, maps, overwrite=True)
+        run.write_maps(sample_id, maps, overwrite=True, sample_version=version)
     return Outcome.done(sample_id)
 
 

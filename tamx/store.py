@@ -610,11 +610,24 @@ class Run:
             if name.rsplit(".", 1)[-1] in ("json", "0", "1"):
                 self.objects.delete(f"{prefix}/maps/{name}")  # stale: their commits name the old sample
 
-    def write_maps(self, sample_id: str, maps: Maps, overwrite: bool = False) -> None:
-        """Store one explain variant of a sample, checked against the sample's dimensions."""
+    def write_maps(
+        self, sample_id: str, maps: Maps, overwrite: bool = False, sample_version: str | None = None
+    ) -> None:
+        """Store one explain variant of a sample, checked against the sample's dimensions.
+
+        sample_version: the `sample_version` the maps were computed from; if the sample has
+        been rewritten since (another writer), the maps are refused instead of being tied to
+        the new sample.
+        """
         self._require_writable()
         check_name(maps.variant, "variant name")
         sample = self._sample_commit(sample_id)
+        if sample_version is not None and sample["token"] != sample_version:
+            raise SampleError(
+                sample_id,
+                f"maps/{maps.variant}",
+                "the sample was rewritten while these maps were computed; explain it again",
+            )
         if not overwrite and self._maps_commit(sample_id, maps.variant) is not None:
             raise SampleError(sample_id, f"maps/{maps.variant}", "already stored; pass overwrite=True to replace it")
         maps.validate(sample_id, _commit_dims(sample, sample_id))

@@ -86,6 +86,23 @@ def test_overwriting_a_sample_drops_its_maps(run_path):
     assert objects(run_path / "samples" / "img") == ["sample.1", "sample.json"]
 
 
+def test_maps_of_a_sample_rewritten_meanwhile_are_refused(run_path):
+    """Maps name the sample version they were computed from: a sample another writer replaced
+    while they were computed gets none of them (same dimensions, so only the version tells)."""
+    run = open_run(run_path, mode="a")
+    before = run.sample("img")
+    version = run.sample_version("img")
+    maps = explain_sample(before)
+    again = synthetic_sample("img", grids=[tuple(b.grid) for b in before.vision_blocks], dtype="bfloat16", seed=7)
+    assert explain_sample(again).final.shape == maps.final.shape  # the dimensions alone would let them in
+    run.write_sample(again, overwrite=True)
+    with pytest.raises(SampleError, match="rewritten while these maps were computed"):
+        run.write_maps("img", maps, sample_version=version)
+    assert run.variants("img") == []
+    run.write_maps("img", explain_sample(run.sample("img")), sample_version=run.sample_version("img"))
+    assert run.variants("img") == ["tam"]
+
+
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
     with pytest.raises(StoreError, match="not a tamx run store"):
         open_run(tmp_path)
