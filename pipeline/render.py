@@ -10,7 +10,16 @@ from pathlib import Path
 from tamx import open_run
 from tamx.errors import DiskFullError, TamxError
 from tamx.records import Maps, Sample
-from tamx.report import comparison_data, display_name, eval_scores, index_entry, page_data, sample_page, template
+from tamx.report import (
+    comparison_data,
+    display_name,
+    eval_scores,
+    index_entry,
+    page_data,
+    run_answer,
+    sample_page,
+    template,
+)
 from tamx.store import Run
 
 from .files import atomic_path, write_text
@@ -102,6 +111,11 @@ def _save(figure, path: Path, options: FigureOptions) -> None:
         save_figure(figure, partial, options.format, options.dpi)
 
 
+def _default_maps(stored: dict[str, Maps]) -> Maps | None:
+    """The variant an index thumbnail shows: tam if stored, else the first."""
+    return stored.get("tam") or next(iter(stored.values()), None)
+
+
 def render_run(
     run_path: str | os.PathLike | Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -161,8 +175,12 @@ def render_run(
         if not stored:
             report.unexplained.append(sample_id)
         report.pages[sample_id] = page
-        default = stored.get("tam") or next(iter(stored.values()), None)
-        entries.append(index_entry(sample, f"samples/{sample_id}.html", default, scores.get(sample_id)))
+        href = f"samples/{sample_id}.html"
+        if len(runs) == 1:
+            entries.append(index_entry(sample, href, _default_maps(stored), scores.get(sample_id)))
+        else:  # the inputs are the same: one row, each run's answer and map in it
+            answers = [run_answer(name, each, _default_maps(maps)) for name, each, maps in loaded]
+            entries.append(index_entry(sample, href, runs=answers))
     report.index = out / "index.html"
     score_columns = sorted({key for entry in entries for key in entry["scores"]})
     write_text(

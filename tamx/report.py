@@ -444,10 +444,29 @@ def eval_scores(run_path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
     }
 
 
+def _answer_text(sample: Sample, strings: list[str]) -> str:
+    return "".join(strings[p] for p in sample.answer_positions.tolist()).strip()
+
+
+def run_answer(run: str, sample: Sample, maps: Maps | None) -> dict[str, Any]:
+    """One run's part of an index row that compares runs: its answer and its map thumbnail."""
+    return {
+        "run": run,
+        "answer": _answer_text(sample, token_strings(sample)),
+        "forced": sample.meta.get("mode") == "teacher-forced",
+        "map": map_thumbnail(sample, maps),
+    }
+
+
 def index_entry(
-    sample: Sample, href: str, maps: Maps | None = None, scores: dict[str, dict[str, float]] | None = None
+    sample: Sample,
+    href: str,
+    maps: Maps | None = None,
+    scores: dict[str, dict[str, float]] | None = None,
+    runs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One row of the report's index: a map thumbnail, every image, the turns and the answer, eval scores."""
+    """One row of the report's index: a map thumbnail, every image, the turns and the answer, eval
+    scores; with several runs, `runs` (`run_answer` of each) instead of one answer and map."""
     strings = token_strings(sample)
     turns: list[dict[str, str]] = []
     for segment in _segments(sample, strings):
@@ -465,11 +484,12 @@ def index_entry(
     return {
         "id": sample.id,
         "href": href,
-        "map": map_thumbnail(sample, maps),
+        "map": None if runs else map_thumbnail(sample, maps),
         "images": [uri for uri in (thumbnail(m.data, 96) for m in shown) if uri],
         "turns": [{"role": t["role"], "text": t["text"].strip()} for t in turns],
-        "answer": "".join(strings[p] for p in sample.answer_positions.tolist()).strip(),
+        "answer": _answer_text(sample, strings),
         "forced": sample.meta.get("mode") == "teacher-forced",
+        "runs": runs or [],
         "vision": [f"{b.kind} {'x'.join(map(str, b.grid))}" for b in sample.vision_blocks],
         "scores": scores or {},
     }

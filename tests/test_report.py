@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import re
 from pathlib import Path
@@ -349,6 +350,14 @@ def test_render_two_runs_pairs_samples_and_draws_tokens_x_runs(tmp_path):
     assert [r["run"] for r in data["runs"]] == ["model-a", "model-b"]
     svg = (out / "figures" / "shared" / "runs.svg").read_text()
     assert "model-a" in svg and "model-b" in svg
+    # the index row of the shared sample holds each run's answer and map, under its name
+    index = (out / "index.html").read_text()
+    row = re.search(r'<tr class="entry">(.*?)</tr>', index, re.S).group(1)
+    for name, seed in (("model-a", 0), ("model-b", 1)):
+        sample = synthetic_sample("shared", grids=[(1, 3, 4)], n_answer=5, seed=seed)
+        answer = html_lib.escape("".join(sample.tokens[p] for p in sample.answer_positions).strip(), quote=False)
+        assert f'<div class="role">{name}</div>{answer}</div>' in row
+        assert f'alt="mean map over the answer of {name}"' in row
     alone = CliRunner().invoke(
         main, ["render", str(tmp_path / "model-a"), "--out", str(out), "--png", "--layout", "runs"]
     )
@@ -390,8 +399,6 @@ def test_index_shows_eval_scores_per_sample(tmp_path):
 
 
 def test_show_gives_a_notebook_view_of_the_page(tmp_path):
-    import html as html_lib
-
     import tamx
     from tamx import create_run
 
