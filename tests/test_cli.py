@@ -121,6 +121,20 @@ def test_worker_processes_load_the_chosen_filter_and_agree_with_one_process(run_
         np.testing.assert_array_equal(one.maps(sample_id, "m5").eci, two.maps(sample_id, "m5").eci)
 
 
+def test_worker_processes_are_spawned_where_fork_is_not_used(run_path, tmp_path, monkeypatch):
+    """Off Linux (macOS, Windows) the workers are spawned: each imports tamx and opens the run itself."""
+    from tamx.pipeline.explain import explain_run
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_path, copy)
+    tamx_cli("explain", run_path, "--quiet")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    report = explain_run(copy, workers=2)
+    assert sorted(report.done) == ["img", "multi", "video"] and not report.failed
+    for sample_id in report.done:
+        np.testing.assert_array_equal(open_run(run_path).maps(sample_id).final, open_run(copy).maps(sample_id).final)
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_explain_keeps_freed_memory_for_the_next_sample_on_glibc():
     from tamx.pipeline.explain import keep_freed_memory
