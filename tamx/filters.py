@@ -273,6 +273,28 @@ def _padding_tables(frames: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarr
 
 
 @numba.njit(cache=True, inline="always")
+def _pad_frame(
+    maps: np.ndarray,
+    t: int,
+    f: int,
+    frames: np.ndarray,
+    half: int,
+    tables: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+    padded: np.ndarray,
+) -> int:
+    """Copy frame `f` of map `t`, reflect-padded by `half` cells (`_padding_tables`), into `padded`
+    row-major; returns its row stride."""
+    src_rows, row_start, src_cols, col_start, _ = tables
+    height, width = frames[f, 1], frames[f, 2]
+    stride = width + 2 * half
+    for py in range(height + 2 * half):
+        row = src_rows[row_start[f] + py]
+        for px in range(stride):
+            padded[py * stride + px] = maps[t, row + src_cols[col_start[f] + px]]
+    return stride
+
+
+@numba.njit(cache=True, inline="always")
 def _filter_map(
     maps: np.ndarray,
     t: int,
@@ -284,17 +306,13 @@ def _filter_map(
     tables: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
 ) -> None:
     """Filter map `t` of maps [T, V] into out[t], frame by frame, with window function `kind`."""
-    src_rows, row_start, src_cols, col_start, largest = tables
+    largest = tables[4]
     half = k // 2
     window = np.empty(k * k, dtype=np.float64)
     padded = np.empty(largest, dtype=np.float64)
     for f in range(frames.shape[0]):
         offset, height, width = frames[f, 0], frames[f, 1], frames[f, 2]
-        stride = width + 2 * half
-        for py in range(height + 2 * half):
-            row = src_rows[row_start[f] + py]
-            for px in range(stride):
-                padded[py * stride + px] = maps[t, row + src_cols[col_start[f] + px]]
+        stride = _pad_frame(maps, t, f, frames, half, tables, padded)
         for y in range(height):
             for x in range(width):
                 out[t, offset + y * width + x] = _window_value(kind, padded, stride, y, x, k, window, weights)
@@ -324,7 +342,8 @@ def _rank_gaussian_3x3(maps: np.ndarray, frames: np.ndarray) -> np.ndarray:
     one branch-free loop, their exponentials taken in a second, the weighted sums in a third
     (2.3x faster than the per-cell window function, which branches). frames as `_filter_frames`."""
     out = np.zeros_like(maps)
-    src_rows, row_start, src_cols, col_start, largest = _padding_tables(frames, 1)
+    tables = _padding_tables(frames, 1)
+    largest = tables[4]
     widest = int(frames[:, 2].max()) if frames.shape[0] else 0
     padded = np.empty(largest, dtype=np.float64)
     ranked = np.empty((9, widest), dtype=np.float64)  # each window of a row, sorted
@@ -334,11 +353,7 @@ def _rank_gaussian_3x3(maps: np.ndarray, frames: np.ndarray) -> np.ndarray:
     for t in range(maps.shape[0]):
         for f in range(frames.shape[0]):
             offset, height, width = frames[f, 0], frames[f, 1], frames[f, 2]
-            stride = width + 2
-            for py in range(height + 2):
-                row = src_rows[row_start[f] + py]
-                for px in range(stride):
-                    padded[py * stride + px] = maps[t, row + src_cols[col_start[f] + px]]
+            stride = _pad_frame(maps, t, f, frames, 1, tables, padded)
             for y in range(height):
                 r0, r1, r2 = y * stride, (y + 1) * stride, (y + 2) * stride
                 for x in range(width):
