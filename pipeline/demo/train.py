@@ -309,8 +309,9 @@ def _cell_mean(values: torch.Tensor, on: torch.Tensor, background: float) -> tor
     return (values * weight).sum() / weight.sum()
 
 
-def _cell_loss(outputs, b: Batch, on: torch.Tensor, settings: TrainSettings) -> torch.Tensor:
-    """The vision heads' cross-entropy, colour + shape, each a cell mean."""
+def _cell_loss(outputs, b: Batch, settings: TrainSettings) -> torch.Tensor:
+    """The vision heads' cross-entropy, colour + shape, each a cell mean (object cells weigh 1)."""
+    on = (b.colour > 0).reshape(-1)
     return sum(
         _cell_mean(F.cross_entropy(x, y.reshape(-1), reduction="none"), on, settings.background_weight)
         for x, y in zip(outputs, (b.colour, b.shape))
@@ -326,10 +327,9 @@ def losses(model, heads: CellHeads, b: Batch, seqs: Sequences, settings: TrainSe
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none").view_as(w)
     caption = (ce * w).sum() / w.sum()
     image = b.input_ids == seqs.image_id  # row-major, images in order: the same order as the cell labels
-    on = (b.colour > 0).reshape(-1)
     named_cells = (b.name_weights[..., 0] > 0).reshape(-1)
     features = out.hidden_states[0][image]  # what the LM receives at the image positions
-    cell = _cell_loss(heads(features), b, on, settings)
+    cell = _cell_loss(heads(features), b, settings)
     logp = F.log_softmax(out.logits[image].float(), dim=-1)
     w = b.name_weights.reshape(-1, 2)
     named = (w * logp.gather(1, b.name_ids.reshape(-1, 2))).sum(1) + (1 - w.sum(1)) * logp[:, seqs.filler_id]
@@ -346,8 +346,7 @@ def image_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
 def vision_losses(model, heads: CellHeads, b: Batch, settings: TrainSettings) -> dict[str, torch.Tensor]:
     """Stage 1: the vision heads' per-cell cross-entropy on the projected image features alone."""
     features = image_features(model, b.pixel_values)
-    on = (b.colour > 0).reshape(-1)
-    cell = _cell_loss(heads(features), b, on, settings)
+    cell = _cell_loss(heads(features), b, settings)
     return {"total": cell, "cell": cell}
 
 
