@@ -86,9 +86,9 @@ def caption_scores(model_id: str, n_scenes: int, n_two: int, seed: int) -> dict:
             exact[key].append(answer == truth)
             if len(group) == 1:
                 exact["one image, all"].append(answer == truth)
-            kind = "one image" if len(group) == 1 else "two images"
-            per_object[kind] += object_scores(answer, group)
-            per_object["all"] += object_scores(answer, group)
+            found = object_scores(answer, group)
+            per_object["one image" if len(group) == 1 else "two images"] += found
+            per_object["all"] += found
             if answer != truth and len(examples) < 8:
                 examples.append({"truth": truth, "said": answer})
     return {
