@@ -219,7 +219,7 @@ def test_a_new_process_loads_the_compiled_kernels_from_numba_cache(tmp_path):
 
     script = (
         "import numpy as np\n"
-        "from tamx import ExplainSettings, explain_sample, filters, decode\n"
+        "from tamx import explain_sample, filters, decode\n"
         "from tamx.synthetic import synthetic_sample\n"
         "for name in filters.FILTERS:\n"
         "    filters.filter_maps(np.ones((2, 12), np.float32), np.array([[0, 3, 4]]), name, 3)\n"
