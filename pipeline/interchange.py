@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from tamx import create_run, open_run
 from tamx.errors import DiskFullError, TamxError
-from tamx.interchange import import_sample, sample_bytes
+from tamx.interchange import InterchangeError, import_sample, sample_bytes
 from tamx.records import Maps, RunInfo, Sample
 from tamx.store import check_compatible
 
@@ -24,7 +24,7 @@ def import_files(
     run = None
     for file in files:
         try:
-            sample, info, maps = import_sample(file)
+            sample, info, maps = import_sample(file)  # the whole file, checked before anything is written
             with writing(f"sample {sample.id!r} into {run_path}"):
                 if run is None:
                     run = create_run(run_path, info, exist_ok=True)
@@ -39,6 +39,8 @@ def import_files(
             report.add(Outcome.done(sample.id))
         except DiskFullError:
             raise  # every later file would fail the same way: stop here
+        except InterchangeError as exc:
+            report.add(Outcome.failed(str(file), exc.problem))  # the report names the file
         except TamxError as exc:
             report.add(Outcome.failed(str(file), str(exc)))
     return report

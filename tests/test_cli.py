@@ -171,7 +171,8 @@ def test_bad_input_files_are_listed_and_the_rest_imports(tmp_path, sample_files)
     Path(partial).write_bytes(safetensors_bytes(tensors, {}))
     result = tamx_cli("import", junk, partial, sample_files[1], "--out", tmp_path / "run", ok=False)
     assert result.exit_code == 1
-    assert "not a readable safetensors file" in result.output
+    assert "junk.safetensors: not a safetensors file" in result.output
+    assert "produce one with `tamx export`" in result.output
     assert "field 'vision_grids'" in result.output and "lacks required tensor" in result.output
     assert open_run(tmp_path / "run").sample_ids() == ["s1"]
 

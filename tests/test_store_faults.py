@@ -233,10 +233,14 @@ def test_an_interchange_file_that_lies_fails_alone_and_stores_nothing(good_file,
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (b"", "shorter than its 8-byte header length"),
-        ((10**9).to_bytes(8, "little") + b"{}", "header of 1000000000 bytes"),
-        ((4).to_bytes(8, "little") + b"\xff\xfe\xfd\xfc", "header is not UTF-8 JSON"),
-        ((2).to_bytes(8, "little") + b"[]", "header is not a JSON object"),
+        (b"", "not a safetensors file (empty)"),
+        (b"plain text, not tensors", "not a safetensors file (it does not begin with a header length"),
+        ((4).to_bytes(8, "little") + b"\xff\xfe\xfd\xfc", "not a safetensors file"),
+        ((2).to_bytes(8, "little") + b"[]", "not a safetensors file"),
+        ((10**9).to_bytes(8, "little") + b"{}", "over the format's limit"),
+        ((40).to_bytes(8, "little") + b"{}", "header of 40 bytes runs past the end of the file"),
+        ((4).to_bytes(8, "little") + b"{\xff\xfe}", "damaged safetensors file (its header is not UTF-8 JSON"),
+        ((6).to_bytes(8, "little") + b'{"a":}', "damaged safetensors file (its header is not UTF-8 JSON"),
         (
             (62).to_bytes(8, "little") + b'{"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 99]}}',
             "lies outside the file",
@@ -247,7 +251,7 @@ def test_a_file_that_is_not_safetensors_is_named(tmp_path, raw, message):
     path = tmp_path / "junk.safetensors"
     path.write_bytes(raw)
     out = tamx_cli("import", path, "--out", tmp_path / "run", code=1)
-    assert "not a readable safetensors file" in out and message in out
+    assert message in out and out.count(str(path)) == 1 and "Traceback" not in out, out
 
 
 # ---------------------------------------------------------------------------- class 3: non-finite LM-head rows
