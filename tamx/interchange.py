@@ -28,12 +28,14 @@ from .errors import SampleError, TamxError
 from .fields import SCHEMA, arrays, check_json, json_field, json_fields
 from .layout import grid_boxes, with_grid_boxes
 from .records import (
+    BLOCK_KEYS,
     MAPS_FIELDS,
     SAMPLE_FIELDS,
     Maps,
     RunInfo,
     Sample,
     VisionBlock,
+    block_json_problem,
     check_name,
     check_sample_id,
     sample_dims,
@@ -303,11 +305,11 @@ class _Reader:
             self.fail(name, "holds values past int64")
         return value.astype(np.int64, copy=False)
 
-    def floats(self, name: str) -> np.ndarray:
+    def floats(self, name: str, dtype: type = np.float32) -> np.ndarray:
         tag, value = self.tensors[name]
         if tag not in ("F32", "F16", "BF16", "F64"):
             self.fail(name, f"must hold floats (F32, F16 or BF16), got {tag}")
-        return to_float32(value, "bfloat16") if tag == "BF16" else value.astype(np.float32, copy=False)
+        return (to_float32(value, "bfloat16") if tag == "BF16" else value).astype(dtype, copy=False)
 
     def model_dtype(self, key: str, named: str | None, name: str, *others: str) -> tuple[str, list[np.ndarray]]:
         """The stored dtype of `name` (and of `others`, which share it) and their values in it.
@@ -319,6 +321,8 @@ class _Reader:
         tags = {self.tensors[n][0] for n in names}
         for n in names:
             self.floats(n)  # kinds checked
+            if self.tensors[n][0] == "F64":  # no model computes in it: narrowing would lose bits unseen
+                self.fail(n, "is F64; write it in the model's dtype (F32, F16 or BF16)")
         if len(tags) == 1 and (tag := tags.pop()) in _MODEL_OF:
             dtype = _MODEL_OF[tag]
             if named is not None and dtype != "float32" and named != dtype:
@@ -350,6 +354,9 @@ def _blocks(reader: _Reader, described: list[Any] | None) -> list[dict[str, Any]
     blocks = []
     for index, (start, grid) in enumerate(zip(starts.tolist(), grids.tolist())):
         extra = described[index] if index < len(described) else {}
+        problem = block_json_problem(extra)
+        if problem is not None:
+            reader.fail("vision_blocks", f"block {index}: {problem}")
         for key, tensor, value in (("start", "vision_starts", start), ("grid", "vision_grids", grid)):
             if key in extra and extra[key] != value:
                 reader.fail(tensor, f"says {value} for block {index}, its metadata {extra[key]!r}; make them agree")
@@ -371,7 +378,7 @@ def _blocks(reader: _Reader, described: list[Any] | None) -> list[dict[str, Any]
         reader.fail("vision_blocks", f"the metadata's vision blocks are not valid ({type(exc).__name__}: {exc})")
     if "vision_boxes" not in reader.tensors:  # the blocks' JSON boxes, else the whole image (assumed)
         return blocks
-    boxes = reader.floats("vision_boxes").astype(np.float64)
+    boxes = reader.floats("vision_boxes", np.float64)  # pixels: F64 kept, never rounded to float32
     if boxes.ndim != 2 or boxes.shape[1:] != (4,):
         reader.fail("vision_boxes", f"must be [G, 4] (x0, y0, x1, y1 per grid), got shape {list(boxes.shape)}")
     owners = reader.ints("vision_grid_blocks", 1) if "vision_grid_blocks" in reader.tensors else np.arange(len(boxes))
@@ -439,6 +446,10 @@ def _import(
     ignored = sorted(
         name for name in tensors if name not in KNOWN_TENSORS and not (_is_media(name) and int(name[6:]) < described)
     ) + sorted(set(meta) - KNOWN_METADATA)
+    blocks = meta.get("vision_blocks") or []
+    ignored += [
+        f"vision_blocks[{i}].{k}" for i, b in enumerate(blocks) if isinstance(b, dict) for k in b if k not in BLOCK_KEYS
+    ]
     if meta.get("maps") and not any(f.tensor_name in tensors for f in arrays(MAPS_FIELDS)):
         ignored.append("maps (no maps tensors)")
     if ignored:

@@ -7,6 +7,7 @@ hidden state at position p (after the final norm), which predicts `input_ids[p +
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -350,6 +351,55 @@ SAMPLE_FIELDS = (
 MEDIA_KEYS = {"item": int, "kind": str, "mime": str}
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _list_of(check: Callable[[Any], bool], length: int | None = None) -> Callable[[Any], bool]:
+    return lambda value: (
+        isinstance(value, list) and (length is None or len(value) == length) and all(check(v) for v in value)
+    )
+
+
+# The keys of a vision block's JSON (docs/store.md, "Vision blocks"): what each must hold, so
+# that a block read from a file is never coerced ("false" is not true, 1.5 is not media 1).
+BLOCK_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "start": (_is_int, "an integer"),
+    "grid": (_list_of(_is_int, 3), "[T, H, W] integers"),
+    "kind": (lambda v: v in VISION_KINDS, f"one of {VISION_KINDS}"),
+    "media": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "frames": (_list_of(_list_of(_is_int)), "a list of lists of frame indices"),
+    "unmapped": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "box": (lambda v: v is None or _list_of(_is_number, 4)(v), "null or [x0, y0, x1, y1]"),
+    "image_size": (lambda v: v is None or _list_of(_is_int, 2)(v), "null or [width, height] integers"),
+    "times": (_list_of(_list_of(_is_number)), "a list of lists of seconds"),
+    "label": (lambda v: isinstance(v, str), "a string"),
+    "row_newline": (lambda v: isinstance(v, bool), "true or false"),
+    "separator": (lambda v: isinstance(v, str), "a string"),
+    "tiles": (_list_of(_list_of(_is_int, 4)), "a list of [row0, col0, rows, cols] integers"),
+    "tile_boxes": (_list_of(_list_of(_is_number, 4)), "a list of [x0, y0, x1, y1]"),
+}
+
+
+def shown_json(value: Any, limit: int = 60) -> str:
+    """A JSON value as messages show it: its repr, cut short when long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def block_json_problem(data: dict[str, Any]) -> str | None:
+    """Why a vision block's JSON breaks BLOCK_KEYS (the first key at fault), or None."""
+    for key, value in data.items():
+        rule = BLOCK_KEYS.get(key)
+        if rule is not None and not rule[0](value):
+            return f"{key} must be {rule[1]}, got {shown_json(value)}"
+    return None
+
+
 def media_json(media: list[Media]) -> list[dict[str, Any]]:
     return [{"item": m.item, "kind": m.kind, "mime": m.mime, "frame": m.frame} for m in media]
 
@@ -384,13 +434,20 @@ def sample_values(sample: Sample) -> dict[str, Any]:
 
 
 def check_media_json(sample_id: str, entries: list[Any]) -> None:
-    """Raise SampleError unless every media entry has its item (int), kind and mime (strings)."""
+    """Raise SampleError unless every media entry has its item (int), kind and mime (strings),
+    and a frame that is an int or null."""
     for index, item in enumerate(entries):
-        if not isinstance(item, dict) or any(not isinstance(item.get(k), t) for k, t in MEDIA_KEYS.items()):
+        if (
+            not isinstance(item, dict)
+            or any(not isinstance(item.get(k), t) for k, t in MEDIA_KEYS.items())
+            or isinstance(item["item"], bool)
+            or not (item.get("frame") is None or _is_int(item["frame"]))
+        ):
             raise SampleError(
                 sample_id,
                 "media",
-                f"entry {index} must be an object with item (int), kind and mime (strings), got {item!r}; {REENCODE}",
+                f"entry {index} must be an object with item (int), kind and mime (strings) and frame (int or null), "
+                f"got {shown_json(item)}; {REENCODE}",
             )
 
 

@@ -86,7 +86,12 @@ HOSTILE = {
     "format of another file": (_meta("format", "tamx-run"), "field 'format'", "not 'tamx-sample'"),
     "tokens an object": (_meta("tokens", {"a": 1}), "field 'tokens'", "must be a list"),
     "maps settings a list": (_maps_meta("settings", [1]), "field 'settings'", "must be an object"),
-    "block media a string": (_block("media", "x"), "field 'vision_blocks'", "not valid"),
+    "block media a string": (_block("media", "x"), "field 'vision_blocks'", "block 0: media must be an integer"),
+    "block media 1.5": (_block("media", 1.5), "field 'vision_blocks'", "media must be an integer >= 0, got 1.5"),
+    "block row_newline 'false'": (_block("row_newline", "false"), "field 'vision_blocks'", "must be true or false"),
+    "block kind audio": (_block("kind", "audio"), "field 'vision_blocks'", "kind must be one of"),
+    "block box a string": (_block("box", "0,0,1,1"), "field 'vision_blocks'", "box must be null or [x0"),
+    "block grid of two": (_block("grid", [4, 5]), "field 'vision_blocks'", "grid must be [T, H, W]"),
     "block start disagrees": (_block("start", 99), "field 'vision_starts'", "make them agree"),
     "more blocks than grids": (
         lambda t, m: m["vision_blocks"].append(dict(m["vision_blocks"][0])),
@@ -100,6 +105,12 @@ HOSTILE = {
     ),
     "hidden 1-D": (_tensor("hidden", "BF16", lambda v: v.ravel()), "field 'hidden'", "shape"),
     "hidden as integers": (_tensor("hidden", "I16", lambda v: v.view(np.int16)), "field 'hidden'", "floats"),
+    "hidden as F64": (_tensor("hidden", "F64", lambda v: v.astype(np.float64)), "field 'hidden'", "is F64"),
+    "media frame a string": (
+        lambda t, m: m["media"][0].update(frame="x"),
+        "field 'media'",
+        "frame (int or null)",
+    ),
     "input ids as floats": (_tensor("input_ids", "F32", lambda v: v.astype(np.float32)), "'input_ids'", "integers"),
     "media bytes as I64": (_tensor("media.0", "I64", lambda v: v.astype(np.int64)), "'media.0'", "U8 bytes"),
 }
@@ -222,6 +233,20 @@ def test_an_unknown_hidden_dtype_is_refused_naming_the_file_and_field(tmp_path):
 
 def _media_of(run: Path, sample_id: str) -> list[tuple[str, int]]:
     return [(b.kind, b.media) for b in open_run(run).sample(sample_id).vision_blocks]
+
+
+def test_boxes_in_source_pixels_import_to_the_bit(tmp_path):
+    """`vision_boxes` is F64: fractional pixel edges come back exactly (they were rounded
+    through float32)."""
+    import dataclasses
+
+    sample = synthetic_sample("s", grids=[(1, 4, 5)])
+    block = dataclasses.replace(sample.vision_blocks[0], box=(10.1, -0.3, 50.7, 30.9), image_size=(48, 30))
+    sample.vision_blocks = (block,)
+    path = tmp_path / "s.safetensors"
+    export_sample(path, sample, synthetic_run_info())
+    tamx_cli("import", path, "--out", tmp_path / "run", "--quiet")
+    assert open_run(tmp_path / "run").sample("s").vision_blocks[0].box == (10.1, -0.3, 50.7, 30.9)
 
 
 def test_maps_metadata_without_maps_tensors_is_named_in_a_warning(stored, tmp_path, caplog):
