@@ -162,15 +162,17 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, tuple[str, np.n
     except OSError as exc:
         raise InterchangeError(path, f"cannot be read ({exc.strerror or exc})") from None
     try:
-        header = json.loads(text.decode("utf-8"))
+        header = json.loads(text.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise damaged(f"its header is not UTF-8 JSON: {exc}") from None
+    except _DuplicateKey as exc:
+        raise damaged(f"its header names {exc.args[0]!r} twice") from None
     if not isinstance(header, dict):
         raise damaged("its header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise damaged("its __metadata__ must map names to strings")
-    tensors = {}
+    tensors, spans = {}, []
     for name, entry in header.items():
         parsed = _header_entry(name, entry)
         if isinstance(parsed, str):
@@ -183,7 +185,30 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, tuple[str, np.n
             raise damaged(f"tensor {name!r}: {end - begin} bytes for shape {shape} {tag}")
         value = np.frombuffer(data[begin:end], dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
         tensors[name] = (tag, value.reshape(shape))
+        spans.append((begin, end, name))
+    stop = 0  # the format's rule: the tensors' bytes follow one another, no gap, no overlap
+    for begin, end, name in sorted(spans):
+        if begin != stop:
+            raise damaged(
+                f"tensor {name!r} starts at byte {begin}, not {stop}: its bytes overlap another's or leave a gap"
+            )
+        stop = end
+    if stop != len(data):
+        raise damaged(f"{len(data) - stop} bytes after the last tensor")
     return tensors, metadata
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict, refusing a key given twice (the last would hide the first)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return out
 
 
 # ---------------------------------------------------------------------------- export
@@ -260,11 +285,13 @@ def _tamx_metadata(metadata: dict[str, str]) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        meta = json.loads(raw)
+        meta = json.loads(raw, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise TamxError(
             f"its 'tamx' metadata is not JSON ({exc}); write it as one JSON object (docs/store.md)"
         ) from None
+    except _DuplicateKey as exc:
+        raise TamxError(f"its 'tamx' metadata names {exc.args[0]!r} twice; keep one") from None
     if not isinstance(meta, dict):
         raise TamxError(
             f"its 'tamx' metadata is a JSON {type(meta).__name__}, not an object; write it as one JSON object "

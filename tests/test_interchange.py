@@ -177,6 +177,17 @@ def _header_length(raw: bytes, size: int) -> bytes:
         (lambda raw: _file(b'{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', 4), "4 bytes for shape [2]"),
         (lambda raw: _file(b'{"x":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}}', 8), "has dtype 'C64'"),
         (lambda raw: _file(b'{"__metadata__":{"tamx":5}}'), "__metadata__ must map names to strings"),
+        (lambda raw: _file(b'{"x":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}', 2), "starts at byte 1, not 0"),
+        (lambda raw: _file(b'{"x":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}', 3), "2 bytes after the last"),
+        (
+            lambda raw: _file(
+                b'{"x":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"x":{"dtype":"U8","shape":[0],'
+                b'"data_offsets":[1,1]}}',
+                1,
+            ),
+            "its header names 'x' twice",
+        ),
+        (lambda raw: _file(b'{"__metadata__":{"tamx":"{\\"a\\":1,\\"a\\":2}"}}'), "metadata names 'a' twice"),
     ],
     ids=[
         "text",
@@ -191,6 +202,10 @@ def _header_length(raw: bytes, size: int) -> bytes:
         "size",
         "dtype",
         "meta",
+        "gap",
+        "trailing",
+        "duplicate",
+        "duplicate-meta",
     ],
 )
 def test_a_file_that_is_not_safetensors_is_named_once_with_what_to_do(stored, tmp_path, make, message):
