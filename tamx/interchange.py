@@ -390,15 +390,14 @@ def _blocks(reader: _Reader, described: list[Any] | None) -> list[dict[str, Any]
         blocks.append(
             {**extra, "start": start, "grid": grid, "kind": extra.get("kind", "video" if grid[0] > 1 else "image")}
         )
-    placed: dict[Any, list[Any]] = {}
+    free: dict[str, int] = {}  # kind -> the first media index after those the file places
     for block in blocks:
         if "media" in block:
-            placed.setdefault(block["kind"], []).append(block["media"])
+            free[block["kind"]] = max(free.get(block["kind"], 0), block["media"] + 1)
     for block in blocks:
         if "media" not in block:
-            taken = [m for m in placed.setdefault(block["kind"], []) if isinstance(m, int)]
-            block["media"] = max(taken, default=-1) + 1
-            placed[block["kind"]].append(block["media"])
+            block["media"] = free.get(block["kind"], 0)
+            free[block["kind"]] = block["media"] + 1
     try:
         parsed = [VisionBlock.from_json(b) for b in blocks]
     except (KeyError, TypeError, ValueError) as exc:
