@@ -6,7 +6,6 @@ import importlib
 import json
 import logging
 import os
-from pathlib import Path
 
 import click
 
@@ -14,6 +13,8 @@ import tamx
 from tamx import defaults
 
 from .errors import ErrorGroup, name_option, report_failures
+from .files import joined
+from .locations import Location
 from .progress import progress
 
 # Start-up stays fast: every command imports its stage (numba, zarr, jinja2, cv2, torch) when
@@ -41,21 +42,12 @@ class _LazyChoice(click.Choice):
         return tuple(getattr(importlib.import_module(module), name))
 
 
-class _RunLocation(click.ParamType):
-    """A run store: a local folder that exists, or an fsspec URL (s3://bucket/run, ...)."""
-
-    name = "run"
-    _folder = click.Path(exists=True, file_okay=False)
-
-    def convert(self, value, param, ctx):
-        from tamx.store import is_url
-
-        if is_url(value):
-            return str(value)
-        return self._folder.convert(value, param, ctx)
-
-
-RUN = _RunLocation()
+# Every path option goes through one check (pipeline/locations.py) before any work: a malformed
+# URL, or a URL where only a local path will do, is refused in one line instead of becoming a
+# local folder named "s3:".
+RUN = Location(url=True, exists=True, file_okay=False)  # a run store to read: local folder or URL
+OUT_FOLDER = Location(url=True, file_okay=False)  # written through fsspec at a URL
+LOCAL_FOLDER = Location(url=False, file_okay=False)
 
 
 class _Group(ErrorGroup):
@@ -242,8 +234,8 @@ def explain(
 
 
 @main.command("import")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run store to create or add to.")
+@click.argument("files", nargs=-1, required=True, type=Location(url=False, exists=True, dir_okay=False))
+@click.option("--out", required=True, type=OUT_FOLDER, help="Run store (folder or URL) to create or add to.")
 @click.option("--overwrite", is_flag=True, help="Replace samples already in the run.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def import_(files: tuple[str, ...], out: str, overwrite: bool, quiet: bool) -> None:
@@ -266,7 +258,12 @@ def import_(files: tuple[str, ...], out: str, overwrite: bool, quiet: bool) -> N
     help="Sample id; may be left out when the run holds one sample.",
 )
 @click.option("--variant", help="Maps variant to include.  [default: tam, if stored]")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .safetensors file to write.")
+@click.option(
+    "--out",
+    required=True,
+    type=Location(url=True, dir_okay=False),
+    help="The .safetensors file (path or URL) to write.",
+)
 def export(run: str, sample_id: str | None, variant: str | None, out: str) -> None:
     """Export one sample of RUN (and its maps) as a single safetensors file."""
     from .interchange import export_file
@@ -277,7 +274,7 @@ def export(run: str, sample_id: str | None, variant: str | None, out: str) -> No
 
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=RUN)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and the pages.")
+@click.option("--out", required=True, type=OUT_FOLDER, help="Folder (or URL) for index.html and the pages.")
 @click.option(
     "--samples",
     callback=name_option("sample id", many=True),
@@ -336,7 +333,7 @@ def render(
         wrap=lambda items, total: progress(items, "render", total, quiet),
         figure_options=options,
     )
-    figures = f", {len(report.figures)} figure(s) in {Path(out) / 'figures'}" if report.figures else ""
+    figures = f", {len(report.figures)} figure(s) in {joined(out, 'figures')}" if report.figures else ""
     click.echo(f"{len(report.pages)} page(s){figures}; open {report.index}")
     for name, missing in report.unpaired.items():
         click.echo(f"{name}: {len(missing)} sample(s) not in every run, left out: {', '.join(missing[:5])}", err=True)
@@ -350,7 +347,9 @@ def render(
 @click.option(
     "--dataset", required=True, type=_LazyChoice("tamx.datasets", "DATASETS"), help="Layout of --data (docs/eval.md)."
 )
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="The dataset folder.")
+@click.option(
+    "--data", required=True, type=Location(url=False, exists=True, file_okay=False), help="The dataset folder."
+)
 @click.option("--variants", help="Comma-separated variants to score.  [default: all stored]")
 @click.option(
     "--samples",
@@ -370,9 +369,7 @@ def render(
     show_default=True,
     help="Replace the first answer token's map by the first prompt token's map without ECI (Supp. E).",
 )
-@click.option(
-    "--out", type=click.Path(file_okay=False), help="Folder for the CSV and JSON.  [default: RUN/eval/DATASET]"
-)
+@click.option("--out", type=OUT_FOLDER, help="Folder (or URL) for the CSV and JSON.  [default: RUN/eval/DATASET]")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def eval_(
     run: str,
@@ -414,7 +411,7 @@ def eval_(
     click.echo(format_table(result))
     click.echo("\n" + format_class_table(result))
     click.echo("\n" + format_captions(result.captions))
-    folder = Path(out) if out else Path(run) / "eval" / dataset
+    folder = out or joined(run, "eval", dataset)
     write_results(result, folder)
     if not quiet:
         skipped = f"; {len(result.not_in_dataset)} sample(s) without a record skipped" if result.not_in_dataset else ""
@@ -427,7 +424,7 @@ def eval_(
 
 
 @main.command()
-@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("run", type=Location(url=False, exists=True, file_okay=False))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def upgrade(run: str, quiet: bool) -> None:
     """Convert the schema-1 run RUN to the current store schema, in place and atomically.
@@ -454,7 +451,7 @@ def _split(value: str | None) -> list[str] | None:
 
 
 @main.command()
-@click.option("--out", default="tamx-demo", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", default="tamx-demo", show_default=True, type=LOCAL_FOLDER, help="Output folder.")
 @click.option("--model", default=None, help="A model id or folder instead of the bundled toy model (tamx-demo).")
 @click.option("--overwrite", is_flag=True, help="Replace the inputs, run and report of an earlier demo in --out.")
 def demo(out: str, model: str | None, overwrite: bool) -> None:
@@ -472,11 +469,9 @@ def demo(out: str, model: str | None, overwrite: bool) -> None:
 
 
 @main.command()
-@click.argument("runs", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.argument("runs", nargs=-1, type=Location(url=False, exists=True, file_okay=False))
 @click.option("--model", help="HF id or local folder of a VLM to generate with (needs the [encode] extra).")
-@click.option(
-    "--out", type=click.Path(file_okay=False), help="Run that generated samples go to.  [default: tamx-serve/run]"
-)
+@click.option("--out", type=LOCAL_FOLDER, help="Run that generated samples go to.  [default: tamx-serve/run]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; not loopback: token.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
 @click.option("--token", help="Access token required on every request.  [default: random, unless on loopback]")
@@ -546,7 +541,7 @@ def serve(
 
 
 @main.command()
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the dataset.")
+@click.option("--out", required=True, type=LOCAL_FOLDER, help="Folder for the dataset.")
 @click.option("--scenes", default=500, show_default=True, type=click.IntRange(1), help="Number of scenes.")
 @click.option("--seed", default=1000, show_default=True, type=int, help="Scene seed (training draws other streams).")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")

@@ -1,4 +1,5 @@
-"""Files the stages write beside the run store, always written aside and then renamed.
+"""Files the stages write beside the run store, always written aside and then renamed; at an
+fsspec URL (s3://bucket/report/index.html), written aside locally and then put in one PUT.
 
 A full disk while writing becomes a DiskFullError that names what was being written.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,10 +43,30 @@ def writing(what: str) -> Iterator[None]:
         raise
 
 
+def joined(folder: str | os.PathLike, *parts: str) -> str | Path:
+    """`folder/part/...`: a Path for a local folder (or file:// URL), a str for a URL, whose "//"
+    a Path would fold into one."""
+    from tamx.store import is_url
+
+    if is_url(folder):
+        return "/".join([str(folder).rstrip("/"), *parts])
+    return Path(str(folder).removeprefix("file://"), *parts)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield `path.partial` to write; it replaces `path` only if the block completes."""
-    path = Path(path)
+    """Yield `path.partial` to write; it replaces `path` only if the block completes. At a URL,
+    a local file to write, put at `path` as one object only if the block completes."""
+    from tamx.store import is_url, objects_at
+
+    if is_url(path):
+        folder, name = str(path).rsplit("/", 1)
+        with writing(str(path)), tempfile.TemporaryDirectory(prefix="tamx-") as aside:
+            partial = Path(aside) / name
+            yield partial
+            objects_at(folder).write(name, partial.read_bytes(), atomic=True)  # one PUT: whole or nothing
+        return
+    path = Path(str(path).removeprefix("file://"))
     with writing(str(path)):
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")

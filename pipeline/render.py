@@ -22,7 +22,7 @@ from tamx.report import (
 )
 from tamx.store import Run
 
-from .files import atomic_path, write_text
+from .files import atomic_path, joined, write_text
 from .outcomes import Outcome, StageReport
 
 GRID_TOKENS = 12
@@ -34,9 +34,9 @@ class RenderReport(StageReport):
     (sample id -> path), the index, the figures, the samples without maps and, over several
     runs, each run's samples the others lack."""
 
-    pages: dict[str, Path] = field(default_factory=dict)
-    index: Path | None = None
-    figures: list[Path] = field(default_factory=list)
+    pages: dict[str, Path | str] = field(default_factory=dict)
+    index: Path | str | None = None
+    figures: list[Path | str] = field(default_factory=list)
     unexplained: list[str] = field(default_factory=list)
     unpaired: dict[str, list[str]] = field(default_factory=dict)
 
@@ -70,8 +70,8 @@ def _load(run: Run, sample_id: str, variants: Sequence[str] | None) -> tuple[Sam
 
 
 def write_figures(
-    loaded: Sequence[tuple[str, Sample, dict[str, Maps]]], folder: Path, options: FigureOptions
-) -> list[Path]:
+    loaded: Sequence[tuple[str, Sample, dict[str, Maps]]], folder: Path | str, options: FigureOptions
+) -> list[Path | str]:
     """Per-token figures of the first run and one layout figure, in options.format."""
     from tamx import figures
 
@@ -89,7 +89,7 @@ def write_figures(
     default = "tam" if "tam" in stored else next(iter(stored))
     written = []
     for index in chosen:
-        path = folder / f"token_{index:03d}.{options.format}"
+        path = joined(folder, f"token_{index:03d}.{options.format}")
         _save(figures.token_figure(sample, stored[default], index, style), path, options)
         written.append(path)
     grid = chosen if options.tokens else chosen[:GRID_TOKENS]
@@ -99,12 +99,12 @@ def write_figures(
         figure = figures.frames_figure(sample, stored[default], grid, style)
     else:
         figure = figures.variants_figure(sample, stored, grid, style)
-    path = folder / f"{options.layout}.{options.format}"
+    path = joined(folder, f"{options.layout}.{options.format}")
     _save(figure, path, options)
     return [*written, path]
 
 
-def _save(figure, path: Path, options: FigureOptions) -> None:
+def _save(figure, path: Path | str, options: FigureOptions) -> None:
     from tamx.figures import save_figure
 
     with atomic_path(path) as partial:
@@ -137,7 +137,6 @@ def render_run(
     runs = [open_run(p) for p in paths]
     names = _run_names(runs)
     options = figure_options or (FigureOptions(tokens=tokens) if png else None)
-    out = Path(out)
     report = RenderReport()
     if sample_ids is not None:
         sample_ids = list(sample_ids)
@@ -160,10 +159,10 @@ def render_run(
                 for (name, sample, stored), run in zip(loaded, runs)
             ]
             data = pages[0] if len(pages) == 1 else comparison_data(pages)
-            page = out / "samples" / f"{sample_id}.html"
+            page = joined(out, "samples", f"{sample_id}.html")
             write_text(page, sample_page(data))
             if options is not None:
-                report.figures += write_figures(loaded, out / "figures" / sample_id, options)
+                report.figures += write_figures(loaded, joined(out, "figures", sample_id), options)
         except DiskFullError:
             raise  # every later page would fail the same way: stop here
         except TamxError as exc:
@@ -181,7 +180,7 @@ def render_run(
         else:  # the inputs are the same: one row, each run's answer and map in it
             answers = [run_answer(name, each, _default_maps(maps)) for name, each, maps in loaded]
             entries.append(index_entry(sample, href, runs=answers))
-    report.index = out / "index.html"
+    report.index = joined(out, "index.html")
     score_columns = sorted({key for entry in entries for key in entry["scores"]})
     write_text(
         report.index,

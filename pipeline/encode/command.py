@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ from tamx import defaults
 from tamx.datasets import DATASETS
 
 from ..errors import name_option, report_failures
+from ..locations import Location
 from ..manifests import write_manifest
 from ..progress import progress
 
@@ -32,13 +34,15 @@ MAX_TOP_K = 50  # every candidate costs a map per answer token in explain and a 
     callback=name_option("sample id", new=True),
     help="Sample id of the inline input.",
 )
-@click.option("--manifest", type=click.Path(dir_okay=False), help="JSONL file: one {id, messages, answer?} a line.")
+@click.option(
+    "--manifest", type=Location(url=False, dir_okay=False), help="JSONL file: one {id, messages, answer?} a line."
+)
 @click.option(
     "--dataset",
     type=click.Choice(DATASETS),
     help="Encode a mask dataset for `tamx eval` with the paper's prompt (writes OUT.DATASET.jsonl).",
 )
-@click.option("--data", type=click.Path(exists=True, file_okay=False), help="The folder of --dataset.")
+@click.option("--data", type=Location(url=False, exists=True, file_okay=False), help="The folder of --dataset.")
 @click.option(
     "--max-new-tokens",
     default=defaults.MAX_NEW_TOKENS,
@@ -70,7 +74,12 @@ MAX_TOP_K = 50  # every candidate costs a map per answer token in explain and a 
     help="Samples per generate call (left-padded).",
 )
 @click.option("--include-system", is_flag=True, help="Count the system prompt as context.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run store to create or resume.")
+@click.option(
+    "--out",
+    required=True,
+    type=Location(url=True, file_okay=False),
+    help="Run store (folder or URL) to create or resume.",
+)
 @click.option("--overwrite", is_flag=True, help="Re-encode samples already stored (default: resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def encode(
@@ -116,7 +125,13 @@ def encode(
             "give one of --manifest, --dataset with --data, or inline inputs (--image/--video/--prompt)"
         )
     if dataset:
-        manifest = f"{Path(out).resolve()}.{dataset}.jsonl"
+        from tamx.store import is_url
+
+        if is_url(out):  # beside a run at a URL there is no local folder: a temporary one, for this command
+            aside = click.get_current_context().with_resource(tempfile.TemporaryDirectory(prefix="tamx-"))
+            manifest = str(Path(aside) / f"{out.rstrip('/').rsplit('/', 1)[-1]}.{dataset}.jsonl")
+        else:
+            manifest = f"{Path(out).resolve()}.{dataset}.jsonl"
         count = write_manifest(dataset, data, manifest)
         if not quiet:
             click.echo(f"{manifest}: {count} {dataset} record(s) with the paper's prompt", err=True)

@@ -38,7 +38,7 @@ from tamx.records import Sample
 from tamx.report import token_strings
 from tamx.words import group_words
 
-from ..files import atomic_path, write_text
+from ..files import atomic_path, joined, write_text
 from ..outcomes import Outcome, StageReport
 
 log = logging.getLogger(__name__)
@@ -315,18 +315,16 @@ def format_class_table(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+def _write_csv(path: Path | str, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     with atomic_path(path) as partial, partial.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns))
         writer.writeheader()
         writer.writerows(rows)
 
 
-def write_results(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Path]:
+def write_results(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Path | str]:
     """Write summary.csv, summary.json, per_class.csv, per_word.csv, per_word_class.csv, entries.csv and
-    captions.csv to out_dir."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    captions.csv to out_dir (a folder or an fsspec URL)."""
     variants = result.variants()
     summary_rows = []
     for v in variants:
@@ -337,7 +335,7 @@ def write_results(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, P
             | {"pointing": result.pointing(v).pointing, "pointing_chance": result.pointing(v).chance}
         )
     paths = {
-        name: out / name
+        name: joined(out_dir, name)
         for name in (
             "summary.csv", "summary.json", "per_class.csv", "per_word.csv", "per_word_class.csv", "entries.csv",
             "captions.csv",
