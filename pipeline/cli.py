@@ -390,10 +390,6 @@ def eval_(
     scored word go to --out.
     """
     from tamx.captions import format_captions
-    from tamx.store import is_url
-
-    if out is None and is_url(run):  # before the work: the results need a local folder
-        raise click.UsageError("a run at a URL needs --out for the results folder", ctx=click.get_current_context())
 
     from .eval import evaluate_run, write_results
     from .eval.stage import format_class_table, format_table

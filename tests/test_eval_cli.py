@@ -95,10 +95,3 @@ def test_nltk_tagger_without_data_is_a_clear_error(planted, monkeypatch):
         main, ["eval", str(run_path), "--dataset", "folder", "--data", str(data), "--tagger", "nltk"]
     )
     assert result.exit_code == 1 and "pip install nltk" in result.output
-
-
-def test_eval_of_a_run_at_a_url_needs_out_before_any_work(tmp_path):
-    result = CliRunner().invoke(
-        main, ["eval", "s3://bucket/run", "--dataset", "folder", "--data", str(tmp_path), "--quiet"]
-    )
-    assert result.exit_code == 2 and "a run at a URL needs --out" in result.output

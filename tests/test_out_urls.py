@@ -221,3 +221,21 @@ def test_file_urls_work_for_runs_and_outputs(planted, tmp_path, monkeypatch):
     for name in ("report/index.html", "report/samples/planted-000.html", "scores/summary.json", "sample.safetensors"):
         assert plain[name] == via_url[name], name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "url"]
+
+
+def test_eval_of_a_run_at_a_url_writes_its_scores_under_the_run_by_default(planted, tmp_path, monkeypatch, s3):  # noqa: F811
+    """Without --out the scores go to RUN/eval/DATASET, at the URL for a run at a URL (not to a
+    local folder named after it)."""
+    monkeypatch.chdir(tmp_path)
+    s3fs.S3FileSystem.clear_instance_cache()
+    run, data, exported = planted
+    url = "s3://runs/scored/run"
+    assert tamx(["import", exported, "--out", url, "--quiet"]).exit_code == 0
+    assert tamx(["explain", url, "--quiet"]).exit_code == 0
+    result = tamx(["eval", url, "--dataset", "folder", "--data", data, "--quiet"])
+    assert result.exit_code == 0, result.output
+    local = tmp_path / "local"
+    assert tamx(["eval", run, "--dataset", "folder", "--data", data, "--out", local, "--quiet"]).exit_code == 0
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    assert fs.cat_file("runs/scored/run/eval/folder/summary.json") == (local / "summary.json").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local"]
