@@ -7,6 +7,7 @@ unreachable endpoint is a closed port on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -239,3 +240,20 @@ def test_eval_of_a_run_at_a_url_writes_its_scores_under_the_run_by_default(plant
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
     assert fs.cat_file("runs/scored/run/eval/folder/summary.json") == (local / "summary.json").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local"]
+
+
+@pytest.mark.slow
+def test_encode_of_a_dataset_into_a_run_at_a_url_keeps_its_manifest_off_the_local_disk(tmp_path, monkeypatch, s3):  # noqa: F811
+    """encode --dataset writes the manifest it reads beside a local run; beside a run at a URL it
+    goes to a temporary folder, not to a local folder named after the URL."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    s3fs.S3FileSystem.clear_instance_cache()
+    assert tamx(["shapes", "--out", "shapes", "--scenes", "1"]).exit_code == 0
+    url = "s3://runs/encoded/run"
+    args = ["encode", "--model", "tamx-demo", "--dataset", "folder", "--data", "shapes", "--device", "cpu"]
+    result = tamx([*args, "--out", url, "--quiet"])
+    assert result.exit_code == 0, result.output
+    info = tamx(["info", url, "--json"])
+    assert info.exit_code == 0 and len(json.loads(info.output)["samples"]) == 1, info.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shapes"]
