@@ -136,6 +136,11 @@ def info(run: str, as_json: bool, limit: int) -> None:
         click.echo(f"\ndamaged ({len(summary['damaged'])}; re-encode or re-import them):")
         for sample_id, reason in summary["damaged"].items():
             click.echo(f"  {sample_id}: {reason}")
+    damaged_maps = [(s, v, reason) for s, found in summary["damaged_maps"].items() for v, reason in found.items()]
+    if damaged_maps:
+        click.echo(f"\ndamaged maps ({len(damaged_maps)}):")
+        for sample_id, variant, reason in damaged_maps:
+            click.echo(f"  {sample_id} {variant}: {reason}")
 
 
 @main.command()

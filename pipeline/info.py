@@ -7,31 +7,26 @@ from collections import Counter
 from typing import Any
 
 from tamx import open_run
-from tamx.errors import SampleError
 
 
 def run_summary(run_path: str | os.PathLike) -> dict[str, Any]:
-    """A JSON-ready description of a run: model, samples, damaged and incomplete writes, variants, size."""
+    """A JSON-ready description of a run: model, samples, damaged samples and variants (a damaged
+    commit, a data object gone), incomplete writes, variants, size. One listing of the run and one
+    read of each commit (`Run.survey`): no data object is read."""
     run = open_run(run_path)
-    samples, damaged = [], {}
-    for sample_id in run.sample_ids():
-        try:
-            samples.append(run.sample_summary(sample_id))
-        except SampleError as exc:
-            damaged[sample_id] = str(exc)
-    variants = Counter(v for s in samples for v in s["variants"])
-    garbage = run.garbage()
-    committed = {s["id"] for s in samples} | set(damaged)
+    survey = run.survey()
+    variants = Counter(v for s in survey.samples for v in s["variants"])
     return {
         "path": run.url,
         "schema_version": run.attrs["schema_version"],
         "schema_minor": run.attrs.get("schema_minor", 0),
         "created": run.attrs.get("created"),
         "model": run.info.to_json(),
-        "samples": samples,
-        "damaged": damaged,
-        "incomplete": sorted(s for s in garbage if s not in committed),
-        "garbage": garbage,
+        "samples": survey.samples,
+        "damaged": survey.damaged,
+        "damaged_maps": survey.damaged_maps,
+        "incomplete": survey.incomplete,
+        "garbage": survey.garbage,
         "variants": dict(sorted(variants.items())),
-        "bytes": sum(size for _, size in run.objects.walk("")),
+        "bytes": survey.bytes,
     }

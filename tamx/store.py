@@ -18,7 +18,8 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from glob import escape as glob_escape
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -48,7 +49,11 @@ ROOT = "tamx-run.json"
 MAGIC = b"TAMXOBJ2"
 CHUNK_BYTES = 8 << 20
 ZSTD_LEVEL = -5  # zstd fast mode: bf16 hidden states hardly compress, maps do (docs/store.md)
+_ASIDE = re.compile(r"[0-9a-f]{12}")  # the suffix of LocalObjects' aside files
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+# A read that fails while a writer replaces the commit under it starts again from the new
+# commit; only an overwrite racing every attempt exhausts these (docs/store.md).
+READ_ATTEMPTS = 8
 
 
 def _now() -> str:
@@ -59,7 +64,8 @@ def _now() -> str:
 
 
 class LocalObjects:
-    """Objects as files under a folder. A commit is written aside and renamed into place."""
+    """Objects as files under a folder. A commit is written aside and renamed into place; the
+    asides a killed write left of that object are removed by its next write."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(str(root).removeprefix("file://"))
@@ -79,9 +85,16 @@ class LocalObjects:
         try:
             aside.write_bytes(data)
             os.replace(aside, path)
+        except FileNotFoundError:
+            if aside.parent.is_dir():  # the next writer of this object removed it as a stray
+                raise StoreError(f"{path}: another writer replaced it during this write; write it again") from None
+            raise
         except BaseException:
             aside.unlink(missing_ok=True)
             raise
+        for stray in path.parent.glob(f".{glob_escape(path.name)}.*"):
+            if _ASIDE.fullmatch(stray.name.removeprefix(f".{path.name}.")):
+                stray.unlink(missing_ok=True)  # a killed write's (a racing one's fails, above)
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
@@ -270,6 +283,19 @@ def _commit_json(data: bytes, fail) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the run
 
 
+@dataclasses.dataclass
+class Survey:
+    """What `Run.survey` found: the readable samples' summaries (as `Run.sample_summary`), the
+    damaged samples and variants (why, in one line each), and objects no commit names."""
+
+    samples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    damaged: dict[str, str] = dataclasses.field(default_factory=dict)
+    damaged_maps: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    incomplete: list[str] = dataclasses.field(default_factory=list)
+    garbage: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    bytes: int = 0
+
+
 class Run:
     """An opened run store. Use `open_run` or `create_run` rather than this constructor."""
 
@@ -351,27 +377,112 @@ class Run:
     def garbage(self) -> dict[str, list[str]]:
         """Objects no commit names (left by a killed writer), by sample id; the next write of
         that sample replaces them. A sample without a commit lists all its objects."""
-        found: dict[str, list[str]] = {}
+        return self.survey().garbage
+
+    def survey(self) -> Survey:
+        """Every sample and variant checked from one listing of the run and one read of each
+        commit (no data object is read): summaries, damage, killed writers' objects, size."""
+        listing = dict(self.objects.walk(""))
+        survey = Survey(bytes=sum(listing.values()))
         by_sample: dict[str, dict[str, int]] = {}
-        for key, _ in self.objects.walk("samples"):
+        for key, size in listing.items():
             parts = key.split("/")
-            if len(parts) >= 3:
-                by_sample.setdefault(parts[1], {})[key] = 1
+            if len(parts) >= 3 and parts[0] == "samples":
+                by_sample.setdefault(parts[1], {})[key] = size
         for sample_id, keys in sorted(by_sample.items()):
             prefix = f"samples/{sample_id}"
-            named = set()
-            commit = self._commit_or_none(f"{prefix}/sample.json")
-            if commit is not None:
-                named |= {f"{prefix}/sample.json", f"{prefix}/sample.{commit['slot']}"}
-                for key in keys:
-                    if key.startswith(f"{prefix}/maps/") and key.endswith(".json"):
-                        maps = self._commit_or_none(key)
-                        if maps is not None and maps.get("sample_token") == commit.get("token"):
-                            named |= {key, f"{key[: -len('.json')]}.{maps['slot']}"}
+            named: set[str] = set()
+            if f"{prefix}/sample.json" not in keys:
+                survey.incomplete.append(sample_id)
+            else:
+                try:
+                    commit = self._sample_commit(sample_id)
+                except SampleError as exc:
+                    survey.damaged[sample_id] = str(exc)  # its objects are listed as garbage below
+                else:
+                    named |= self._survey_sample(survey, sample_id, commit, keys)
             left = sorted(set(keys) - named)
             if left:
-                found[sample_id] = left
-        return found
+                survey.garbage[sample_id] = left
+        return survey
+
+    def _survey_sample(self, survey: Survey, sample_id: str, commit: dict[str, Any], keys: dict[str, int]) -> set[str]:
+        """Check one committed sample and its variants against the listing `keys` ({key: bytes});
+        add it to `survey`; return the keys its commits name."""
+        prefix = f"samples/{sample_id}"
+
+        def fail(field: str, problem: str) -> None:
+            raise SampleError(sample_id, field, problem)
+
+        named = {f"{prefix}/sample.json"}
+        try:
+            read = lambda: self._sample_commit(sample_id)  # noqa: E731
+            commit = self._whole(commit, read, f"{prefix}/sample", keys, lambda problem: fail("data", problem))
+            named.add(f"{prefix}/sample.{commit['slot']}")
+        except SampleError as exc:
+            survey.damaged[sample_id] = str(exc)
+        variants, damaged = [], {}
+        for key in sorted(keys):
+            name = key.removeprefix(f"{prefix}/maps/")
+            if name == key or "/" in name or name.startswith(".") or not name.endswith(".json"):
+                continue
+            variant = name[: -len(".json")]
+            fix = f"`tamx explain {self.url} --variant {variant}` (with the options that made it) computes it again"
+            try:
+                maps = self._variant_commit(sample_id, variant, sample=commit)
+                if maps is not None:
+                    read = lambda variant=variant: self._variant_commit(sample_id, variant)  # noqa: E731
+                    maps = self._whole(
+                        maps, read, f"{prefix}/maps/{variant}", keys, lambda p, v=variant: fail(f"maps/{v}", p), fix
+                    )
+            except SampleError as exc:
+                named.add(key)
+                variants.append(variant)
+                damaged[variant] = str(exc)
+                continue
+            if maps is not None:  # else maps of an earlier version of the sample: garbage
+                variants.append(variant)
+                named |= {key, f"{prefix}/maps/{variant}.{maps['slot']}"}
+        if damaged:
+            survey.damaged_maps[sample_id] = damaged
+        if sample_id not in survey.damaged:
+            try:
+                survey.samples.append(self._summary(sample_id, commit, variants))
+            except SampleError as exc:
+                survey.damaged[sample_id] = str(exc)
+        return named
+
+    def _whole(
+        self,
+        commit: dict[str, Any],
+        read: Callable[[], dict[str, Any] | None],
+        stem: str,
+        keys: dict[str, int],
+        fail: Callable[[str], None],
+        fix: str = REENCODE,
+    ) -> dict[str, Any] | None:
+        """`commit` if the data object it names, `<stem>.<slot>`, is in the listing `keys` ({key:
+        bytes}) with the commit's size. If not, a writer may have replaced the commit since the
+        listing: the sample's folder is listed again between two reads of the commit (`read`)
+        until the commit holds still across one (at most READ_ATTEMPTS times). Returns the commit
+        last read (None: the record is gone now), or fails naming the missing or short object."""
+        folder = "/".join(stem.split("/")[:2])
+        for _ in range(READ_ATTEMPTS):
+            key, size = f"{stem}.{commit['slot']}", commit["size"]
+            if keys.get(key) == size:
+                return commit
+            keys = dict(self.objects.walk(folder))
+            again = read()
+            if again is None:
+                return None
+            if again.get("token") == commit.get("token"):
+                if keys.get(key) == size:
+                    return commit
+                break
+            commit = again
+        problem = "is missing" if key not in keys else f"holds {keys[key]} bytes where its commit says {size}"
+        fail(f"its data object {key} {problem}; {fix}")
+        return None
 
     def incomplete_ids(self) -> list[str]:
         """Ids of samples whose first write was interrupted (objects but no commit), sorted."""
@@ -451,13 +562,18 @@ class Run:
         for name in self.objects.list(prefix):
             if name.endswith(".json") and not name.startswith("."):
                 commit = self._commit_or_none(f"{prefix}/{name}")
+                if commit is None and not self.objects.exists(f"{prefix}/{name}"):
+                    continue  # deleted since the listing: a rewrite of the sample dropped it
                 if commit is None or commit.get("sample_token") == token:  # a damaged one is listed, to be named
                     names.append(name[: -len(".json")])
         return sorted(names)
 
     def sample_summary(self, sample_id: str) -> dict[str, Any]:
         """Sizes of a stored sample read from its commit only: tokens, answer, vision, variants."""
-        commit = self._sample_commit(sample_id)
+        return self._summary(sample_id, self._sample_commit(sample_id), self.variants(sample_id))
+
+    def _summary(self, sample_id: str, commit: dict[str, Any], variants: list[str]) -> dict[str, Any]:
+        """sample_summary of `commit`."""
         attrs, table = commit["json"], commit["fields"]
 
         def shape(name: str) -> list[int]:
@@ -479,7 +595,7 @@ class Run:
             "hidden_dtype": attrs.get("hidden_dtype"),
             "vision": [f"{b.kind} {'x'.join(map(str, b.grid))}" for b in blocks],
             "vision_cells": sum(b.size for b in blocks),
-            "variants": self.variants(sample_id),
+            "variants": variants,
             "bytes": commit["size"],
         }
 
@@ -489,7 +605,31 @@ class Run:
 
         media=False skips the encoded images and frames (explain does not need them).
         """
-        commit = self._sample_commit(sample_id)
+        return self._consistent(
+            lambda: self._sample_commit(sample_id),
+            lambda commit: self._sample_from(sample_id, commit, media),
+            token=lambda commit: commit["token"],
+        )
+
+    def _consistent(self, read_commit: Callable[[], Any], body: Callable[[Any], Any], token: Callable[[Any], Any]):
+        """body(commit) for the current commit. When it fails because a writer replaced that commit
+        meanwhile (and deleted or rewrote the data object it names), again from the new one: a
+        reader gets the old or the new version. Damage that stays under an unchanged commit, or
+        an overwrite racing READ_ATTEMPTS reads in a row, is raised."""
+        commit = read_commit()
+        for _ in range(READ_ATTEMPTS - 1):
+            try:
+                return body(commit)
+            except SampleError:
+                fresh = read_commit()
+                if token(fresh) == token(commit):
+                    raise
+                log.debug("%s: the commit changed during a read; reading the new version", self.url)
+                commit = fresh
+        return body(commit)
+
+    def _sample_from(self, sample_id: str, commit: dict[str, Any], media: bool) -> Sample:
+        """The sample that `commit` describes, its data object read and checked."""
         table = commit["fields"]
         known = {f.name for f in arrays(SAMPLE_FIELDS)}
         extra = [n for n in table if n not in known and not n.startswith("media.")]
@@ -511,9 +651,12 @@ class Run:
         sample.validate(self.info.special_tokens)
         return sample
 
-    def _maps_commit(self, sample_id: str, variant: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """(sample commit, maps commit) of a variant of the current sample, or None if not stored."""
-        sample = self._sample_commit(sample_id)
+    def _maps_commit(
+        self, sample_id: str, variant: str, sample: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(sample commit, maps commit) of a variant of the current sample, or None if not stored.
+        `sample`: the sample commit if just read."""
+        sample = self._sample_commit(sample_id) if sample is None else sample
         check_name(variant, "variant name", portable=False)
         key = f"samples/{sample_id}/maps/{variant}.json"
         try:
@@ -525,12 +668,32 @@ class Run:
             return None  # maps of a sample that has since been rewritten
         return sample, commit
 
+    def _variant_commit(
+        self, sample_id: str, variant: str, sample: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The maps commit of a variant of the current sample, or None if not stored."""
+        found = self._maps_commit(sample_id, variant, sample)
+        return None if found is None else found[1]
+
     def maps(self, sample_id: str, variant: str = "tam", complete: bool = True) -> Maps:
         """Load one explain variant of a sample, checked against MAPS_FIELDS and the sample.
 
         complete: compute the maps explain deferred (candidates, prompt) from the sample now;
         False leaves them None (`maps.deferred` names them), for readers of answer maps only.
         """
+        maps = self._consistent(
+            lambda: self._stored_maps_commit(sample_id, variant),
+            lambda found: self._maps_from(sample_id, variant, *found),
+            token=lambda found: (found[0]["token"], found[1]["token"]),
+        )
+        if complete and maps.deferred:
+            from .explain import complete_maps
+
+            complete_maps(self.sample(sample_id, media=False), maps)
+        return maps
+
+    def _stored_maps_commit(self, sample_id: str, variant: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(sample commit, maps commit) of a stored variant (SampleError naming the stored ones if none)."""
         found = self._maps_commit(sample_id, variant)
         if found is None:
             have = self.variants(sample_id)
@@ -539,7 +702,10 @@ class Run:
                 f"maps/{variant}",
                 f"no such variant (stored: {', '.join(have) or 'none'}); run `tamx explain {self.url}`",
             )
-        sample_commit, commit = found
+        return found
+
+    def _maps_from(self, sample_id: str, variant: str, sample_commit: dict[str, Any], commit: dict[str, Any]) -> Maps:
+        """The maps that `commit` describes, their data object read and checked against the sample."""
         known = {f.name for f in arrays(MAPS_FIELDS)}
         extra = [n for n in commit["fields"] if n not in known] + unknown(MAPS_FIELDS, list(commit["json"]))
         if extra:
@@ -551,17 +717,19 @@ class Run:
         names = [n for n in commit["fields"] if n in known]
         values: dict[str, Any] = dict(commit["json"])
         values.update(self._read_fields(f"samples/{sample_id}/maps/{variant}.{commit['slot']}", commit, names, fail))
-        maps = Maps.from_values(variant, values, sample_id, _commit_dims(sample_commit, sample_id))
-        if complete and maps.deferred:
-            from .explain import complete_maps
-
-            complete_maps(self.sample(sample_id, media=False), maps)
-        return maps
+        return Maps.from_values(variant, values, sample_id, _commit_dims(sample_commit, sample_id))
 
     def maps_settings(self, sample_id: str, variant: str) -> dict[str, Any] | None:
-        """The settings a stored variant was made with, or None if it is not stored."""
+        """The settings a stored variant was made with, or None if it is not stored, or if the data
+        object its commit names is gone (`tamx explain` then computes it again)."""
         found = self._maps_commit(sample_id, variant)
-        return None if found is None else found[1]["json"].get("settings")
+        if found is None:
+            return None
+        key = f"samples/{sample_id}/maps/{variant}.{found[1]['slot']}"
+        if not self.objects.exists(key) and self._maps_commit(sample_id, variant) == found:
+            log.warning("sample %r: variant %r is not whole: its data object %s is missing", sample_id, variant, key)
+            return None
+        return found[1]["json"].get("settings")
 
     # ------------------------------------------------------------------ writing
     def _require_writable(self) -> None:
@@ -607,8 +775,8 @@ class Run:
         prefix = f"samples/{sample.id}"
         self._commit(f"{prefix}/sample", sample_values(sample), SAMPLE_FIELDS, {})
         for name in self.objects.list(f"{prefix}/maps"):
-            if name.rsplit(".", 1)[-1] in ("json", "0", "1"):
-                self.objects.delete(f"{prefix}/maps/{name}")  # stale: their commits name the old sample
+            if name.rsplit(".", 1)[-1] in ("json", "0", "1") or name.startswith("."):
+                self.objects.delete(f"{prefix}/maps/{name}")  # stale: their commits name the old sample (or asides)
 
     def write_maps(
         self, sample_id: str, maps: Maps, overwrite: bool = False, sample_version: str | None = None
