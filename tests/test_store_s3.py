@@ -114,3 +114,64 @@ def test_a_writer_killed_mid_sample_on_s3_loses_nothing_committed(s3, tmp_path):
 
         run.write_sample(synthetic_sample(sample_id, grids=[(1, 24, 24)], hidden_size=512))
     assert open_run(url).garbage() == {}
+
+
+@pytest.mark.slow
+def test_lost_objects_on_s3_are_named_by_info_from_one_listing_and_explain_recomputes_maps(s3, monkeypatch):
+    from tamx import create_run
+    from tamx.store import FsspecObjects
+    from tamx.synthetic import synthetic_run_info, synthetic_sample
+
+    url = "s3://runs/lost/run"
+    run = create_run(url, synthetic_run_info())
+    for i, sample_id in enumerate(["a", "b", "c"]):
+        run.write_sample(synthetic_sample(sample_id, grids=[(1, 6, 8)], seed=i))
+    tamx_cli("explain", url, "--quiet")
+    walks = []
+    walk = FsspecObjects.walk
+    monkeypatch.setattr(FsspecObjects, "walk", lambda self, prefix: walks.append(prefix) or walk(self, prefix))
+    info = json.loads(tamx_cli("info", url, "--json").output)
+    assert walks == [""] and info["damaged"] == info["damaged_maps"] == {}, "a whole run: one listing"
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    slot = {k: json.loads(fs.cat_file(f"runs/lost/run/samples/{k}.json"))["slot"] for k in ("a/sample", "b/maps/tam")}
+    fs.rm_file(f"runs/lost/run/samples/a/sample.{slot['a/sample']}")
+    fs.rm_file(f"runs/lost/run/samples/b/maps/tam.{slot['b/maps/tam']}")
+    untouched = fs.cat_file("runs/lost/run/samples/c/maps/tam.json")
+    info = json.loads(tamx_cli("info", url, "--json").output)
+    assert list(info["damaged"]) == ["a"] and "is missing; re-encode or re-import" in info["damaged"]["a"]
+    assert list(info["damaged_maps"]) == ["b"] and "--variant tam" in info["damaged_maps"]["b"]["tam"]
+    assert "1 sample(s) explained, 2 already stored" in tamx_cli("explain", url).output  # a's maps are whole
+    info = json.loads(tamx_cli("info", url, "--json").output)
+    assert info["damaged_maps"] == {} and list(info["damaged"]) == ["a"]
+    assert fs.cat_file("runs/lost/run/samples/c/maps/tam.json") == untouched
+    open_run(url).maps("b", complete=False)
+
+
+@pytest.mark.slow
+def test_a_reader_racing_an_overwriter_on_s3_sees_whole_versions(s3):
+    from tamx import create_run
+    from tamx.synthetic import synthetic_run_info, synthetic_sample
+
+    url = "s3://runs/race/run"
+    versions = [synthetic_sample("s", grids=[(1, 8, 8)], hidden_size=256, seed=i) for i in range(2)]
+    create_run(url, synthetic_run_info()).write_sample(versions[0])
+    script = textwrap.dedent(
+        f"""
+        from tamx import open_run
+        from tamx.synthetic import synthetic_sample
+        run = open_run({url!r}, mode="a")
+        versions = [synthetic_sample("s", grids=[(1, 8, 8)], hidden_size=256, seed=i) for i in range(2)]
+        print("ready", flush=True)
+        for i in range(16):
+            run.write_sample(versions[i % 2], overwrite=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    reader, seen, reads = open_run(url), set(), 0
+    while proc.poll() is None or reads < 10:
+        sample = reader.sample("s", media=False)
+        (match,) = [i for i, v in enumerate(versions) if np.array_equal(sample.hidden, v.hidden)]
+        seen.add(match)
+        reads += 1
+    assert proc.wait() == 0 and seen == {0, 1}, f"{reads} reads saw {seen}"
