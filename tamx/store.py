@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import logging
 import os
@@ -109,10 +110,13 @@ class LocalObjects:
 
     def walk(self, prefix: str) -> list[tuple[str, int]]:
         """(key, bytes) of every object under `prefix`."""
-        folder = self.root / prefix
-        if not folder.is_dir():
-            return []
-        return [(str(p.relative_to(self.root)), p.stat().st_size) for p in folder.rglob("*") if p.is_file()]
+        found = []
+        for parent, _, names in os.walk(self.root / prefix):  # a folder that is gone is skipped
+            for name in names:
+                path = Path(parent, name)
+                with contextlib.suppress(FileNotFoundError):  # deleted since it was listed
+                    found.append((path.relative_to(self.root).as_posix(), path.stat().st_size))
+        return found
 
     def exists(self, key: str) -> bool:
         return (self.root / key).is_file()
@@ -416,8 +420,8 @@ class Run:
 
         named = {f"{prefix}/sample.json"}
         try:
-            read = lambda: self._sample_commit(sample_id)  # noqa: E731
-            commit = self._whole(commit, read, f"{prefix}/sample", keys, lambda problem: fail("data", problem))
+            read = functools.partial(self._sample_commit, sample_id)
+            commit = self._whole(commit, read, f"{prefix}/sample", keys, functools.partial(fail, "data"))
             named.add(f"{prefix}/sample.{commit['slot']}")
         except SampleError as exc:
             survey.damaged[sample_id] = str(exc)
@@ -431,10 +435,9 @@ class Run:
             try:
                 maps = self._variant_commit(sample_id, variant, sample=commit)
                 if maps is not None:
-                    read = lambda variant=variant: self._variant_commit(sample_id, variant)  # noqa: E731
-                    maps = self._whole(
-                        maps, read, f"{prefix}/maps/{variant}", keys, lambda p, v=variant: fail(f"maps/{v}", p), fix
-                    )
+                    read = functools.partial(self._variant_commit, sample_id, variant)
+                    stem = f"{prefix}/maps/{variant}"
+                    maps = self._whole(maps, read, stem, keys, functools.partial(fail, f"maps/{variant}"), fix)
             except SampleError as exc:
                 named.add(key)
                 variants.append(variant)
