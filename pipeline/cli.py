@@ -11,6 +11,7 @@ import click
 
 import tamx
 from tamx import defaults
+from tamx.errors import printable
 
 from .errors import ErrorGroup, name_option, report_failures
 from .files import joined
@@ -94,23 +95,26 @@ def main(verbose: int) -> None:
 @click.option("--limit", default=20, show_default=True, help="Samples listed one per line (0: all).")
 def info(run: str, as_json: bool, limit: int) -> None:
     """What the run store RUN holds: model, samples, sizes, variants, incomplete writes."""
+    p = printable  # a shared run's ids, names and messages reach the terminal
+
     from .info import run_summary
 
     summary = run_summary(run)
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        # ASCII with every control character escaped (json leaves DEL as it is)
+        click.echo(json.dumps(summary, indent=2).replace("\x7f", "\\u007f"))
         return
     model = summary["model"]
-    click.echo(f"run      {summary['path']}  (schema {summary['schema_version']}, {summary['bytes'] / 1e6:.1f} MB)")
-    revision = f" @ {model['model_revision']}" if model.get("model_revision") else ""
-    click.echo(f"model    {model['model_id']}{revision}  ({model['dtype']})")
-    roles = ", ".join(f"{k}={v}" for k, v in model["special_tokens"].items()) or "none recorded"
+    click.echo(f"run      {p(summary['path'])}  (schema {summary['schema_version']}, {summary['bytes'] / 1e6:.1f} MB)")
+    revision = f" @ {p(model['model_revision'])}" if model.get("model_revision") else ""
+    click.echo(f"model    {p(model['model_id'])}{revision}  ({p(model['dtype'])})")
+    roles = ", ".join(f"{p(k)}={p(v)}" for k, v in model["special_tokens"].items()) or "none recorded"
     click.echo(f"special  {roles}")
     samples = summary["samples"]
     damaged = f", {len(summary['damaged'])} damaged" if summary["damaged"] else ""
     click.echo(f"samples  {len(samples)} complete, {len(summary['incomplete'])} incomplete{damaged}")
     variants = (
-        ", ".join(f"{name} ({count})" for name, count in summary["variants"].items()) or "none (run `tamx explain`)"
+        ", ".join(f"{p(name)} ({count})" for name, count in summary["variants"].items()) or "none (run `tamx explain`)"
     )
     click.echo(f"variants {variants}")
     shown = samples if limit <= 0 else samples[:limit]
@@ -118,29 +122,29 @@ def info(run: str, as_json: bool, limit: int) -> None:
         click.echo(f"\n{'sample':<24} {'tokens':>7} {'answer':>7} {'vision':>7}  blocks / variants")
         for s in shown:
             click.echo(
-                f"{s['id']:<24} {s['tokens']:>7} {s['answer_tokens']:>7} {s['vision_cells']:>7}  "
-                f"{'; '.join(s['vision']) or '-'} / {', '.join(s['variants']) or '-'}"
+                f"{p(s['id']):<24} {s['tokens']:>7} {s['answer_tokens']:>7} {s['vision_cells']:>7}  "
+                f"{p('; '.join(s['vision'])) or '-'} / {p(', '.join(s['variants'])) or '-'}"
             )
         if len(shown) < len(samples):
             click.echo(f"... and {len(samples) - len(shown)} more (--limit 0 lists all)")
     if summary["incomplete"]:
         click.echo("\nincomplete (interrupted writes; re-run the stage that wrote them to resume):")
         for sample_id in summary["incomplete"]:
-            click.echo(f"  {sample_id}")
+            click.echo(f"  {p(sample_id)}")
     leftover = {k: v for k, v in summary["garbage"].items() if k not in summary["incomplete"]}
     if leftover:
         click.echo("\nuncommitted objects (a killed writer's; the next write of the sample replaces them):")
         for sample_id, keys in leftover.items():
-            click.echo(f"  {sample_id}: {', '.join(keys)}")
+            click.echo(f"  {p(sample_id)}: {p(', '.join(keys))}")
     if summary["damaged"]:
         click.echo(f"\ndamaged ({len(summary['damaged'])}; re-encode or re-import them):")
         for sample_id, reason in summary["damaged"].items():
-            click.echo(f"  {sample_id}: {reason}")
+            click.echo(f"  {p(sample_id)}: {p(reason)}")
     damaged_maps = [(s, v, reason) for s, found in summary["damaged_maps"].items() for v, reason in found.items()]
     if damaged_maps:
         click.echo(f"\ndamaged maps ({len(damaged_maps)}):")
         for sample_id, variant, reason in damaged_maps:
-            click.echo(f"  {sample_id} {variant}: {reason}")
+            click.echo(f"  {p(sample_id)} {p(variant)}: {p(reason)}")
 
 
 @main.command()
@@ -229,7 +233,7 @@ def explain(
         skipped = f", {len(report.skipped)} already stored" if report.skipped else ""
         click.echo(f"variant {report.variant!r}: {len(report.done)} sample(s) explained{skipped}", err=True)
     if report.incomplete:
-        shown = ", ".join(report.incomplete[:5]) + (" ..." if len(report.incomplete) > 5 else "")
+        shown = printable(", ".join(report.incomplete[:5])) + (" ..." if len(report.incomplete) > 5 else "")
         click.echo(
             f"{len(report.incomplete)} incomplete sample(s) not explained ({shown}): their write was interrupted; "
             "re-run the stage that wrote them",
@@ -341,7 +345,8 @@ def render(
     figures = f", {len(report.figures)} figure(s) in {joined(out, 'figures')}" if report.figures else ""
     click.echo(f"{len(report.pages)} page(s){figures}; open {report.index}")
     for name, missing in report.unpaired.items():
-        click.echo(f"{name}: {len(missing)} sample(s) not in every run, left out: {', '.join(missing[:5])}", err=True)
+        left_out = printable(", ".join(missing[:5]))
+        click.echo(f"{printable(name)}: {len(missing)} sample(s) not in every run, left out: {left_out}", err=True)
     if report.unexplained:
         click.echo(f"{len(report.unexplained)} sample(s) have no maps yet: run `tamx explain` first", err=True)
     report_failures(report.failed, "sample(s)")
@@ -409,9 +414,9 @@ def eval_(
         sample_ids=_split(samples),
         wrap=lambda items, total: progress(items, f"eval {dataset}", total, quiet),
     )
-    click.echo(format_table(result))
-    click.echo("\n" + format_class_table(result))
-    click.echo("\n" + format_captions(result.captions))
+    click.echo(_printable_lines(format_table(result)))
+    click.echo("\n" + _printable_lines(format_class_table(result)))
+    click.echo("\n" + _printable_lines(format_captions(result.captions)))
     folder = out or joined(run, "eval", dataset)
     write_results(result, folder)
     if not quiet:
@@ -446,6 +451,11 @@ def _int_option(name: str, value: str) -> int:
         raise click.BadParameter(f"{value!r} is not an integer", param_hint=name) from None
 
 
+def _printable_lines(text: str) -> str:
+    """A table of several lines, each made printable (its variant names, classes and words come from files)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def _split(value: str | None) -> list[str] | None:
     """A comma-separated option as a list (None when not given)."""
     return [part.strip() for part in value.split(",") if part.strip()] if value else None
@@ -464,7 +474,7 @@ def demo(out: str, model: str | None, overwrite: bool) -> None:
         click.echo(NOTICE, err=True)
     report = run_demo(out, model, overwrite)
     for sample_id, answer in captions(report.run).items():
-        click.echo(f"  {sample_id}: {answer}", err=True)
+        click.echo(f"  {printable(sample_id)}: {printable(answer)}", err=True)
     click.echo(f"done in {report.seconds:.1f} s; open the report:", err=True)
     click.echo(str(report.index))
 

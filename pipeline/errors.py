@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import click
 
-from tamx.errors import TamxError, shown_id
+from tamx.errors import TamxError, printable, shown_id
 
 from .files import is_no_space
 
@@ -40,8 +40,9 @@ def _bug_tracker() -> str:
     return REPORT_BUGS
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+def _one_line(text: object) -> str:
+    """A message on one line, printable on a terminal (it may quote a run's content)."""
+    return printable(" ".join(str(text).split()))
 
 
 def user_message(exc: BaseException) -> str | None:
@@ -50,7 +51,7 @@ def user_message(exc: BaseException) -> str | None:
         return _one_line(str(exc))
     if is_no_space(exc):
         where = getattr(exc, "filename", None)
-        return f"no space left on device while writing {where or 'to disk'}; free some space and run again"
+        return _one_line(f"no space left on device while writing {where or 'to disk'}; free some space and run again")
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         if exc.strerror:
@@ -106,7 +107,7 @@ def report_failures(failed: Mapping[str, str], what: str = "sample(s)") -> None:
         return
     click.echo(f"{len(failed)} {what} failed:", err=True)
     for name, reason in failed.items():
-        click.echo(f"  {name}: {_one_line(reason)}", err=True)
+        click.echo(f"  {_one_line(name)}: {_one_line(reason)}", err=True)
     sys.exit(EXIT_FAILED)
 
 

@@ -8,6 +8,8 @@ from typing import TypeVar
 
 import click
 
+from tamx.errors import printable
+
 T = TypeVar("T")
 
 
@@ -23,6 +25,6 @@ def progress(items: Iterable[T], label: str, total: int | None = None, quiet: bo
         file=sys.stderr,
         show_eta=True,
         show_pos=True,
-        item_show_func=lambda item: str(item) if isinstance(item, str) else None,
+        item_show_func=lambda item: printable(item) if isinstance(item, str) else None,
     ) as bar:
         yield from bar

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from tamx.report import (
     display_name,
     eval_scores,
     index_entry,
+    json_ready,
     page_data,
     run_answer,
     sample_page,
@@ -26,6 +28,8 @@ from .files import atomic_path, joined, write_text
 from .outcomes import Outcome, StageReport
 
 GRID_TOKENS = 12
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -168,6 +172,20 @@ def render_run(
         except TamxError as exc:
             report.add(Outcome.failed(sample_id, str(exc)))
             continue
+        except (OSError, MemoryError):
+            raise  # what the system refuses (a read-only --out, no memory) stops render, as before
+        except Exception as exc:  # reported as the sample's failure; -vv logs its traceback
+            # a stored value the page cannot show (a malformed field the store's checks let by):
+            # this sample fails alone, the others and the index are still written
+            log.debug("rendering sample %r failed", sample_id, exc_info=True)
+            report.add(
+                Outcome.failed(
+                    sample_id,
+                    f"cannot draw its page ({type(exc).__name__}: {exc}); re-encode or re-import it, "
+                    "or report it as a bug with the output of `tamx -vv render`",
+                )
+            )
+            continue
         report.add(Outcome.done(sample_id))
         _, sample, stored = loaded[0]
         seen_variants.update(stored)
@@ -185,12 +203,16 @@ def render_run(
     write_text(
         report.index,
         template("index.html.j2").render(
-            title="tamx report · " + " vs ".join(names),
-            models=[display_name(run.info.model_id) for run in runs],
-            notice=runs[0].info.extra.get("notice"),
-            entries=entries,
-            variants=sorted(seen_variants),
-            score_columns=score_columns,
+            **json_ready(
+                {
+                    "title": "tamx report · " + " vs ".join(names),
+                    "models": [display_name(run.info.model_id) for run in runs],
+                    "notice": runs[0].info.extra.get("notice"),
+                    "entries": entries,
+                    "variants": sorted(seen_variants),
+                    "score_columns": score_columns,
+                }
+            )
         ),
     )
     return report

@@ -59,6 +59,20 @@ class DiskFullError(TamxError):
         return type(self), (self.what,)
 
 
+def printable(text: object) -> str:
+    """`text` safe to print on a terminal: every character Python does not count as printable
+    (C0 and C1 controls such as ESC, which starts colour, title and hyperlink sequences; the
+    bidirectional overrides and other invisible format characters; line separators; lone
+    surrogates) written as its escape, as repr writes it (\\x1b, \\u202e, \\udc80).
+
+    Everything tamx prints that comes from a run, a model or a file goes through it: ids, model
+    names, token strings, messages."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def shown_id(sample_id: object, limit: int = 40) -> str:
     """A sample id as messages show it: quoted, and cut short when it is long."""
     text = str(sample_id)

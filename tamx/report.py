@@ -11,6 +11,9 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import json
+import logging
+import math
 import re
 import unicodedata
 from collections import defaultdict
@@ -27,6 +30,45 @@ from .records import Maps, RunInfo, Sample
 from .words import word_index
 
 THUMBNAIL_SIZE = 160
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+log = logging.getLogger(__name__)
+
+
+def json_ready(value: Any) -> Any:
+    """`value` made fit for strict JSON and UTF-8, the one cleaning step of page data: a NaN or
+    infinite number becomes null, a lone surrogate (from a decoded token, a message) becomes
+    U+FFFD, numpy scalars and arrays become Python numbers and lists."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, (bool, type(None))):
+        return value
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, dict):
+        return {json_ready(str(k)): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_ready(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    return json_ready(str(value))
+
+
+def page_json(data: Any, **options: Any) -> str:
+    """Page data as JSON text that any JSON parser (the page's, a browser's) accepts: `json_ready`
+    first, then dumped strictly (a value it missed raises here instead of reaching a page)."""
+    return json.dumps(json_ready(data), allow_nan=False, **options)
+
+
+def finite_number(value: Any) -> float | None:
+    """`value` as a finite float, or None when it is not a number (text, NaN, infinite, missing)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def colormap_lut(name: str = "jet") -> np.ndarray:
@@ -216,10 +258,12 @@ def _media_sizes(sample: Sample) -> list[list[int] | None]:
 
 
 def video_fps(sample: Sample) -> dict[int, float]:
-    """Frames per second of each video item, where encode recorded it."""
-    fps = sample.meta.get("video_fps") or []
+    """Frames per second of each video item, where encode recorded it (a rate that is not a
+    positive finite number is left out: those frames show no times)."""
+    fps = sample.meta.get("video_fps")
     videos = sorted({b.media for b in sample.vision_blocks if b.kind == "video"})
-    return {item: float(f) for item, f in zip(videos, fps) if f}
+    rates = {item: finite_number(f) for item, f in zip(videos, fps if isinstance(fps, list) else [])}
+    return {item: rate for item, rate in rates.items() if rate is not None and rate > 0}
 
 
 def _frames_view(sample: Sample) -> list[dict[str, Any]]:
@@ -429,15 +473,23 @@ def _fit_box(image: np.ndarray, frame: MapFrame) -> np.ndarray:
 
 def eval_scores(run_path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
     """Per sample, per dataset/variant: the mean Obj-IoU and Func-IoU of `tamx eval`'s entries.csv
-    files under RUN/eval/*/ ({} when eval has not been run)."""
+    files under RUN/eval/*/ ({} when eval has not been run). A row whose score is not a finite
+    number, or that lacks its sample or variant, is left out and counted in a warning."""
     scores: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for path in sorted(Path(run_path).glob("eval/*/entries.csv")):
-        with path.open(newline="", encoding="utf-8") as handle:
+        bad = 0
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
             for row in csv.DictReader(handle):
                 if row.get("score") in (None, ""):
                     continue
+                score = finite_number(row["score"])
+                if score is None or not row.get("sample") or not row.get("variant"):
+                    bad += 1
+                    continue
                 column = "obj_iou" if row.get("kind") == "noun" else "func_iou"
-                scores[row["sample"]][f"{path.parent.name}/{row['variant']}"][column].append(float(row["score"]))
+                scores[row["sample"]][f"{path.parent.name}/{row['variant']}"][column].append(score)
+        if bad:
+            log.warning("%s: %d row(s) without a numeric score, sample or variant left out of the index", path, bad)
     return {
         sample: {key: {k: float(np.mean(v)) for k, v in columns.items()} for key, columns in by_key.items()}
         for sample, by_key in scores.items()
@@ -505,6 +557,8 @@ _templates = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
 )
+# Every `|tojson` of the templates goes through the one cleaning step: the JSON a page carries is valid.
+_templates.policies["json.dumps_function"] = lambda value, **options: page_json(value, **options)
 
 
 def template(name: str) -> jinja2.Template:
@@ -527,6 +581,7 @@ def sample_page(
 
     `tamx serve` adds its own script and style sheet (same-origin URLs) and a CSP that lets
     them talk to the server."""
+    data = json_ready(data)
     return template("sample.html.j2").render(
         title=data["id"], index_href=index_href, data=data, csp=csp, scripts=scripts, styles=styles
     )
