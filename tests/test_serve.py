@@ -292,6 +292,102 @@ def test_malformed_saves_are_refused_and_write_nothing(client, runs, body, says)
     assert not (runs / "escape").exists()
 
 
+@pytest.fixture
+def app_client(runs):
+    """The app in-process: an exception that escapes a route fails the test instead of being a 500."""
+    from starlette.testclient import TestClient
+
+    app = make_app({"a": runs / "a", "b": runs / "b"})
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=True) as c:
+        yield c
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"samples": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"kernel_size": 1e999}', "out of range (not a finite float)"),
+        (b'{"kernel_size": -1e999}', "out of range (not a finite float)"),
+        (b'{"kernel_size": NaN}', "numbers are finite"),
+        (b'{"kernel_size": Infinity}', "numbers are finite"),
+        (b'{"kernel_size": 5.5}', "kernel_size must be an odd integer"),
+        (b'{"kernel_size": 5.0}', "kernel_size must be an odd integer"),
+        (b'{"kernel_size": true}', "kernel_size must be an odd integer"),
+        (b'{"kernel_size": 99999999999999999999999}', "is out of range"),
+        (b'{"kernel_size": 1' + b"0" * 5000 + b"}", "(5001 digits) is out of range"),
+        (b'{"name": "x", "junk": 1e400}', "not a finite float"),
+        (_nested(20_000), "nests deeper than this API takes"),
+        (_nested(2), "nests deeper"),
+        (b'{"a": {"b": {"c": {}}}}', "nests deeper"),
+    ],
+)
+def test_out_of_range_numbers_and_deep_nesting_are_a_400(app_client, runs, body, says):
+    before = files_of(runs / "a")
+    response = app_client.post("/api/runs/a/variants", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert says in response.json()["message"] and "Traceback" not in response.text
+    assert files_of(runs / "a") == before
+
+
+def test_brackets_inside_strings_are_not_nesting(app_client):
+    response = app_client.post("/api/runs/a/variants", json={"name": "[[[[{{{{", "samples": ["img"]})
+    assert response.status_code == 400 and "variant names follow" in response.json()["message"]
+
+
+def test_a_body_over_the_limit_is_a_413_and_writes_nothing(app_client, runs):
+    before = files_of(runs / "a")
+    huge = b'{"samples": [' + b'"img",' * (80 << 20 >> 6) * 10 + b'"img"]}'  # about 80 MB
+    response = app_client.post("/api/runs/a/variants", content=huge, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "the most this endpoint takes" in response.json()["message"]
+
+    def chunks():  # no Content-Length: the limit holds while reading
+        yield b'{"samples": ['
+        for _ in range(1000):
+            yield b'"img",' * 1000
+        yield b'"img"]}'
+
+    streamed = app_client.post("/api/runs/a/variants", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    assert files_of(runs / "a") == before
+
+
+def test_a_save_naming_every_sample_fits_the_limit(runs, tmp_path):
+    import shutil
+
+    from starlette.testclient import TestClient
+
+    shutil.copytree(runs / "a", tmp_path / "a")  # the module's runs stay as they are
+    ids = open_run(tmp_path / "a").sample_ids()
+    with TestClient(make_app({"a": tmp_path / "a"}), base_url="http://127.0.0.1") as c:
+        response = c.post("/api/runs/a/variants", json={"name": "every", "kernel_size": 1, "samples": ids})
+    assert response.status_code == 200 and sorted(response.json()["done"]) == sorted(ids)
+
+
+def test_page_data_with_nan_and_lone_surrogates_is_served_as_valid_json(tmp_path):
+    from starlette.testclient import TestClient
+
+    sample = synthetic_sample("odd", grids=[(1, 3, 4)], n_context=3, n_answer=3, seed=3)
+    sample.tokens = list(sample.tokens)
+    sample.tokens[sample.answer_positions[0]] = "\udc80half"
+    sample.candidate_logprobs = np.full_like(sample.candidate_logprobs, np.nan)
+    _write_run(tmp_path / "odd", [sample])
+    with TestClient(make_app({"odd": tmp_path / "odd"}), base_url="http://127.0.0.1") as c:
+        for path in ("/api/runs/odd/samples/odd", "/api/runs/odd/samples/odd/live?kernel_size=1"):
+            response = c.get(path)
+            assert response.status_code == 200, response.text
+            data = json.loads(response.content.decode("utf-8"), parse_constant=_no_constant)
+        page = c.get("/?run=odd&sample=odd")
+        assert page.status_code == 200 and "NaN" not in page.text
+    assert data["view"]["answer"]["shape"] == [3, 12]
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 def test_foreign_hosts_origins_and_methods_are_refused(client):
     assert client.get("/api/runs", headers={"host": "attacker.example"}).status_code == 400
     foreign = client.post("/api/runs/a/variants", json={"name": "x"}, headers={"origin": "http://attacker.example"})

@@ -15,9 +15,11 @@ import hmac
 import io
 import json
 import logging
+import math
 import os
 import secrets
 import socket
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -37,13 +39,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from tamx import ExplainSettings, Maps, Run, Sample, explain_sample, open_run
+from tamx import ExplainSettings, Maps, Run, Sample, defaults, explain_sample, open_run
 from tamx.errors import SampleError, TamxError
 from tamx.explain import ECI_MODES
 from tamx.figures import FigureStyle, save_figure, token_figure
 from tamx.filters import FILTERS
-from tamx.records import check_sample_id
-from tamx.report import colormap_lut, display_name, pack_array, page_data
+from tamx.records import ID_MAX_LENGTH, check_sample_id
+from tamx.report import colormap_lut, display_name, pack_array, page_data, page_json
 
 from ..explain import check_kernel_fits, explain_run
 from ..render import FigureOptions, sample_page
@@ -63,6 +65,9 @@ HEADER_CSP = SERVE_CSP + "; frame-ancestors 'self'"  # frame-ancestors only work
 LIVE = "live"  # the variant name of maps recomputed for the page's settings, never stored
 MAX_UPLOAD_BYTES = 64 << 20
 FORM_OVERHEAD = 64 << 10  # multipart boundaries and the text fields, on top of the files
+# A JSON body is an object of settings, at most one list (of sample ids) deep; deeper is refused
+# before parsing (a parser recurses once per level).
+JSON_DEPTH = 2
 TOKEN_COOKIE = "tamx_token"
 FIGURE_DPI = FigureOptions.dpi  # a downloaded figure is the one `tamx render --png` draws
 # matplotlib's rcParams (the figures' fonts and sizes) are process-wide: one figure at a time
@@ -267,18 +272,100 @@ def _read(load: Callable[[], Any]) -> Any:
         ) from None
 
 
-def settings_from(query: dict[str, str]) -> ExplainSettings:
-    """ExplainSettings from query or JSON fields eci, filter, kernel_size (defaults: the paper's TAM)."""
-    try:
-        kernel = int(query.get("kernel_size", 3))
-    except (TypeError, ValueError):
-        raise http_error(400, f"kernel_size must be an odd integer, got {query.get('kernel_size')!r}") from None
+def settings_from(query: dict[str, Any]) -> ExplainSettings:
+    """ExplainSettings from query or JSON fields eci, filter, kernel_size (defaults: the paper's TAM,
+    tamx.defaults, as `tamx explain`'s), checked as `tamx explain` checks its options."""
+    given = query.get("kernel_size", defaults.KERNEL_SIZE)
+    # an integer, as `--kernel-size` takes: no bool, no 5.5 cut to 5, no 1e999
+    if isinstance(given, str) and given.strip().lstrip("+-").isdigit():
+        given = _integer(given)
+    if isinstance(given, bool) or not isinstance(given, int):
+        raise http_error(400, f"kernel_size must be an odd integer, got {given!r}")
     try:
         return ExplainSettings(
-            eci=str(query.get("eci", "relevance")), filter=str(query.get("filter", "rank-gaussian")), kernel_size=kernel
+            eci=str(query.get("eci", defaults.ECI)), filter=str(query.get("filter", defaults.FILTER)), kernel_size=given
         )
     except TamxError as exc:
         raise http_error(400, str(exc)) from None
+
+
+def _integer(text: str) -> int:
+    """A JSON or query integer within what an index can hold (sys.maxsize); a 400 past it."""
+    try:
+        value = int(text)
+    except ValueError:  # over Python's 4300-digit limit of int(str)
+        value = sys.maxsize + 1
+    if abs(value) > sys.maxsize:
+        shown = text if len(text) <= 20 else f"{text[:20]}... ({len(text)} digits)"
+        raise http_error(400, f"the number {shown} is out of range (at most {sys.maxsize} in size)")
+    return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise http_error(400, f"the number {text[:20]} is out of range (not a finite float)")
+    return value
+
+
+def _not_a_number(name: str) -> None:
+    raise http_error(400, f"{name} is not a number this API takes: numbers are finite")
+
+
+def _depth(text: str) -> int:
+    """How deep arrays and objects nest in a JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_json(raw: bytes, depth: int = JSON_DEPTH) -> Any:
+    """A request body as JSON, strictly: UTF-8, nesting at most `depth` deep, integers that fit
+    an index, finite floats (no NaN, Infinity or 1e999); anything else is a 400 saying what."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise http_error(400, f"the request body is not valid JSON (not UTF-8: {exc})") from None
+    if _depth(text) > depth:
+        raise http_error(400, f"the request body nests deeper than this API takes ({depth} levels of [ and {{)")
+    try:
+        return json.loads(text, parse_int=_integer, parse_float=_finite, parse_constant=_not_a_number)
+    except json.JSONDecodeError as exc:
+        raise http_error(400, f"the request body is not valid JSON ({exc})") from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body of a request, at most `limit` bytes (a 413 past it, before reading more)."""
+    length = request.headers.get("content-length", "")
+    too_large = f"the request body is over {limit} bytes, the most this endpoint takes"
+    if length.isdigit() and int(length) > limit:
+        raise http_error(413, too_large)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise http_error(413, too_large)
+    return bytes(body)
+
+
+def json_response(data: Any, status_code: int = 200) -> Response:
+    """Page data (or any run content) as JSON that every parser accepts (`tamx.report.page_json`)."""
+    return Response(page_json(data), status_code=status_code, media_type="application/json")
 
 
 def empty_page_data(model: str | None) -> dict[str, Any]:
@@ -401,7 +488,7 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
                 for name, run in store.existing().items()
             ]
 
-        return JSONResponse(await blocking(listing))
+        return json_response(await blocking(listing))
 
     async def api_samples(request: Request) -> Response:
         name = request.path_params["run"]
@@ -418,11 +505,11 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
                 rows.append({**summary, "answer": answer})
             return rows
 
-        return JSONResponse(await blocking(listing))
+        return json_response(await blocking(listing))
 
     async def api_sample(request: Request) -> Response:
         name, sample_id = sample_params(request)
-        return JSONResponse(await blocking(lambda: stored_page(name, sample_id)))
+        return json_response(await blocking(lambda: stored_page(name, sample_id)))
 
     async def api_live(request: Request) -> Response:
         """The maps of one sample recomputed for the settings in the query: {settings, name, view}."""
@@ -435,7 +522,7 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
             bare = dataclasses.replace(sample, media=[])  # the view needs no images
             view = page_data(bare, {LIVE: maps}, store.run(name).info)["variants"][LIVE]
             body = {"settings": settings.to_json(), "name": settings.variant_name(), "view": view}
-            return json.dumps(body).encode()
+            return page_json(body).encode()
 
         body = await cache.get(key, compute, limiter)
         return Response(body, media_type="application/json")
@@ -474,11 +561,8 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
         )
 
     # ------------------------------------------------------------------ API: writing
-    async def json_body(request: Request) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise http_error(400, f"the request body is not valid JSON ({exc})") from None
+    async def json_body(request: Request, limit: int) -> dict[str, Any]:
+        body = parse_json(await read_body(request, limit))
         if not isinstance(body, dict):
             raise http_error(400, "the request body must be a JSON object")
         return body
@@ -486,7 +570,9 @@ def make_app(runs: dict[str, str | os.PathLike] | ServeConfig, **options: Any) -
     async def api_save(request: Request) -> Response:
         """Store settings as a variant, through explain_run as `tamx explain` would."""
         name = request.path_params["run"]
-        body = await json_body(request)
+        # the largest save names every sample of the run, each an id of at most ID_MAX_LENGTH
+        ids = await blocking(lambda: _read(store.run(name).sample_ids))
+        body = await json_body(request, FORM_OVERHEAD + len(ids) * (ID_MAX_LENGTH + len('"",')))
         settings = settings_from(body)
         variant = body.get("name") or settings.variant_name()
         if variant == LIVE or not isinstance(variant, str):
