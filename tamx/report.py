@@ -166,9 +166,10 @@ def thumbnail(data: bytes, size: int = THUMBNAIL_SIZE) -> str | None:
 
 
 def token_strings(sample: Sample) -> list[str]:
-    """The decoded string of every input id (`#id` where the store has none)."""
+    """The decoded string of every input id (`#id` where the store has none); a lone surrogate (half
+    of a character a tokenizer split) as U+FFFD, which every font, encoder and parser takes."""
     if sample.tokens is not None:
-        return list(sample.tokens)
+        return [_SURROGATE.sub("\ufffd", token) for token in sample.tokens]
     return [f"#{t}" for t in sample.input_ids.tolist()]
 
 
@@ -177,7 +178,7 @@ def candidate_strings(sample: Sample) -> list[list[str]]:
     if sample.candidate_ids is None:
         return []
     if sample.candidate_tokens is not None:
-        return [list(row) for row in sample.candidate_tokens]
+        return [[_SURROGATE.sub("\ufffd", token) for token in row] for row in sample.candidate_tokens]
     return [[f"#{t}" for t in row] for row in sample.candidate_ids.tolist()]
 
 

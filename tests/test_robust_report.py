@@ -140,6 +140,19 @@ def test_a_non_numeric_eval_score_is_left_out_with_a_warning(tmp_path, caplog):
     assert len(list((tmp_path / "html" / "samples").iterdir())) == 3
 
 
+def test_figures_of_tokens_with_lone_surrogates_are_drawn(tmp_path):
+    def spoil(sample):
+        _set_token(sample, "\udc80half")
+        sample.candidate_tokens = [["\ud800", "ok", "x"]] * 4
+        sample.meta["video_fps"] = [float("nan")]
+
+    run = _write(tmp_path / "run", spoil)
+    result = tamx_cli("render", run, "--out", tmp_path / "html", "--png", "--samples", "b", "--layout", "frames")
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert (tmp_path / "html" / "figures" / "b" / "frames.png").stat().st_size > 0
+    assert len(list((tmp_path / "html" / "figures" / "b").glob("token_*.png"))) == 4
+
+
 def test_a_page_with_cleaned_values_opens_in_chromium(tmp_path, chromium):
     from .test_browser import Page
 
