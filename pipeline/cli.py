@@ -352,6 +352,17 @@ def render(
     report_failures(report.failed, "sample(s)")
 
 
+def _threshold_option(ctx: click.Context, param: click.Parameter, value: str) -> float | None:
+    """--threshold: None for Otsu, else the float in (0, 1); anything else is a usage error."""
+    from tamx.errors import TamxError
+    from tamx.metrics import parse_threshold
+
+    try:
+        return parse_threshold(value)
+    except TamxError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command("eval")
 @click.argument("run", type=RUN)
 @click.option(
@@ -379,6 +390,20 @@ def render(
     show_default=True,
     help="Replace the first answer token's map by the first prompt token's map without ECI (Supp. E).",
 )
+@click.option(
+    "--protocol",
+    type=click.Choice(["tamx", "paper"]),
+    default="tamx",
+    show_default=True,
+    help="tamx's evaluation, or the authors' (docs/eval.md \"Protocols\" lists every difference).",
+)
+@click.option(
+    "--threshold",
+    default="otsu",
+    show_default=True,
+    callback=_threshold_option,
+    help="Binarisation: Otsu's, or a fixed FLOAT in (0, 1) on the normalised map scale (0.5: half the maximum).",
+)
 @click.option("--out", type=OUT_FOLDER, help="Folder (or URL) for the CSV and JSON.  [default: RUN/eval/DATASET]")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def eval_(
@@ -389,6 +414,8 @@ def eval_(
     samples: str | None,
     tagger: str,
     first_token: bool,
+    protocol: str,
+    threshold: float | None,
     out: str | None,
     quiet: bool,
 ) -> None:
@@ -413,6 +440,8 @@ def eval_(
         first_token=first_token,
         sample_ids=_split(samples),
         wrap=lambda items, total: progress(items, f"eval {dataset}", total, quiet),
+        protocol=protocol,
+        threshold=threshold,
     )
     click.echo(_printable_lines(format_table(result)))
     click.echo("\n" + _printable_lines(format_class_table(result)))

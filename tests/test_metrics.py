@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from tamx.pipeline.eval.stage import answer_words
 
 from tamx import ExplainSettings, explain_sample
+from tamx.errors import TamxError
 from tamx.metrics import (
+    PROTOCOLS,
     FunctionScore,
     ObjectScore,
     Word,
     background_fraction,
+    binarise,
     f1,
     first_prompt_map,
+    first_token_map,
     iou,
+    normaliser_span,
     object_groups,
     otsu,
+    parse_threshold,
     precision_recall,
     quantise_maps,
+    quantise_sample_maps,
     resize_map,
     score_answer,
     summarise,
 )
-from tamx.pos import FUNCTION, NOUN, OTHER
+from tamx.pos import FUNCTION, NOUN, OTHER, Tagger, lemma
+from tamx.report import token_strings
 from tamx.synthetic import synthetic_sample
 
 
@@ -136,3 +147,144 @@ def test_first_prompt_map_is_the_first_prompt_token_without_eci(filter_name):
     # The first prompt token has no earlier context, so its stored map had no ECI either.
     np.testing.assert_allclose(after, maps.prompt_maps[0], rtol=1e-5, atol=1e-6)
     assert before.min() >= 0 and before.shape == after.shape == (42,)
+
+
+def _scores(sample, token_class, positions):
+    """relu(h[p] . w[c] + b) at `positions`, float64, one at a time."""
+    hidden = sample.hidden_float32().astype(np.float64)
+    rows, bias = sample.lm_head.weights(np.array([token_class]))
+    return np.array([max(hidden[p] @ rows[0] + (0.0 if bias is None else bias[0]), 0.0) for p in positions])
+
+
+@pytest.fixture
+def boosted():
+    """A sample whose text scores rival its maps: the hidden states at every text position scaled
+    up (the one before the answer most), so the normaliser's text part decides many spans."""
+    sample = synthetic_sample("s", grids=[(1, 6, 7)], bias=True, top_k=0)
+    start = int(sample.context_positions[0])
+    sample.hidden = sample.hidden.copy()
+    sample.hidden[start:] *= 3.0
+    sample.hidden[int(sample.answer_positions[0]) - 1] *= 4.0
+    return sample, explain_sample(sample, ExplainSettings())
+
+
+def test_tamx_normaliser_is_the_stored_relevance(boosted):
+    sample, maps = boosted
+    low, high = normaliser_span(sample, maps.eci, PROTOCOLS["tamx"])
+    joined = np.concatenate([maps.eci, maps.text_relevance, maps.answer_relevance], axis=1)
+    np.testing.assert_allclose(high, joined.max(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(low, joined.min(axis=1), atol=1e-7)
+
+
+def _departure_positions(sample, departure, i):
+    """The positions whose scores a departure adds to answer token i's normaliser."""
+    answers, ids = [int(p) for p in sample.answer_positions], sample.input_ids
+    if departure == "self_score":  # the score that predicted the token itself
+        return [answers[i] - 1]
+    if departure == "last_prompt":  # the position before the answer (for token 0 it is its own predicting score)
+        return [answers[0] - 1] if i > 0 else []
+    earlier = [int(q) for q in sample.context_positions] + [answers[j] - 1 for j in range(1, i + 1)]
+    return [p for p in earlier if ids[p] == ids[answers[i]]]  # own_class: entries of the token's own class
+
+
+@pytest.mark.parametrize("departure", ["self_score", "last_prompt", "own_class"])
+def test_each_normaliser_departure_adds_exactly_its_scores(boosted, departure):
+    """Switching one field on (off for self_score, on in tamx) puts exactly its scores into the span's max."""
+    sample, maps = boosted
+    tamx = PROTOCOLS["tamx"]
+    with_it = tamx if departure == "self_score" else replace(tamx, **{departure: True})
+    without = replace(tamx, self_score=False) if departure == "self_score" else tamx
+    high_with = normaliser_span(sample, maps.eci, with_it)[1]
+    high_without = normaliser_span(sample, maps.eci, without)[1]
+    changed = 0
+    for i in range(len(sample.answer_positions)):
+        token_class = int(sample.input_ids[sample.answer_positions[i]])
+        added = _scores(sample, token_class, _departure_positions(sample, departure, i)).max(initial=0.0)
+        assert high_with[i] == pytest.approx(max(high_without[i], added), rel=1e-6)
+        changed += high_with[i] > high_without[i] * (1 + 1e-6)
+    assert changed, f"{departure} never decided the span on this sample"
+    # ...and the quantised maps move with it
+    assert not np.array_equal(
+        quantise_sample_maps(sample, maps, with_it, first_token=False),
+        quantise_sample_maps(sample, maps, without, first_token=False),
+    )
+
+
+def test_paper_first_token_is_the_greedy_class_normalised_with_its_prompt_scores(boosted):
+    sample, maps = boosted
+    q0, other = int(sample.context_positions[0]), int(sample.input_ids[sample.context_positions[2]])
+    sample.hidden[q0] += 5.0 * sample.lm_head.weights(np.array([other]))[0][0]  # predicts another class there
+    settings = ExplainSettings.from_json(maps.settings)
+    hidden = sample.hidden_float32()[int(sample.context_positions[0])].astype(np.float64)
+    rows, bias = sample.lm_head.weights(sample.lm_head.ids)
+    greedy = int(sample.lm_head.ids[np.argmax(rows @ hidden + bias)])
+    assert greedy != int(sample.input_ids[sample.context_positions[0]])  # the two rules pick other classes here
+    before, after = first_prompt_map(sample, settings, greedy)
+    expected = quantise_maps(after[None], before[None], _scores(sample, greedy, sample.context_positions)[None])[0]
+    paper = first_token_map(sample, settings, PROTOCOLS["paper"])
+    np.testing.assert_array_equal(paper, expected)
+    own_before, own_after = first_prompt_map(sample, settings)
+    np.testing.assert_array_equal(
+        first_token_map(sample, settings), quantise_maps(own_after[None], own_before[None])[0]
+    )
+    assert not np.array_equal(paper, first_token_map(sample, settings))
+    assert np.array_equal(quantise_sample_maps(sample, maps, PROTOCOLS["paper"])[0], paper)
+
+
+def test_noun_threshold_word_max_takes_each_words_largest_token_threshold():
+    maps = np.zeros((4, 2, 2), np.uint8)
+    maps[0] = [[100, 100], [200, 200]]  # Otsu 100
+    maps[1] = [[50, 50], [60, 60]]  # Otsu 50: the same word "teddy bear"'s second token
+    maps[2] = [[20, 20], [30, 30]]  # Otsu 20: another noun
+    maps[3] = [[0, 40], [70, 90]]  # function word
+    words = [Word("teddybear", (0, 1), NOUN, None), Word("sofa", (2,), NOUN, None), Word("its", (3,), FUNCTION)]
+    by_token = score_answer("s", words, maps, {})
+    by_word = score_answer("s", words, maps, {}, noun_threshold="word-max")
+    assert by_token.functions[0].threshold == pytest.approx((100 + 50 + 20) / 3)  # 56.7: 2 of 4 below
+    assert by_word.functions[0].threshold == pytest.approx((100 + 20) / 2)  # 60: 2 of 4 below
+    assert (by_token.functions[0].score, by_word.functions[0].score) == (0.5, 0.5)
+    by_word = score_answer("s", words[1:], maps, {}, noun_threshold="word-max")
+    assert by_word.functions[0].threshold == 20.0
+
+
+def test_function_words_on_the_grid_count_cells_not_pixels():
+    grid = np.array([[10, 200]], np.uint8)  # two cells
+    maps = np.stack([np.array([[0, 0, 0, 255]], np.uint8), np.array([[10, 10, 10, 200]], np.uint8)])
+    words = [Word("cat", (0,), NOUN, None), Word("the", (1,), FUNCTION)]
+    on_mask = score_answer("s", words, maps, {})
+    on_grid = score_answer("s", words, maps, {}, grid_maps=np.stack([grid[0], grid[0]]))
+    assert on_mask.functions[0].threshold == on_grid.functions[0].threshold == 0.0
+    b_words = [Word("cat", (0,), NOUN, None), Word("the", (1,), FUNCTION)]
+    maps[0] = [[0, 100, 100, 255]]  # Otsu 100
+    on_mask = score_answer("s", b_words, maps, {})
+    on_grid = score_answer("s", b_words, maps, {}, grid_maps=np.stack([grid[0], grid[0]]))
+    assert (on_mask.functions[0].score, on_grid.functions[0].score) == (0.75, 0.5)
+
+
+def test_a_fixed_threshold_binarises_at_255_t():
+    image = np.array([[10, 120], [130, 250]], np.uint8)
+    assert binarise(image)[0] == otsu(image)[0]
+    level, foreground = binarise(image, threshold=0.5)
+    assert level == 127.5
+    np.testing.assert_array_equal(foreground, [[False, False], [True, True]])
+    seen = np.array([[True, True], [False, True]])
+    np.testing.assert_array_equal(binarise(image, seen, 0.4)[1], [[False, True], [False, True]])
+    assert parse_threshold("otsu") is None and parse_threshold("0.25") == 0.25
+    for bad in ("0", "1", "2", "-1", "nan", "x"):
+        with pytest.raises(TamxError, match="between 0 and 1"):
+            parse_threshold(bad)
+
+
+def test_paper_category_match_takes_the_last_and_needs_it_present():
+    sample = synthetic_sample("s", grids=[(1, 4, 4)], top_k=0)
+    strings = token_strings(sample)
+    nouns = [w for w in answer_words(sample, Tagger("rules"), {}) if w.kind == NOUN]
+    word = nouns[0].text.lower()
+    categories = {"first": {lemma(word)}, "second": {lemma(word)}}
+    assert strings  # the synthetic sample has token strings to group
+    first = [w.category for w in answer_words(sample, Tagger("rules"), categories) if w.text == nouns[0].text]
+    last = [w.category for w in answer_words(sample, Tagger("rules"), categories, {"first", "second"})
+            if w.text == nouns[0].text]  # fmt: skip
+    absent = [w.category for w in answer_words(sample, Tagger("rules"), categories, {"first"})
+              if w.text == nouns[0].text]  # fmt: skip
+    assert set(first) == {"first"} and set(last) == {"second"} and set(absent) == {None}

@@ -14,21 +14,22 @@ from typing import Any
 
 import numpy as np
 
-from tamx import ExplainSettings, defaults, open_run
+from tamx import defaults, open_run
 from tamx.captions import CaptionScores, score_captions
 from tamx.datasets import Record, category_names, load_dataset
 from tamx.errors import TamxError
 from tamx.layout import map_frames
 from tamx.metrics import (
+    PROTOCOLS,
     FunctionScore,
     ObjectScore,
+    Protocol,
     Summary,
     Word,
     f1,
-    first_prompt_map,
     match_category,
     project_sample_maps,
-    quantise_maps,
+    quantise_sample_maps,
     score_answer,
     summarise,
 )
@@ -144,15 +145,26 @@ class EvalResult(StageReport):
         }
 
 
-def answer_words(sample: Sample, tagger: Tagger, categories: dict[str, set[str]]) -> list[Word]:
-    """The answer's words with their classes and matched categories (answer-token indices)."""
+def answer_words(
+    sample: Sample, tagger: Tagger, categories: dict[str, set[str]], present: set[str] | None = None
+) -> list[Word]:
+    """The answer's words with their classes and matched categories (answer-token indices).
+
+    With `present`, a noun takes the last matching category of `categories` (the authors'
+    rule) and is unmatched when that one is not in `present`; without it, the first."""
     strings = token_strings(sample)
     answer = [strings[p] for p in sample.answer_positions.tolist()]
     words = []
     for tokens in group_words(answer):
         text = "".join(answer[t] for t in tokens).strip()
         kind = tagger(text)
-        category = match_category(normalise_word(text), categories) if kind == NOUN else None
+        if kind != NOUN:
+            category = None
+        elif present is None:
+            category = match_category(normalise_word(text), categories)
+        else:
+            category = match_category(normalise_word(text), dict(reversed(categories.items())))
+            category = category if category in present else None
         words.append(Word(text=text, tokens=tuple(tokens), kind=kind, category=category))
     return words
 
@@ -173,30 +185,29 @@ def _score_sample(
     tagger: Tagger,
     first_token: bool,
     classes: dict[str, str],
+    protocol: Protocol = PROTOCOLS["tamx"],
+    threshold: float | None = None,
 ) -> dict[str, tuple[Any, dict[str, Any], list[PointScore]]]:
     sample = run.sample(sample_id, media=False)
     if not record.image.is_file():
         raise TamxError(f"its image {record.image} is missing: eval needs it to check that the masks have its size")
     masks = record.masks()
     size = next(iter(masks.values())).shape if masks else _picture_size(sample)
-    categories = {name: lemmas for name, lemmas in category_lemmas(record.categories).items() if name in masks}
-    words = answer_words(sample, tagger, categories)
+    if protocol.category_match == "first":
+        categories = {name: lemmas for name, lemmas in category_lemmas(record.categories).items() if name in masks}
+        words = answer_words(sample, tagger, categories)
+    else:  # the last matching category of the record; no entry when it is absent from the image
+        words = answer_words(sample, tagger, category_lemmas(record.categories), set(masks))
     stored = run.variants(sample_id)
     chosen = [v for v in stored if variants is None or v in variants]
     scored = {}
     for variant in chosen:
         maps = run.maps(sample_id, variant, complete=False)  # answer maps only: no deferred work
-        relevance = np.concatenate(
-            [maps.text_relevance, maps.answer_relevance if maps.answer_relevance is not None else maps.cam[:, :0]],
-            axis=1,
-        )
-        quantised = quantise_maps(maps.final, maps.eci, relevance)
-        if first_token:
-            before, after = first_prompt_map(sample, ExplainSettings.from_json(maps.settings))
-            quantised[0] = quantise_maps(after[None], before[None])[0]
+        quantised = quantise_sample_maps(sample, maps, protocol, first_token)
         # every map through its grids' boxes onto the mask's pixels; unseen pixels are not scored
         projected, seen = project_sample_maps(sample, quantised, size)
-        scores = score_answer(sample_id, words, projected, masks, seen)
+        grid = quantised if protocol.func_on == "grid" else None
+        scores = score_answer(sample_id, words, projected, masks, seen, threshold, grid, protocol.noun_threshold)
         points = point_answer(sample_id, scores.objects, quantised, map_frames(sample.vision_blocks), masks, classes)
         scored[variant] = (scores, maps.settings, points)
     return scored
@@ -211,19 +222,28 @@ def evaluate_run(
     first_token: bool = True,
     sample_ids: Sequence[str] | None = None,
     wrap: Callable[[Iterator[str], int], Iterator[str]] | None = None,
+    protocol: str | Protocol = "tamx",
+    threshold: float | None = None,
 ) -> EvalResult:
     """Score the variants (default: all stored) of every run sample that has a dataset record.
 
     Samples match records by id (the ids `write_manifest` gives). A sample that cannot be
-    scored is reported in `failed` and the others go on.
+    scored is reported in `failed` and the others go on. protocol: "tamx", "paper" or a
+    `tamx.metrics.Protocol` (docs/eval.md "Protocols"); threshold: None for Otsu, else a fixed
+    threshold in (0, 1) on the normalised map scale.
     """
+    protocol = Protocol.named(protocol) if isinstance(protocol, str) else protocol
     records = {r.id: r for r in load_dataset(dataset, data_dir)}
     word_tagger = Tagger(
         tagger, {w for ws in category_lemmas(category_names(list(records.values()))).values() for w in ws}
     )
     run = open_run(run_path)
     ids = run.sample_ids() if sample_ids is None else list(sample_ids)
-    result = EvalResult(dataset=dataset, settings={"tagger": tagger, "first_token_substitution": first_token})
+    result = EvalResult(
+        dataset=dataset,
+        settings={"tagger": tagger, "first_token_substitution": first_token, "protocol": protocol.name,
+                  "threshold": "otsu" if threshold is None else threshold},
+    )  # fmt: skip
     result.not_in_dataset = [s for s in ids if s not in records]
     result.not_in_run = len(set(records) - set(run.sample_ids()))
     if result.not_in_dataset:
@@ -240,7 +260,9 @@ def evaluate_run(
     names = iter(shared)
     for sample_id in wrap(names, len(shared)) if wrap else names:
         try:
-            scored = _score_sample(run, records[sample_id], sample_id, variants, word_tagger, first_token, classes)
+            scored = _score_sample(
+                run, records[sample_id], sample_id, variants, word_tagger, first_token, classes, protocol, threshold
+            )
         except TamxError as exc:
             result.add(Outcome.failed(sample_id, str(exc)))
             continue
@@ -288,7 +310,12 @@ def format_table(result: EvalResult) -> str:
         f"{'variant':<18} {'ECI':<5} {'filter':<20} {'samples':>7} {'Obj-IoU':>8} {'Func-IoU':>9} {'F1-IoU':>7} "
         f"{'Prec.':>6} {'Recall':>6} {'Point':>6} {'objects':>7} {'func.':>6}"
     )
-    lines = [header, "-" * len(header)]
+    threshold = result.settings.get("threshold", "otsu")
+    title = (
+        f"{result.dataset}: protocol {result.settings.get('protocol', 'tamx')}, threshold "
+        f"{'Otsu' if threshold == 'otsu' else threshold}"
+    )
+    lines = [title, header, "-" * len(header)]
     for variant in result.variants():
         s = result.summaries[variant]
         eci, filt = _settings_label(result.variant_settings[variant])
