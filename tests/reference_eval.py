@@ -8,8 +8,9 @@ the variants cam (no filter) and rank-gaussian filtered ones (tests/reference.py
 - Eq. 3: a token's map is min-max normalised jointly with its raw text relevance r_i, the
   n_p prompt scores and the i - 1 earlier answer scores: relu(h[p] . w[c] + b) at every
   prompt token p and at the positions that predicted the earlier answer tokens (not the one
-  that predicted the token itself). The map is the stored filtered map scaled by that span,
-  x 255, truncated to uint8.
+  that predicted the token itself). The span is that of the map before the filter (normalise,
+  then filter, as the authors' evaluation applies Eq. 3: docs/eval.md), so the stored filtered
+  map is scaled by it, x 255, truncated to uint8.
 - Supp. E: the first answer token's map is the first prompt token's map without ECI; its class
   is the greedy prediction there (the best stored LM-head row), normalised with its prompt scores.
 - Eq. 8: the map resized to the mask (bilinear), binarised by OpenCV's Otsu threshold; IoU

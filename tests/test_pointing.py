@@ -85,7 +85,8 @@ def test_eval_reports_pointing_per_word_class_beside_the_iou(planted, tmp_path):
     finally:
         (data / "word_classes.json").unlink()
     assert result.exit_code == 0, result.output
-    header = result.stdout.splitlines()[0]
+    title, header = result.stdout.splitlines()[:2]
+    assert title == "folder: protocol tamx, threshold Otsu"
     assert header.split()[-3:] == ["Point", "objects", "func."]
     summary = json.loads((out / "summary.json").read_text())
     for variant in ("cam", "tam"):
