@@ -118,7 +118,7 @@ def _results(
     """Explain the samples in this process, or on `workers` worker processes; in order.
 
     One BLAS thread per process: one sample per core. On Linux the workers are forked after
-    this process has loaded the numba kernels, so they start in milliseconds with everything
+    this process has loaded the numba kernels (a non-default filter), so they start in milliseconds with everything
     loaded (spawned ones took 0.6 s each to import and load; threads shared the GIL and reached
     1.5x on 2 cores where forked processes reach 2x: benchmarks/explain_bench.py). Elsewhere
     (macOS, Windows: fork is unsafe or missing) they are spawned.

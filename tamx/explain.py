@@ -255,9 +255,9 @@ def explain_sample(
 
 def load_kernels(settings: ExplainSettings | None = None) -> None:
     """Load (or, the first time on a machine, compile) the numba kernels explain runs under
-    `settings`: a process forked afterwards inherits them instead of loading its own."""
+    `settings`: a process forked afterwards inherits them instead of loading its own. The
+    default filter runs in numpy: nothing to load (numba is not even imported)."""
     settings = settings or ExplainSettings()
-    gather_float32(np.zeros((1, 1), dtype=np.uint16), np.zeros(1, dtype=np.int64), "bfloat16")
     filter_maps(np.ones((1, 9), dtype=np.float32), np.array([[0, 3, 3]]), settings.filter, settings.kernel_size)
 
 

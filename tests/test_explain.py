@@ -214,3 +214,35 @@ def test_explain_run_reports_one_typed_outcome_per_sample(tmp_path):
     assert again.done == [] and again.skipped == ["s0", "s1"] and list(again.failed) == ["s2"]
     reason = again.failed["s2"]
     assert reason.startswith("sample 's2': variant 'tam' is stored with other settings") and "--overwrite" in reason
+
+
+def _explain_process(run_path, *options: str) -> set[str]:
+    """`tamx explain RUN OPTIONS` as a new process; the modules it imported (`python -X importtime`)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tamx.pipeline", "explain", str(run_path), "--quiet", *options],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = [line.split("|")[-1] for line in done.stderr.splitlines() if line.startswith("import time:")]
+    return {line.strip() for line in lines}
+
+
+def test_a_default_explain_of_one_sample_does_not_import_numba(run_path):
+    """The default filter runs in numpy, bf16 decodes in numpy: numba's import and first kernel
+    (some 0.5 s) stay out of the process a user runs after encoding one image; a non-default
+    filter loads numba and gives the maps explain_sample gives."""
+    from tamx import open_run
+
+    modules = _explain_process(run_path, "--samples", "img")
+    assert "numpy" in modules and not any(name.split(".")[0] == "numba" for name in modules)
+    run = open_run(run_path)
+    expected = explain_sample(run.sample("img", media=False))
+    np.testing.assert_array_equal(run.maps("img", "tam").final, expected.final)
+
+    modules = _explain_process(run_path, "--samples", "video", "--filter", "median")
+    assert "numba" in modules
+    settings = ExplainSettings(filter="median")
+    stored = open_run(run_path).maps("video", settings.variant_name())
+    np.testing.assert_array_equal(stored.final, explain_sample(run.sample("video", media=False), settings).final)
