@@ -1,7 +1,8 @@
 """`tamx explain` of this checkout against an older tamx tree, as processes, side by side.
 
 Each round runs `python -c "import numpy"`, the older tree's `tamx explain` (its `tamx` package
-put first on PYTHONPATH; the command line is this checkout's) and this checkout's, in turn;
+put first on PYTHONPATH, its `pipeline/` linked in as `tamx/pipeline`, as an install does) and
+this checkout's, in turn;
 medians of wall and CPU seconds, and of each round's wall ratio to the numpy import.
 
     git archive cd83f36 | (mkdir -p /tmp/old && tar -x -C /tmp/old)
@@ -17,14 +18,16 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+def timed(command: list[str], env: dict[str, str], cwd: str) -> tuple[float, float]:
     """(wall, CPU) seconds of one process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, env={**os.environ, **env}, check=True)
+    subprocess.run(command, env={**os.environ, **env}, check=True, cwd=cwd)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -38,17 +41,25 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    explain = [sys.executable, "-m", "tamx.pipeline", "explain", args.run, "--workers", str(args.workers)]
+    old = str(Path(args.old).resolve())
+    stages = Path(old, "tamx", "pipeline")
+    if not stages.exists() and Path(old, "pipeline").is_dir():
+        stages.symlink_to(Path(old, "pipeline"))  # tamx.pipeline of the older tree, not this checkout's
+    # run from an empty folder: `python -m` puts the working folder first on sys.path, and a
+    # checkout's own tamx/ there would shadow the older tree
+    cwd = tempfile.mkdtemp(prefix="tamx-versions-")
+    run = str(Path(args.run).resolve())
+    explain = [sys.executable, "-m", "tamx.pipeline", "explain", run, "--workers", str(args.workers)]
     explain += ["--overwrite", "--quiet"] + (["--samples", *args.samples] if args.samples else [])
     commands = {
         'python -c "import numpy"': ([sys.executable, "-c", "import numpy"], {}),
-        f"older tamx ({args.old})": ([*explain, "--variant", "old"], {"PYTHONPATH": args.old}),
+        f"older tamx ({args.old})": ([*explain, "--variant", "old"], {"PYTHONPATH": old}),
         "this checkout": ([*explain, "--variant", "new"], {}),
     }
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for _ in range(args.rounds):
         for name, (command, env) in commands.items():
-            times[name].append(timed(command, env))
+            times[name].append(timed(command, env, cwd))
     base = times['python -c "import numpy"']
     for name, values in times.items():
         ratios = [wall / numpy_wall for (wall, _), (numpy_wall, _) in zip(values, base)]
