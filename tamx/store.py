@@ -327,6 +327,11 @@ class Run:
                     f"{self.url} is a schema-1 run (zarr.json); this tamx reads schema {SCHEMA[0]}: "
                     f"convert it in place with `tamx upgrade {self.url}`"
                 ) from None
+            if self.objects.exists("schema-1/zarr.json"):
+                raise StoreError(
+                    f"{self.url} is a schema-1 run whose upgrade was interrupted (schema-1/zarr.json, no {ROOT}); "
+                    f"finish it with `tamx upgrade {self.url}`"
+                ) from None
             raise StoreError(
                 f"{self.url} is not a tamx run store (no {ROOT}); create one with `tamx encode` or `tamx import`"
             ) from None
@@ -351,9 +356,10 @@ class Run:
                 f"({SCHEMA[0]}.x): upgrade tamx (pip install -U tamx)"
             )
         if version < SCHEMA[0]:
+            # schema 1 kept its attributes in zarr.json: no tamx wrote this, `tamx upgrade` cannot convert it
             raise StoreError(
-                f"{self.url} has store schema {version}; this tamx reads {SCHEMA[0]}: "
-                f"convert it with `tamx upgrade {self.url}`"
+                f"{where} is damaged: it says schema {version}, but only schema {SCHEMA[0]} runs have a {ROOT} "
+                f"(schema-1 runs have a zarr.json, which `tamx upgrade` converts); {damaged}"
             )
         if not isinstance(attrs.get("run"), dict):
             raise StoreError(f"{where} is damaged: 'run' must be an object of run attributes; {damaged}")

@@ -117,7 +117,7 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
         ('{"schema_version": "2", "run": {}}', r"schema_version is '2' \(str\).*where integers belong"),
         ('{"schema_version": null, "run": {}}', r"schema_version is None.*where integers belong"),
         ('{"schema_version": 3, "schema_minor": 0, "run": {}}', r"schema 3.0, newer than this tamx.*upgrade tamx"),
-        ('{"schema_version": 1, "run": {}}', r"schema 1; this tamx reads 2.*tamx upgrade"),
+        ('{"schema_version": 1, "run": {}}', r"damaged: it says schema 1, but only schema 2 runs have a tamx-run.json"),
         ('{"schema_version": 2, "run": []}', r"'run' must be an object"),
         ('{"schema_version": 2, "run": {"special_tokens": {"image_token": "x"}}}', r"field 'special_tokens'"),
         ('{"schema_version": 2, "run": {"special_tokens": []}}', r"field 'special_tokens' must be an object"),
