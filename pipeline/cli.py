@@ -462,15 +462,17 @@ def eval_(
 @click.argument("run", type=Location(url=False, exists=True, file_okay=False))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def upgrade(run: str, quiet: bool) -> None:
-    """Convert the schema-1 run RUN to the current store schema, in place and atomically.
+    """Convert the schema-1 run RUN to the current store schema, in place.
 
-    Until the last step RUN stays a schema-1 run; an interrupted upgrade is resumed by
-    running it again.
+    A schema-1 sample is deleted only once its schema-2 copy reads back equal; what cannot be
+    converted is kept in RUN/schema-1 and listed (status 1). An interrupted upgrade is resumed
+    by running it again.
     """
     from tamx.upgrade import upgrade_run
 
-    ids = upgrade_run(run, wrap=lambda items, total: progress(items, "upgrade", total, quiet))
-    click.echo(f"{run}: {len(ids)} sample(s) at store schema 2", err=True)
+    report = upgrade_run(run, wrap=lambda items, total: progress(items, "upgrade", total, quiet))
+    click.echo(f"{run}: {len(report.converted)} sample(s) converted, {len(report.samples)} at store schema 2", err=True)
+    report_failures(report.kept, "schema-1 item(s)")
 
 
 def _int_option(name: str, value: str) -> int:
