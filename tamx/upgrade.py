@@ -121,9 +121,15 @@ class _Packs:
         return self.cache[name]
 
 
-def _v1_sample(folder: Path, sample_id: str, packs: _Packs) -> Sample:
-    """The sample stored in a schema-1 sample folder (_Unconvertible if it cannot be read)."""
+def _v1_sample(folder: Path, sample_id: str, packs: _Packs, staged: bool = False) -> Sample:
+    """The sample stored in a schema-1 sample folder (_Unconvertible if it cannot be read).
+
+    staged: a folder of 0.1's staging/, complete only once its attributes say when it was written."""
     group = _group(folder, "zarr.json")
+    if staged:  # 0.1 wrote the attributes last, with the time
+        attrs = _read("zarr.json", lambda: group.attrs.asdict().get(V1_ATTRS))
+        if not isinstance(attrs, dict) or "written" not in attrs:
+            raise _Unconvertible("zarr.json", "its write stopped before it finished (no 'written' attribute)")
     attrs = _attrs(group, "zarr.json")
     arrays = {name: _array(group, name) for name in ("hidden", "input_ids", "answer_positions", "context_positions")}
     for name in ("candidate_ids", "candidate_logprobs"):
@@ -213,13 +219,13 @@ def _stored_equal(read: Callable[[], Any], values: Callable[[Any], dict[str, Any
         return False  # missing, damaged or not nameable: not what was converted
 
 
-def _convert(folder: Path, sample_id: str, writer: Run, packs: _Packs, replace: bool) -> None:
+def _convert(folder: Path, sample_id: str, writer: Run, packs: _Packs, replace: bool, staged: bool = False) -> None:
     """Convert one schema-1 sample folder and its variants into `writer`, checked by reading
     them back; raise _Unconvertible naming what could not be (nothing is deleted here).
 
     replace: a schema-2 sample of that id that differs was written by an earlier, interrupted
     upgrade and is replaced; otherwise it was written since the upgrade and is left alone."""
-    sample = _v1_sample(folder, sample_id, packs)
+    sample = _v1_sample(folder, sample_id, packs, staged)
     _sweep(writer.path / "samples" / sample_id, "maps")
     maps_folder = folder / "maps"
     names = sorted(p.name for p in maps_folder.iterdir() if p.is_dir()) if maps_folder.is_dir() else []
@@ -301,8 +307,8 @@ def _move_aside(root: Path, hold: Path) -> None:
 
 
 _STAGED = {
-    "samples": "a sample whose tamx 0.1 write was interrupted (0.1 listed it as incomplete; where the sample "
-    "is not in the run, this is its only copy)",
+    "samples": "an uncommitted copy of a sample that tamx 0.1 was writing when it was interrupted (0.1 listed "
+    "the sample as incomplete)",
     "maps": "maps whose tamx 0.1 write was interrupted",
     "trash": "an earlier version of a sample that tamx 0.1 was replacing when it was interrupted",
     "lm_head": "LM-head rows whose tamx 0.1 write was interrupted (no sample uses them)",
@@ -364,22 +370,32 @@ def upgrade_run(
     packs = _Packs(hold)
     gone = hold / GONE
     shutil.rmtree(gone, ignore_errors=True)  # samples a killed upgrade had converted
-    for sample_id in iter(ids) if wrap is None else wrap(iter(ids), len(ids)):
-        folder = samples / sample_id
+    jobs = {f"sample {i!r}": (i, samples / i) for i in ids}
+    # A sample 0.1 was overwriting when it was killed between its two renames is only in
+    # staging/samples/ID@...: that copy is converted (other staged copies are named below).
+    staged: dict[str, list[Path]] = {}
+    for entry in sorted((hold / "staging" / "samples").glob("*@*")):
+        staged.setdefault(entry.name.rsplit("@", 1)[0], []).append(entry)
+    jobs.update({str(f[0].relative_to(root)): (i, f[0]) for i, f in staged.items() if len(f) == 1 and i not in ids})
+    for key in iter(jobs) if wrap is None else wrap(iter(jobs), len(jobs)):
+        sample_id, folder = jobs[key]
+        is_staged = folder.parent != samples
         try:
-            _convert(folder, sample_id, writer, packs, replace)
+            _convert(folder, sample_id, writer, packs, replace, staged=is_staged)
         except _Unconvertible as exc:
             done = "the sample and its other variants are converted" if exc.partial else "not converted"
-            report.kept[f"sample {sample_id!r}"] = (
-                f"{exc}; {done}, its schema-1 files are kept in {folder}: restore them from a backup and run "
-                f"`tamx upgrade {root}` again, or {'explain' if exc.partial else 're-encode'} the sample again"
-            )
+            if is_staged:
+                fix = "re-encode the sample if you need it, then delete them"
+            else:
+                fix = f"restore them from a backup and run `tamx upgrade {root}` again, or "
+                fix += "explain the sample again" if exc.partial else "re-encode the sample"
+            report.kept[key] = f"{exc}; {done}, its schema-1 files are kept in {folder}: {fix}"
             continue
         # committed and read back equal: the schema-1 copy goes, in one rename (a kill while
         # deleting leaves no half sample to be mistaken for a damaged one)
         gone.mkdir(exist_ok=True)
-        os.rename(folder, gone / sample_id)
-        shutil.rmtree(gone / sample_id)
+        os.rename(folder, gone / folder.name)
+        shutil.rmtree(gone / folder.name)
         report.converted.append(sample_id)
     if gone.is_dir():
         gone.rmdir()
@@ -387,7 +403,7 @@ def upgrade_run(
         _sweep(root)
         writer.objects.write(ROOT, json.dumps(writer.attrs, indent=1).encode(), atomic=True)
     if hold.is_dir():
-        report.kept.update(_leftovers(hold))
+        report.kept.update({k: v for k, v in _leftovers(hold).items() if k not in report.kept})
         if not report.kept:  # packs and metadata were kept only for what is still unconverted
             shutil.rmtree(hold)
     report.samples = Run(root).sample_ids()

@@ -190,22 +190,53 @@ def test_a_damaged_variant_keeps_its_sample_folder_and_the_rest_converts(old):
     assert run.variants("s1") == ["k7.1", "tam"]
 
 
-def test_interrupted_0_1_writes_in_staging_are_kept_and_named(old):
+def stage(path, sample_id, complete):
+    """Copy a sample into 0.1's staging/samples as its write_sample left it (`complete`: the
+    attributes, written last, are there)."""
+    staged = path / "staging" / "samples" / f"{sample_id}@0123456789ab"
+    shutil.copytree(path / "samples" / sample_id, staged, ignore=shutil.ignore_patterns("maps"))  # 0.1 wrote none
+    meta = json.loads((staged / "zarr.json").read_text())
+    if complete:
+        meta["attributes"]["tamx"]["written"] = "2026-01-02T00:00:00+00:00"
+    else:
+        del meta["attributes"]["tamx"]
+    (staged / "zarr.json").write_text(json.dumps(meta))
+    return staged
+
+
+def test_the_only_copy_of_a_sample_in_staging_is_converted_and_the_old_version_kept(old):
     # tamx 0.1 killed between the two renames of an overwrite of s1: the old version in
     # staging/trash, the new one in staging/samples, nothing at samples/s1
-    (old / "staging" / "samples").mkdir(parents=True)
+    stage(old, "s1", complete=True)
     (old / "staging" / "trash").mkdir()
-    shutil.copytree(old / "samples" / "s1", old / "staging" / "samples" / "s1@0123456789ab")
     (old / "samples" / "s1").rename(old / "staging" / "trash" / "9f")
     (old / "staging" / "lm_head").mkdir()  # empty: nothing to keep
-    staged = files(old / "staging")
+    trash = files(old / "staging" / "trash")
     result = upgrade(old)
     assert result.exit_code == 1, result.output
-    assert "2 schema-1 item(s) failed:" in result.output
-    assert "staging/samples/s1@0123456789ab: a sample whose tamx 0.1 write was interrupted" in result.output
-    assert "staging/trash/9f: an earlier version of a sample" in result.output
-    assert files(old / "schema-1" / "staging") == staged
-    assert check_converted(old, ids=("s0", "s2")).sample_ids() == ["s0", "s2"]
+    assert "3 sample(s) converted" in result.output and "1 schema-1 item(s) failed:" in result.output
+    assert "schema-1/staging/trash/9f: an earlier version of a sample" in result.output
+    assert files(old / "schema-1" / "staging" / "trash") == trash
+    assert check_converted(old).variants("s1") == []  # 0.1 dropped the maps of an overwritten sample
+    assert not (old / "schema-1" / "staging" / "samples").exists() or not any(
+        (old / "schema-1" / "staging" / "samples").iterdir()
+    )
+
+
+@pytest.mark.parametrize("committed", [False, True])
+def test_an_unfinished_or_second_copy_in_staging_is_kept_and_named(old, committed):
+    staged = stage(old, "s1", complete=committed)
+    if not committed:
+        shutil.rmtree(old / "samples" / "s1")
+    kept = files(staged)
+    result = upgrade(old)
+    assert result.exit_code == 1, result.output
+    key = "schema-1/staging/samples/s1@0123456789ab: "
+    line = next(line for line in result.output.splitlines() if key in line)
+    assert ("uncommitted copy" if committed else "its write stopped before it finished") in line, line
+    assert "re-encode" in line
+    assert files(old / "schema-1" / "staging" / "samples" / "s1@0123456789ab") == kept
+    assert open_run(old).sample_ids() == (["s0", "s1", "s2"] if committed else ["s0", "s2"])
 
 
 def test_an_odd_sample_folder_name_is_kept_and_named(old):
