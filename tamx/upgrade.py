@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,8 +45,6 @@ MAPS_NAMES = (
 )
 # What reading hostile schema-1 files can raise: zarr's own errors are ValueErrors (or
 # IndexErrors); damaged or hand-edited metadata gives KeyError/TypeError/AttributeError.
-# A commit written aside by LocalObjects.write (".<name>.<12 hex>") that a kill left behind.
-_ASIDE = re.compile(r"\.(.+\.json)\.[0-9a-f]{12}")
 UNREADABLE = (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError, RuntimeError)
 
 
@@ -226,7 +223,6 @@ def _convert(folder: Path, sample_id: str, writer: Run, packs: _Packs, replace: 
     replace: a schema-2 sample of that id that differs was written by an earlier, interrupted
     upgrade and is replaced; otherwise it was written since the upgrade and is left alone."""
     sample = _v1_sample(folder, sample_id, packs, staged)
-    _sweep(writer.path / "samples" / sample_id, "maps")
     maps_folder = folder / "maps"
     names = sorted(p.name for p in maps_folder.iterdir() if p.is_dir()) if maps_folder.is_dir() else []
     variants, problems = [], []
@@ -261,15 +257,6 @@ def _convert(folder: Path, sample_id: str, writer: Run, packs: _Packs, replace: 
             problems.append(f"maps/{maps.variant}: reads back different from what was converted")
     if problems:
         raise _Unconvertible("; ".join(problems), partial=True)
-
-
-def _sweep(folder: Path, *under: str) -> None:
-    """Delete the commits a killed upgrade left half-written aside in `folder` (and `under` it):
-    only the upgrade writes there, and no reader looks at them."""
-    for where in (folder, *(folder / name for name in under)):
-        for path in where.iterdir() if where.is_dir() else []:
-            if path.is_file() and _ASIDE.fullmatch(path.name):
-                path.unlink()
 
 
 def _v1_root(path: Path) -> dict[str, Any]:
@@ -400,7 +387,6 @@ def upgrade_run(
     if gone.is_dir():
         gone.rmdir()
     if not (root / ROOT).is_file():
-        _sweep(root)
         writer.objects.write(ROOT, json.dumps(writer.attrs, indent=1).encode(), atomic=True)
     if hold.is_dir():
         report.kept.update({k: v for k, v in _leftovers(hold).items() if k not in report.kept})
