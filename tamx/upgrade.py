@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SampleError, StoreError, TamxError
+from .errors import DiskFullError, SampleError, StoreError, TamxError
 from .fields import SCHEMA
 from .records import LMHead, Maps, Media, RunInfo, Sample, VisionBlock, maps_attribute, sample_values
 from .store import ROOT, Run, _now, is_url
@@ -74,6 +74,19 @@ def _read(where: str, read: Callable[[], Any]) -> Any:
         raise _Unconvertible(where, str(exc)) from None
     except UNREADABLE as exc:
         raise _Unconvertible(where, f"cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _write(where: str, write: Callable[[], None]) -> None:
+    """Run a store write; a record the schema refuses is _Unconvertible, while what the system
+    refuses (a full disk, a read-only folder) stops the upgrade: every later sample would fail too."""
+    try:
+        write()
+    except DiskFullError:
+        raise
+    except SampleError as exc:
+        raise _Unconvertible(exc.field, exc.problem) from None
+    except TamxError as exc:
+        raise _Unconvertible(where, str(exc)) from None
 
 
 def _group(path: Path, where: str) -> Any:
@@ -237,7 +250,7 @@ def _convert(folder: Path, sample_id: str, writer: Run, packs: _Packs, replace: 
             raise _Unconvertible(
                 "sample", "differs from the schema-2 sample of the same id written since the upgrade, which is kept"
             )
-        _read("sample", lambda: writer.write_sample(sample, overwrite=True))
+        _write("sample", lambda: writer.write_sample(sample, overwrite=True))
         if not _stored_equal(lambda: writer.sample(sample_id), sample_values, expected):
             raise _Unconvertible("sample", "reads back different from what was converted")
     for maps in variants:
@@ -249,7 +262,7 @@ def _convert(folder: Path, sample_id: str, writer: Run, packs: _Packs, replace: 
         if _stored_equal(stored, Maps.values, expected_maps):
             continue
         try:
-            _read(f"maps/{maps.variant}", lambda maps=maps: writer.write_maps(sample_id, maps, overwrite=True))
+            _write(f"maps/{maps.variant}", lambda maps=maps: writer.write_maps(sample_id, maps, overwrite=True))
         except _Unconvertible as exc:
             problems.append(str(exc))
             continue

@@ -261,6 +261,29 @@ def test_an_odd_variant_name_and_a_stray_file_are_kept_and_named(old):
     assert check_converted(old).variants("s1") == ["k7", "k7.1", "tam"]
 
 
+def test_a_full_disk_stops_the_upgrade_with_every_sample_kept_and_a_rerun_finishes(old, monkeypatch):
+    import errno
+
+    from tamx.store import LocalObjects
+
+    write = LocalObjects.write
+
+    def full(self, key, data, atomic=False):
+        if key.endswith("sample.0") and "s1" in key:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.root / key))
+        return write(self, key, data, atomic)
+
+    monkeypatch.setattr(LocalObjects, "write", full)
+    s1, s2 = files(old / "samples" / "s1"), files(old / "samples" / "s2")
+    result = upgrade(old)
+    assert result.exit_code == 1 and "no space left on device" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1, "stops at once: s2 is not charged with it"
+    assert files(old / "schema-1" / "samples" / "s1") == s1 and files(old / "schema-1" / "samples" / "s2") == s2
+    monkeypatch.setattr(LocalObjects, "write", write)
+    assert upgrade(old).exit_code == 0
+    assert check_converted(old).variants("s1") == ["k7", "k7.1", "tam"] and not (old / "schema-1").exists()
+
+
 def test_a_damaged_root_stops_before_anything_moves(old):
     (old / "zarr.json").write_text(json.dumps({"attributes": {"tamx": "x"}}))
     before = files(old)
