@@ -155,7 +155,12 @@ def info(run: str, as_json: bool, limit: int) -> None:
     help="Name to store the maps under.  [default: from the settings: tam, cam, eci, ...]",
 )
 @click.option(
-    "--kernel-size", default=defaults.KERNEL_SIZE, show_default=True, type=int, help="Odd window size of the filter."
+    "--kernel-size",
+    default=defaults.KERNEL_SIZE,
+    show_default=True,
+    type=int,
+    callback=lambda ctx, param, value: _odd_size(value),
+    help="Odd window size of the filter.",
 )
 @click.option("--no-eci", is_flag=True, help="Skip estimated causal inference (Eqs. 2, 4, 5).")
 @click.option(
@@ -228,6 +233,7 @@ def explain(
         overwrite=overwrite,
         wrap=lambda results, total: progress(results, "explain", total, quiet),
         dask=dask_address,
+        refuse_other_settings=True,
     )
     if not quiet:
         skipped = f", {len(report.skipped)} already stored" if report.skipped else ""
@@ -475,6 +481,20 @@ def upgrade(run: str, quiet: bool) -> None:
     report_failures(report.kept, "schema-1 item(s)")
 
 
+def _model_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--model checked before anything loads (pipeline/encode/hub.py: one hub request at most)."""
+    from .encode.hub import model_option
+
+    return model_option(ctx, param, value)
+
+
+def _odd_size(value: int) -> int:
+    """A filter window: odd and at least 1 (a bad option, status 2, before any work)."""
+    if value < 1 or value % 2 == 0:
+        raise click.BadParameter(f"kernel size must be odd and >= 1 (1, 3, 5, ...), got {value}")
+    return value
+
+
 def _int_option(name: str, value: str) -> int:
     try:
         return int(value)
@@ -494,13 +514,19 @@ def _split(value: str | None) -> list[str] | None:
 
 @main.command()
 @click.option("--out", default="tamx-demo", show_default=True, type=LOCAL_FOLDER, help="Output folder.")
-@click.option("--model", default=None, help="A model id or folder instead of the bundled toy model (tamx-demo).")
+@click.option(
+    "--model",
+    default=None,
+    callback=lambda *args: _model_option(*args),
+    help="A model id or folder instead of the bundled toy model (tamx-demo).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace the inputs, run and report of an earlier demo in --out.")
 def demo(out: str, model: str | None, overwrite: bool) -> None:
     """Encode, explain and render bundled shapes-world images with a bundled toy VLM (CPU, offline)."""
     from .demo import DEMO_MODEL
-    from .demo.run import NOTICE, captions, run_demo
+    from .demo.run import NOTICE, captions, check_out, run_demo
 
+    check_out(out, overwrite)  # an earlier demo refuses at once, before the notice and the model
     if model in (None, DEMO_MODEL):
         click.echo(NOTICE, err=True)
     report = run_demo(out, model, overwrite)
@@ -512,7 +538,11 @@ def demo(out: str, model: str | None, overwrite: bool) -> None:
 
 @main.command()
 @click.argument("runs", nargs=-1, type=Location(url=False, exists=True, file_okay=False))
-@click.option("--model", help="HF id or local folder of a VLM to generate with (needs the [encode] extra).")
+@click.option(
+    "--model",
+    callback=lambda *args: _model_option(*args),
+    help="HF id or local folder of a VLM to generate with (needs the [encode] extra).",
+)
 @click.option("--out", type=LOCAL_FOLDER, help="Run that generated samples go to.  [default: tamx-serve/run]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; not loopback: token.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")

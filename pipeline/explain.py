@@ -180,6 +180,35 @@ def check_kernel_fits(run: Run, sample_ids: Sequence[str], settings: ExplainSett
         )
 
 
+def check_no_conflict(run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str) -> None:
+    """Refuse once, before any work, a variant name already stored with other settings.
+
+    The message names the samples, the stored settings and the ones asked for, and how to go on.
+    """
+    asked = settings.to_json()
+    clashes: dict[str, dict] = {}
+    for sample_id in sample_ids:
+        try:
+            stored = run.maps_settings(sample_id, variant)
+        except TamxError:
+            continue  # a damaged sample fails on its own in the loop, beside the others
+        if stored is not None and stored != asked:
+            clashes[sample_id] = stored
+    if not clashes:
+        return
+    shown = ", ".join(repr(s) for s in list(clashes)[:5]) + (" ..." if len(clashes) > 5 else "")
+    stored_as = next(iter(clashes.values()))
+    raise TamxError(
+        f"variant {variant!r} is stored with other settings ({_settings_text(stored_as)}) than asked "
+        f"({_settings_text(asked)}) in {len(clashes)} sample(s) ({shown}); pass --overwrite to replace it "
+        "or --variant NAME to store these beside it"
+    )
+
+
+def _settings_text(settings: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in settings.items())
+
+
 def explain_run(
     run_path: str | os.PathLike,
     settings: ExplainSettings | None = None,
@@ -189,6 +218,7 @@ def explain_run(
     overwrite: bool = False,
     wrap: Callable[[Iterator[Outcome], int], Iterator[Outcome]] | None = None,
     dask: str | None = None,
+    refuse_other_settings: bool = False,
 ) -> ExplainReport:
     """Explain samples of a run (default: all complete ones) into `variant` (default: the
     settings' name, `ExplainSettings.variant_name`; the report names it).
@@ -198,7 +228,9 @@ def explain_run(
     `workers` > 1 forks this process on Linux: from a server or another program with busy
     threads, keep `workers` at 1 or use `dask`. `dask`: the address of a Dask distributed
     scheduler to run the samples on instead of `workers` local processes (the workers must
-    reach the run's path or URL).
+    reach the run's path or URL). A sample whose variant is stored with other settings fails
+    (unless `overwrite`); with `refuse_other_settings` (the command line) the whole call is
+    refused once instead, before any sample, naming them.
     """
     settings = settings or ExplainSettings()
     variant = variant or settings.variant_name()
@@ -210,6 +242,8 @@ def explain_run(
     if unknown:
         raise TamxError(f"{run_path} has no complete sample(s) {', '.join(unknown)}; `tamx info {run_path}` lists them")
     check_kernel_fits(run, list(sample_ids), settings)
+    if refuse_other_settings and not overwrite:
+        check_no_conflict(run, list(sample_ids), settings, variant)
     report = ExplainReport(variant=variant, incomplete=run.incomplete_ids() if sample_ids is known else [])
     if dask:
         results = _dask_results(dask, run, list(sample_ids), settings, variant, overwrite)

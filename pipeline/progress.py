@@ -1,4 +1,4 @@
-"""The one progress helper of the command line: a bar with ETA on stderr, or nothing."""
+"""The one progress helper of the command line: a bar with ETA on a terminal's stderr, or nothing."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ T = TypeVar("T")
 
 
 def progress(items: Iterable[T], label: str, total: int | None = None, quiet: bool = False) -> Iterator[T]:
-    """Yield `items`, drawing a progress bar with ETA unless `quiet`."""
-    if quiet:
+    """Yield `items`, drawing a progress bar with ETA unless `quiet` or stderr is not a terminal."""
+    # Piped or redirected, click draws no bar but still writes its label: a bare "explain" line.
+    if quiet or not sys.stderr.isatty():
         yield from items
         return
     with click.progressbar(

@@ -120,6 +120,23 @@ def _default_maps(stored: dict[str, Maps]) -> Maps | None:
     return stored.get("tam") or next(iter(stored.values()), None)
 
 
+def _check_variants(runs: Sequence[Run], sample_ids: Sequence[str], variants: Sequence[str]) -> None:
+    """Refuse, before any page, a --variants name that none of the samples has (a typo)."""
+    stored: set[str] = set()
+    for run in runs:
+        for sample_id in sample_ids:
+            try:
+                stored.update(run.variants(sample_id) if sample_id in run else ())
+            except TamxError:
+                continue  # a damaged sample fails on its own, beside the others
+    unknown = [v for v in variants if v not in stored]
+    if unknown:
+        raise TamxError(
+            f"no sample has the variant(s) {', '.join(map(repr, unknown))} (stored: "
+            f"{', '.join(sorted(stored)) or 'none; run `tamx explain` first'}); check --variants"
+        )
+
+
 def render_run(
     run_path: str | os.PathLike | Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -151,6 +168,8 @@ def render_run(
             missing = sorted(set(run.sample_ids()) - shared)
             if missing and len(runs) > 1:
                 report.unpaired[name] = missing
+    if variants is not None:
+        _check_variants(runs, sample_ids, variants)
     scores = eval_scores(runs[0].path) if len(runs) == 1 else {}
     entries = []
     seen_variants: set[str] = set()

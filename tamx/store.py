@@ -317,6 +317,10 @@ class Run:
         self.info = RunInfo.from_json(self.attrs["run"], where=f"{self.url}/{ROOT}")
         self._warned: set[str] = set()
 
+    def __repr__(self) -> str:
+        schema, mode = f"{self.schema[0]}.{self.schema[1]}", "a" if self.writable else "r"
+        return f"<tamx.Run {self.url!r} model={self.info.model_id!r} schema={schema} mode={mode!r}>"
+
     def _read_root(self) -> dict[str, Any]:
         where = f"{self.url}/{ROOT}"
         try:

@@ -52,10 +52,20 @@ CHROMIUM_MISSING = (
 )
 
 
+CJK_FONT_MISSING = (
+    "the CJK figure-text test is skipped: no CJK font is installed "
+    "(install one with `apt-get update && apt-get install -y fonts-wqy-microhei`)"
+)
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Say once, at the end, why the browser tests did not run, and how to make them run."""
+    """Say once, at the end, why the browser tests or the CJK figure test did not run, and how
+    to make them run."""
     if not Path("/usr/bin/chromium").exists():
         terminalreporter.write_line(CHROMIUM_MISSING, yellow=True)
+    skipped = terminalreporter.stats.get("skipped", [])
+    if any(CJK_FONT_MISSING in str(getattr(report, "longrepr", "")) for report in skipped):
+        terminalreporter.write_line(CJK_FONT_MISSING, yellow=True)
 
 
 @pytest.fixture(scope="module")

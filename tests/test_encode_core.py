@@ -363,8 +363,8 @@ def test_unknown_model_is_a_clear_error(tmp_path, media):
 
     args = ["encode", "--model", str(tmp_path / "no-such-model"), "--image", str(media["wide"]), "--prompt", "Hi"]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "run")])  # in process: torch is loaded once
-    assert result.exit_code == 1, result.output
-    assert "cannot load model" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2, result.output  # checked before the model loads: a bad option
+    assert "is not a local folder, nor a Hugging Face model id" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.slow

@@ -18,6 +18,8 @@ from tamx.report import colormap_lut, normalise_jointly, pack_array, page_data, 
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 from tamx.words import group_words, word_index
 
+from .conftest import CJK_FONT_MISSING
+
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_pack_unpack_round_trip(dtype):
@@ -307,7 +309,7 @@ def test_png_text_draws_cjk_where_a_cjk_font_is_installed(tmp_path):
     from tamx.figures import font_families, save_figure, token_figure
 
     if len(font_families()) == 1:
-        pytest.skip("no CJK font installed (Debian: apt-get install fonts-wqy-microhei)")
+        pytest.skip(CJK_FONT_MISSING)
     sample = synthetic_sample("s", grids=[(1, 3, 3)], n_answer=2)
     sample.tokens = list(sample.tokens)
     sample.tokens[sample.answer_positions[0]] = " 猫が"

@@ -201,7 +201,7 @@ def test_a_prompt_past_the_model_positions_is_warned_about(tmp_path, image, capl
     assert result.exit_code == 0, result.output
     (warning,) = [r.getMessage() for r in caplog.records if "max_position_embeddings" in r.getMessage()]
     assert "over the model's max_position_embeddings of 1024" in warning and "shorten the prompt" in warning
-    assert open_run(tmp_path / "r").sample_ids() == ["sample"], "it still encodes"
+    assert open_run(tmp_path / "r").sample_ids() == ["shape"], "it still encodes (named after shape.png)"
     caplog.clear()
     short = ["--model", MODEL_DIR, "--image", image, "--prompt", "Hi", "--answer", "red", "--out", tmp_path / "s"]
     with caplog.at_level(logging.WARNING):

@@ -78,14 +78,22 @@ def demo_inputs(folder: Path):
     return inputs
 
 
+def check_out(out: str | Path, overwrite: bool = False) -> None:
+    """Refuse, before the model loads, an `out` that holds an earlier demo's run (unless `overwrite`)."""
+    run_path = Path(out) / "run"
+    if run_path.exists() and not overwrite:
+        raise TamxError(f"{run_path} exists; give another --out, or --overwrite to replace the earlier demo")
+
+
 def run_demo(out: str | Path, model: str | None = None, overwrite: bool = False) -> DemoReport:
     """Encode, explain (tam, cam, eci) and render the demo into `out` (inputs/, run/ and report/);
     with `overwrite`, those three folders of an earlier demo are removed first."""
+    started = time.perf_counter()
+    check_out(out, overwrite)  # before torch and the model load (seconds)
     from tamx.pipeline.encode import EncodeSettings, encode, load_model, load_processor, model_name
     from tamx.pipeline.explain import explain_run
     from tamx.pipeline.render import render_run
 
-    started = time.perf_counter()
     out = Path(out)
     model_id = resolve_model(model or DEMO_MODEL)
     bundled = model_id == str(MODEL_DIR)

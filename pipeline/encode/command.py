@@ -14,13 +14,17 @@ from ..errors import name_option, report_failures
 from ..locations import Location
 from ..manifests import write_manifest
 from ..progress import progress
+from .hub import check_model_option
 
 MAX_TOP_K = 50  # every candidate costs a map per answer token in explain and a stored LM-head row
 
 
 @click.command()
 @click.option(
-    "--model", "model_id", required=True, help="Hugging Face id, local model folder, or tamx-demo (the bundled toy)."
+    "--model",
+    "model_id",
+    required=True,
+    help="Hugging Face id, local model folder, or tamx-demo (the bundled toy).",
 )
 @click.option("--image", "images", multiple=True, type=click.Path(), help="Image file (repeatable).")
 @click.option("--video", type=click.Path(), help="Video file.")
@@ -29,10 +33,9 @@ MAX_TOP_K = 50  # every candidate costs a map per answer token in explain and a 
 @click.option(
     "--id",
     "sample_id",
-    default="sample",
-    show_default=True,
     callback=name_option("sample id", new=True),
-    help="Sample id of the inline input.",
+    help="Sample id of the inline input.  [default: the first --image's or the --video's file name without "
+    "its extension, made a valid id (photo 1.jpg: photo-1)]",
 )
 @click.option(
     "--manifest", type=Location(url=False, dir_okay=False), help="JSONL file: one {id, messages, answer?} a line."
@@ -88,7 +91,7 @@ def encode(
     video: str | None,
     prompt: str | None,
     answer: str | None,
-    sample_id: str,
+    sample_id: str | None,
     manifest: str | None,
     dataset: str | None,
     data: str | None,
@@ -108,15 +111,7 @@ def encode(
     Inline: --image (repeatable) / --video, --prompt, optional --answer. Or --manifest FILE.
     Finished samples are skipped, so re-running resumes; under torchrun every rank takes a shard.
     """
-    try:
-        from .inputs import inline_input
-        from .record import EncodeSettings
-        from .stage import encode_path
-    except ImportError as exc:
-        raise click.ClickException(
-            f"tamx encode needs torch, transformers and Pillow ({exc}); install them with "
-            "pip install 'tamx[encode]' (torch first, for the build your machine needs)"
-        ) from None
+    from .inputs import inline_input, read_manifest  # no torch yet: the inputs and --model are checked first
 
     if bool(dataset) != bool(data):
         raise click.UsageError("--dataset and --data go together")
@@ -138,6 +133,16 @@ def encode(
     if not manifest and prompt is None:
         raise click.UsageError("give --manifest FILE, --dataset NAME --data DIR, or --prompt with --image / --video")
     inputs = manifest or inline_input(images, video, prompt or "", answer, sample_id)
+    if not manifest or read_manifest(manifest)[0]:  # a manifest of failed lines only needs no model
+        check_model_option(model_id)
+    try:
+        from .record import EncodeSettings
+        from .stage import encode_path
+    except ImportError as exc:
+        raise click.ClickException(
+            f"tamx encode needs torch, transformers and Pillow ({exc}); install them with "
+            "pip install 'tamx[encode]' (torch first, for the build your machine needs)"
+        ) from None
     settings = EncodeSettings(
         max_new_tokens=max_new_tokens, top_k=top_k, num_frames=frames, include_system=include_system
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 
 from tamx import defaults
 from tamx.errors import TamxError
-from tamx.records import Media, check_sample_id
+from tamx.records import ID_MAX_LENGTH, Media, check_sample_id, name_problem
 
 
 class InputError(TamxError):
@@ -83,14 +84,31 @@ def media_path(item: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+DEFAULT_SAMPLE_ID = "sample"
+
+
+def default_sample_id(images: tuple[str, ...] = (), video: str | None = None) -> str:
+    """The id of an inline sample left unnamed: the first image's (else the video's) file name
+    without its extension, other characters than letters, digits, '_', '.' and '-' replaced by '-'
+    (`photo 1.jpg` -> `photo-1`); "sample" when that is no valid id."""
+    source = images[0] if images else video
+    if not source:
+        return DEFAULT_SAMPLE_ID
+    stem = re.sub(r"[^A-Za-z0-9_.\-]+", "-", Path(source).stem)
+    stem = re.sub(r"^[.\-]+", "", stem)[:ID_MAX_LENGTH].rstrip(".-")
+    return stem if stem and name_problem(stem, portable=True) is None else DEFAULT_SAMPLE_ID
+
+
 def inline_input(
     images: tuple[str, ...] = (),
     video: str | None = None,
     prompt: str = "",
     answer: str | None = None,
-    sample_id: str = "sample",
+    sample_id: str | None = None,
 ) -> EncodeInput:
-    """Build a one-turn sample from --image (repeatable), --video and --prompt."""
+    """Build a one-turn sample from --image (repeatable), --video and --prompt (`sample_id`
+    None: `default_sample_id`, from the first file's name)."""
+    sample_id = sample_id or default_sample_id(images, video)
     content: list[dict[str, Any]] = [{"type": "image", "image": str(Path(p).resolve())} for p in images]
     if video:
         content.append({"type": "video", "video": str(Path(video).resolve())})

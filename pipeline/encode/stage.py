@@ -19,6 +19,7 @@ import torch.distributed as dist
 
 from tamx import RunInfo, create_run
 from tamx.errors import DiskFullError, TamxError
+from tamx.store import ROOT, is_url, objects_at
 
 from ..files import writing
 from ..outcomes import Outcome, StageReport
@@ -48,8 +49,14 @@ class EncodeReport(StageReport):
 
 def model_name(model_id: str) -> str:
     """How a run names its model: a hub id as it is, a local folder by its name only, so that no
-    run, page or exported file carries a machine's path."""
-    return Path(model_id).resolve().name if Path(model_id).exists() else model_id
+    run, page or exported file carries a machine's path; the bundled toy by its short name
+    `tamx-demo`, as `tamx demo` names it (so that their runs and exports mix)."""
+    from ..demo import DEMO_MODEL, MODEL_DIR
+
+    if not Path(model_id).exists():
+        return model_id
+    folder = Path(model_id).resolve()
+    return DEMO_MODEL if folder == MODEL_DIR.resolve() else folder.name
 
 
 def run_info(adapter: Adapter, model_id: str) -> RunInfo:
@@ -129,11 +136,68 @@ def encode(
     rank, world = _world()
     info = run_info(adapter, str(model_id))
     info.extra.update(extra or {})
+    created = _new_run_folders(out) if rank == 0 else None
     with writing(f"the run {out}"):
         if rank == 0:
             create_run(out, info, exist_ok=True)
         _barrier()
         run = create_run(out, info, exist_ok=True)
+    try:
+        report = _encode_samples(adapter, run, samples, failed, settings, str(model_id), overwrite, batch_size, wrap)
+    except BaseException:
+        if created is not None and world == 1:  # under torchrun other ranks may still be writing
+            _discard_if_empty(run, created)
+        raise
+    _barrier()
+    if created is not None:
+        _discard_if_empty(run, created)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _new_run_folders(out: str | os.PathLike) -> list[Path] | None:
+    """Before creating a run: the local folders that do not exist yet, innermost first ([] at a
+    URL); None where a run is already there (it is never removed)."""
+    objects = objects_at(out)
+    if objects.exists(ROOT) or objects.exists("zarr.json"):
+        return None
+    if is_url(out):
+        return []
+    missing = []
+    for folder in [Path(out), *Path(out).absolute().parents]:
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _discard_if_empty(run: Any, created: list[Path]) -> None:
+    """Remove a run this encode created and stored no sample in (every sample failed, or none
+    ran): its root object, then the folders it made. A run that existed before is never touched."""
+    if [key for key, _ in run.objects.walk("")] != [ROOT]:
+        return
+    run.objects.delete(ROOT)
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+    log.info("removed %s: no sample was stored in it", run.url)
+
+
+def _encode_samples(
+    adapter: Adapter,
+    run: Any,
+    samples: list[EncodeInput],
+    failed: dict,
+    settings: EncodeSettings,
+    model_id: str,
+    overwrite: bool,
+    batch_size: int,
+    wrap: Callable[[Iterator[EncodeInput], int], Iterator[EncodeInput]] | None,
+) -> EncodeReport:
+    """This rank's shard of `samples`, skipped when stored (unless `overwrite`), else encoded in batches."""
+    rank, world = _world()
     report = EncodeReport(failed=dict(failed) if rank == 0 else {})
     shard = samples[rank::world]
     stored = set(run.sample_ids())
@@ -152,8 +216,6 @@ def encode(
             batch = []
     if batch:
         _encode_batch(adapter, run, batch, settings, str(model_id), {"rank": rank, "world_size": world}, report)
-    _barrier()
-    report.seconds = time.perf_counter() - started
     return report
 
 
@@ -224,12 +286,14 @@ def encode_path(
 ) -> EncodeReport:
     """Load `model_id` (an HF id or a local folder) and encode `inputs` into `out` (torchrun-aware)."""
     from ..demo import resolve_model
+    from .hub import check_model
     from .loading import load_model, load_processor, resolve_device
 
     model_id = resolve_model(model_id)
     samples, failed = as_inputs(inputs)  # a bad manifest fails before the model loads
     if not samples:
         return EncodeReport(failed=failed)
+    check_model(model_id)  # a typo fails here in one line, not after transformers' retries
     joined = init_distributed(resolve_device(device))
     try:
         model = load_model(model_id, device=device, dtype=dtype)
