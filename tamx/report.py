@@ -26,6 +26,7 @@ import jinja2
 import numpy as np
 
 from .layout import MapFrame, map_frames
+from .page import ComparisonData, PageData, VariantView
 from .records import Maps, RunInfo, Sample
 from .words import word_index
 
@@ -364,12 +365,12 @@ def _segments(sample: Sample, strings: list[str]) -> list[dict[str, Any]]:
     return segments
 
 
-def _variant_view(maps: Maps) -> dict[str, Any]:
+def _variant_view(maps: Maps) -> VariantView:
     n = len(maps.final)
     earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
     relevance = np.concatenate([maps.text_relevance, earlier], axis=1)
     answer, text = normalise_jointly(maps.final, relevance)
-    view: dict[str, Any] = {
+    view: VariantView = {
         "settings": maps.settings,
         "answer": pack_array(answer),
         "answer_text": pack_array(text),
@@ -392,8 +393,9 @@ def page_data(
     info: RunInfo,
     run_name: str | None = None,
     shown: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Everything one sample's page shows, JSON-ready: the payload of `window.tamx.load(data)`.
+) -> PageData:
+    """Everything one sample's page shows, JSON-ready: the payload of `window.tamx.load(data)`
+    (its keys: `tamx.page.PageData`).
 
     run_name labels the run (its folder's name) where several runs are compared; shown: the
     variants the page opens with side by side (default: tam, or the first)."""
@@ -429,7 +431,34 @@ def page_data(
     }
 
 
-def comparison_data(pages: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def empty_page_data(model: str | None) -> PageData:
+    """The page data of a page with no sample yet (`tamx serve` in model mode before the first
+    generation): no media, no tokens, no maps."""
+    return {
+        "id": "",
+        "model": display_name(model) if model else "",
+        "notice": None,
+        "vision_size": 0,
+        "images": [],
+        "blocks": [],
+        "segments": [],
+        "answer_words": [],
+        "candidates": [],
+        "candidate_probs": [],
+        "run": None,
+        "mode": "generate",
+        "image_sizes": [],
+        "frames": [],
+        "answer_probs": None,
+        "n_context": 0,
+        "variants": {},
+        "default_variant": None,
+        "shown_variants": [],
+        "lut": pack_array(colormap_lut()),
+    }
+
+
+def comparison_data(pages: Sequence[PageData]) -> ComparisonData:
     """One page that shows the same sample from several runs side by side (aligned by word)."""
     if not pages:
         raise ValueError("comparison_data needs at least one page")

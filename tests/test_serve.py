@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import tamx.pipeline.serve.app as serve_app
+import tamx.pipeline.serve.handlers as serve_handlers
 from tamx.pipeline.explain import explain_run
 from tamx.pipeline.render import FigureOptions
 from tamx.pipeline.serve import SERVE_CSP, ServeConfig, ServerThread, make_app
@@ -144,7 +145,7 @@ def test_recomputing_runs_off_the_event_loop_once_per_setting(client, monkeypatc
         time.sleep(1.0)
         return explain_sample(sample, settings, variant)
 
-    monkeypatch.setattr(serve_app, "explain_sample", slow_explain)
+    monkeypatch.setattr(serve_handlers, "explain_sample", slow_explain)
     params = {"kernel_size": 7, "filter": "gaussian"}
     results = []
     threads = [
