@@ -8,6 +8,7 @@ import http.client
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 import tamx.pipeline.serve.app as serve_app
 import tamx.pipeline.serve.handlers as serve_handlers
+from markupsafe import escape
 from tamx.pipeline.explain import explain_run
 from tamx.pipeline.render import FigureOptions
 from tamx.pipeline.serve import SERVE_CSP, ServeConfig, ServerThread, make_app
@@ -30,7 +32,7 @@ from tamx import ExplainSettings, create_run, explain_sample, open_run
 from tamx.explain import ECI_MODES
 from tamx.figures import FigureStyle, save_figure, token_figure
 from tamx.filters import FILTERS
-from tamx.report import normalise_jointly, page_data, unpack_array
+from tamx.report import normalise_jointly, page_data, token_strings, unpack_array
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 EVIL = "</script><script>alert(1)</script>"
@@ -446,6 +448,45 @@ def test_a_run_written_by_explain_meanwhile_gives_200_or_409_and_stays_intact(cl
         run.sample(sample_id)
         assert run.maps(sample_id, "churn").settings["kernel_size"] in (1, 3, 5)
         run.maps(sample_id, "tam")
+
+
+# ---------------------------------------------------------------------- the list page
+
+
+def test_the_list_page_shows_every_run_and_sample_with_answers_and_thumbnails(client, runs):
+    page = client.get("/samples")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    text = page.text
+    rows = re.findall(r'<tr class="entry">(.*?)</tr>', text, re.S)
+    links = re.findall(
+        r'<div class="role entry-run">run (\w+)</div><a href="([^"]+)" class="sample-link">([^<]+)</a>', text
+    )
+    listed = [(name, sample_id) for name in ("a", "b") for sample_id in open_run(runs / name).sample_ids()]
+    assert len(listed) == 4
+    assert [(run, unescape(href), sample) for run, href, sample in links] == [
+        (name, f"/?run={name}&sample={sample_id}", sample_id) for name, sample_id in listed
+    ]
+    assert len(rows) == 4 and all('<td class="map"><img src="data:image/jpeg;base64,' in row for row in rows)
+    for row, (name, sample_id) in zip(rows, listed):
+        sample = open_run(runs / name).sample(sample_id)
+        answer = "".join(token_strings(sample)[p] for p in sample.answer_positions.tolist()).strip()
+        assert str(escape(answer)) in row  # the model's answer, as text
+    assert EVIL not in text and str(escape(EVIL)) in text
+    assert 'id="filter"' in text and "a: synthetic, 3 sample(s)" in text and "b: synthetic, 1 sample(s)" in text
+    # every sample page leads back to it
+    assert 'href="/samples" id="to-index"' in client.get("/?run=b&sample=img").text
+
+
+def test_the_list_page_of_a_server_without_runs_says_so(tmp_path):
+    with ServerThread(make_app({"later": tmp_path / "not-yet"})) as server:
+        page = httpx.get(server.url + "/samples", timeout=30)
+    assert page.status_code == 200 and "No runs yet." in page.text and '<tr class="entry">' not in page.text
+
+
+def test_the_list_page_needs_the_token_too(runs):
+    with ServerThread(make_app(ServeConfig({"a": runs / "a"}, token="s3cret"))) as server:
+        assert httpx.get(server.url + "/samples", timeout=30).status_code == 401
+        assert httpx.get(server.url + "/samples?token=s3cret", timeout=30).status_code == 200
 
 
 # ---------------------------------------------------------------------- token

@@ -9,7 +9,7 @@ import pytest
 from tamx.pipeline.serve import ServerThread, make_app
 
 from tamx import ExplainSettings, create_run, explain_sample, open_run
-from tamx.report import normalise_jointly
+from tamx.report import normalise_jointly, token_strings
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 from .test_browser import EVIL, MAP_CANVASES, expected_canvases, read_canvases
@@ -195,3 +195,79 @@ def test_the_compare_link_pairs_the_sample_with_another_run(server, chromium):
     right = page.page.frame_locator("iframe#right")
     right.locator("body[data-serve-ready='1'][data-serve-sample='b/multi']").wait_for()
     assert page.errors == [] and page.outside(server) == []
+
+
+def test_the_heading_and_tab_title_name_the_sample_picked(server, chromium):
+    page = LivePage(chromium, server.url + "/")
+    heading = "header .title strong"
+    assert page.page.inner_text(heading) == "img" and page.page.title().startswith("img · a")
+    page.page.select_option("#serve-sample", "video")
+    page.page.wait_for_selector("body[data-serve-sample='a/video']")
+    assert page.page.inner_text(heading) == "video"
+    assert page.page.title() == "video · a · tamx serve"
+    page.page.select_option("#serve-run", "b")
+    page.page.wait_for_selector("body[data-serve-sample='b/multi']")
+    assert page.page.inner_text(heading) == "multi" and page.page.title() == "multi · b · tamx serve"
+    assert page.errors == [] and page.outside(server) == []
+
+
+def test_the_back_link_opens_the_list_of_runs_and_samples(server, chromium):
+    page = LivePage(chromium, server.url + "/?run=b&sample=multi")
+    assert page.page.inner_text("#to-index") == "← runs and samples"
+    page.page.click("#to-index")
+    page.page.wait_for_url(server.url + "/samples")
+    rows = page.page.locator("tr.entry")
+    assert rows.count() == 3  # every sample of both runs
+    assert page.page.locator(".entry-run").all_text_contents() == ["run a", "run a", "run b"]
+    assert page.page.locator(".sample-link").all_inner_texts() == ["img", "video", "multi"]
+    assert all(
+        src.startswith("data:image/jpeg")
+        for src in page.page.locator("td.map img").evaluate_all("images => images.map((i) => i.src)")
+    )
+    assert page.page.locator("td.map img").count() == 3 and page.page.locator(".images img").count() >= 3
+    for k, (name, sample_id) in enumerate([("a", "img"), ("a", "video"), ("b", "multi")]):
+        sample = open_run(server.root / name).sample(sample_id)
+        answer = "".join(token_strings(sample)[p] for p in sample.answer_positions.tolist()).strip()
+        assert rows.nth(k).locator("td.text").nth(1).inner_text() == answer  # the model's answer
+    assert page.page.locator("img[src=x]").count() == 0 and page.dialogs == []
+    page.page.fill("#filter", "multi")
+    assert [rows.nth(k).is_visible() for k in range(3)] == [False, False, True]
+    page.page.click("tr.entry:nth-child(3) .sample-link")
+    page.page.wait_for_selector("body[data-serve-ready='1'][data-serve-sample='b/multi']")
+    assert page.page.inner_text("header .title strong") == "multi"
+    assert page.errors == [] and page.outside(server) == []
+
+
+def test_the_settings_are_explained(server, chromium):
+    page = LivePage(chromium, server.url + "/")
+    help_text = page.page.inner_text("#serve-help")
+    assert all(word in help_text for word in ("ECI", "Eq. 4", "filter", "window", "not stored"))
+    for control in ("#serve-eci", "#serve-filter", "#serve-kernel"):
+        title = page.page.locator(f"label:has({control})").get_attribute("title")
+        assert title and title in help_text
+    assert page.errors == []
+
+
+def test_a_refused_kernel_marks_the_live_maps_stale(server, chromium):
+    page = LivePage(chromium, server.url + "/?run=a&sample=img")
+    sample = open_run(server.root / "a").sample("img")
+    page.pin(4)
+    page.set_setting("#serve-kernel", "5")
+    page.page.wait_for_selector("body[data-live='relevance/rank-gaussian/5'][data-painted='answer:4:-1:live']")
+    assert page.page.locator(".column.stale").count() == 0
+    page.set_setting("#serve-kernel", "99")  # wider than the 9x13 grid: the server refuses it
+    page.page.wait_for_selector("body[data-live-stale='relevance/rank-gaussian/99']")
+    status = page.page.inner_text("#serve-status")
+    assert "--kernel-size 99" in status and "still for relevance/rank-gaussian/5" in status
+    assert page.page.locator("#serve-status.error").count() == 1
+    column = page.page.locator(".column[data-variant='live']")
+    assert "stale" in column.get_attribute("class")
+    assert column.locator(".stale-note").inner_text() == (
+        "stale: computed for relevance/rank-gaussian/5; relevance/rank-gaussian/99 was refused"
+    )
+    # the maps on screen are the k=5 ones, marked, not silently passed off as k=99
+    assert_painted(page, sample, answer_row(explain_sample(sample, ExplainSettings(kernel_size=5)), 4), "live")
+    page.set_setting("#serve-kernel", "3")
+    page.page.wait_for_selector("body[data-live='relevance/rank-gaussian/3']:not([data-live-stale])")
+    assert page.page.locator(".column.stale, .stale-note").count() == 0
+    assert page.outside(server) == []

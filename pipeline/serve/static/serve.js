@@ -40,6 +40,19 @@
   const sampleUrl = (runId, sampleId) => "/api/runs/" + q(runId) + "/samples/" + q(sampleId);
 
   // ---------------------------------------------------------------- panel
+  // What each setting does (tooltips, and the help line under the controls).
+  const HELP = {
+    eci:
+      "ECI (estimated causal inference, Eq. 4) removes from an answer token's map what the earlier " +
+      "tokens already explain: relevance weights them by their relevance to it, uniform by a plain mean " +
+      "(ECI-mean), off skips it.",
+    filter:
+      "Denoising filter run over each image and video frame of the map: rank-gaussian is the paper's, " +
+      "none shows the raw map.",
+    kernel:
+      "The filter's window in map cells: odd, at most the longest side of the largest grid " +
+      "(a wider one is refused).",
+  };
   function options(select, values, labels) {
     select.replaceChildren(...values.map((value, i) => element("option", { value, text: labels ? labels[i] : value })));
   }
@@ -52,9 +65,9 @@
         element("a", { id: "serve-compare", href: "/compare", text: "compare side by side" }),
       ]),
       element("form", { id: "serve-settings", class: "serve-row" }, [
-        element("label", { text: "ECI " }, [element("select", { id: "serve-eci", name: "eci" })]),
-        element("label", { text: "filter " }, [element("select", { id: "serve-filter", name: "filter" })]),
-        element("label", { text: "kernel " }, [
+        element("label", { text: "ECI ", title: HELP.eci }, [element("select", { id: "serve-eci", name: "eci" })]),
+        element("label", { text: "filter ", title: HELP.filter }, [element("select", { id: "serve-filter", name: "filter" })]),
+        element("label", { text: "kernel ", title: HELP.kernel }, [
           element("input", { id: "serve-kernel", name: "kernel_size", type: "number", min: "1", step: "2", value: "3" }),
         ]),
         element("input", { id: "serve-variant-name", placeholder: "variant name", "aria-label": "variant name" }),
@@ -62,18 +75,18 @@
         element("button", { id: "serve-save", type: "button", text: "save as variant" }),
         element("a", { id: "serve-figure", href: "#", download: "", text: "download figure" }),
       ]),
+      element("p", {
+        id: "serve-help",
+        text:
+          HELP.eci + " " + HELP.filter + " " + HELP.kernel +
+          " A change recomputes the maps as the “live” variant, which is not stored until saved.",
+      }),
       element("div", { id: "serve-status", role: "status", "aria-live": "polite" })
     );
     document.body.prepend(panel);
-    // The report's "all samples" link: here the run and sample pickers are the index.
+    // The report's "all samples" link leads to the server's list of runs and samples.
     const back = $("#to-index");
-    if (back) {
-      back.textContent = "\u2190 runs and samples";
-      back.addEventListener("click", (event) => {
-        event.preventDefault();
-        $("#serve-sample").focus();
-      });
-    }
+    if (back) back.textContent = "\u2190 runs and samples";
     options($("#serve-eci"), config.eci_modes);
     options($("#serve-filter"), config.filters);
     if (config.model) buildUpload(panel);
@@ -116,6 +129,7 @@
     data = await api(sampleUrl(run, sampleId));
     live = null;
     tamx.load(data);
+    nameSample();
     history.replaceState(null, "", "/?run=" + q(run) + "&sample=" + q(sampleId));
     updateCompareLink();
     if (keepLive) {
@@ -123,6 +137,12 @@
       tamx.show(shown);
     }
     document.body.dataset.serveSample = run + "/" + sampleId;
+  }
+  // The page's heading and tab title name the sample shown (the template wrote the first one's).
+  function nameSample() {
+    const heading = $("header .title strong");
+    if (heading) heading.textContent = data.id;
+    document.title = data.id ? data.id + " \u00b7 " + run + " \u00b7 tamx serve" : "tamx serve";
   }
   function updateCompareLink() {
     if (!data.id) return;
@@ -156,8 +176,15 @@
     const wanted = settings();
     const query = new URLSearchParams(wanted).toString();
     say("computing " + settingsKey(wanted) + " ...");
-    const result = await api(sampleUrl(run, data.id) + "/live?" + query);
+    let result;
+    try {
+      result = await api(sampleUrl(run, data.id) + "/live?" + query);
+    } catch (error) {
+      if (settingsKey(settings()) !== settingsKey(wanted)) return;
+      throw new Error(error.message + markStale(wanted));
+    }
     if (settingsKey(settings()) !== settingsKey(wanted)) return; // a newer change is on its way
+    delete document.body.dataset.liveStale;
     withLive(result.view);
     live = wanted;
     tamx.load(data);
@@ -166,6 +193,23 @@
     $("#serve-variant-name").placeholder = result.name;
     say("live: " + settingsKey(wanted) + " (not stored; save it as a variant to keep it)");
     document.body.dataset.live = settingsKey(wanted);
+  }
+  // Refused settings: the live maps on screen are still the last ones computed; say so on them.
+  function markStale(refused) {
+    const columns = document.querySelectorAll(".column[data-variant='" + config.live_variant + "']");
+    if (live === null || !columns.length) return "";
+    const note = "stale: computed for " + settingsKey(live) + "; " + settingsKey(refused) + " was refused";
+    for (const column of columns) {
+      column.classList.add("stale");
+      let mark = column.querySelector(".stale-note");
+      if (!mark) {
+        mark = element("div", { class: "stale-note" });
+        column.querySelector("h2").after(mark);
+      }
+      mark.textContent = note;
+    }
+    document.body.dataset.liveStale = settingsKey(refused);
+    return " (the live maps shown are still for " + settingsKey(live) + ")";
   }
   async function save() {
     const body = { ...settings(), kernel_size: Number($("#serve-kernel").value) };
@@ -228,6 +272,7 @@
     await loadRuns(params.get("run"));
     await loadSamples(params.get("sample") || data.id);
     updateCompareLink();
+    if (data.id) nameSample();
     $("#serve-run").addEventListener("change", guard(async (event) => {
       run = event.target.value;
       await loadSamples(null);
