@@ -472,7 +472,7 @@ def test_the_list_page_shows_every_run_and_sample_with_answers_and_thumbnails(cl
         answer = "".join(token_strings(sample)[p] for p in sample.answer_positions.tolist()).strip()
         assert str(escape(answer)) in row  # the model's answer, as text
     assert EVIL not in text and str(escape(EVIL)) in text
-    assert 'id="filter"' in text and "a: synthetic, 3 sample(s)" in text and "b: synthetic, 1 sample(s)" in text
+    assert 'id="filter"' in text and "a: synthetic, 3 sample(s) · b: synthetic, 1 sample(s)" in text
     # every sample page leads back to it
     assert 'href="/samples" id="to-index"' in client.get("/?run=b&sample=img").text
 

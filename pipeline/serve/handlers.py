@@ -184,7 +184,7 @@ class Handlers:
             **json_ready(
                 {
                     "title": title,
-                    "models": runs,
+                    "models": [" · ".join(runs)] if runs else [],  # one line, not "a vs b"
                     "notice": notice,
                     "entries": rows,
                     "variants": variants,
