@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
+from tamx.pipeline.render import render_run
 from tamx.pipeline.serve import make_app
 
 from tamx import ExplainSettings, create_run, explain_sample
@@ -93,6 +94,26 @@ def test_the_empty_page_has_the_declared_keys():
     assert PageData.__annotations__.keys() == PAGE_KEYS
 
 
+def embedded(page: str) -> dict:
+    """The page data a sample page carries."""
+    return json.loads(html_lib.unescape(re.search(r'id="tamx-data">(.*?)</script>', page, re.S).group(1)))
+
+
+def test_render_and_serve_give_the_same_page_data(tmp_path):
+    """One producer: the data `tamx render` writes into a page is what `tamx serve` sends and embeds."""
+    sample = synthetic_sample("multi", grids=[(1, 4, 5), (1, 3, 3)], seed=1)
+    run = create_run(tmp_path / "a", synthetic_run_info())
+    run.write_sample(sample)
+    run.write_maps(sample.id, explain_sample(sample))
+    run.write_maps(sample.id, explain_sample(sample, ExplainSettings(kernel_size=1)), "k1")
+    render_run(tmp_path / "a", tmp_path / "report")
+    rendered = embedded((tmp_path / "report" / "samples" / "multi.html").read_text())
+    assert_declared(rendered)
+    with TestClient(make_app({"a": tmp_path / "a"}, allowed_hosts=TESTSERVER)) as client:
+        assert client.get("/api/runs/a/samples/multi").json() == rendered
+        assert embedded(client.get("/?run=a&sample=multi").text) == rendered
+
+
 def test_served_pages_carry_exactly_the_declared_keys(tmp_path):
     """The server's sample JSON, its page's embedded data and its empty page follow the contract."""
     sample = synthetic_sample("img", grids=[(1, 4, 5)])
@@ -102,10 +123,8 @@ def test_served_pages_carry_exactly_the_declared_keys(tmp_path):
     with TestClient(make_app({"a": tmp_path / "a", "later": tmp_path / "not-yet"}, allowed_hosts=TESTSERVER)) as client:
         assert_declared(client.get("/api/runs/a/samples/img").json())
         assert client.get("/api/config").json()["page_version"] == PAGE_VERSION
-        embedded = re.search(r'id="tamx-data">(.*?)</script>', client.get("/").text, re.S).group(1)
-        assert_declared(json.loads(html_lib.unescape(embedded)))
+        assert_declared(embedded(client.get("/").text))
     with TestClient(make_app({"later": tmp_path / "not-yet"}, allowed_hosts=TESTSERVER)) as client:
-        embedded = re.search(r'id="tamx-data">(.*?)</script>', client.get("/").text, re.S).group(1)
-        data = json.loads(html_lib.unescape(embedded))
+        data = embedded(client.get("/").text)
         assert_declared(data)
         assert data["id"] == ""
