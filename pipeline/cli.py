@@ -40,7 +40,8 @@ class _LazyChoice(click.Choice):
     @property
     def choices(self):  # type: ignore[override]
         module, name = self._source
-        return tuple(getattr(importlib.import_module(module), name))
+        value = getattr(importlib.import_module(module), name)
+        return tuple(value() if callable(value) else value)
 
 
 # Every path option goes through one check (pipeline/locations.py) before any work: a malformed
@@ -165,10 +166,10 @@ def info(run: str, as_json: bool, limit: int) -> None:
 @click.option("--no-eci", is_flag=True, help="Skip estimated causal inference (Eqs. 2, 4, 5).")
 @click.option(
     "--eci-weights",
-    type=click.Choice(["relevance", "uniform"]),
+    type=_LazyChoice("tamx.eci", "weighted_modes"),
     default=defaults.ECI,
     show_default=True,
-    help="Weights of the context maps: Eq. 4's relevance, or uniform (ECI-mean).",
+    help="Weights of the context maps (tamx.eci.ECI_WEIGHTINGS): Eq. 4's relevance, or uniform (ECI-mean).",
 )
 @click.option(
     "--filter",

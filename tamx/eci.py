@@ -1,8 +1,19 @@
-"""Estimated causal inference (Eqs. 4, 5, 2): remove the context's interference from a map."""
+"""Estimated causal inference (Eqs. 4, 5, 2): remove the context's interference from a map.
+
+The ECI modes are the entries of `ECI_WEIGHTINGS` (name -> `Weighting`): how each target
+weights the maps of its context tokens in Eq. 4's estimate. Adding a mode: a function
+(relevance [T, Q], valid [T, Q] bool) -> weights [T, Q] float32 and a line in `ECI_WEIGHTINGS`;
+`tamx explain --eci-weights`, serve's controls and eval's tables read the registry.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
+
+from .errors import TamxError
 
 RELEVANCE_EPS = 1e-8
 
@@ -35,6 +46,54 @@ def uniform_weights(valid: np.ndarray) -> np.ndarray:
     """ECI-mean: equal weights over each target's valid context tokens: [T, Q]."""
     counts = valid.sum(axis=1, keepdims=True)
     return valid / np.maximum(counts, 1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Weighting:
+    """A registered ECI mode. weights: (relevance [T, Q], valid [T, Q] bool: context token k
+    precedes target t and is not of its class) -> [T, Q] float32, or None for no ECI (the maps
+    pass unchanged); variant: its part of a default variant name ("" for none); label: its
+    value in the ECI column of eval's tables."""
+
+    weights: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
+    variant: str
+    label: str
+
+
+# name -> Weighting, in the order the CLI and serve list them.
+ECI_WEIGHTINGS: dict[str, Weighting] = {
+    "relevance": Weighting(lambda r, valid: relevance_weights(r), "eci", "yes"),
+    "uniform": Weighting(lambda r, valid: uniform_weights(valid), "eci-mean", "mean"),
+    "off": Weighting(None, "", "-"),
+}
+
+
+def weighted_modes() -> tuple[str, ...]:
+    """The ECI modes that weight the context (every one but "off"): `--eci-weights`'s choices."""
+    return tuple(name for name, entry in ECI_WEIGHTINGS.items() if entry.weights is not None)
+
+
+def check_eci_mode(name: str) -> Weighting:
+    """The registered ECI mode `name`, else a TamxError listing the valid names."""
+    entry = ECI_WEIGHTINGS.get(name) if isinstance(name, str) else None
+    if entry is None:
+        raise TamxError(f"unknown ECI mode {name!r}; use one of {', '.join(ECI_WEIGHTINGS)}")
+    return entry
+
+
+def context_weights(name: str, r: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Eq. 4's weights [T, Q] of ECI mode `name` from the relevance r [T, Q] and the valid
+    context tokens [T, Q] bool; a TamxError for an unknown mode, "off" or mismatched shapes."""
+    entry = check_eci_mode(name)
+    if entry.weights is None:
+        raise TamxError(f"ECI mode {name!r} weights nothing; use one of {', '.join(weighted_modes())}")
+    r, valid = np.asarray(r), np.asarray(valid)
+    if r.ndim != 2 or r.shape != valid.shape or valid.dtype != bool:
+        raise TamxError(
+            f"ECI weights take relevance [T, Q] and a bool mask of the same shape, got {r.shape} and "
+            f"{valid.shape} {valid.dtype}"
+        )
+    return entry.weights(r, valid)
 
 
 def interference(weights: np.ndarray, context_maps: np.ndarray) -> np.ndarray:

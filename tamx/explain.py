@@ -19,26 +19,25 @@ from .activation import activation_maps, class_logits
 from .decode import gather_float32
 from .dtypes import to_float32
 from .eci import (
+    ECI_WEIGHTINGS,
+    check_eci_mode,
     interference,
     least_squares_scale,
     relevance,
-    relevance_weights,
     remove_interference,
-    uniform_weights,
 )
-from .errors import TamxError
 from .filters import check_filter_name, check_kernel_size, filter_maps
 from .layout import cell_block_starts, context_pool, frame_table, media_groups, vision_positions
 from .records import Maps, Sample, check_lm_head_covers
 
 log = logging.getLogger(__name__)
 
-ECI_MODES = ("relevance", "uniform", "off")
+ECI_MODES = tuple(ECI_WEIGHTINGS)  # the names of tamx.eci.ECI_WEIGHTINGS
 
 
 @dataclass(frozen=True)
 class ExplainSettings:
-    """How maps are computed. eci: "relevance" (Eq. 4), "uniform" (ECI-mean) or "off";
+    """How maps are computed. eci: "relevance" (Eq. 4), "uniform" (ECI-mean) or "off" (tamx.eci.ECI_WEIGHTINGS);
     filter: "rank-gaussian", "median", "gaussian", "adaptive-median" or "none" (tamx.filters.FILTERS);
     kernel_size: odd >= 1 (the largest window of the adaptive median)."""
 
@@ -49,14 +48,13 @@ class ExplainSettings:
     prompt: bool = True
 
     def __post_init__(self) -> None:
-        if self.eci not in ECI_MODES:
-            raise TamxError(f"unknown ECI mode {self.eci!r}; use one of {', '.join(ECI_MODES)}")
+        check_eci_mode(self.eci)
         check_filter_name(self.filter)
         check_kernel_size(self.kernel_size)
 
     def variant_name(self) -> str:
         """A readable default name: "tam" for the paper's method, "cam" for neither module."""
-        eci = {"relevance": "eci", "uniform": "eci-mean", "off": ""}[self.eci]
+        eci = ECI_WEIGHTINGS[self.eci].variant
         filt = "" if self.filter == "none" else self.filter
         if self.kernel_size != defaults.KERNEL_SIZE and filt:
             filt += f"-k{self.kernel_size}"
@@ -132,14 +130,12 @@ def _explain_targets(
     masked = not bool(cells_visible.all())
     if masked:
         cam *= cells_visible
-    if settings.eci == "off":
+    weighting = ECI_WEIGHTINGS[settings.eci].weights
+    if weighting is None:
         eci = cam
         scale = np.zeros((len(positions), int(groups.max()) + 1 if len(groups) else 0), dtype=np.float32)
     else:
-        if settings.eci == "relevance":
-            weights = relevance_weights(r)
-        else:
-            weights = uniform_weights(visible & (pool_classes[None, :] != classes[:, None]))
+        weights = weighting(r, visible & (pool_classes[None, :] != classes[:, None]))
         estimate = interference(weights, np.ascontiguousarray(class_maps[:, pool_classes].T))
         if masked:
             estimate *= cells_visible

@@ -20,14 +20,19 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("PIL", reason="transformers' image processors need Pillow (pip install pillow)")
 
 from tamx.pipeline.encode import EncodeInput, EncodeSettings, encode, inline_input, load_model, load_processor  # noqa: E402
-from tamx.pipeline.encode.adapters import AdapterError, adapter_class, adapter_for  # noqa: E402
+from tamx.pipeline.encode.adapters import (  # noqa: E402
+    AdapterError,
+    adapter_class,
+    adapter_for,
+    supported_model_types,
+)
 
 from tamx.layout import map_frames  # noqa: E402
 
 from .tiny_models import QwenVideoProcessorDouble, write_image, write_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ["llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3", "internvl", "llava_onevision"]
+FAMILIES = supported_model_types()  # every model_type of the adapter registry
 
 
 def _env():

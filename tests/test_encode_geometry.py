@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from tamx.pipeline.encode.adapters import supported_model_types
 
 import tamx
 from tamx.geometry import Canvas, frame_groups, project_frames
@@ -15,7 +16,7 @@ from tamx.records import VisionBlock
 
 # (family, width, height, grids expected, processor call options)
 SHAPES = {"square": (224, 224), "2:1": (336, 168), "1:3": (100, 300), "20x20": (20, 20), "large": (1600, 1200)}
-FAMILIES = ["llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3", "internvl", "llava_onevision"]
+FAMILIES = supported_model_types()  # every model_type of the adapter registry
 # sizes giving 1, 2 and 6 tiles (the thumbnail / base view / whole image come on top)
 TILED = [
     ("internvl", (224, 224), 1, {}),

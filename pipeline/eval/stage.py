@@ -17,6 +17,7 @@ import numpy as np
 from tamx import defaults, open_run
 from tamx.captions import CaptionScores, score_captions
 from tamx.datasets import Record, category_names, load_dataset
+from tamx.eci import ECI_WEIGHTINGS
 from tamx.errors import TamxError
 from tamx.layout import map_frames
 from tamx.metrics import (
@@ -298,7 +299,8 @@ def run_captions(run, sample_ids: Sequence[str], records: dict[str, Record]) -> 
 
 
 def _settings_label(settings: dict[str, Any]) -> tuple[str, str]:
-    eci = {"relevance": "yes", "uniform": "mean", "off": "-"}.get(settings.get("eci", ""), "?")
+    weighting = ECI_WEIGHTINGS.get(settings.get("eci", ""))
+    eci = "?" if weighting is None else weighting.label
     name = settings.get("filter", "?")
     filt = "-" if name == "none" else f"{name} k{settings.get('kernel_size', defaults.KERNEL_SIZE)}"
     return eci, filt

@@ -25,8 +25,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from tamx import ExplainSettings, Maps, Run, Sample, explain_sample
+from tamx.eci import ECI_WEIGHTINGS
 from tamx.errors import SampleError, TamxError
-from tamx.explain import ECI_MODES
 from tamx.figures import FigureStyle, save_figure, token_figure
 from tamx.filters import FILTERS
 from tamx.page import PAGE_VERSION, PageData
@@ -205,7 +205,7 @@ class Handlers:
     async def api_config(self, request: Request) -> Response:
         return JSONResponse(
             {
-                "eci_modes": list(ECI_MODES),
+                "eci_modes": list(ECI_WEIGHTINGS),
                 "filters": list(FILTERS),
                 "live_variant": LIVE,
                 "page_version": PAGE_VERSION,

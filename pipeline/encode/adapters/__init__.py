@@ -2,8 +2,8 @@
 
 To add a family: subclass `Adapter` in a module of this package (set `family`, `model_types`,
 implement `block_specs`, override `final_norm` / `special_tokens` where the model differs),
-then add the class to `ADAPTERS` below, a tiny model to `tests/tiny_models.py` (`BUILDERS`) and
-the family to `FAMILIES` in tests/test_encode_core.py and tests/test_encode_geometry.py.
+then add the class to `ADAPTERS` below and a tiny model to `tests/tiny_models.py` (`BUILDERS`): the
+family tests (tests/test_encode_core.py, tests/test_encode_geometry.py) run over every model_type here.
 """
 
 from __future__ import annotations
