@@ -8,7 +8,7 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from tamx.captions import CaptionScores, score_captions
 from tamx.datasets import Record, category_names, load_dataset
 from tamx.eci import ECI_WEIGHTINGS
 from tamx.errors import TamxError
-from tamx.layout import map_frames
+from tamx.eval_metrics import EVAL_METRICS, MapContext, score_metrics
 from tamx.metrics import (
     PROTOCOLS,
     FunctionScore,
@@ -31,10 +31,9 @@ from tamx.metrics import (
     match_category,
     project_sample_maps,
     quantise_sample_maps,
-    score_answer,
     summarise,
 )
-from tamx.pointing import PointScore, PointSummary, point_answer, read_word_classes, summarise_points
+from tamx.pointing import PointScore, PointSummary, read_word_classes, summarise_points
 from tamx.pos import NOUN, Tagger, category_lemmas, lemma, normalise_word
 from tamx.records import Sample
 from tamx.report import token_strings
@@ -52,11 +51,14 @@ VARIANT_ORDER = ("cam", "eci", "eci-mean", "rank-gaussian", "median", "gaussian"
 @dataclass(kw_only=True)
 class EvalResult(StageReport):
     """Scores of every variant over the samples the run and the dataset share; the sample ids
-    scored (done) and failed (sample id -> reason)."""
+    scored (done) and failed (sample id -> reason). entries: metric (tamx.eval_metrics.EVAL_METRICS)
+    -> variant -> its entries of every sample; objects, functions and points: the IoU and
+    pointing entries of every word, for the breakdowns."""
 
     dataset: str
     settings: dict[str, Any]
     summaries: dict[str, Summary] = field(default_factory=dict)
+    entries: dict[str, dict[str, list[Any]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
     variant_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     samples: dict[str, int] = field(default_factory=dict)
     objects: dict[str, list[ObjectScore]] = field(default_factory=lambda: defaultdict(list))
@@ -88,6 +90,14 @@ class EvalResult(StageReport):
             }
             for name, entries in sorted(rows.items())
         ]
+
+    def columns(self, variant: str) -> dict[str, Any]:
+        """The summary.csv columns of every registered metric for a variant."""
+        return {
+            k: v
+            for name, metric in EVAL_METRICS.items()
+            for k, v in metric.columns(self.entries[name][variant]).items()
+        }
 
     def pointing(self, variant: str) -> PointSummary:
         """Pointing accuracy and chance over every object word of a variant."""
@@ -128,8 +138,7 @@ class EvalResult(StageReport):
             "settings": self.settings,
             "variants": {
                 v: {
-                    **self.summaries[v].to_json(),
-                    "pointing": self.pointing(v).to_json(),
+                    **{k: x for n, m in EVAL_METRICS.items() for k, x in m.summary_json(self.entries[n][v]).items()},
                     "samples": self.samples[v],
                     "settings": self.variant_settings[v],
                 }
@@ -188,7 +197,8 @@ def _score_sample(
     classes: dict[str, str],
     protocol: Protocol = PROTOCOLS["tamx"],
     threshold: float | None = None,
-) -> dict[str, tuple[Any, dict[str, Any], list[PointScore]]]:
+) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Every registered metric's entries (tamx.eval_metrics) and the settings of each chosen variant."""
     sample = run.sample(sample_id, media=False)
     if not record.image.is_file():
         raise TamxError(f"its image {record.image} is missing: eval needs it to check that the masks have its size")
@@ -207,10 +217,8 @@ def _score_sample(
         quantised = quantise_sample_maps(sample, maps, protocol, first_token)
         # every map through its grids' boxes onto the mask's pixels; unseen pixels are not scored
         projected, seen = project_sample_maps(sample, quantised, size)
-        grid = quantised if protocol.func_on == "grid" else None
-        scores = score_answer(sample_id, words, projected, masks, seen, threshold, grid, protocol.noun_threshold)
-        points = point_answer(sample_id, scores.objects, quantised, map_frames(sample.vision_blocks), masks, classes)
-        scored[variant] = (scores, maps.settings, points)
+        context = MapContext(sample_id, sample, words, quantised, projected, seen, masks, classes, protocol, threshold)
+        scored[variant] = (score_metrics(context), maps.settings)
     return scored
 
 
@@ -268,7 +276,10 @@ def evaluate_run(
             result.add(Outcome.failed(sample_id, str(exc)))
             continue
         result.add(Outcome.done(sample_id))
-        for variant, (scores, settings, points) in scored.items():
+        for variant, (entries, settings) in scored.items():
+            for name, entry in entries.items():
+                result.entries[name][variant].append(entry)
+            scores, points = entries["iou"], entries["pointing"]
             result.points[variant].extend(points)
             result.objects[variant].extend(scores.objects)
             result.functions[variant].extend(scores.functions)
@@ -359,9 +370,7 @@ def write_results(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, P
     for v in variants:
         eci, filt = _settings_label(result.variant_settings[v])
         summary_rows.append(
-            {"variant": v, "eci": eci, "filter": filt, "samples": result.samples[v]}
-            | asdict(result.summaries[v])
-            | {"pointing": result.pointing(v).pointing, "pointing_chance": result.pointing(v).chance}
+            {"variant": v, "eci": eci, "filter": filt, "samples": result.samples[v]} | result.columns(v)
         )
     paths = {
         name: joined(out_dir, name)
