@@ -113,10 +113,15 @@ def check_context(context: MapContext) -> MapContext:
     return context
 
 
-def score_metrics(context: MapContext) -> dict[str, Any]:
-    """Every registered metric's entries for one variant of one sample, in registry order."""
+def score_metrics(context: MapContext, last: str | None = None) -> dict[str, Any]:
+    """Every registered metric's entries for one variant of one sample, in registry order
+    (up to metric `last` when given); a TamxError for arrays that do not agree or an unknown `last`."""
+    if last is not None and last not in EVAL_METRICS:
+        raise TamxError(f"unknown eval metric {last!r}; use one of {', '.join(EVAL_METRICS)}")
     check_context(context)
     scored: dict[str, Any] = {}
     for name, metric in EVAL_METRICS.items():
         scored[name] = metric.score(replace(context, earlier=dict(scored)))
+        if name == last:
+            break
     return scored
