@@ -128,7 +128,10 @@ def format_captions(scores: CaptionScores) -> str:
     for name, label, times in (("rouge_l", "ROUGE-L", 100), ("meteor", "METEOR", 100), ("cider", "CIDEr-D", 1)):
         value = scores.scores.get(name)
         shown.append(f"{label} {value * times:.2f}" if value is not None else f"{label} n/a")
-    line = f"captions ({scores.samples} generated answers vs their references): " + ", ".join(shown)
+    line = (
+        f"captions ({scores.samples} generated answers vs their references; ROUGE-L and METEOR x 100, "
+        "CIDEr-D as is): " + ", ".join(shown)
+    )
     if teacher_forced:
         line += f"; {teacher_forced} teacher-forced answer(s) left out"
     for name, why in scores.unavailable.items():
