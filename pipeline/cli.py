@@ -312,6 +312,14 @@ def export(run: str, sample_id: str | None, variant: str | None, out: str) -> No
 @click.option("--width", type=float, help="Figure width in inches.  [default: 3.5, one column of a two-column paper]")
 @click.option("--dpi", type=click.IntRange(50, 1200), default=300, show_default=True, help="Raster resolution.")
 @click.option("--colormap", type=click.Choice(["jet", "turbo", "inferno"]), default="jet", show_default=True)
+@click.option(
+    "--scale",
+    type=click.Choice(["map", "joint"]),
+    default="map",
+    show_default=True,
+    help="Colours of figures and the pages' first view: each map on its own range (map), or together with "
+    "its text relevance (joint, Eq. 3).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def render(
     runs: tuple[str, ...],
@@ -325,6 +333,7 @@ def render(
     width: float | None,
     dpi: int,
     colormap: str,
+    scale: str,
     quiet: bool,
 ) -> None:
     """Write one self-contained HTML page per sample of RUNS and an index.html to --out.
@@ -339,7 +348,7 @@ def render(
     options = None
     if png or fmt:
         options = FigureOptions(
-            format=fmt or "png", layout=layout, tokens=chosen, width=width, dpi=dpi, colormap=colormap
+            format=fmt or "png", layout=layout, tokens=chosen, width=width, dpi=dpi, colormap=colormap, scale=scale
         )
     report = render_run(
         list(runs),
@@ -348,6 +357,7 @@ def render(
         _split(variants),
         wrap=lambda items, total: progress(items, "render", total, quiet),
         figure_options=options,
+        scale=scale,
     )
     figures = f", {len(report.figures)} figure(s) in {joined(out, 'figures')}" if report.figures else ""
     click.echo(f"{len(report.pages)} page(s){figures}; open {report.index}")

@@ -12,6 +12,8 @@ from tamx import open_run
 from tamx.errors import DiskFullError, TamxError
 from tamx.records import Maps, Sample
 from tamx.report import (
+    DEFAULT_SCALE,
+    SCALES,
     comparison_data,
     display_name,
     eval_scores,
@@ -55,6 +57,7 @@ class FigureOptions:
     width: float | None = None
     dpi: int = 300
     colormap: str = "jet"
+    scale: str = DEFAULT_SCALE
 
 
 def _run_names(runs: Sequence[Run]) -> list[str]:
@@ -89,7 +92,7 @@ def write_figures(
     if not stored:
         return []
     chosen = list(options.tokens) if options.tokens else list(range(n))
-    style = figures.FigureStyle(width=options.width, dpi=options.dpi, colormap=options.colormap)
+    style = figures.FigureStyle(width=options.width, dpi=options.dpi, colormap=options.colormap, scale=options.scale)
     default = "tam" if "tam" in stored else next(iter(stored))
     written = []
     for index in chosen:
@@ -146,12 +149,16 @@ def render_run(
     png: bool = False,
     tokens: Sequence[int] | None = None,
     figure_options: FigureOptions | None = None,
+    scale: str = DEFAULT_SCALE,
 ) -> RenderReport:
     """Write out/index.html and out/samples/<id>.html for the samples of a run, and with `png`
     (or `figure_options`) the figures out/figures/<id>/token_NNN.<fmt> and <layout>.<fmt>.
 
     Several runs (different models on the same inputs): one page per sample id they share,
-    their answers and maps side by side, aligned by word."""
+    their answers and maps side by side, aligned by word. scale: the colour scale the pages open
+    with ("map": each map on its own range; "joint": with its text relevance, Eq. 3)."""
+    if scale not in SCALES:
+        raise TamxError(f"unknown scale {scale!r}: use one of {', '.join(SCALES)}")
     paths = [run_path] if isinstance(run_path, (str, os.PathLike)) else list(run_path)
     if not paths:
         raise TamxError("render needs at least one run")
@@ -178,7 +185,7 @@ def render_run(
         try:
             loaded = [(name, *_load(run, sample_id, variants)) for name, run in zip(names, runs)]
             pages = [
-                page_data(sample, stored, run.info, run_name=name if len(runs) > 1 else None)
+                page_data(sample, stored, run.info, run_name=name if len(runs) > 1 else None, scale=scale)
                 for (name, sample, stored), run in zip(loaded, runs)
             ]
             data = pages[0] if len(pages) == 1 else comparison_data(pages)

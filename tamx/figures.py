@@ -31,13 +31,15 @@ from .layout import MapFrame, map_frames
 from .records import Maps, Sample
 from .report import (
     CONTROL_PICTURES,
+    DEFAULT_SCALE,
+    SCALES,
     align_word,
     answer_logprobs,
     candidate_strings,
     colormap_lut,
     frame_media,
     joint_scale,
-    normalise_jointly,
+    normalise,
     token_strings,
     video_fps,
     visible_whitespace,
@@ -59,13 +61,26 @@ FALLBACK_FILES = (
 @dataclass
 class FigureStyle:
     """Size and look of a figure: width in inches (None: one column, two for wide grids), DPI
-    of raster output, colour map, overlay opacity, font size in points."""
+    of raster output, colour map, overlay opacity, font size in points, and the colour scale:
+    "map" (each map on its own range, the text relevance on its own) or "joint" (Eq. 3)."""
 
     width: float | None = None
     dpi: int = 300
     colormap: str = "jet"
     alpha: float = 0.5
     font_size: float = 7.0
+    scale: str = DEFAULT_SCALE
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"unknown scale {self.scale!r}: use one of {', '.join(SCALES)}")
+
+
+# What 0 and 1 of a grid's colour bar mean, per scale.
+GRID_SCALE_LABELS = {
+    "map": "per map: 0 = its min, 1 = its max (scale: map)",
+    "joint": "per token: 0 = min, 1 = max of its map and text relevance together (scale: joint, Eq. 3)",
+}
 
 
 @cache
@@ -168,12 +183,18 @@ def _token_label(sample: Sample, index: int) -> str:
     return visible_whitespace(token_strings(sample)[sample.answer_positions[index]])
 
 
-def _answer_rows(maps: Maps) -> tuple[np.ndarray, np.ndarray]:
-    """Eq. 3's quantised answer maps [N, V] and their joint scale [N, 3]."""
+def _relevance(maps: Maps) -> np.ndarray:
+    """The text relevance of every answer token: context then earlier answer, [N, M + N]."""
     n = len(maps.final)
     earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
-    relevance = np.concatenate([maps.text_relevance, earlier], axis=1)
-    return normalise_jointly(maps.final, relevance)[0], joint_scale(maps.final, relevance)
+    return np.concatenate([maps.text_relevance, earlier], axis=1)
+
+
+def _answer_rows(maps: Maps, scale: str = DEFAULT_SCALE) -> tuple[np.ndarray, np.ndarray]:
+    """The quantised answer maps [N, V] on `scale` and their raw (min, max, map max) [N, 3]."""
+    relevance = _relevance(maps)
+    ranges = joint_scale(maps.final, relevance) if scale == "joint" else joint_scale(maps.final)
+    return normalise(maps.final, relevance, scale)[0], ranges
 
 
 def _text_width(text: str, style: FigureStyle) -> float:
@@ -186,7 +207,7 @@ def _text_width(text: str, style: FigureStyle) -> float:
 
 
 def _wrap(words: Sequence[tuple[str, int | None, bool]], width: float, style: FigureStyle) -> list[list[tuple]]:
-    """Tokens laid out in lines of at most `width` points: [(x, text, value, current), ...] per line."""
+    """Tokens laid out in lines of at most `width` points: [(x, text, value, current, w), ...] per line."""
     lines: list[list[tuple]] = [[]]
     x = 0.0
     for text, value, current in words:
@@ -197,24 +218,24 @@ def _wrap(words: Sequence[tuple[str, int | None, bool]], width: float, style: Fi
             x = 0.0
             text = text.lstrip() or text
             w = _text_width(text, style)
-        lines[-1].append((x, text, value, current))
+        lines[-1].append((x, text, value, current, w))
         x += w
     return lines
 
 
 def token_figure(sample: Sample, maps: Maps, index: int, style: FigureStyle | None = None) -> Figure:
     """Answer token `index`: its map over every image / frame with a colour bar in raw units
-    (Eq. 3's joint min and max), the token's probability, the top-k candidates, and the context
-    and earlier answer coloured by their relevance to the token (normalised with the map)."""
+    (style.scale: the map's own min and max, or Eq. 3's joint ones), the token's probability, the
+    top-k candidates, and the context and earlier answer coloured by their relevance to the token
+    (on its own range, or with the map)."""
     style = style or FigureStyle()
     frames = map_frames(sample.vision_blocks)
     media = frame_media(sample, frames)
-    cells, scale = _answer_rows(maps)
+    cells, scale = _answer_rows(maps, style.scale)
     strings = token_strings(sample)
-    n, m = len(sample.answer_positions), len(sample.context_positions)
-    earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
-    relevance = np.concatenate([maps.text_relevance, earlier], axis=1)[index : index + 1]
-    _, text = normalise_jointly(maps.final[index : index + 1], relevance)
+    m = len(sample.context_positions)
+    relevance = _relevance(maps)[index : index + 1]
+    _, text = normalise(maps.final[index : index + 1], relevance, style.scale)
     words = [(strings[p], int(text[0, k]), False) for k, p in enumerate(sample.context_positions.tolist())]
     words += [("  ⟶ ", None, False)]
     words += [
@@ -243,7 +264,8 @@ def token_figure(sample: Sample, maps: Maps, index: int, style: FigureStyle | No
             if len(frames) > 1:
                 ax.set_title(_frame_name(frame, sample))
         low, high, peak = (float(x) for x in scale[index])
-        _colour_bar(top, axes, style, low, high, "raw (Eq. 3 joint range)" + ("; empty map" if peak <= 0 else ""))
+        what = "raw, the map's own range" if style.scale == "map" else "raw, joint range of map and text (Eq. 3)"
+        _colour_bar(top, axes, style, low, high, what + ("; empty map" if peak <= 0 else ""))
         logprobs = answer_logprobs(sample)
         p = "" if logprobs is None else f"  p = {100 * np.exp(logprobs[index]):.1f}%"
         forced = " (teacher-forced)" if sample.meta.get("mode") == "teacher-forced" else ""
@@ -255,16 +277,30 @@ def token_figure(sample: Sample, maps: Maps, index: int, style: FigureStyle | No
                 f"{visible_whitespace(c)} {100 * q:.0f}%" for c, q in zip(candidates[index], probs)
             )
         top.suptitle(title, fontsize=style.font_size)
+        strip_width, strip_height = width * 72, text_height * 72
         for row, line in enumerate(lines):
-            y = 1 - (margin + (row + 0.7) * line_height) / (text_height * 72)
-            for x, token, value, current in line:
-                box = None
+            y = 1 - (margin + (row + 0.5) * line_height) / strip_height
+            for k, (x, token, value, current, w) in enumerate(line):
+                left = (margin + x) / strip_width
                 if value or current:
+                    # exactly the token's own advance, no padding: a box never covers its neighbours
                     tint = 0.15 + 0.7 * (value or 0) / 255
                     colour = (*lut[value or 0], tint) if value else (1, 1, 1, 0)
-                    edge = "#2563eb" if current else "none"
-                    box = {"boxstyle": "square,pad=0.15", "facecolor": colour, "edgecolor": edge, "linewidth": 0.8}
-                bottom.text((margin + x) / (width * 72), y, token, transform=bottom.transSubfigure, bbox=box)
+                    box = Rectangle(
+                        (left, y - 0.45 * line_height / strip_height),
+                        w / strip_width,
+                        0.9 * line_height / strip_height,
+                        transform=bottom.transSubfigure,
+                        facecolor=colour,
+                        edgecolor="#2563eb" if current else "none",
+                        linewidth=0.8,
+                        zorder=0,
+                        gid=f"token-box-{row}-{k}",
+                    )
+                    bottom.add_artist(box)
+                bottom.text(
+                    left, y, token, transform=bottom.transSubfigure, va="center", zorder=1, gid=f"token-{row}-{k}"
+                )
     return figure
 
 
@@ -299,7 +335,7 @@ def _rows_figure(
                 transform=axes[r, 0].transAxes,
                 fontsize=style.font_size,
             )
-        _colour_bar(figure, axes, style, label="N(map ⊥ r) per token (Eq. 3)")
+        _colour_bar(figure, axes, style, label=GRID_SCALE_LABELS[style.scale])
     return figure
 
 
@@ -310,7 +346,7 @@ def variants_figure(
     style = style or FigureStyle()
     frames = map_frames(sample.vision_blocks)
     media = frame_media(sample, frames)
-    rows = {name: _answer_rows(maps)[0] for name, maps in variants.items()}
+    rows = {name: _answer_rows(maps, style.scale)[0] for name, maps in variants.items()}
     panels = [
         [
             (sample, frame, items, rows[name][index, frame.offset : frame.offset + frame.size])
@@ -343,7 +379,7 @@ def runs_figure(
             strings = [token_strings(sample)[p] for p in sample.answer_positions.tolist()]
             members = align_word(first_strings, words[index], strings)
             frames = map_frames(sample.vision_blocks)
-            cells = None if maps is None or not members else _answer_rows(maps)[0][members].max(axis=0)
+            cells = None if maps is None or not members else _answer_rows(maps, style.scale)[0][members].max(axis=0)
             for frame, items in zip(frames, frame_media(sample, frames)):
                 row.append(
                     (sample, frame, items, None if cells is None else cells[frame.offset : frame.offset + frame.size])
@@ -362,7 +398,7 @@ def frames_figure(sample: Sample, maps: Maps, tokens: Sequence[int], style: Figu
     media = frame_media(sample, frames)
     strings = [token_strings(sample)[p] for p in sample.answer_positions.tolist()]
     words = word_index(strings)
-    cells = _answer_rows(maps)[0]
+    cells = _answer_rows(maps, style.scale)[0]
     panels, labels = [], []
     for index in tokens:
         members = [i for i, w in enumerate(words) if w == words[index]]

@@ -40,6 +40,15 @@ class VariantView(_VariantViewRequired, total=False):
     prompt: PackedArray  # [P, V] uint8
     prompt_text: PackedArray  # [P, Q + N] uint8
     prompt_scale: PackedArray  # [P, 3] float32
+    # colour scale "map": each row on its own range (the map alone, the text relevance alone)
+    answer_own: PackedArray  # [N, V] uint8
+    answer_text_own: PackedArray  # [N, Q + N] uint8
+    answer_own_scale: PackedArray  # [N, 3] float32: the map's min, max, max
+    answer_text_own_scale: PackedArray  # [N, 3] float32: the text relevance's min, max, max
+    prompt_own: PackedArray  # [P, V] uint8
+    prompt_text_own: PackedArray  # [P, Q + N] uint8
+    prompt_own_scale: PackedArray  # [P, 3] float32
+    prompt_text_own_scale: PackedArray  # [P, 3] float32
 
 
 class FrameView(TypedDict):
@@ -88,6 +97,7 @@ class PageData(TypedDict):
     variants: dict[str, VariantView]
     default_variant: str | None
     shown_variants: list[str]  # the variants the page opens with, side by side
+    scale: Literal["map", "joint"]  # the colour scale the page opens with (tamx.report.SCALES)
     lut: PackedArray  # [256, 3] uint8: the colour map
 
 
@@ -98,6 +108,7 @@ class ComparisonData(TypedDict):
     runs: list[PageData]
     default_variant: str | None
     shown_variants: list[str]
+    scale: Literal["map", "joint"]
 
 
 PAGE_KEYS = frozenset(PageData.__annotations__)

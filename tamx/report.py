@@ -1,9 +1,10 @@
 """What the HTML report shows, as one JSON-ready dict per sample: tokens, turns, media and packed maps.
 
-Maps travel as uint8 rows, each min-max normalised jointly with its text relevance (Eq. 3),
-base64-encoded, with the raw scale of every row (its min, max and the map's own max) so the
-page can print a colour bar in the model's units; the page turns the bytes into colours with
-the same 256-entry colour map the figures use.
+Maps travel as uint8 rows, base64-encoded, twice: min-max normalised jointly with their text
+relevance (Eq. 3, scale `joint`) and each on its own range (scale `map`: the image map alone,
+the text relevance alone), each with the raw scale of every row (its min, max and the map's own
+max) so the page can print a colour bar in the model's units; the page turns the bytes into
+colours with the same 256-entry colour map the figures use.
 """
 
 from __future__ import annotations
@@ -130,6 +131,28 @@ def normalise_jointly(maps: np.ndarray, relevance: np.ndarray | None = None) -> 
         return np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8).reshape(values.shape)
 
     return quantise(maps), None if relevance is None else quantise(relevance)
+
+
+SCALES = ("map", "joint")
+# A reader expects an image map to show where in the image, on the map's own range: on the joint
+# scale the text relevance (often the word just before) sets the top and the map looks empty.
+DEFAULT_SCALE = "map"
+SCALE_LABELS = {
+    "map": "own range: the map alone, the text relevance alone",
+    "joint": "joint range: the map and the text relevance together (Eq. 3)",
+}
+
+
+def normalise(
+    maps: np.ndarray, relevance: np.ndarray | None = None, scale: str = DEFAULT_SCALE
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Maps [R, V] and their text relevance [R, Q] quantised to uint8 on `scale`: "joint" is
+    Eq. 3 (`normalise_jointly`), "map" puts each row of the maps and of the relevance on its own range."""
+    if scale == "joint":
+        return normalise_jointly(maps, relevance)
+    if scale != "map":
+        raise ValueError(f"unknown scale {scale!r}: use one of {', '.join(SCALES)}")
+    return normalise_jointly(maps)[0], None if relevance is None else normalise_jointly(relevance)[0]
 
 
 def display_name(model_id: str) -> str:
@@ -370,11 +393,17 @@ def _variant_view(maps: Maps) -> VariantView:
     earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
     relevance = np.concatenate([maps.text_relevance, earlier], axis=1)
     answer, text = normalise_jointly(maps.final, relevance)
+    own, own_text = normalise(maps.final, relevance, "map")
     view: VariantView = {
         "settings": maps.settings,
         "answer": pack_array(answer),
         "answer_text": pack_array(text),
         "answer_scale": pack_array(joint_scale(maps.final, relevance)),
+        # scale "map": the map and the text relevance each on its own range
+        "answer_own": pack_array(own),
+        "answer_text_own": pack_array(own_text),
+        "answer_own_scale": pack_array(joint_scale(maps.final)),
+        "answer_text_own_scale": pack_array(joint_scale(relevance)),
     }
     if maps.candidate_maps is not None:
         view["candidates"] = pack_array(normalise_jointly(maps.candidate_maps)[0])
@@ -384,6 +413,11 @@ def _variant_view(maps: Maps) -> VariantView:
         view["prompt"] = pack_array(prompt)
         view["prompt_text"] = pack_array(prompt_text)
         view["prompt_scale"] = pack_array(joint_scale(maps.prompt_maps, maps.prompt_relevance))
+        prompt_own, prompt_text_own = normalise(maps.prompt_maps, maps.prompt_relevance, "map")
+        view["prompt_own"] = pack_array(prompt_own)
+        view["prompt_text_own"] = pack_array(prompt_text_own)
+        view["prompt_own_scale"] = pack_array(joint_scale(maps.prompt_maps))
+        view["prompt_text_own_scale"] = pack_array(joint_scale(maps.prompt_relevance))
     return view
 
 
@@ -393,12 +427,16 @@ def page_data(
     info: RunInfo,
     run_name: str | None = None,
     shown: Sequence[str] | None = None,
+    scale: str = DEFAULT_SCALE,
 ) -> PageData:
     """Everything one sample's page shows, JSON-ready: the payload of `window.tamx.load(data)`
     (its keys: `tamx.page.PageData`).
 
     run_name labels the run (its folder's name) where several runs are compared; shown: the
-    variants the page opens with side by side (default: tam, or the first)."""
+    variants the page opens with side by side (default: tam, or the first); scale: the colour
+    scale it opens with (`SCALES`; the page has a control to switch)."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}: use one of {', '.join(SCALES)}")
     strings = token_strings(sample)
     answer_strings = [strings[p] for p in sample.answer_positions.tolist()]
     probabilities = [] if sample.candidate_logprobs is None else np.exp(sample.candidate_logprobs).round(4).tolist()
@@ -427,6 +465,7 @@ def page_data(
         "variants": {name: _variant_view(maps) for name, maps in variants.items()},
         "default_variant": default,
         "shown_variants": [v for v in shown or [] if v in variants] or ([default] if default else []),
+        "scale": scale,
         "lut": pack_array(colormap_lut()),
     }
 
@@ -454,6 +493,7 @@ def empty_page_data(model: str | None) -> PageData:
         "variants": {},
         "default_variant": None,
         "shown_variants": [],
+        "scale": DEFAULT_SCALE,
         "lut": pack_array(colormap_lut()),
     }
 
@@ -468,6 +508,7 @@ def comparison_data(pages: Sequence[PageData]) -> ComparisonData:
         "runs": list(pages),
         "default_variant": first["default_variant"],
         "shown_variants": first["shown_variants"],
+        "scale": first["scale"],
     }
 
 
@@ -489,6 +530,19 @@ def map_thumbnail(sample: Sample, maps: Maps | None, size: int = THUMBNAIL_SIZE)
     heat = cv2.resize(quantised[0], (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
     colours = np.ascontiguousarray(colormap_lut()[heat][..., ::-1])
     return _jpeg_uri(cv2.addWeighted(image, 0.5, colours, 0.5, 0.0), size)
+
+
+def thumbnail_caption(sample: Sample, maps: Maps | None) -> str:
+    """What an index thumbnail shows, in words: whose mean map, over which image or frame."""
+    frames = map_frames(sample.vision_blocks)
+    if not frames:
+        return ""
+    where = "image 1" if frames[0].kind == "image" else "the first video slice"
+    if len(frames) > 1:
+        where += f" (1 of {len(frames)}; its page shows all)"
+    if maps is None or not len(maps.final):
+        return where + ", no map"
+    return f"{maps.variant}: mean map over the answer, {where}"
 
 
 def _fit_box(image: np.ndarray, frame: MapFrame) -> np.ndarray:
@@ -537,6 +591,7 @@ def run_answer(run: str, sample: Sample, maps: Maps | None) -> dict[str, Any]:
         "answer": _answer_text(sample, token_strings(sample)),
         "forced": sample.meta.get("mode") == "teacher-forced",
         "map": map_thumbnail(sample, maps),
+        "map_caption": thumbnail_caption(sample, maps),
     }
 
 
@@ -567,6 +622,7 @@ def index_entry(
         "id": sample.id,
         "href": href,
         "map": None if runs else map_thumbnail(sample, maps),
+        "map_caption": None if runs else thumbnail_caption(sample, maps),
         "images": [uri for uri in (thumbnail(m.data, 96) for m in shown) if uri],
         "turns": [{"role": t["role"], "text": t["text"].strip()} for t in turns],
         "answer": _answer_text(sample, strings),

@@ -11,7 +11,7 @@ import pytest
 from tamx.pipeline.render import render_run
 
 from tamx import ExplainSettings, create_run, explain_sample, open_run
-from tamx.report import colormap_lut, normalise_jointly
+from tamx.report import DEFAULT_SCALE, colormap_lut, normalise, normalise_jointly
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 CHROMIUM = "/usr/bin/chromium"
@@ -116,8 +116,8 @@ def expected_canvases(sample, row: np.ndarray) -> list[np.ndarray]:
 
 def answer_row(run, sample_id: str, variant: str, index: int) -> np.ndarray:
     maps = run.maps(sample_id, variant)
-    q, _ = normalise_jointly(maps.final, np.concatenate([maps.text_relevance, maps.answer_relevance], axis=1))
-    return q[index]
+    relevance = np.concatenate([maps.text_relevance, maps.answer_relevance], axis=1)
+    return normalise(maps.final, relevance, DEFAULT_SCALE)[0][index]  # the scale a page opens with
 
 
 def assert_painted(page: Page, sample, row: np.ndarray) -> None:
@@ -200,7 +200,7 @@ def test_prompt_tokens_paint_their_maps(report, browser):
     maps = run.maps("multi", "tam")
     page = Page(browser, report / "html" / "samples" / "multi.html")
     page.page.click("[data-prompt-index='2']")
-    prompt, _ = normalise_jointly(maps.prompt_maps, maps.prompt_relevance)
+    prompt, _ = normalise(maps.prompt_maps, maps.prompt_relevance, DEFAULT_SCALE)
     assert_painted(page, sample, prompt[2])
     assert page.page.locator(".tok.prompt.later").count() == len(sample.context_positions) - 2
 
@@ -331,6 +331,7 @@ def test_click_pins_hover_previews_leaving_restores_and_escape_unpins(instrument
         "sample": "turns",
         "variant": "tam",
         "variants": ["tam"],
+        "scale": "map",
         "run": 0,
         "kind": "answer",
         "index": 1,
@@ -361,6 +362,7 @@ def test_colour_bar_gives_the_raw_joint_range_and_cells_their_values(instrument,
     maps = run.maps("boxed", "tam")
     page = Page(browser, instrument / "html" / "samples" / "boxed.html")
     p = page.page
+    p.select_option("#scale", "joint")
     p.click("[data-answer-index='0']")
     low, high = (float(p.inner_text(f".column .bar-{end}")) for end in ("low", "high"))
     assert (low, high) == (0.0, 5.0), "min and max of the map and the text relevance together (Eq. 3)"

@@ -9,7 +9,7 @@ import pytest
 from tamx.pipeline.serve import ServerThread, make_app
 
 from tamx import ExplainSettings, create_run, explain_sample, open_run
-from tamx.report import normalise_jointly, token_strings
+from tamx.report import DEFAULT_SCALE, normalise, token_strings
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 from .test_browser import EVIL, MAP_CANVASES, expected_canvases, read_canvases
@@ -71,8 +71,8 @@ class LivePage:
 
 
 def answer_row(maps, index: int) -> np.ndarray:
-    q, _ = normalise_jointly(maps.tam, np.concatenate([maps.text_relevance, maps.answer_relevance], axis=1))
-    return q[index]
+    relevance = np.concatenate([maps.text_relevance, maps.answer_relevance], axis=1)
+    return normalise(maps.tam, relevance, DEFAULT_SCALE)[0][index]  # the scale a page opens with
 
 
 def assert_painted(page: LivePage, sample, row: np.ndarray, variant: str | None = None) -> None:

@@ -47,6 +47,13 @@
   let variants = []; // the variants shown side by side
   let hover = null; // {run, kind, index, candidate}
   let pinned = null;
+  // The colour scale: "map" (the image map and the text relevance each on its own range) or
+  // "joint" (together, Eq. 3). Set by the first page data, then by the #scale control.
+  let scale = null;
+  const SCALE_LABELS = {
+    map: "own range: the map alone (text: its own range)",
+    joint: "joint range: map and text together (Eq. 3)",
+  };
   const grouping = () => $("#group-words").checked;
   const shown = () => hover || pinned || { run: 0, kind: "answer", index: 0, candidate: -1 };
 
@@ -133,7 +140,8 @@
     const labels = make("div", "bar-labels");
     column.low = make("span", "bar-low", "0");
     column.high = make("span", "bar-high", "1");
-    labels.append(column.low, make("span", "bar-mid", "joint scale (Eq. 3)"), column.high);
+    column.mid = make("span", "bar-mid", SCALE_LABELS[scale]);
+    labels.append(column.low, column.mid, column.high);
     column.range = make("div", "bar-range muted");
     bar.append(gradient, labels, column.range);
     return bar;
@@ -267,11 +275,12 @@
       if (next && next.kind === "prompt" && next.turn !== lastTurn) {
         lastTurn = next.turn;
         const role = next.role === "assistant" ? "assistant (earlier turn, context)" : next.role;
-        conversation.appendChild(make("div", "role", role));
+        conversation.appendChild(make("div", "role turn-role", role)); // hidden with the template, which names the turn
       } else if (segment.kind === "answer") {
         lastTurn = "answer";
         const how = data.mode === "teacher-forced" ? "teacher-forced: a given answer, not generated" : "generated";
-        const label = make("div", "role answer-role", "assistant · explained answer · " + how);
+        const label = make("div", "role answer-role");
+        label.append(make("span", "role-name", "assistant · "), "explained answer · " + how);
         if (data.mode === "teacher-forced") label.classList.add("forced");
         conversation.appendChild(label);
       }
@@ -312,15 +321,20 @@
       if (!candidates) return null;
       const k = candidates.shape[1];
       const at = sel.index * k + sel.candidate;
-      return { map: row(candidates, at), text: null, scale: [row(run.array(variant, "candidates_scale"), at)] };
+      return { map: row(candidates, at), text: null, scale: [row(run.array(variant, "candidates_scale"), at)], textScale: null, joint: false };
     }
-    const names = sel.kind === "prompt" ? ["prompt", "prompt_text", "prompt_scale"] : ["answer", "answer_text", "answer_scale"];
-    const [maps, text, scale] = names.map((name) => run.array(variant, name));
+    // scale "map": the *_own arrays, each on its own range (pages built before them have the joint ones only)
+    const names = sel.kind === "prompt" ? ["prompt", "prompt_text", "prompt_scale", "prompt_own", "prompt_text_own", "prompt_own_scale", "prompt_text_own_scale"] : ["answer", "answer_text", "answer_scale", "answer_own", "answer_text_own", "answer_own_scale", "answer_text_own_scale"];
+    const arrays = names.map((name) => run.array(variant, name));
+    const own = scale === "map" && arrays[3] !== null;
+    const [maps, text, ranges, textRanges] = own ? arrays.slice(3) : [...arrays.slice(0, 3), null];
     if (!maps) return null;
     return {
       map: maxRows(maps, sel.members),
       text: text ? maxRows(text, sel.members) : null,
-      scale: scale ? sel.members.map((i) => row(scale, i)) : [],
+      scale: ranges ? sel.members.map((i) => row(ranges, i)) : [],
+      textScale: textRanges ? sel.members.map((i) => row(textRanges, i)) : null,
+      joint: !own,
     };
   }
   function paintColumn(column, rows, sel) {
@@ -362,7 +376,14 @@
     setText(column.low, fmt(low));
     setText(column.high, fmt(high));
     const word = rows.scale.length > 1 ? " · a word: the max over its " + rows.scale.length + " tokens, each on its own scale" : "";
-    setText(column.range, "raw range " + fmt(low) + " … " + fmt(high) + " (min and max of the map and the text relevance together)" + word);
+    let what = rows.joint ? " (min and max of the map and the text relevance together)" : " (min and max of the map alone)";
+    if (rows.textScale) {
+      const textLow = Math.min(...rows.textScale.map((s) => s[0]));
+      const textHigh = Math.max(...rows.textScale.map((s) => s[1]));
+      what += "; text relevance on its own range " + fmt(textLow) + " … " + fmt(textHigh);
+    }
+    setText(column.mid, sel && sel.kind === "candidate" ? "own range: the candidate's map alone" : SCALE_LABELS[rows.joint ? "joint" : "map"]);
+    setText(column.range, "raw range " + fmt(low) + " … " + fmt(high) + what + word);
     if (column.empty.hidden !== mapMax > 0) column.empty.hidden = mapMax > 0;
   }
   // Only touch the DOM where the text changes: a token switch stays cheap.
@@ -465,6 +486,8 @@
       });
       if (!run.columns.length) paintText(run, s, null);
     }
+    const textFrom = variants.length > 1 ? "Text colours: " + variants[0] + "'s relevance (the first ticked variant)." : "";
+    setText($("#text-source"), textFrom);
     paintCandidates();
     paintStatus();
     document.body.dataset.painted = sel.kind + ":" + sel.index + ":" + sel.candidate + ":" + variants.join("+");
@@ -574,7 +597,16 @@
     $("#media").addEventListener("mousemove", onCellMove);
     $("#opacity").addEventListener("input", setOpacity);
     $("#group-words").addEventListener("change", paint);
+    $("#scale").addEventListener("change", (event) => setScale(event.target.value));
     $("#show-template").addEventListener("change", (event) => document.body.classList.toggle("show-template", event.target.checked));
+  }
+  // Colour by this scale ("map" or "joint"): the bars' labels, the maps and the text follow.
+  function setScale(name) {
+    if (!(name in SCALE_LABELS)) return;
+    scale = name;
+    $("#scale").value = name;
+    for (const run of runs) for (const column of run.columns) setText(column.mid, SCALE_LABELS[scale]);
+    paint();
   }
   // Show these variants side by side, in the page's order (the boxes follow).
   function showVariants(names) {
@@ -607,12 +639,14 @@
   // Re-render the page from a page-data payload; the pinned token stays where it still exists.
   function load(data) {
     D = data;
+    if (scale === null) scale = data.scale in SCALE_LABELS ? data.scale : "map"; // the first data sets it, the control after
+    $("#scale").value = scale;
     runs = (data.runs || [data]).map(newRun);
     lut = decode(runs[0].data.lut).values;
     buildVariantControls(variants);
     const header = runs.map(runTitle).join("  vs  ");
     $("#model").textContent = header;
-    const notice = runs.map((r) => r.data.notice).filter(Boolean).join(" ");
+    const notice = [...new Set(runs.map((r) => r.data.notice).filter(Boolean))].join(" "); // once, not once per run
     $("#notice").textContent = notice;
     $("#notice").hidden = !notice;
     const conversations = $("#conversations");
@@ -633,18 +667,20 @@
   load(JSON.parse(document.getElementById("tamx-data").textContent));
   // The page's API (tamx serve, notebooks, tests): load(data) re-renders from a page_data payload;
   // show(names) ticks exactly these variants (names the page lacks are ignored; none: no change);
-  // state is the current sample, variants and token.
+  // setScale(name) colours by "map" or "joint"; state is the current sample, variants, scale and token.
   window.tamx = {
     load,
     show(names) {
       if (variantsOf().some((v) => names.includes(v))) showVariants(names);
     },
+    setScale,
     get state() {
       const sel = shown();
       return {
         sample: D.id,
         variant: variants[0] || null,
         variants: [...variants],
+        scale,
         run: sel.run,
         kind: sel.kind,
         index: sel.index,
