@@ -76,10 +76,10 @@ class FigureStyle:
             raise ValueError(f"unknown scale {self.scale!r}: use one of {', '.join(SCALES)}")
 
 
-# What 0 and 1 of a grid's colour bar mean, per scale.
+# What a grid's colour bar (0 = min, 1 = max of each row) spans, per scale; short: the bar is short.
 GRID_SCALE_LABELS = {
-    "map": "per map: 0 = its min, 1 = its max (scale: map)",
-    "joint": "per token: 0 = min, 1 = max of its map and text relevance together (scale: joint, Eq. 3)",
+    "map": "each map's own range\n(scale: map)",
+    "joint": "map with text relevance\n(scale: joint, Eq. 3)",
 }
 
 
@@ -264,7 +264,7 @@ def token_figure(sample: Sample, maps: Maps, index: int, style: FigureStyle | No
             if len(frames) > 1:
                 ax.set_title(_frame_name(frame, sample))
         low, high, peak = (float(x) for x in scale[index])
-        what = "raw, the map's own range" if style.scale == "map" else "raw, joint range of map and text (Eq. 3)"
+        what = "raw, the map's own range" if style.scale == "map" else "raw, map with text (Eq. 3)"
         _colour_bar(top, axes, style, low, high, what + ("; empty map" if peak <= 0 else ""))
         logprobs = answer_logprobs(sample)
         p = "" if logprobs is None else f"  p = {100 * np.exp(logprobs[index]):.1f}%"

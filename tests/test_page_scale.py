@@ -221,9 +221,10 @@ def test_figures_scale_option_labels_the_colour_bars(runs, tmp_path):
             (out / "figures" / "word" / "token_000.svg").read_text(),
         )
     grid, token = labels["map"]
-    assert "per map: 0 = its min, 1 = its max (scale: map)" in grid and "raw, the map's own range" in token
+    assert ">each map's own range<" in grid and ">(scale: map)<" in grid and ">raw, the map's own range<" in token
     grid, token = labels["joint"]
-    assert "map and text relevance together (scale: joint, Eq. 3)" in grid and "joint range of map and text" in token
+    assert ">map with text relevance<" in grid and ">(scale: joint, Eq. 3)<" in grid
+    assert ">raw, map with text (Eq. 3)<" in token
     assert not any("N(map ⊥ r)" in text for pair in labels.values() for text in pair)
 
 
