@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from tamx import create_run
+
+# No test talks to the Hugging Face hub: a model id that is no folder is refused offline at once
+# (a test that needs the online path sets its own endpoint on 127.0.0.1 and clears this).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 LAYOUTS = {

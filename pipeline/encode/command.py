@@ -133,9 +133,7 @@ def encode(
     if not manifest and prompt is None:
         raise click.UsageError("give --manifest FILE, --dataset NAME --data DIR, or --prompt with --image / --video")
     inputs = manifest or inline_input(images, video, prompt or "", answer, sample_id)
-    if not manifest or read_manifest(manifest)[0]:  # a manifest of failed lines only needs no model
-        check_model_option(model_id)
-    try:
+    try:  # a missing install is said first: no model check can help without it
         from .record import EncodeSettings
         from .stage import encode_path
     except ImportError as exc:
@@ -143,6 +141,8 @@ def encode(
             f"tamx encode needs torch, transformers and Pillow ({exc}); install them with "
             "pip install 'tamx[encode]' (torch first, for the build your machine needs)"
         ) from None
+    if not manifest or read_manifest(manifest)[0]:  # a manifest of failed lines only needs no model
+        check_model_option(model_id)
     settings = EncodeSettings(
         max_new_tokens=max_new_tokens, top_k=top_k, num_frames=frames, include_system=include_system
     )
