@@ -652,6 +652,7 @@ def show(run: Any, sample_id: str, variant: str | Sequence[str] | None = None, h
     """The interactive page of one sample of a run (a `Run` or its path), for display in Jupyter.
 
     variant: a name or several (shown side by side); default: every stored variant, tam shown."""
+    from .explain import complete_maps
     from .store import Run, open_run
 
     opened = run if isinstance(run, Run) else open_run(run)
@@ -663,5 +664,6 @@ def show(run: Any, sample_id: str, variant: str | Sequence[str] | None = None, h
             f"sample {sample_id!r} has no variant {', '.join(missing)}; stored: {', '.join(stored) or 'none'} "
             "(run `tamx explain` to add one)"
         )
-    maps = {name: opened.maps(sample_id, name) for name in wanted}
-    return SampleView(opened.sample(sample_id), maps, opened.info, height, shown=None if variant is None else wanted)
+    sample = opened.sample(sample_id)
+    maps = {name: complete_maps(sample, opened.maps(sample_id, name)) for name in wanted}
+    return SampleView(sample, maps, opened.info, height, shown=None if variant is None else wanted)
