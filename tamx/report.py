@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import html
 import json
 import logging
@@ -144,8 +145,15 @@ def _data_uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+@functools.lru_cache(maxsize=8)
 def _decode(data: bytes) -> np.ndarray | None:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    """An encoded image decoded (read-only), or None. Cached for the last few images: a sample's
+    page, its index thumbnail and its media sizes decode the same images (a 640x480 JPEG takes
+    about 4 ms, a tenth of rendering a page: benchmarks/passive_store_bench.py)."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is not None:
+        image.setflags(write=False)
+    return image
 
 
 def _jpeg_uri(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> str | None:
