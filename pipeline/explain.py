@@ -36,8 +36,8 @@ def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: st
             f"sample {sample_id!r}: variant {variant!r} is stored with other settings ({stored}); "
             "pass --overwrite to replace it or --variant to store these beside it"
         )
-    # Candidate and prompt maps are deferred: Run.maps computes them when a reader asks.
-    maps = explain_sample(run.sample(sample_id, media=False), settings, variant, defer=True)
+    # Every map a reader will ask for is stored now, so that reading the run computes nothing.
+    maps = explain_sample(run.sample(sample_id, media=False), settings, variant)
     with writing(f"the maps {variant!r} of sample {sample_id!r} in {run.url}"):
         run.write_maps(sample_id, maps, overwrite=True, sample_version=version)
     return Outcome.done(sample_id)

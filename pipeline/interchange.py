@@ -61,6 +61,10 @@ def export_file(
     if variant is None:
         variant = "tam" if "tam" in variants else (variants[0] if len(variants) == 1 else None)
     maps = run.maps(sample_id, variant) if variant is not None else None
+    if maps is not None and maps.deferred:  # a run explained before explain stored them
+        from tamx.explain import complete_maps
+
+        complete_maps(sample, maps)
     export_sample(out, sample, run.info, maps)
     return sample_id
 

@@ -71,9 +71,15 @@ def _run_names(runs: Sequence[Run]) -> list[str]:
 
 
 def _load(run: Run, sample_id: str, variants: Sequence[str] | None) -> tuple[Sample, dict[str, Maps]]:
+    """The sample and its variants, with the maps an earlier explain deferred computed now."""
     sample = run.sample(sample_id)
     names = [v for v in run.variants(sample_id) if variants is None or v in variants]
-    return sample, {name: run.maps(sample_id, name) for name in names}
+    stored = {name: run.maps(sample_id, name) for name in names}
+    if any(maps.deferred for maps in stored.values()):  # a run explained before explain stored them
+        from tamx.explain import complete_maps
+
+        stored = {name: complete_maps(sample, maps) for name, maps in stored.items()}
+    return sample, stored
 
 
 def write_figures(

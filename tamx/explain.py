@@ -148,42 +148,32 @@ def _explain_targets(
 DEFERRED = ("candidate_maps", "prompt_maps", "prompt_relevance")
 
 
-def explain_sample(
-    sample: Sample, settings: ExplainSettings | None = None, variant: str | None = None, defer: bool = False
-) -> Maps:
-    """Compute every map of one sample under `settings` (default: the paper's TAM).
-
-    The answer tokens are one batch of targets and the candidates and prompt tokens another,
-    so `defer=True` can compute the answer maps alone (explain's cost, close to its two
-    products) and leave the candidate and prompt maps to `complete_maps`, which a reader
-    calls when it needs them: the results are the same either way.
-    """
-    settings = settings or ExplainSettings()
-    variant = variant or settings.variant_name()
-    blocks = sample.vision_blocks
-    ids = sample.input_ids
-    answers, context = sample.answer_positions, sample.context_positions
-    n, m = len(answers), len(context)
-    has_candidates = settings.candidates and sample.candidate_ids is not None
-    extras = [name for name, wanted in zip(DEFERRED, (has_candidates, settings.prompt, settings.prompt)) if wanted]
-    compute_extras = bool(extras) and not defer
-
-    # Targets: answer tokens, then candidates, then prompt tokens; identical ones computed once per batch.
+def _target_batches(sample: Sample, settings: ExplainSettings) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The targets `settings` asks for as (positions [T], class ids [T]) batches: the answer
+    tokens, then (if any) the top-k candidates and prompt tokens together."""
+    ids, answers, context = sample.input_ids, sample.answer_positions, sample.context_positions
     extra_pos, extra_ids = [], []
-    if compute_extras and has_candidates:
-        k = sample.candidate_ids.shape[1]
-        extra_pos.append(np.repeat(answers, k))
+    if settings.candidates and sample.candidate_ids is not None:
+        extra_pos.append(np.repeat(answers, sample.candidate_ids.shape[1]))
         extra_ids.append(sample.candidate_ids.ravel())
-    if compute_extras and settings.prompt:
+    if settings.prompt:
         extra_pos.append(context)
         extra_ids.append(ids[context])
-    batches = [_unique_targets(answers, ids[answers])]
+    batches = [(answers, ids[answers])]
     if extra_pos:
-        batches.append(_unique_targets(np.concatenate(extra_pos), np.concatenate(extra_ids)))
+        batches.append((np.concatenate(extra_pos), np.concatenate(extra_ids)))
+    return batches
 
-    pool = context_pool(context, answers)
-    target_ids = np.concatenate([pairs[:, 1] for pairs, _ in batches])
-    classes = np.unique(np.concatenate([target_ids, ids[pool]]))
+
+def _explain_batches(
+    sample: Sample, settings: ExplainSettings, batches: list[tuple[np.ndarray, np.ndarray]], wanted: list[bool]
+) -> tuple[list[tuple[_TargetMaps, np.ndarray] | None], int, int]:
+    """Explain the `wanted` ones of `batches` [(positions [T], class ids [T])]: each one's results
+    over its distinct targets and every target's row among them (None where not wanted), and the
+    counts of non-finite hidden and LM-head values read (the rows of every batch's classes)."""
+    blocks, ids = sample.vision_blocks, sample.input_ids
+    pool = context_pool(sample.context_positions, sample.answer_positions)
+    classes = np.unique(np.concatenate([*(class_ids for _, class_ids in batches), ids[pool]]))
     check_lm_head_covers(sample, classes)
     all_rows, all_bias, bad_rows = _finite_weights(sample, classes)
 
@@ -195,8 +185,12 @@ def explain_sample(
 
     # Each batch has its own products over its own classes, so that a batch's results do not
     # depend on which other batches run (BLAS results can depend on the matrix shapes).
-    results = []
-    for pairs, inverse in batches:
+    results: list[tuple[_TargetMaps, np.ndarray] | None] = []
+    for (positions, class_ids), run in zip(batches, wanted):
+        if not run:
+            results.append(None)
+            continue
+        pairs, inverse = _unique_targets(positions, class_ids)
         batch_classes, class_index = np.unique(np.concatenate([pairs[:, 1], ids[pool]]), return_inverse=True)
         take = np.searchsorted(classes, batch_classes)
         rows, bias = all_rows[take], None if all_bias is None else all_bias[take]
@@ -215,9 +209,50 @@ def explain_sample(
             settings,
         )
         results.append((result, inverse))
+    return results, bad, bad_rows
+
+
+def _extra_maps(sample: Sample, settings: ExplainSettings, result: _TargetMaps, inverse: np.ndarray) -> dict:
+    """candidate_maps, prompt_maps and prompt_relevance (those `settings` asks for) from the
+    results of the candidate and prompt batch."""
+    n, m = len(sample.answer_positions), len(sample.context_positions)
+    extras: dict[str, np.ndarray] = {}
+    offset = 0
+    if settings.candidates and sample.candidate_ids is not None:
+        k = sample.candidate_ids.shape[1]
+        extras["candidate_maps"] = result.final[inverse[: n * k]].reshape(n, k, -1)
+        offset = n * k
+    if settings.prompt:
+        prompt_rows = inverse[offset : offset + m]
+        pool = context_pool(sample.context_positions, sample.answer_positions)
+        extras["prompt_maps"] = result.final[prompt_rows]
+        extras["prompt_relevance"] = result.relevance[prompt_rows][:, np.searchsorted(pool, sample.context_positions)]
+    return extras
+
+
+def explain_sample(
+    sample: Sample, settings: ExplainSettings | None = None, variant: str | None = None, defer: bool = False
+) -> Maps:
+    """Compute every map of one sample under `settings` (default: the paper's TAM).
+
+    The answer tokens are one batch of targets and the candidates and prompt tokens another.
+    `defer=True` computes the answer maps alone and names the others in `Maps.deferred`, as
+    `tamx explain` once stored them (`complete_maps` fills them in, bit-identical).
+    """
+    settings = settings or ExplainSettings()
+    variant = variant or settings.variant_name()
+    answers, context = sample.answer_positions, sample.context_positions
+    n = len(answers)
+    has_candidates = settings.candidates and sample.candidate_ids is not None
+    extras = [name for name, wanted in zip(DEFERRED, (has_candidates, settings.prompt, settings.prompt)) if wanted]
+    batches = _target_batches(sample, settings)
+    if defer:
+        batches = batches[:1]
+    results, bad, bad_rows = _explain_batches(sample, settings, batches, [True] * len(batches))
 
     result, answer_rows = results[0]
     answer_r = result.relevance[answer_rows]
+    pool = context_pool(context, answers)
     pool_of_context = np.searchsorted(pool, context)
     pool_of_answers = np.searchsorted(pool, answers[:-1])
     answer_relevance = np.zeros((n, n), dtype=np.float32)
@@ -235,17 +270,9 @@ def explain_sample(
         nonfinite_lm_head=bad_rows,
         deferred=list(extras) if defer else [],
     )
-    if compute_extras:
-        result, inverse = results[1]
-        offset = 0
-        if has_candidates:
-            rows_k = inverse[: n * k]
-            maps.candidate_maps = result.final[rows_k].reshape(n, k, -1)
-            offset = n * k
-        if settings.prompt:
-            prompt_rows = inverse[offset : offset + m]
-            maps.prompt_maps = result.final[prompt_rows]
-            maps.prompt_relevance = result.relevance[prompt_rows][:, pool_of_context]
+    if len(results) > 1:
+        for name, value in _extra_maps(sample, settings, *results[1]).items():
+            setattr(maps, name, value)
     return maps
 
 
@@ -264,13 +291,18 @@ def _unique_targets(positions: np.ndarray, token_ids: np.ndarray) -> tuple[np.nd
 
 
 def complete_maps(sample: Sample, maps: Maps) -> Maps:
-    """Fill in the maps a deferred explain left out (candidates, prompt), from the sample and
-    the variant's settings; the stored answer maps are kept. Returns `maps`."""
+    """Fill in the maps a deferred explain left out (candidates, prompt) from the sample and
+    the variant's settings, computing only their batch; the stored answer maps are kept.
+    For variants stored that way (docs/store.md): a reader that needs those maps calls it on
+    what `Run.maps` returns, as the store computes nothing. Returns `maps`."""
     if not maps.deferred:
         return maps
-    full = explain_sample(sample, ExplainSettings.from_json(maps.settings), maps.variant)
+    settings = ExplainSettings.from_json(maps.settings)
+    batches = _target_batches(sample, settings)
+    results, _, bad_rows = _explain_batches(sample, settings, batches, [False] + [True] * (len(batches) - 1))
+    extras = _extra_maps(sample, settings, *results[1]) if len(results) > 1 else {}
     for name in maps.deferred:
-        setattr(maps, name, getattr(full, name))
+        setattr(maps, name, extras.get(name))
     maps.deferred = []
-    maps.nonfinite_lm_head = full.nonfinite_lm_head  # the rows of every class, now
+    maps.nonfinite_lm_head = bad_rows  # the rows of every class, now
     return maps

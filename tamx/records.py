@@ -765,7 +765,7 @@ MAPS_FIELDS = (
     json_field("settings", dict),
     json_field("nonfinite_hidden", int, required=False),
     json_field("nonfinite_lm_head", int, required=False),
-    json_field("deferred", list, required=False),  # arrays computed on read (tamx.explain.complete_maps)
+    json_field("deferred", list, required=False),  # arrays an earlier explain left out (tamx.explain.complete_maps)
     array("cam", "float32", ("N", "V"), tensor="maps.cam"),
     array("eci", "float32", ("N", "V"), tensor="maps.eci"),
     array("tam", "float32", ("N", "V"), tensor="maps.tam"),
@@ -808,8 +808,8 @@ class Maps:
     text_relevance: [N, M] r_i over context_positions; answer_relevance: [N, N] r_i over
     earlier answer tokens; candidate_maps: [N, K, V]; prompt_maps: [M, V];
     prompt_relevance: [M, M]. settings: the explain settings that produced them. deferred:
-    the optional arrays the settings ask for that were left to be computed on read
-    (`tamx.explain.complete_maps`; `Run.maps` does it by default).
+    the optional arrays the settings ask for that an earlier `tamx explain` left out (None
+    here until `tamx.explain.complete_maps` computes them; `Run.maps` computes nothing).
     """
 
     variant: str

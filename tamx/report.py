@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import html
 import json
 import logging
@@ -167,8 +168,15 @@ def _data_uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+@functools.lru_cache(maxsize=8)
 def _decode(data: bytes) -> np.ndarray | None:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    """An encoded image decoded (read-only), or None. Cached for the last few images: a sample's
+    page, its index thumbnail and its media sizes decode the same images (a 640x480 JPEG takes
+    about 4 ms, a tenth of rendering a page: benchmarks/passive_store_bench.py)."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is not None:
+        image.setflags(write=False)
+    return image
 
 
 def _jpeg_uri(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> str | None:
@@ -708,6 +716,7 @@ def show(run: Any, sample_id: str, variant: str | Sequence[str] | None = None, h
     """The interactive page of one sample of a run (a `Run` or its path), for display in Jupyter.
 
     variant: a name or several (shown side by side); default: every stored variant, tam shown."""
+    from .explain import complete_maps
     from .store import Run, open_run
 
     opened = run if isinstance(run, Run) else open_run(run)
@@ -719,5 +728,6 @@ def show(run: Any, sample_id: str, variant: str | Sequence[str] | None = None, h
             f"sample {sample_id!r} has no variant {', '.join(missing)}; stored: {', '.join(stored) or 'none'} "
             "(run `tamx explain` to add one)"
         )
-    maps = {name: opened.maps(sample_id, name) for name in wanted}
-    return SampleView(opened.sample(sample_id), maps, opened.info, height, shown=None if variant is None else wanted)
+    sample = opened.sample(sample_id)
+    maps = {name: complete_maps(sample, opened.maps(sample_id, name)) for name in wanted}
+    return SampleView(sample, maps, opened.info, height, shown=None if variant is None else wanted)

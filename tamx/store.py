@@ -689,22 +689,18 @@ class Run:
         found = self._maps_commit(sample_id, variant, sample)
         return None if found is None else found[1]
 
-    def maps(self, sample_id: str, variant: str = "tam", complete: bool = True) -> Maps:
-        """Load one explain variant of a sample, checked against MAPS_FIELDS and the sample.
+    def maps(self, sample_id: str, variant: str = "tam") -> Maps:
+        """Load one explain variant of a sample as stored, checked against MAPS_FIELDS and the sample.
 
-        complete: compute the maps explain deferred (candidates, prompt) from the sample now;
-        False leaves them None (`maps.deferred` names them), for readers of answer maps only.
+        Nothing is computed: a variant that an earlier `tamx explain` stored with its candidate
+        and prompt maps deferred has them None and named in `maps.deferred`;
+        `tamx.explain.complete_maps(sample, maps)` computes them (docs/store.md).
         """
-        maps = self._consistent(
+        return self._consistent(
             lambda: self._stored_maps_commit(sample_id, variant),
             lambda found: self._maps_from(sample_id, variant, *found),
             token=lambda found: (found[0]["token"], found[1]["token"]),
         )
-        if complete and maps.deferred:
-            from .explain import complete_maps
-
-            complete_maps(self.sample(sample_id, media=False), maps)
-        return maps
 
     def _stored_maps_commit(self, sample_id: str, variant: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(sample commit, maps commit) of a stored variant (SampleError naming the stored ones if none)."""

@@ -257,7 +257,7 @@ def _convert(folder: Path, sample_id: str, writer: Run, packs: _Packs, replace: 
         expected_maps = maps.values()
 
         def stored(maps: Maps = maps) -> Maps:
-            return writer.maps(sample_id, maps.variant, complete=False)
+            return writer.maps(sample_id, maps.variant)
 
         if _stored_equal(stored, Maps.values, expected_maps):
             continue

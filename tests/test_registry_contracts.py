@@ -186,7 +186,7 @@ def context(planted):
     masks = record.masks()
     lemmas = category_lemmas(record.categories)
     words = answer_words(sample, Tagger("rules", {w for ws in lemmas.values() for w in ws}), lemmas)
-    quantised = quantise_sample_maps(sample, run.maps(record.id, "tam", complete=False))
+    quantised = quantise_sample_maps(sample, run.maps(record.id, "tam"))
     projected, seen = project_sample_maps(sample, quantised, next(iter(masks.values())).shape)
     return MapContext(record.id, sample, words, quantised, projected, seen, masks)
 

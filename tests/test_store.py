@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
+from tamx.pipeline.cli import main
 
 import tamx.store
-from tamx import LMHead, RunInfo, SampleError, StoreError, VisionBlock, create_run, explain_sample, open_run
+from tamx import (
+    ExplainSettings,
+    LMHead,
+    RunInfo,
+    SampleError,
+    StoreError,
+    VisionBlock,
+    create_run,
+    explain_sample,
+    open_run,
+)
 from tamx.dtypes import to_float32
 from tamx.errors import FieldError
 from tamx.synthetic import synthetic_run_info, synthetic_sample
@@ -470,17 +484,95 @@ def test_deferred_candidate_and_prompt_maps_equal_eager_ones(grids, kwargs):
         np.testing.assert_array_equal(getattr(deferred, name), value, err_msg=name)
 
 
-def test_the_explain_stage_defers_and_readers_get_complete_maps(run_path):
+def test_the_explain_stage_stores_every_map_the_settings_ask_for(run_path):
     from tamx.pipeline.explain import explain_run
 
     explain_run(run_path)
+    explain_run(run_path, ExplainSettings(candidates=False, prompt=False), "answers")
     run = open_run(run_path)
-    stored = run.maps("multi", complete=False)
-    assert stored.candidate_maps is None and stored.prompt_maps is None and stored.deferred
-    eager = explain_sample(run.sample("multi"))
-    full = run.maps("multi")
-    for name, value in eager.arrays().items():
-        np.testing.assert_array_equal(getattr(full, name), value, err_msg=name)
+    stored = run.maps("multi")
+    assert stored.deferred == [] and stored.candidate_maps is not None and stored.prompt_maps is not None
+    for name, value in explain_sample(run.sample("multi")).arrays().items():
+        np.testing.assert_array_equal(getattr(stored, name), value, err_msg=name)
+    answers = run.maps("multi", "answers")  # --no-candidates --no-prompt: none stored, none owed
+    assert answers.deferred == [] and answers.candidate_maps is None and answers.prompt_maps is None
+
+
+GOLDEN = Path(__file__).parent / "golden"
+GOLDEN_EXPLAIN = {
+    "tam": [],
+    "cam": ["--no-eci", "--filter", "none"],
+    "nocand": ["--no-candidates", "--variant", "nocand"],
+}
+
+
+def file_bytes(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_run_with_deferred_maps_reads_explains_and_renders_as_before(tmp_path):
+    """tests/golden/deferred-run was explained when explain deferred the candidate and prompt
+    maps: reading it computes nothing, readers complete it to the maps it read to then, a new
+    explain skips it, and its pages equal those of the same run explained anew."""
+    from tamx.explain import complete_maps
+
+    run_path = tmp_path / "run"
+    shutil.copytree(GOLDEN / "deferred-run", run_path)
+    expected = np.load(GOLDEN / "deferred-run-maps.npz")
+    before = file_bytes(run_path)
+    run = open_run(run_path)
+    for sample_id in ("img", "vid"):
+        sample = run.sample(sample_id, media=False)
+        for variant in GOLDEN_EXPLAIN:
+            stored = run.maps(sample_id, variant)  # passive: what is stored, the rest named
+            assert stored.prompt_maps is None and "prompt_maps" in stored.deferred
+            complete_maps(sample, stored)
+            assert stored.deferred == []
+            keys = {k.rsplit("/", 1)[1] for k in expected.files if k.startswith(f"{sample_id}/{variant}/")}
+            assert keys - {"nonfinite_lm_head"} == set(stored.arrays())
+            for name, value in stored.arrays().items():
+                np.testing.assert_array_equal(value, expected[f"{sample_id}/{variant}/{name}"], err_msg=name)
+            assert stored.nonfinite_lm_head == int(expected[f"{sample_id}/{variant}/nonfinite_lm_head"])
+
+    runner = CliRunner()
+    for options in GOLDEN_EXPLAIN.values():
+        result = runner.invoke(main, ["explain", str(run_path), "--quiet", *options])
+        assert result.exit_code == 0, result.output
+    old = runner.invoke(main, ["render", str(run_path), "--out", str(tmp_path / "old"), "--quiet"])
+    assert old.exit_code == 0, old.output
+    assert file_bytes(run_path) == before, "explain skipped the stored variants and render wrote nothing"
+
+    for options in GOLDEN_EXPLAIN.values():
+        result = runner.invoke(main, ["explain", str(run_path), "--quiet", "--overwrite", *options])
+        assert result.exit_code == 0, result.output
+    run = open_run(run_path)
+    for sample_id in ("img", "vid"):
+        for variant in GOLDEN_EXPLAIN:
+            stored = run.maps(sample_id, variant)
+            assert stored.deferred == []
+            for name, value in stored.arrays().items():
+                np.testing.assert_array_equal(value, expected[f"{sample_id}/{variant}/{name}"], err_msg=name)
+    new = runner.invoke(main, ["render", str(run_path), "--out", str(tmp_path / "new"), "--quiet"])
+    assert new.exit_code == 0, new.output
+    pages = file_bytes(tmp_path / "old")
+    assert set(pages) == {"index.html", "samples/img.html", "samples/vid.html"}
+    assert pages == file_bytes(tmp_path / "new")
+
+
+def test_the_store_neither_imports_nor_runs_explain(tmp_path):
+    """Reading every sample and variant of a run with deferred maps loads no explain code."""
+    code = f"""
+import sys
+from tamx import open_run
+run = open_run({str(GOLDEN / "deferred-run")!r})
+for sample_id in run.sample_ids():
+    run.sample(sample_id)
+    for variant in run.variants(sample_id):
+        assert run.maps(sample_id, variant).deferred
+print(sorted(m for m in sys.modules if m in ("tamx.explain", "tamx.filters", "numba")))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_repeated_lm_head_ids_are_a_tamx_error_naming_the_field():

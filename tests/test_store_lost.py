@@ -129,7 +129,7 @@ sys.addaudithook(_audit)  # inert while `opened` is empty
 
 def test_explain_recomputes_a_variant_whose_maps_object_is_gone_and_leaves_whole_ones(run_path, caplog):
     tamx_cli("explain", run_path, "--quiet")
-    before = open_run(run_path).maps("img", complete=False)
+    before = open_run(run_path).maps("img")
     whole = digests(run_path, ["multi", "video"])
     sample_bytes = data_object(run_path, "samples/img/sample").read_bytes()
     data_object(run_path, "samples/img/maps/tam").unlink()
@@ -138,7 +138,7 @@ def test_explain_recomputes_a_variant_whose_maps_object_is_gone_and_leaves_whole
     assert out.exit_code == 0, out.output
     assert "variant 'tam': 1 sample(s) explained, 2 already stored" in out.output
     assert any("variant 'tam' is not whole" in r.getMessage() for r in caplog.records)
-    after = open_run(run_path).maps("img", complete=False)
+    after = open_run(run_path).maps("img")
     for name, value in before.arrays().items():
         np.testing.assert_array_equal(getattr(after, name), value)
     assert digests(run_path, ["multi", "video"]) == whole, "the whole variants are left alone"
@@ -153,7 +153,7 @@ from tamx import open_run
 from tamx.synthetic import synthetic_sample
 run = open_run(sys.argv[1], mode="a")
 new = synthetic_sample("img", grids=[(1, 9, 13)], dtype="bfloat16", seed=7)
-maps = run.maps("img", "tam", complete=False)
+maps = run.maps("img", "tam")
 os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # killed between writing the commit aside and renaming it
 if sys.argv[2] == "sample":
     run.write_sample(new, overwrite=True)
@@ -195,7 +195,7 @@ run = open_run(sys.argv[1], mode="a")
 record, rounds = sys.argv[2], int(sys.argv[3])
 versions = [synthetic_sample("s", grids=[(1, 8, 8)], hidden_size=256, seed=i) for i in range(2)]
 if record == "maps":  # the test stored both versions of the maps as variants v0 and v1
-    maps = [dataclasses.replace(run.maps("s", f"v{i}", complete=False), variant="tam") for i in range(2)]
+    maps = [dataclasses.replace(run.maps("s", f"v{i}"), variant="tam") for i in range(2)]
 print("ready", flush=True)
 for i in range(rounds):
     if record == "sample":
@@ -239,7 +239,7 @@ def test_a_reader_racing_an_overwriter_sees_a_whole_old_or_new_version(run_path,
         return matches[0]
 
     def read_maps() -> int:
-        got = reader.maps("s", "tam", complete=False)
+        got = reader.maps("s", "tam")
         matches = [i for i, m in enumerate(maps) if np.array_equal(got.final, m.final)]
         assert len(matches) == 1 and np.array_equal(got.cam, maps[matches[0]].cam)
         return matches[0]

@@ -144,7 +144,7 @@ def test_lost_objects_on_s3_are_named_by_info_from_one_listing_and_explain_recom
     info = json.loads(tamx_cli("info", url, "--json").output)
     assert info["damaged_maps"] == {} and list(info["damaged"]) == ["a"]
     assert fs.cat_file("runs/lost/run/samples/c/maps/tam.json") == untouched
-    open_run(url).maps("b", complete=False)
+    open_run(url).maps("b")
 
 
 @pytest.mark.slow

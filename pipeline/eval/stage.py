@@ -213,7 +213,7 @@ def _score_sample(
     chosen = [v for v in stored if variants is None or v in variants]
     scored = {}
     for variant in chosen:
-        maps = run.maps(sample_id, variant, complete=False)  # answer maps only: no deferred work
+        maps = run.maps(sample_id, variant)  # answer maps only: deferred ones are not needed
         quantised = quantise_sample_maps(sample, maps, protocol, first_token)
         # every map through its grids' boxes onto the mask's pixels; unseen pixels are not scored
         projected, seen = project_sample_maps(sample, quantised, size)

@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from tamx import ExplainSettings, Maps, Run, Sample, explain_sample
 from tamx.eci import ECI_WEIGHTINGS
 from tamx.errors import SampleError, TamxError
+from tamx.explain import complete_maps
 from tamx.figures import FigureStyle, save_figure, token_figure
 from tamx.filters import FILTERS
 from tamx.page import PAGE_VERSION, PageData
@@ -126,7 +127,9 @@ class Handlers:
     def stored_page(self, name: str, sample_id: str) -> PageData:
         sample = self.store.sample(name, sample_id)
         run = self.store.run(name)
-        variants = read_store(lambda: {v: run.maps(sample_id, v) for v in run.variants(sample_id)})
+        variants = read_store(
+            lambda: {v: complete_maps(sample, run.maps(sample_id, v)) for v in run.variants(sample_id)}
+        )
         return page_data(sample, variants, run.info)
 
     def first_sample(self) -> tuple[str, str] | None:
