@@ -39,7 +39,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
 @dataclass
-class Record:
+class EvalImage:
     """One evaluation image: its file, its label (one PNG of ids, or a folder of binary masks),
     the category names -> label ids it may hold, and reference captions."""
 
@@ -71,6 +71,9 @@ class Record:
         label = _sized(read_label(self.label), self.label, reference)
         present = set(np.unique(label).tolist())
         return {name: label == value for name, value in self.categories.items() if value in present and value != 0}
+
+
+Record = EvalImage  # its former name, for code written before (a "record" is what a run stores: tamx.records)
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -142,7 +145,7 @@ def _check_folder(data_dir: Path, *names: str) -> None:
         raise TamxError(f"{data_dir} lacks {', '.join(missing)}; docs/eval.md shows the dataset layouts")
 
 
-def load_coco(data_dir: Path) -> list[Record]:
+def load_coco(data_dir: Path) -> list[EvalImage]:
     """COCO Caption minival as the authors format it (see the module docstring)."""
     data_dir = Path(data_dir)
     instances = "annotations/instances_minival2014.json"
@@ -173,7 +176,7 @@ def load_coco(data_dir: Path) -> list[Record]:
     for image_id in sorted(image_ids):
         name = f"{image_id:012d}"
         records.append(
-            Record(
+            EvalImage(
                 id=name,
                 image=data_dir / "image" / f"{name}.jpg",
                 label=data_dir / "seg_label" / f"{name}.png",
@@ -194,7 +197,7 @@ def _record_id(image: str, used: set[str]) -> str:
     return name
 
 
-def _entry(data_dir: Path, entry: Any, index: int, used: set[str]) -> Record:
+def _entry(data_dir: Path, entry: Any, index: int, used: set[str]) -> EvalImage:
     where = f"{data_dir / 'anno.json'} entry {index}"
     if isinstance(entry, dict):
         try:
@@ -222,7 +225,7 @@ def _entry(data_dir: Path, entry: Any, index: int, used: set[str]) -> Record:
         raise TamxError(f"{where}: the id {name_problem(str(name))}; it names a sample of the run, so use {ID_RULE}")
     if prompt is not None and not isinstance(prompt, str):
         raise TamxError(f"{where}: the prompt must be a string, got {prompt!r}")
-    return Record(
+    return EvalImage(
         id=str(name) if name is not None else _record_id(image, used),
         image=data_dir / image,
         label=data_dir / label,
@@ -232,7 +235,7 @@ def _entry(data_dir: Path, entry: Any, index: int, used: set[str]) -> Record:
     )
 
 
-def load_anno(data_dir: Path) -> list[Record]:
+def load_anno(data_dir: Path) -> list[EvalImage]:
     """GranDf, OpenPSG and the folder layout: `anno.json` (see the module docstring)."""
     data_dir = Path(data_dir)
     _check_folder(data_dir, "anno.json")
@@ -244,7 +247,7 @@ def load_anno(data_dir: Path) -> list[Record]:
     return [_entry(data_dir, entry, index, used) for index, entry in enumerate(entries)]
 
 
-def load_dataset(name: str, data_dir: str | Path) -> list[Record]:
+def load_dataset(name: str, data_dir: str | Path) -> list[EvalImage]:
     """The records of dataset `name` (one of DATASETS) stored under `data_dir`."""
     if name not in DATASETS:
         raise TamxError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
@@ -258,7 +261,7 @@ def load_dataset(name: str, data_dir: str | Path) -> list[Record]:
     return records
 
 
-def category_names(records: list[Record]) -> list[str]:
+def category_names(records: list[EvalImage]) -> list[str]:
     """Every category name of the dataset, in first-seen order."""
     seen: dict[str, None] = {}
     for record in records:

@@ -8,6 +8,9 @@ are checked against each other as well as against the table.
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +42,7 @@ class Field:
     tensor: str | None = None
     since: tuple[int, int] = SCHEMA
     fix: str = ""
+    attribute: str | None = None
 
     @property
     def tensor_name(self) -> str:
@@ -146,3 +150,88 @@ def unknown(fields: tuple[Field, ...], names: set[str] | list[str]) -> list[str]
     """The names a newer writer stored that this table does not know (sorted)."""
     known = {f.name for f in fields}
     return sorted(set(names) - known)
+
+
+# ---------------------------------------------------------------------------- conversions
+# A record's stored values are derived from its dataclass and its table, so a field whose
+# attribute holds a plain value (an array, a string, a list, an object) needs no code at all.
+
+
+def json_value(value: Any) -> Any:
+    """A record value as JSON stores it: a dataclass as an object of its fields in order (leaving
+    out those whose `metadata` says json=False), tuples and lists as lists, the rest as is."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: json_value(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.metadata.get("json", True)
+        }
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    return value
+
+
+def record_values(record: Any, fields: tuple[Field, ...]) -> dict[str, Any]:
+    """Field name -> the record's value of every field of its table (JSON fields via `json_value`)."""
+    values = {}
+    for f in fields:
+        value = record
+        for part in (f.attribute or f.name).split("."):
+            value = getattr(value, part)
+        values[f.name] = value if f.kind == "array" else json_value(value)
+    return values
+
+
+def record_arguments(cls: type, fields: tuple[Field, ...], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of dataclass `cls` for stored field values (checked against the table
+    before): each value to its attribute, values under a dotted attribute built into the record
+    type the attribute is annotated with; a missing value (None) leaves the attribute's default."""
+    hints = typing.get_type_hints(cls)
+    arguments: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for f in fields:
+        value = values.get(f.name)
+        head, _, tail = (f.attribute or f.name).partition(".")
+        if tail:
+            nested.setdefault(head, {})
+            if value is not None:
+                nested[head][tail] = value
+        elif value is not None:
+            arguments[head] = value
+    for head, inner in nested.items():
+        arguments[head] = hints[head](**inner)
+    return arguments
+
+
+def coerce(hint: Any, value: Any) -> Any:
+    """`value` read from JSON converted to the annotated type `hint` (int, float, str, bool, a
+    tuple of them, or None where the hint allows it); other values as they are."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return coerce(next(a for a in args if a is not type(None)), value)
+    if origin is tuple:
+        item = args[0] if (len(args) == 2 and args[1] is Ellipsis) or len(set(args)) == 1 else None
+        if item is None:
+            return tuple(coerce(a, v) for a, v in zip(args, value, strict=True))
+        return tuple(coerce(item, v) for v in value)
+    if hint in (int, float, str, bool):
+        return hint(value)
+    return value
+
+
+def from_json(cls: type, data: Mapping[str, Any]) -> Any:
+    """A dataclass from its JSON object (`json_value`'s inverse): every key converted to its
+    attribute's annotated type, a missing key taking the attribute's default (KeyError where it
+    has none)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} is an object, not {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    arguments = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            arguments[f.name] = coerce(hints[f.name], data[f.name])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise KeyError(f.name)
+    return cls(**arguments)

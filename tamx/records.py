@@ -1,4 +1,10 @@
-"""The records of a run: one dataclass per thing the store holds, with their checks.
+"""The records of a run: one dataclass per thing the store holds, and its field table.
+
+The table is the one description of a record's stored fields (tamx.fields): the store and the
+interchange read, write and check a record through it, and the conversions to and from stored
+values are derived from the dataclass and the table (`record_values`, `record_arguments`).
+Checks beyond the table live in tamx.validation, the rule for ids and variant names in
+tamx.names; both are re-exported here.
 
 Positions index the model's token sequence `input_ids[0..L)`. `hidden[p]` is the last-layer
 hidden state at position p (after the final norm), which predicts `input_ids[p + 1]`.
@@ -6,77 +12,72 @@ hidden state at position p (after the final norm), which predicts `input_ids[p +
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .dtypes import STORAGE_DTYPES, check_dtype_name, to_float32
-from .errors import FieldError, SampleError, StoreError, TamxError, shown_id
-from .fields import SCHEMA, array, check_arrays, check_json, json_field
+from .errors import FieldError, SampleError, StoreError
+from .fields import (
+    SCHEMA,
+    array,
+    check_arrays,
+    check_json,
+    from_json,
+    json_field,
+    json_value,
+    record_arguments,
+    record_values,
+)
+from .names import ID_MAX_LENGTH, ID_RULE, check_name, check_sample_id, is_sample_id, name_problem
+from .validation import (
+    BLOCK_KEYS,
+    MEDIA_KEYS,
+    REENCODE,
+    VISION_KINDS,
+    block_json_problem,
+    check_lm_head_covers,
+    check_media_json,
+    shown_json,
+    validate_sample,
+)
+
+__all__ = [  # the names other modules import from here, some defined in tamx.names and tamx.validation
+    "BLOCK_KEYS",
+    "ID_MAX_LENGTH",
+    "ID_RULE",
+    "MAPS_ARRAYS",
+    "MAPS_FIELDS",
+    "MEDIA_KEYS",
+    "REENCODE",
+    "RUN_FIELDS",
+    "SAMPLE_FIELDS",
+    "SCHEMA_VERSION",
+    "VISION_KINDS",
+    "LMHead",
+    "Maps",
+    "Media",
+    "RunInfo",
+    "Sample",
+    "VisionBlock",
+    "block_json_problem",
+    "check_lm_head_covers",
+    "check_media_json",
+    "check_name",
+    "check_sample_id",
+    "is_sample_id",
+    "maps_attribute",
+    "media_json",
+    "name_problem",
+    "sample_dims",
+    "sample_from_values",
+    "sample_values",
+    "shown_json",
+    "validate_sample",
+]
 
 SCHEMA_VERSION = SCHEMA[0]
-VISION_KINDS = ("image", "video")
-ID_MAX_LENGTH = 200
-ID_RULE = (
-    "letters, digits, '_', '.' and '-', at most 200 characters, starting with a letter, digit or '_' "
-    "and not ending with '.'"
-)
-_ID_START = re.compile(r"[A-Za-z0-9_]")
-_ID_CHAR = re.compile(r"[A-Za-z0-9_.\-]")
-# Device names Windows reserves (with any extension).
-_RESERVED_ID = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
-
-
-def name_problem(name: object, portable: bool = True) -> str | None:
-    """Why `name` cannot name a folder of the store (a sample id, a variant), or None if it can.
-
-    `portable` also refuses what only some systems refuse (a trailing '.', Windows device
-    names): new names are checked so, names already stored only for safety, so that runs
-    written before this rule stay readable.
-    """
-    if not isinstance(name, str):
-        return f"must be a string, not {type(name).__name__}"
-    if not name:
-        return "is empty"
-    if len(name) > ID_MAX_LENGTH:
-        return f"is {len(name)} characters long, over the limit of {ID_MAX_LENGTH}"
-    bad = sorted({c for c in name if not _ID_CHAR.fullmatch(c)})
-    if bad:
-        return f"holds {', '.join(repr(c) for c in bad)}"
-    if not _ID_START.fullmatch(name[0]):
-        return f"starts with {name[0]!r}"
-    if name.lower() == "zarr.json":
-        return "is a reserved name (the store's own metadata file)"
-    if portable and name.endswith("."):
-        return "ends with '.'"
-    if portable and _RESERVED_ID.fullmatch(name):
-        return "is a reserved name (a device on Windows)"
-    return None
-
-
-def check_name(name: object, what: str, portable: bool = True) -> str:
-    """Return `name` if it can name a folder of the store, else raise TamxError naming the rule."""
-    problem = name_problem(name, portable)
-    if problem is not None:
-        raise TamxError(f"the {what} {shown_id(name)} {problem}; {what}s use {ID_RULE}")
-    return name
-
-
-def check_sample_id(sample_id: str, portable: bool = False) -> str:
-    """Return `sample_id` if it can name a folder of the store, else raise SampleError naming the rule
-    (`portable`: as a new id, see `name_problem`)."""
-    problem = name_problem(sample_id, portable)
-    if problem is not None:
-        raise SampleError(str(sample_id), "id", f"the id {problem}; sample ids use {ID_RULE}")
-    return sample_id
-
-
-def is_sample_id(sample_id: object) -> bool:
-    """Whether `sample_id` can name a folder of the store (as an id already stored)."""
-    return name_problem(sample_id, portable=False) is None
 
 
 @dataclass(frozen=True)
@@ -152,45 +153,15 @@ class VisionBlock:
         ).ravel()
 
     def to_json(self) -> dict[str, Any]:
-        data = {
-            "start": self.start,
-            "grid": list(self.grid),
-            "kind": self.kind,
-            "media": self.media,
-            "frames": [list(f) for f in self.frames],
-            "unmapped": self.unmapped,
-            "box": None if self.box is None else list(self.box),
-            "image_size": None if self.image_size is None else list(self.image_size),
-            "times": [list(t) for t in self.times],
-            "label": self.label,
-            "row_newline": self.row_newline,
-            "separator": self.separator,
-            "tiles": [list(t) for t in self.tiles],
-            "tile_boxes": [list(b) for b in self.tile_boxes],
-        }
-        return data
+        """The block as stored: an object of its attributes (docs/store.md, "Vision blocks")."""
+        return json_value(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VisionBlock:
+        """A block from its stored object, each key converted to its attribute's type."""
         if not isinstance(data, dict):
             raise TypeError(f"a vision block is an object, not {type(data).__name__}")
-        size = data.get("image_size")
-        return cls(
-            start=int(data["start"]),
-            grid=tuple(int(x) for x in data["grid"]),
-            kind=str(data.get("kind", "image")),
-            media=int(data.get("media", 0)),
-            frames=tuple(tuple(int(x) for x in f) for f in data.get("frames", ())),
-            unmapped=int(data.get("unmapped", 0)),
-            box=None if data.get("box") is None else tuple(float(x) for x in data["box"]),
-            image_size=None if size is None else (int(size[0]), int(size[1])),
-            times=tuple(tuple(float(x) for x in t) for t in data.get("times", ())),
-            label=str(data.get("label", "")),
-            row_newline=bool(data.get("row_newline", False)),
-            separator=str(data.get("separator", "")),
-            tiles=tuple(tuple(int(x) for x in t) for t in data.get("tiles", ())),
-            tile_boxes=tuple(tuple(float(x) for x in b) for b in data.get("tile_boxes", ())),
-        )
+        return from_json(cls, data)
 
 
 @dataclass(frozen=True)
@@ -200,7 +171,7 @@ class Media:
     item: int
     kind: str
     mime: str
-    data: bytes
+    data: bytes = field(metadata={"json": False})  # stored as the array media.<i>, not in the JSON
     frame: int | None = None
 
     def __repr__(self) -> str:
@@ -281,13 +252,7 @@ class RunInfo:
         return f"RunInfo({self.model_id!r}{revision}, {self.dtype}, {len(self.special_tokens)} special tokens)"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "model_id": self.model_id,
-            "model_revision": self.model_revision,
-            "dtype": self.dtype,
-            "special_tokens": dict(self.special_tokens),
-            "extra": self.extra,
-        }
+        return record_values(self, RUN_FIELDS)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], where: str = "the run attributes") -> RunInfo:
@@ -316,8 +281,10 @@ class RunInfo:
 
 # ---------------------------------------------------------------------------- field tables
 # One table per record, read by the store (tamx.store) and the interchange (tamx.interchange)
-# alike. Adding a field: one line here (with `since=` the schema version that adds it) plus
-# the code that produces it.
+# alike, and the conversions to and from stored values are derived from it. Adding a field
+# is two lines: the attribute on the record's dataclass (with a default when optional) and
+# its line here (with `since=` the schema version that adds it; `attribute=` where the
+# dataclass holds it under another name) -- plus the code that produces it (docs/store.md).
 
 RUN_FIELDS = (  # all optional: a missing one takes RunInfo's default
     json_field("model_id", str, required=False),
@@ -327,10 +294,11 @@ RUN_FIELDS = (  # all optional: a missing one takes RunInfo's default
     json_field("extra", dict, required=False),
 )
 
-REENCODE = "re-encode or re-import this sample"
 SAMPLE_FIELDS = (
     json_field("hidden_dtype", str, fix="name the stored dtype: float32, float16 or bfloat16"),
-    json_field("lm_head_dtype", str, fix="name the stored dtype: float32, float16 or bfloat16"),
+    json_field(
+        "lm_head_dtype", str, fix="name the stored dtype: float32, float16 or bfloat16", attribute="lm_head.dtype"
+    ),
     json_field("vision_blocks", list, fix="describe every vision block (start, grid, kind)"),
     json_field("tokens", list, required=False),
     json_field("candidate_tokens", list, required=False),
@@ -344,111 +312,36 @@ SAMPLE_FIELDS = (
     array("candidate_ids", "int64", ("N", "K"), required=False),
     array("candidate_logprobs", "float32", ("N", "K"), required=False),
     array("answer_logprobs", "float32", ("N",), required=False),
-    array("lm_head_ids", "int64", ("U",), fix="store the token id of every LM-head row"),
-    array("lm_head_rows", "@lm_head_dtype", ("U", "C"), fix="store the LM-head row of every id the sample uses"),
-    array("lm_head_bias", "@lm_head_dtype", ("U",), required=False),
+    array("lm_head_ids", "int64", ("U",), fix="store the token id of every LM-head row", attribute="lm_head.ids"),
+    array(
+        "lm_head_rows",
+        "@lm_head_dtype",
+        ("U", "C"),
+        fix="store the LM-head row of every id the sample uses",
+        attribute="lm_head.rows",
+    ),
+    array("lm_head_bias", "@lm_head_dtype", ("U",), required=False, attribute="lm_head.bias"),
 )
-MEDIA_KEYS = {"item": int, "kind": str, "mime": str}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _list_of(check: Callable[[Any], bool], length: int | None = None) -> Callable[[Any], bool]:
-    return lambda value: (
-        isinstance(value, list) and (length is None or len(value) == length) and all(check(v) for v in value)
-    )
-
-
-# The keys of a vision block's JSON (docs/store.md, "Vision blocks"): what each must hold, so
-# that a block read from a file is never coerced ("false" is not true, 1.5 is not media 1).
-BLOCK_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "start": (_is_int, "an integer"),
-    "grid": (_list_of(_is_int, 3), "[T, H, W] integers"),
-    "kind": (lambda v: v in VISION_KINDS, f"one of {VISION_KINDS}"),
-    "media": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "frames": (_list_of(_list_of(_is_int)), "a list of lists of frame indices"),
-    "unmapped": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "box": (lambda v: v is None or _list_of(_is_number, 4)(v), "null or [x0, y0, x1, y1]"),
-    "image_size": (lambda v: v is None or _list_of(_is_int, 2)(v), "null or [width, height] integers"),
-    "times": (_list_of(_list_of(_is_number)), "a list of lists of seconds"),
-    "label": (lambda v: isinstance(v, str), "a string"),
-    "row_newline": (lambda v: isinstance(v, bool), "true or false"),
-    "separator": (lambda v: isinstance(v, str), "a string"),
-    "tiles": (_list_of(_list_of(_is_int, 4)), "a list of [row0, col0, rows, cols] integers"),
-    "tile_boxes": (_list_of(_list_of(_is_number, 4)), "a list of [x0, y0, x1, y1]"),
-}
-
-
-def shown_json(value: Any, limit: int = 60) -> str:
-    """A JSON value as messages show it: its repr, cut short when long."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def block_json_problem(data: dict[str, Any]) -> str | None:
-    """Why a vision block's JSON breaks BLOCK_KEYS (the first key at fault), or None."""
-    for key, value in data.items():
-        rule = BLOCK_KEYS.get(key)
-        if rule is not None and not rule[0](value):
-            return f"{key} must be {rule[1]}, got {shown_json(value)}"
-    return None
 
 
 def media_json(media: list[Media]) -> list[dict[str, Any]]:
-    return [{"item": m.item, "kind": m.kind, "mime": m.mime, "frame": m.frame} for m in media]
+    return json_value(media)
 
 
 def sample_values(sample: Sample) -> dict[str, Any]:
     """A sample as field name -> value (arrays in their stored dtype, JSON as stored); media
     bytes under "media.<i>" as uint8 arrays."""
-    head = sample.lm_head
-    values: dict[str, Any] = {
-        "hidden_dtype": sample.hidden_dtype,
-        "lm_head_dtype": head.dtype,
-        "vision_blocks": [b.to_json() for b in sample.vision_blocks],
-        "tokens": sample.tokens,
-        "candidate_tokens": sample.candidate_tokens,
-        "messages": sample.messages,
-        "meta": sample.meta,
-        "media": media_json(sample.media),
-        "hidden": sample.hidden,
-        "input_ids": sample.input_ids,
-        "answer_positions": sample.answer_positions,
-        "context_positions": sample.context_positions,
-        "candidate_ids": sample.candidate_ids,
-        "candidate_logprobs": sample.candidate_logprobs,
-        "answer_logprobs": sample.answer_logprobs,
-        "lm_head_ids": head.ids,
-        "lm_head_rows": head.rows,
-        "lm_head_bias": head.bias,
-    }
+    table = record_values(sample, SAMPLE_FIELDS)
+    # The data object holds the hidden states before the input ids (as since schema 2.0), while
+    # the table lists input_ids first so that L is bound before L-1: keep the stored bytes.
+    values = {}
+    for name, value in table.items():
+        if name == "input_ids":
+            values["hidden"] = table["hidden"]
+        values.setdefault(name, value)
     for index, item in enumerate(sample.media):
         values[f"media.{index}"] = np.frombuffer(item.data, dtype=np.uint8)
     return values
-
-
-def check_media_json(sample_id: str, entries: list[Any]) -> None:
-    """Raise SampleError unless every media entry has its item (int), kind and mime (strings),
-    and a frame that is an int or null."""
-    for index, item in enumerate(entries):
-        if (
-            not isinstance(item, dict)
-            or any(not isinstance(item.get(k), t) for k, t in MEDIA_KEYS.items())
-            or isinstance(item["item"], bool)
-            or not (item.get("frame") is None or _is_int(item["frame"]))
-        ):
-            raise SampleError(
-                sample_id,
-                "media",
-                f"entry {index} must be an object with item (int), kind and mime (strings) and frame (int or null), "
-                f"got {shown_json(item)}; {REENCODE}",
-            )
 
 
 def sample_from_values(sample_id: str, values: dict[str, Any]) -> Sample:
@@ -462,6 +355,7 @@ def sample_from_values(sample_id: str, values: dict[str, Any]) -> Sample:
         if values[name] not in STORAGE_DTYPES:
             fail(name, f"is {values[name]!r}, not one of {sorted(STORAGE_DTYPES)}")
     check_arrays(SAMPLE_FIELDS, values, fail)
+    # The two JSON fields that hold records: vision blocks, and media whose bytes are arrays.
     blocks = []
     for index, block in enumerate(values["vision_blocks"]):
         try:
@@ -476,32 +370,10 @@ def sample_from_values(sample_id: str, values: dict[str, Any]) -> Sample:
             fail(f"media.{index}", f"the bytes of media entry {index} are missing; {REENCODE}")
         media.append(Media(item["item"], item["kind"], item["mime"], data.tobytes(), item.get("frame")))
     try:
-        head = LMHead(
-            ids=values["lm_head_ids"],
-            rows=values["lm_head_rows"],
-            dtype=values["lm_head_dtype"],
-            bias=values.get("lm_head_bias"),
-        )
+        arguments = record_arguments(Sample, SAMPLE_FIELDS, {**values, "vision_blocks": None, "media": None})
     except FieldError as exc:
         fail(exc.field, f"{exc.problem}; {REENCODE}")
-    return Sample(
-        id=sample_id,
-        hidden=values["hidden"],
-        hidden_dtype=values["hidden_dtype"],
-        input_ids=values["input_ids"],
-        vision_blocks=tuple(blocks),
-        answer_positions=values["answer_positions"],
-        context_positions=values["context_positions"],
-        lm_head=head,
-        candidate_ids=values.get("candidate_ids"),
-        candidate_logprobs=values.get("candidate_logprobs"),
-        answer_logprobs=values.get("answer_logprobs"),
-        candidate_tokens=values.get("candidate_tokens"),
-        tokens=values.get("tokens"),
-        media=media,
-        messages=values.get("messages"),
-        meta=values.get("meta") or {},
-    )
+    return Sample(id=sample_id, vision_blocks=tuple(blocks), media=media, **arguments)
 
 
 @dataclass
@@ -586,181 +458,6 @@ def _widen(value: Any, dtype: type) -> np.ndarray:
     return value
 
 
-def _fail(sample: Sample, name: str, problem: str) -> None:
-    raise SampleError(sample.id, name, problem)
-
-
-def _check_positions(sample: Sample, name: str, positions: np.ndarray, limit: int) -> None:
-    if positions.ndim != 1:
-        _fail(sample, name, f"must be 1-D, got shape {positions.shape}")
-    if len(positions) and (positions.min() < 0 or positions.max() >= limit):
-        _fail(sample, name, f"positions must lie in [0, {limit}), got {positions.min()}..{positions.max()}")
-    if np.any(np.diff(positions) <= 0):
-        _fail(sample, name, "positions must be strictly increasing")
-
-
-def _placeholder_run(ids: np.ndarray, start: int) -> int:
-    """Length of the run of ids equal to ids[start] that begins at `start`."""
-    run = ids[start:] == ids[start]
-    return len(run) if run.all() else int(np.argmin(run))
-
-
-def _check_placeholders(sample: Sample, index: int, block: VisionBlock, placeholder: int | None) -> None:
-    """A block is a run of one placeholder id (the model's, when the run records it) of
-    T*H*W tokens plus the block's unmapped ones."""
-    ids = sample.input_ids
-    where = f"vision block {index}"
-    if placeholder is not None and ids[block.start] != placeholder:
-        _fail(
-            sample,
-            "vision_starts",
-            f"{where} starts at a token {ids[block.start]}, not the {block.kind} placeholder {placeholder}",
-        )
-    held = _placeholder_run(ids, block.start)
-    expected = block.tokens + block.unmapped
-    followed = any(b.start == block.start + expected for b in sample.vision_blocks)
-    if held < expected or (held > expected and not followed):
-        unmapped = f" plus {block.tokens - block.size + block.unmapped} separator(s)" if expected > block.size else ""
-        _fail(
-            sample,
-            "vision_grids",
-            f"{where}: grid {block.grid} has T*H*W = {block.size} cells{unmapped} but the block holds "
-            f"{held} {block.kind} placeholder tokens from position {block.start}",
-        )
-
-
-def _check_blocks(sample: Sample, special_tokens: dict[str, int]) -> None:
-    n_states = len(sample.hidden)
-    previous_stop = 0
-    for index, block in enumerate(sample.vision_blocks):
-        where = f"vision block {index}"
-        if len(block.grid) != 3 or min(block.grid) < 1:
-            _fail(sample, "vision_grids", f"{where}: grid {block.grid} must be 3 positive ints (T, H, W)")
-        if block.kind not in VISION_KINDS:
-            _fail(sample, "vision_blocks", f"{where}: kind {block.kind!r} is not one of {VISION_KINDS}")
-        if block.start < previous_stop:
-            _fail(sample, "vision_starts", f"{where} starts at {block.start}, inside the previous block")
-        if block.stop > n_states:
-            _fail(
-                sample,
-                "vision_grids",
-                f"{where}: grid {block.grid} has {block.size} cells from position {block.start}, "
-                f"past the {n_states} hidden states",
-            )
-        if block.unmapped < 0:
-            _fail(sample, "vision_blocks", f"{where}: unmapped = {block.unmapped} must be >= 0")
-        _check_placeholders(sample, index, block, special_tokens.get(f"{block.kind}_token"))
-        if block.frames and len(block.frames) != block.grid[0]:
-            _fail(sample, "vision_blocks", f"{where}: {len(block.frames)} frame lists for T = {block.grid[0]}")
-        if block.times and len(block.times) != block.grid[0]:
-            _fail(sample, "vision_blocks", f"{where}: {len(block.times)} timestamp lists for T = {block.grid[0]}")
-        if block.tiles and (
-            len(block.tile_boxes) != len(block.tiles)
-            or sum(n * m for _r, _c, n, m in block.tiles) != block.grid[1] * block.grid[2]
-        ):
-            _fail(
-                sample, "vision_blocks", f"{where}: its {len(block.tiles)} tiles do not partition the {block.grid} grid"
-            )
-        if block.box is not None and (
-            len(block.box) != 4 or not block.box[0] < block.box[2] or not block.box[1] < block.box[3]
-        ):
-            _fail(sample, "vision_blocks", f"{where}: box {block.box} must be (x0, y0, x1, y1) with x0 < x1, y0 < y1")
-        previous_stop = block.stop + block.unmapped
-
-
-def _check_strings(sample: Sample, name: str, value: Any, depth: int) -> None:
-    rows = value if depth == 1 else [s for row in value if isinstance(row, list) for s in row]
-    if depth == 2 and not all(isinstance(row, list) for row in value):
-        _fail(sample, name, "must be a list of lists of strings, [N][K]")
-    bad = [s for s in rows if type(s) is not str]
-    if bad:
-        _fail(sample, name, f"must hold strings, got {type(bad[0]).__name__} {bad[0]!r}; {REENCODE}")
-
-
-def _check_position_sets(sample: Sample) -> None:
-    """Answers and context are disjoint, outside vision blocks, and the answer follows the prompt."""
-    answers, context = sample.answer_positions, sample.context_positions
-    both = np.intersect1d(answers, context)
-    if len(both):
-        _fail(sample, "context_positions", f"positions {both[:5].tolist()} are also answer positions; {REENCODE}")
-    if len(context) and answers[0] <= context[0]:
-        _fail(
-            sample,
-            "answer_positions",
-            f"the first answer position {answers[0]} comes before the prompt (context starts at {context[0]})",
-        )
-    for index, block in enumerate(sample.vision_blocks):
-        for name, positions in (("answer_positions", answers), ("context_positions", context)):
-            inside = positions[(positions >= block.start) & (positions < block.stop + block.unmapped)]
-            if len(inside):
-                _fail(
-                    sample,
-                    name,
-                    f"positions {inside[:5].tolist()} lie inside vision block {index} "
-                    f"[{block.start}, {block.stop + block.unmapped}); {REENCODE}",
-                )
-
-
-def validate_sample(sample: Sample, special_tokens: dict[str, int]) -> None:
-    """Check every field against SAMPLE_FIELDS (types, dtypes, shapes), then positions, grids and
-    LM-head coverage; raise SampleError naming the field on the first fault."""
-    check_sample_id(sample.id)
-    if sample.hidden_dtype not in STORAGE_DTYPES or sample.lm_head.dtype not in STORAGE_DTYPES:
-        _fail(sample, "hidden_dtype", f"dtypes must be one of {sorted(STORAGE_DTYPES)}")
-    values = sample_values(sample)
-    check_json(SAMPLE_FIELDS, values, lambda name, problem: _fail(sample, name, problem), "sample")
-    check_arrays(SAMPLE_FIELDS, values, lambda name, problem: _fail(sample, name, problem))
-    if sample.tokens is not None:
-        _check_strings(sample, "tokens", sample.tokens, 1)
-    if sample.candidate_tokens is not None:
-        _check_strings(sample, "candidate_tokens", sample.candidate_tokens, 2)
-    length = len(sample.input_ids)
-    if sample.input_ids.ndim != 1 or length < 2:
-        _fail(sample, "input_ids", f"must be 1-D with at least 2 tokens, got shape {sample.input_ids.shape}")
-    if sample.hidden.ndim != 2 or sample.hidden.shape[0] != length - 1:
-        _fail(sample, "hidden", f"must be [L-1, C] = [{length - 1}, C], got {sample.hidden.shape}")
-    if sample.hidden.dtype != STORAGE_DTYPES[sample.hidden_dtype]:
-        _fail(sample, "hidden", f"holds {sample.hidden.dtype} but hidden_dtype is {sample.hidden_dtype}")
-    _check_positions(sample, "answer_positions", sample.answer_positions, length)
-    if len(sample.answer_positions) == 0:
-        _fail(sample, "answer_positions", "the sample has no answer token to explain")
-    if sample.answer_positions[0] < 1:
-        _fail(sample, "answer_positions", "the first answer token needs a position >= 1")
-    _check_positions(sample, "context_positions", sample.context_positions, length - 1)
-    _check_blocks(sample, special_tokens)
-    _check_position_sets(sample)
-    n = len(sample.answer_positions)
-    for name in ("candidate_ids", "candidate_logprobs"):
-        value = getattr(sample, name)
-        if value is not None and (value.ndim != 2 or value.shape[0] != n):
-            _fail(sample, name, f"must be [N, K] with N = {n} answer tokens, got {value.shape}")
-    if sample.answer_logprobs is not None and sample.answer_logprobs.shape != (n,):
-        _fail(sample, "answer_logprobs", f"must be [N] with N = {n} answer tokens, got {sample.answer_logprobs.shape}")
-    if sample.candidate_tokens is not None and (
-        sample.candidate_ids is None or [len(r) for r in sample.candidate_tokens] != [sample.candidate_ids.shape[1]] * n
-    ):
-        _fail(sample, "candidate_tokens", "must hold one string per candidate id, [N][K]")
-    if sample.tokens is not None and len(sample.tokens) != length:
-        _fail(sample, "tokens", f"has {len(sample.tokens)} strings for {length} input ids")
-    head = sample.lm_head
-    if head.rows.ndim != 2 or head.rows.shape != (len(head.ids), sample.hidden.shape[1]):
-        _fail(
-            sample,
-            "lm_head_rows",
-            f"must be [U, C] = [{len(head.ids)}, {sample.hidden.shape[1]}], got {head.rows.shape}",
-        )
-    check_lm_head_covers(sample, sample.needed_token_ids())
-
-
-def check_lm_head_covers(sample: Sample, token_ids: np.ndarray) -> None:
-    """Raise SampleError if the sample's LM-head rows lack any of `token_ids`."""
-    missing = sample.lm_head.missing(token_ids)
-    if len(missing):
-        shown = ", ".join(str(t) for t in missing[:10]) + (" ..." if len(missing) > 10 else "")
-        _fail(sample, "lm_head_rows", f"no LM-head row for {len(missing)} token id(s) explain needs: {shown}")
-
-
-# The fields of a Maps record (all float32; N answer, M context, K candidates, V vision cells).
 MAPS_FIELDS = (
     json_field("settings", dict),
     json_field("nonfinite_hidden", int, required=False),
@@ -768,7 +465,7 @@ MAPS_FIELDS = (
     json_field("deferred", list, required=False),  # arrays an earlier explain left out (tamx.explain.complete_maps)
     array("cam", "float32", ("N", "V"), tensor="maps.cam"),
     array("eci", "float32", ("N", "V"), tensor="maps.eci"),
-    array("tam", "float32", ("N", "V"), tensor="maps.tam"),
+    array("tam", "float32", ("N", "V"), tensor="maps.tam", attribute="final"),
     array("text_relevance", "float32", ("N", "M")),
     array("scale", "float32", ("N", "G"), required=False, tensor="maps.scale"),  # one per image or video
     array("answer_relevance", "float32", ("N", "N"), required=False),
@@ -777,12 +474,11 @@ MAPS_FIELDS = (
     array("prompt_relevance", "float32", ("M", "M"), required=False),
 )
 MAPS_ARRAYS = tuple(f.name for f in MAPS_FIELDS if f.kind == "array")
-_MAPS_ATTRIBUTES = {"tam": "final"}  # stored field name -> Maps attribute, where they differ
 
 
 def maps_attribute(name: str) -> str:
-    """The Maps attribute that holds the stored field `name`."""
-    return _MAPS_ATTRIBUTES.get(name, name)
+    """The Maps attribute that holds the stored field `name` (its table line's `attribute`)."""
+    return next((f.attribute for f in MAPS_FIELDS if f.name == name and f.attribute), name)
 
 
 def sample_dims(sample: Sample) -> dict[str, int]:
@@ -843,14 +539,13 @@ class Maps:
         return {name: value for name, value in present if value is not None}
 
     def values(self) -> dict[str, Any]:
-        """Field name -> value for MAPS_FIELDS (arrays as float32)."""
-        values: dict[str, Any] = {
-            "settings": self.settings,
-            "nonfinite_hidden": self.nonfinite_hidden,
-            "nonfinite_lm_head": self.nonfinite_lm_head,
-            "deferred": list(self.deferred),
-        }
-        values.update({name: np.asarray(v, dtype=np.float32) for name, v in self.arrays().items()})
+        """Field name -> value for MAPS_FIELDS (arrays as float32; absent ones left out)."""
+        values = record_values(self, MAPS_FIELDS)
+        for name in MAPS_ARRAYS:
+            if values[name] is None:
+                del values[name]
+            else:
+                values[name] = np.asarray(values[name], dtype=np.float32)
         return values
 
     @classmethod
@@ -862,14 +557,7 @@ class Maps:
 
         check_json(MAPS_FIELDS, values, fail, "maps")
         check_arrays(MAPS_FIELDS, values, fail, dims)
-        return cls(
-            variant=variant,
-            settings=values["settings"],
-            nonfinite_hidden=values.get("nonfinite_hidden") or 0,
-            nonfinite_lm_head=values.get("nonfinite_lm_head") or 0,
-            deferred=list(values.get("deferred") or []),
-            **{maps_attribute(name): values.get(name) for name in MAPS_ARRAYS},
-        )
+        return cls(variant=variant, **record_arguments(cls, MAPS_FIELDS, values))
 
     def validate(self, sample_id: str, dims: dict[str, int]) -> None:
         """Raise SampleError if a field does not match MAPS_FIELDS or the sample's dims."""

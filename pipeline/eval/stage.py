@@ -16,7 +16,7 @@ import numpy as np
 
 from tamx import defaults, open_run
 from tamx.captions import CaptionScores, score_captions
-from tamx.datasets import Record, category_names, load_dataset
+from tamx.datasets import EvalImage, category_names, load_dataset
 from tamx.eci import ECI_WEIGHTINGS
 from tamx.errors import TamxError
 from tamx.eval_metrics import EVAL_METRICS, MapContext, score_metrics
@@ -189,7 +189,7 @@ def _picture_size(sample: Sample) -> tuple[int, int]:
 
 def _score_sample(
     run,
-    record: Record,
+    record: EvalImage,
     sample_id: str,
     variants: Sequence[str] | None,
     tagger: Tagger,
@@ -296,7 +296,7 @@ def evaluate_run(
     return result
 
 
-def run_captions(run, sample_ids: Sequence[str], records: dict[str, Record]) -> CaptionScores:
+def run_captions(run, sample_ids: Sequence[str], records: dict[str, EvalImage]) -> CaptionScores:
     """ROUGE-L, CIDEr-D and METEOR of the generated answers against the records' captions
     (teacher-forced answers are the given text, so they are counted and left out)."""
     answers, forced = {}, 0
