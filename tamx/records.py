@@ -538,6 +538,14 @@ class Maps:
         present = ((name, getattr(self, maps_attribute(name))) for name in MAPS_ARRAYS)
         return {name: value for name, value in present if value is not None}
 
+    def span(self, start: int, stop: int, rule: str = "mean") -> np.ndarray:
+        """One map [V] for answer tokens start..stop-1 (a phrase, the whole answer): the mean of
+        their final maps, or with rule="weighted" weighted by each map's total positive
+        activation (`tamx.spans`, docs/method.md "Spans")."""
+        from .spans import span_map
+
+        return span_map(self.final, start, stop, rule)
+
     def values(self) -> dict[str, Any]:
         """Field name -> value for MAPS_FIELDS (arrays as float32; absent ones left out)."""
         values = record_values(self, MAPS_FIELDS)
