@@ -308,7 +308,19 @@ def export(run: str, sample_id: str | None, variant: str | None, out: str) -> No
     show_default=True,
     help="Figure grid: tokens x variants, tokens x runs (several RUNS, aligned by word), or one word across frames.",
 )
-@click.option("--tokens", help="Comma-separated answer-token indices for the figures.  [default: all; grid: first 12]")
+@click.option(
+    "--tokens",
+    help="Comma-separated answer-token indices and ranges for the figures: 0,3-5 draws token 0 and tokens 3 to 5 "
+    "as one map (a phrase).  [default: all; grid: first 12]",
+)
+@click.option(
+    "--span-rule",
+    type=click.Choice(["mean", "weighted"]),
+    default="mean",
+    show_default=True,
+    help="How a range's token maps become one: their mean, or weighted by each map's total activation "
+    '(docs/method.md "Spans").',
+)
 @click.option("--width", type=float, help="Figure width in inches.  [default: 3.5, one column of a two-column paper]")
 @click.option("--dpi", type=click.IntRange(50, 1200), default=300, show_default=True, help="Raster resolution.")
 @click.option("--colormap", type=click.Choice(["jet", "turbo", "inferno"]), default="jet", show_default=True)
@@ -334,6 +346,7 @@ def render(
     dpi: int,
     colormap: str,
     scale: str,
+    span_rule: str,
     quiet: bool,
 ) -> None:
     """Write one self-contained HTML page per sample of RUNS and an index.html to --out.
@@ -342,13 +355,25 @@ def render(
     be shared by e-mail. With two or more RUNS (different models on the same inputs), samples
     are paired by id and each page shows every model's answer and maps side by side.
     """
+    from tamx.spans import parse_tokens
+
     from .render import FigureOptions, render_run
 
-    chosen = [_int_option("--tokens", t) for t in _split(tokens) or []] or None
+    try:
+        chosen = parse_tokens(tokens or "") or None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tokens") from None
     options = None
     if png or fmt:
         options = FigureOptions(
-            format=fmt or "png", layout=layout, tokens=chosen, width=width, dpi=dpi, colormap=colormap, scale=scale
+            format=fmt or "png",
+            layout=layout,
+            tokens=chosen,
+            width=width,
+            dpi=dpi,
+            colormap=colormap,
+            scale=scale,
+            span_rule=span_rule,
         )
     report = render_run(
         list(runs),

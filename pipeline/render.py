@@ -24,6 +24,7 @@ from tamx.report import (
     sample_page,
     template,
 )
+from tamx.spans import DEFAULT_SPAN_RULE, span_members, token_label
 from tamx.store import Run
 
 from .files import atomic_path, joined, write_text
@@ -53,11 +54,12 @@ class FigureOptions:
 
     format: str = "png"
     layout: str = "variants"
-    tokens: Sequence[int] | None = None
+    tokens: Sequence[int | tuple[int, int]] | None = None  # tokens and spans (start, stop)
     width: float | None = None
     dpi: int = 300
     colormap: str = "jet"
     scale: str = DEFAULT_SCALE
+    span_rule: str = DEFAULT_SPAN_RULE
 
 
 def _run_names(runs: Sequence[Run]) -> list[str]:
@@ -90,20 +92,36 @@ def write_figures(
 
     _, sample, stored = loaded[0]
     n = len(sample.answer_positions)
-    bad = [i for i in options.tokens or [] if not 0 <= i < n]
+    bad = [item for item in options.tokens or [] if not all(0 <= i < n for i in span_members([item]))]
     if bad:
-        raise TamxError(f"sample {sample.id!r} has answer tokens 0..{n - 1}; --tokens asked for {bad}")
+        asked = ", ".join(f"{i[0]}-{i[1] - 1}" if isinstance(i, tuple) else str(i) for i in bad)
+        raise TamxError(f"sample {sample.id!r} has answer tokens 0..{n - 1}; --tokens asked for [{asked}]")
     if options.layout == "runs" and len(loaded) < 2:
         raise TamxError("--layout runs compares runs: give two or more, as in `tamx render RUN_A RUN_B --out DIR`")
+    if options.layout == "runs" and any(isinstance(item, tuple) for item in options.tokens or []):
+        raise TamxError(
+            "--layout runs aligns single words across runs: give --tokens without ranges, or another layout"
+        )
     if not stored:
         return []
     chosen = list(options.tokens) if options.tokens else list(range(n))
-    style = figures.FigureStyle(width=options.width, dpi=options.dpi, colormap=options.colormap, scale=options.scale)
+    style = figures.FigureStyle(
+        width=options.width,
+        dpi=options.dpi,
+        colormap=options.colormap,
+        scale=options.scale,
+        span_rule=options.span_rule,
+    )
     default = "tam" if "tam" in stored else next(iter(stored))
     written = []
-    for index in chosen:
-        path = joined(folder, f"token_{index:03d}.{options.format}")
-        _save(figures.token_figure(sample, stored[default], index, style), path, options)
+    for item in chosen:
+        if isinstance(item, tuple):
+            path = joined(folder, f"span_{token_label(item)}.{options.format}")
+            figure = figures.span_figure(sample, stored[default], *item, style)
+        else:
+            path = joined(folder, f"token_{token_label(item)}.{options.format}")
+            figure = figures.token_figure(sample, stored[default], item, style)
+        _save(figure, path, options)
         written.append(path)
     grid = chosen if options.tokens else chosen[:GRID_TOKENS]
     if options.layout == "runs":

@@ -44,7 +44,10 @@ from .report import (
     video_fps,
     visible_whitespace,
 )
+from .spans import DEFAULT_SPAN_RULE, SPAN_RULES
 from .words import word_index
+
+Item = int | tuple[int, int]  # an answer token, or a span (start, stop) of them
 
 SINGLE_COLUMN = 3.5  # inches: one column of a two-column paper
 DOUBLE_COLUMN = 7.0
@@ -70,10 +73,13 @@ class FigureStyle:
     alpha: float = 0.5
     font_size: float = 7.0
     scale: str = DEFAULT_SCALE
+    span_rule: str = DEFAULT_SPAN_RULE  # how a span's token maps become one (tamx.spans)
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
             raise ValueError(f"unknown scale {self.scale!r}: use one of {', '.join(SCALES)}")
+        if self.span_rule not in SPAN_RULES:
+            raise ValueError(f"unknown span rule {self.span_rule!r}: use one of {', '.join(SPAN_RULES)}")
 
 
 # What a grid's colour bar (0 = min, 1 = max of each row) spans, per scale; short: the bar is short.
@@ -181,6 +187,29 @@ def _colour_bar(figure: Figure, axes, style: FigureStyle, low: float = 0.0, high
 
 def _token_label(sample: Sample, index: int) -> str:
     return visible_whitespace(token_strings(sample)[sample.answer_positions[index]])
+
+
+def _phrase(sample: Sample, start: int, stop: int, limit: int = 32) -> str:
+    """The text of answer tokens start..stop-1, on one line, shortened past `limit` characters."""
+    strings = token_strings(sample)
+    text = "".join(strings[p] for p in sample.answer_positions.tolist()[start:stop]).strip()
+    text = " ".join(text.split()).translate(CONTROL_PICTURES)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _item_label(sample: Sample, item: Item) -> str:
+    """A grid row's label: "3: token" or, for a span, "3–5: “the phrase”"."""
+    if isinstance(item, tuple):
+        return f"{item[0]}–{item[1] - 1}: “{_phrase(sample, *item)}”"
+    return f"{item}: {_token_label(sample, item)}"
+
+
+def _item_row(maps: Maps, rows: np.ndarray, item: Item, style: FigureStyle) -> np.ndarray:
+    """The quantised map [V] of a token (its row of `rows`) or of a span (`Maps.span` on its own
+    range: a span has no single text relevance to share a joint scale with)."""
+    if isinstance(item, tuple):
+        return normalise(maps.span(*item, rule=style.span_rule)[None], None, "map")[0][0]
+    return rows[item]
 
 
 def _relevance(maps: Maps) -> np.ndarray:
@@ -310,8 +339,10 @@ def _rows_figure(
     column_titles: Sequence[str],
     style: FigureStyle,
     aspect: float,
+    bar: tuple[float, float, str] | None = None,
 ) -> Figure:
-    """A grid of map panels: rows x columns, a label per row, a title per column, one colour bar."""
+    """A grid of map panels: rows x columns, a label per row, a title per column, one colour bar
+    (0 to 1 of each row's range, or `bar`'s raw low, high and label)."""
     rows, columns = len(panels), max((len(r) for r in panels), default=0)
     with _style(style):
         figure = _grid(rows, columns, style, aspect, label_width=0.4)
@@ -335,28 +366,34 @@ def _rows_figure(
                 transform=axes[r, 0].transAxes,
                 fontsize=style.font_size,
             )
-        _colour_bar(figure, axes, style, label=GRID_SCALE_LABELS[style.scale])
+        if bar is None:
+            _colour_bar(figure, axes, style, label=GRID_SCALE_LABELS[style.scale])
+        else:
+            _colour_bar(figure, axes, style, *bar)
     return figure
 
 
 def variants_figure(
-    sample: Sample, variants: dict[str, Maps], tokens: Sequence[int], style: FigureStyle | None = None
+    sample: Sample, variants: dict[str, Maps], tokens: Sequence[Item], style: FigureStyle | None = None
 ) -> Figure:
-    """Tokens x variants: one row per chosen answer token, one column per variant and image / frame."""
+    """Tokens x variants: one row per chosen answer token or span (start, stop) (one map by
+    style.span_rule, labelled with its phrase), one column per variant and image / frame."""
     style = style or FigureStyle()
     frames = map_frames(sample.vision_blocks)
     media = frame_media(sample, frames)
     rows = {name: _answer_rows(maps, style.scale)[0] for name, maps in variants.items()}
-    panels = [
-        [
-            (sample, frame, items, rows[name][index, frame.offset : frame.offset + frame.size])
-            for name in variants
-            for frame, items in zip(frames, media)
-        ]
-        for index in tokens
-    ]
+    panels = []
+    for item in tokens:
+        cells = {name: _item_row(maps, rows[name], item, style) for name, maps in variants.items()}
+        panels.append(
+            [
+                (sample, frame, items, cells[name][frame.offset : frame.offset + frame.size])
+                for name in variants
+                for frame, items in zip(frames, media)
+            ]
+        )
     titles = [name + ("" if len(frames) == 1 else f" · {_frame_name(f, sample)}") for name in variants for f in frames]
-    labels = [f"{i}: {_token_label(sample, i)}" for i in tokens]
+    labels = [_item_label(sample, item) for item in tokens]
     return _rows_figure(panels, labels, titles, style, _aspect(sample, frames))
 
 
@@ -391,8 +428,9 @@ def runs_figure(
     return _rows_figure(panels, labels, titles, style, _aspect(first, map_frames(first.vision_blocks)))
 
 
-def frames_figure(sample: Sample, maps: Maps, tokens: Sequence[int], style: FigureStyle | None = None) -> Figure:
-    """One word across frames: a row per chosen token (its word's max), a column per video slice."""
+def frames_figure(sample: Sample, maps: Maps, tokens: Sequence[Item], style: FigureStyle | None = None) -> Figure:
+    """One word across frames: a row per chosen token (its word's max) or span (start, stop) (its
+    map by style.span_rule), a column per video slice."""
     style = style or FigureStyle()
     frames = [f for f in map_frames(sample.vision_blocks) if f.kind == "video"] or map_frames(sample.vision_blocks)
     media = frame_media(sample, frames)
@@ -401,11 +439,30 @@ def frames_figure(sample: Sample, maps: Maps, tokens: Sequence[int], style: Figu
     cells = _answer_rows(maps, style.scale)[0]
     panels, labels = [], []
     for index in tokens:
-        members = [i for i, w in enumerate(words) if w == words[index]]
-        word = cells[members].max(axis=0)
+        if isinstance(index, tuple):
+            word = _item_row(maps, cells, index, style)
+            labels.append(_item_label(sample, index))
+        else:
+            members = [i for i, w in enumerate(words) if w == words[index]]
+            word = cells[members].max(axis=0)
+            labels.append(visible_whitespace("".join(strings[i] for i in members)))
         panels.append([(sample, f, items, word[f.offset : f.offset + f.size]) for f, items in zip(frames, media)])
-        labels.append(visible_whitespace("".join(strings[i] for i in members)))
     return _rows_figure(panels, labels, [_frame_name(f, sample) for f in frames], style, _aspect(sample, frames))
+
+
+def span_figure(sample: Sample, maps: Maps, start: int, stop: int, style: FigureStyle | None = None) -> Figure:
+    """Answer tokens start..stop-1 as one map (`Maps.span` by style.span_rule) over every image /
+    frame, on its own range, labelled with the phrase."""
+    style = style or FigureStyle()
+    frames = map_frames(sample.vision_blocks)
+    raw = maps.span(start, stop, rule=style.span_rule)
+    cells = normalise(raw[None], None, "map")[0][0]
+    media = frame_media(sample, frames)
+    panels = [[(sample, f, items, cells[f.offset : f.offset + f.size]) for f, items in zip(frames, media)]]
+    where = ["" if len(frames) == 1 else f" · {_frame_name(f, sample)}" for f in frames]
+    titles = [f"{maps.variant} · {style.span_rule}{w}" for w in where]
+    bar = (float(raw.min()), float(raw.max()), "raw, the span's own range")
+    return _rows_figure(panels, [_item_label(sample, (start, stop))], titles, style, _aspect(sample, frames), bar)
 
 
 def save_figure(figure: Figure, path, format: str = "png", dpi: int = 300) -> None:
