@@ -336,6 +336,8 @@ def test_click_pins_hover_previews_leaving_restores_and_escape_unpins(instrument
         "kind": "answer",
         "index": 1,
         "candidate": -1,
+        "stop": None,
+        "spanRule": "mean",
         "pinned": {"run": 0, "kind": "answer", "index": 1, "candidate": -1},
     }
     p.keyboard.press("Escape")

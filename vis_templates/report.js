@@ -55,6 +55,10 @@
     joint: "joint range: map and text together (Eq. 3)",
   };
   const grouping = () => $("#group-words").checked;
+  // A span (a phrase, the whole answer): pinned = {run, kind: "span", index: start, stop, candidate: -1},
+  // answer tokens start..stop-1, chosen by shift-click or a drag over the answer's tokens.
+  let spanRule = "mean"; // as tamx.spans: "mean" or "weighted" (by each map's total positive activation)
+  let dragFrom = null;
   const shown = () => hover || pinned || { run: 0, kind: "answer", index: 0, candidate: -1 };
 
   function newRun(data, r) {
@@ -113,6 +117,12 @@
     const sel = shown();
     const from = runs[sel.run];
     if (!from) return null;
+    if (sel.kind === "span") {
+      if (run !== from) return null;
+      const members = [];
+      for (let i = sel.index; i < sel.stop; i++) members.push(i);
+      return { kind: "span", index: sel.index, stop: sel.stop, candidate: -1, members };
+    }
     if (run === from) {
       const members = sel.kind === "answer" && grouping() ? wordMembers(run, run.data.answer_words[sel.index]) : [sel.index];
       return { kind: sel.kind, index: sel.index, candidate: sel.candidate, members };
@@ -313,9 +323,63 @@
     return conversation;
   }
 
+  // ---------------------------------------------------------------- spans
+  // The map of answer tokens start..stop-1 as tamx.spans.span_map computes it, from the page's 8-bit
+  // maps on their own range (each token's value back in raw units: min + q / 255 * (max - min)).
+  function spanMap(run, variant, start, stop, rule) {
+    const own = run.array(variant, "answer_own");
+    const ranges = run.array(variant, "answer_own_scale");
+    if (!own || !ranges || !(start >= 0 && start < stop && stop <= own.shape[0])) return null;
+    const width = own.shape[1];
+    const raws = [];
+    const weights = [];
+    for (let i = start; i < stop; i++) {
+      const q = row(own, i);
+      const [low, high] = row(ranges, i);
+      const raw = new Float64Array(width);
+      let total = 0;
+      for (let c = 0; c < width; c++) {
+        raw[c] = low + (q[c] / 255) * (high - low);
+        if (raw[c] > 0) total += raw[c];
+      }
+      raws.push(raw);
+      weights.push(rule === "weighted" ? total : 1);
+    }
+    let sum = weights.reduce((a, b) => a + b, 0);
+    if (!(sum > 0)) {
+      weights.fill(1);
+      sum = weights.length;
+    }
+    const out = new Float64Array(width);
+    raws.forEach((raw, k) => {
+      for (let c = 0; c < width; c++) out[c] += (weights[k] * raw[c]) / sum;
+    });
+    return out;
+  }
+  // On its own range, quantised as tamx.report.normalise: [uint8 map, min, max].
+  function quantise(values) {
+    let low = Infinity;
+    let high = -Infinity;
+    for (const x of values) {
+      low = Math.min(low, x);
+      high = Math.max(high, x);
+    }
+    if (!values.length) low = high = 0;
+    const range = high > low ? high - low : 1;
+    const out = new Uint8Array(values.length);
+    for (let c = 0; c < values.length; c++) out[c] = Math.max(0, Math.min(255, Math.round(((values[c] - low) / range) * 255)));
+    return [out, low, high];
+  }
+
   // ---------------------------------------------------------------- painting
   function rowsOf(run, variant, sel) {
     if (!sel) return null;
+    if (sel.kind === "span") {
+      const values = spanMap(run, variant, sel.index, sel.stop, spanRule);
+      if (!values) return null;
+      const [map, low, high] = quantise(values);
+      return { map, text: null, scale: [[low, high, high]], textScale: null, joint: false, span: { rule: spanRule, tokens: sel.stop - sel.index }, raw: values };
+    }
     if (sel.kind === "candidate") {
       const candidates = run.array(variant, "candidates");
       if (!candidates) return null;
@@ -359,7 +423,7 @@
     if (!rows) {
       setText(column.low, "–");
       setText(column.high, "–");
-      setText(column.range, sel === null ? "nothing here matches the selection (another run's prompt token, or a word this answer lacks)" : "no map stored");
+      setText(column.range, sel === null ? "nothing here matches the selection (another run's prompt token or span, or a word this answer lacks)" : "no map stored");
       column.empty.hidden = true;
       return;
     }
@@ -382,7 +446,12 @@
       const textHigh = Math.max(...rows.textScale.map((s) => s[1]));
       what += "; text relevance on its own range " + fmt(textLow) + " … " + fmt(textHigh);
     }
-    setText(column.mid, sel && sel.kind === "candidate" ? "own range: the candidate's map alone" : SCALE_LABELS[rows.joint ? "joint" : "map"]);
+    if (rows.span) {
+      const how = rows.span.rule === "weighted" ? "weighted by each map's total activation" : "their mean";
+      what = " (min and max of the span's map: its " + rows.span.tokens + " token maps, " + how + ")";
+    }
+    const mid = rows.span ? "own range: the span's map (" + rows.span.rule + ")" : sel && sel.kind === "candidate" ? "own range: the candidate's map alone" : SCALE_LABELS[rows.joint ? "joint" : "map"];
+    setText(column.mid, mid);
     setText(column.range, "raw range " + fmt(low) + " … " + fmt(high) + what + word);
     if (column.empty.hidden !== mapMax > 0) column.empty.hidden = mapMax > 0;
   }
@@ -415,6 +484,7 @@
     const nContext = run.data.n_context;
     const kind = sel ? sel.kind : null;
     const selected = new Set(sel && kind !== "prompt" ? sel.members : []);
+    const inSpan = (j) => pin !== null && pin.kind === "span" && j >= pin.index && j < pin.stop;
     const pin = pinned && runs[pinned.run] === run ? pinned : null;
     run.promptSpans.forEach((span, j) => {
       const isLater = kind === "prompt" && j >= sel.index;
@@ -427,7 +497,7 @@
     run.answerSpans.forEach((span, j) => {
       const isCurrent = kind !== null && kind !== "prompt" && (selected.has(j) || j === step);
       const isLater = kind === "prompt" || (!isCurrent && j > last);
-      const isPinned = pin !== null && pin.kind !== "prompt" && pin.index === j;
+      const isPinned = inSpan(j) || (pin !== null && pin.kind !== "prompt" && pin.kind !== "span" && pin.index === j);
       mark(span, isCurrent, isLater, isPinned);
       tint(span, text && !isLater && !isCurrent && kind === "answer" ? text[nContext + j] : null);
     });
@@ -436,7 +506,8 @@
     const box = $("#candidates");
     const sel = shown();
     const run = runs[sel.run];
-    const has = run && sel.kind !== "prompt" && run.data.candidates.length && run.array(variants[0], "candidates");
+    const single = sel.kind === "answer" || sel.kind === "candidate"; // not a prompt token, not a span
+    const has = run && single && run.data.candidates.length && run.array(variants[0], "candidates");
     const texts = has ? run.data.candidates[sel.index] : [];
     while (box.children.length < texts.length) {
       const button = make("button");
@@ -460,6 +531,10 @@
     const run = runs[sel.run];
     let what;
     if (sel.kind === "prompt") what = "prompt token " + sel.index;
+    else if (sel.kind === "span") {
+      const phrase = run.answerTexts.slice(sel.index, sel.stop).join("");
+      what = "answer tokens " + sel.index + "–" + (sel.stop - 1) + " “" + visible(phrase) + "” as one map (" + spanRule + ")";
+    }
     else {
       const text = run.answerTexts[sel.index];
       const probs = run.data.answer_probs;
@@ -490,7 +565,8 @@
     setText($("#text-source"), textFrom);
     paintCandidates();
     paintStatus();
-    document.body.dataset.painted = sel.kind + ":" + sel.index + ":" + sel.candidate + ":" + variants.join("+");
+    const spanned = sel.kind === "span" ? "-" + sel.stop + ":" + spanRule : "";
+    document.body.dataset.painted = sel.kind + ":" + sel.index + spanned + ":" + sel.candidate + ":" + variants.join("+");
   }
 
   // ---------------------------------------------------------------- events
@@ -519,13 +595,25 @@
     hover = null;
     paint();
   }
+  // Answer tokens a..b (either order) of run `r` as one pinned span; grouping widens it to whole words.
+  function pinSpan(r, a, b) {
+    let start = Math.min(a, b);
+    let stop = Math.max(a, b) + 1;
+    if (grouping()) {
+      const words = runs[r].data.answer_words;
+      while (start > 0 && words[start - 1] === words[start]) start--;
+      while (stop < words.length && words[stop] === words[stop - 1]) stop++;
+    }
+    if (stop - start === 1) pin({ run: r, kind: "answer", index: start, candidate: -1 });
+    else pin({ run: r, kind: "span", index: start, stop, candidate: -1 });
+  }
   function step(delta) {
     const sel = shown();
     const run = runs[sel.run];
     const words = run.data.answer_words;
     const n = words.length;
     if (!n) return;
-    let index = sel.kind === "prompt" ? 0 : sel.index;
+    let index = sel.kind === "prompt" ? 0 : sel.kind === "span" && delta > 0 ? sel.stop - 1 : sel.index;
     if (grouping()) {
       const next = words.indexOf(Math.max(0, Math.min(words[n - 1], words[index] + delta)));
       index = next < 0 ? index : next;
@@ -570,7 +658,22 @@
     conversations.addEventListener("mouseleave", onLeave);
     conversations.addEventListener("click", (event) => {
       const token = tokenOf(event.target);
-      if (token) pin(token);
+      if (!token) return;
+      const anchor = pinned && pinned.run === token.run && (pinned.kind === "answer" || pinned.kind === "span") ? pinned : null;
+      if (event.shiftKey && anchor && token.kind === "answer") pinSpan(token.run, anchor.index, token.index);
+      else pin(token);
+    });
+    // a drag over answer tokens: mouse down on one, up on another of the same answer
+    conversations.addEventListener("mousedown", (event) => {
+      const token = tokenOf(event.target);
+      dragFrom = token && token.kind === "answer" && !event.shiftKey ? token : null;
+      if (dragFrom) event.preventDefault(); // no text selection while dragging
+    });
+    document.addEventListener("mouseup", (event) => {
+      const from = dragFrom;
+      dragFrom = null;
+      const token = from && tokenOf(event.target);
+      if (token && token.kind === "answer" && token.run === from.run && token.index !== from.index) pinSpan(from.run, from.index, token.index);
     });
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape") {
@@ -598,6 +701,7 @@
     $("#opacity").addEventListener("input", setOpacity);
     $("#group-words").addEventListener("change", paint);
     $("#scale").addEventListener("change", (event) => setScale(event.target.value));
+    $("#span-rule").addEventListener("change", (event) => setSpanRule(event.target.value));
     $("#show-template").addEventListener("change", (event) => document.body.classList.toggle("show-template", event.target.checked));
   }
   // Colour by this scale ("map" or "joint"): the bars' labels, the maps and the text follow.
@@ -606,6 +710,13 @@
     scale = name;
     $("#scale").value = name;
     for (const run of runs) for (const column of run.columns) setText(column.mid, SCALE_LABELS[scale]);
+    paint();
+  }
+  // A span's map: the mean of its token maps, or "weighted" by each one's total positive activation.
+  function setSpanRule(name) {
+    if (name !== "mean" && name !== "weighted") return;
+    spanRule = name;
+    $("#span-rule").value = name;
     paint();
   }
   // Show these variants side by side, in the page's order (the boxes follow).
@@ -654,7 +765,7 @@
     const keep = (token) => {
       if (!token || !runs[token.run]) return null;
       const n = token.kind === "prompt" ? runs[token.run].promptSpans.length : runs[token.run].answerSpans.length;
-      return token.index < n ? token : null;
+      return token.index < n && (token.kind !== "span" || token.stop <= n) ? token : null;
     };
     pinned = keep(pinned);
     hover = null;
@@ -667,9 +778,16 @@
   load(JSON.parse(document.getElementById("tamx-data").textContent));
   // The page's API (tamx serve, notebooks, tests): load(data) re-renders from a page_data payload;
   // show(names) ticks exactly these variants (names the page lacks are ignored; none: no change);
-  // setScale(name) colours by "map" or "joint"; state is the current sample, variants, scale and token.
+  // setScale(name) colours by "map" or "joint"; setSpanRule(name) aggregates spans by "mean" or "weighted";
+  // spanMap(variant, start, stop, rule) is the raw map of answer tokens start..stop-1 of the first run, as
+  // the page computes it (tamx.spans); state is the current sample, variants, scale and token or span.
   window.tamx = {
     load,
+    setSpanRule,
+    spanMap(variant, start, stop, rule = spanRule) {
+      const values = runs.length ? spanMap(runs[0], variant, start, stop, rule) : null;
+      return values ? Array.from(values) : null;
+    },
     show(names) {
       if (variantsOf().some((v) => names.includes(v))) showVariants(names);
     },
@@ -685,6 +803,8 @@
         kind: sel.kind,
         index: sel.index,
         candidate: sel.candidate,
+        stop: sel.kind === "span" ? sel.stop : null,
+        spanRule,
         pinned: pinned ? { ...pinned } : null,
       };
     },
