@@ -20,10 +20,14 @@ from .test_browser import Page, expected_canvases
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """One image sample of six answer tokens, explained and rendered."""
+    """One image sample of six answer tokens (" a red double bus.", "double" in two), explained and rendered."""
     root = tmp_path_factory.mktemp("spans")
     made = create_run(root / "run", synthetic_run_info())
-    made.write_sample(synthetic_sample("img", grids=[(1, 6, 8)], n_answer=6, n_context=4, seed=3))
+    sample = synthetic_sample("img", grids=[(1, 6, 8)], n_answer=6, n_context=4, seed=3)
+    sample.tokens = list(sample.tokens)
+    for position, text in zip(sample.answer_positions, [" a", " red", " dou", "ble", " bus", "."]):
+        sample.tokens[position] = text  # "double" is two tokens, one word
+    made.write_sample(sample)
     runner = CliRunner()
     assert runner.invoke(main, ["explain", str(root / "run"), "--quiet"]).exit_code == 0
     result = runner.invoke(main, ["render", str(root / "run"), "--out", str(root / "html"), "--quiet"])
@@ -166,3 +170,24 @@ def test_page_drag_over_tokens_pins_a_span(run, browser):
     assert (state["kind"], state["index"], state["stop"]) == ("span", 2, 5)
     p.keyboard.press("Escape")
     assert p.evaluate("() => window.tamx.state.kind") == "answer" and page.errors == []
+
+
+def test_render_runs_layout_takes_single_tokens_only(run, tmp_path):
+    path = str(run / "run")
+    args = ["render", path, path, "--out", str(tmp_path / "x"), "--png", "--layout", "runs", "--tokens", "1-2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "--layout runs aligns single words across runs" in result.output
+
+
+def test_page_span_with_grouped_words_covers_whole_words(run, browser):
+    page = Page(browser, run / "html" / "samples" / "img.html")
+    p = page.page
+    p.click("[data-answer-index='1']")
+    p.click("[data-answer-index='2']", modifiers=["Shift"])
+    assert (p.evaluate("() => window.tamx.state.stop")) == 3, "ungrouped: tokens 1-2, ' red dou'"
+    p.check("#group-words")
+    p.click("[data-answer-index='1']")
+    p.click("[data-answer-index='2']", modifiers=["Shift"])
+    state = p.evaluate("() => window.tamx.state")
+    assert (state["kind"], state["index"], state["stop"]) == ("span", 1, 4), "grouped: the whole word 'double'"
+    assert "answer tokens 1–3 “␣red␣double”" in p.inner_text("#status")
