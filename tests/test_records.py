@@ -20,7 +20,7 @@ import tamx.interchange
 import tamx.records
 import tamx.store
 from tamx import explain_sample, open_run
-from tamx.explain import ExplainSettings
+from tamx.explain import ExplainSettings, complete_maps
 from tamx.fields import array, json_field
 from tamx.interchange import import_sample, sample_bytes
 from tamx.records import Sample, sample_values
@@ -171,7 +171,7 @@ def test_a_schema_2_0_run_rewrites_to_the_same_bytes(golden, tmp_path):
     for sample_id in GOLDEN_IDS:
         new.write_sample(old.sample(sample_id))
         for variant in old.variants(sample_id):
-            new.write_maps(sample_id, old.maps(sample_id, variant, complete=False))
+            new.write_maps(sample_id, old.maps(sample_id, variant))
     before, after = stored_files(golden), stored_files(tmp_path / "new")
     assert sorted(before) == sorted(after)
     assert len(before) == 13
@@ -190,7 +190,7 @@ def test_a_schema_2_0_run_reads_and_explains_to_its_stored_maps(golden):
         assert sample.id == sample_id and sample.media and sample.messages
         settings = {"tam": ExplainSettings(), "cam": ExplainSettings(eci="off", filter="none", candidates=False)}
         for variant in run.variants(sample_id):
-            stored = run.maps(sample_id, variant)
+            stored = complete_maps(sample, run.maps(sample_id, variant))  # 2.0 deferred candidate/prompt maps
             fresh = explain_sample(sample, settings[variant], variant=variant)
             assert stored.settings == fresh.settings
             for name, value in fresh.arrays().items():
