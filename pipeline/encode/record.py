@@ -94,7 +94,7 @@ class Prepared:
 
 
 @dataclass
-class Outcome:
+class Produced:
     """What the model produced for one sample: the final ids, hidden [L-1, C], answer span, candidates."""
 
     input_ids: np.ndarray
@@ -181,7 +181,7 @@ def _token_logprobs(logits: torch.Tensor, token_ids: list[int]) -> np.ndarray:
     return torch.log_softmax(logits.float(), dim=-1).gather(1, chosen)[:, 0].cpu().numpy().astype(np.float32)
 
 
-def teacher_force(adapter: Adapter, prepared: Prepared, settings: EncodeSettings) -> Outcome:
+def teacher_force(adapter: Adapter, prepared: Prepared, settings: EncodeSettings) -> Produced:
     """One forward pass over prompt + the given answer under the hook."""
     model, tokenizer = adapter.model, adapter.tokenizer
     inputs = _device_inputs(adapter.model_inputs(prepared.processed), model.device, model.dtype)
@@ -198,7 +198,7 @@ def teacher_force(adapter: Adapter, prepared: Prepared, settings: EncodeSettings
         logits = _head_logits(adapter, hidden[answer_positions - 1])
         candidate_ids, candidate_logprobs = _candidates(logits, settings.top_k)
         forced = _token_logprobs(logits, answer_ids)
-    return Outcome(
+    return Produced(
         input_ids,
         hidden,
         answer_positions,
@@ -231,7 +231,7 @@ def _greedy_config(adapter: Adapter, settings: EncodeSettings, eos: list[int]) -
     )
 
 
-def generate(adapter: Adapter, batch: list[Prepared], settings: EncodeSettings) -> list[Outcome]:
+def generate(adapter: Adapter, batch: list[Prepared], settings: EncodeSettings) -> list[Produced]:
     """Greedy generation for a batch of samples (left-padded) under the hook."""
     model, tokenizer = adapter.model, adapter.tokenizer
     if len(batch) == 1:
@@ -265,7 +265,7 @@ def generate(adapter: Adapter, batch: list[Prepared], settings: EncodeSettings) 
             generation_config=_greedy_config(adapter, settings, eos),
             logits_processor=LogitsProcessorList([recorder]),
         )
-        outcomes = []
+        produced = []
         for row, (p, pad) in enumerate(zip(batch, pads)):
             generated = sequences[row, width:].cpu().numpy().astype(np.int64)
             stops = np.flatnonzero(np.isin(generated, eos))
@@ -286,8 +286,8 @@ def generate(adapter: Adapter, batch: list[Prepared], settings: EncodeSettings) 
                     )
             answer = tokenizer.decode(generated[:count].tolist())
             greedy = None if candidate_logprobs is None else candidate_logprobs[:, 0].astype(np.float32)
-            outcomes.append(
-                Outcome(
+            produced.append(
+                Produced(
                     input_ids,
                     hidden,
                     answer_positions,
@@ -298,7 +298,7 @@ def generate(adapter: Adapter, batch: list[Prepared], settings: EncodeSettings) 
                     answer_logprobs=greedy,
                 )
             )
-    return outcomes
+    return produced
 
 
 def max_positions(config: Any) -> int | None:
@@ -326,45 +326,47 @@ def warn_if_too_long(adapter: Adapter, sample_id: str, tokens: int, prompt_token
 
 
 def build_sample(
-    adapter: Adapter, prepared: Prepared, outcome: Outcome, settings: EncodeSettings, model_id: str
+    adapter: Adapter, prepared: Prepared, produced: Produced, settings: EncodeSettings, model_id: str
 ) -> Sample:
-    """The store record of one sample from its preprocessing and the model's outcome."""
-    warn_if_too_long(adapter, prepared.sample.id, len(outcome.input_ids), len(prepared.prompt_ids))
-    hidden = outcome.hidden
-    if len(hidden) != len(outcome.input_ids) - 1:
+    """The store record of one sample from its preprocessing and what the model produced."""
+    warn_if_too_long(adapter, prepared.sample.id, len(produced.input_ids), len(prepared.prompt_ids))
+    hidden = produced.hidden
+    if len(hidden) != len(produced.input_ids) - 1:
         raise AdapterError(
-            f"the final-norm hook recorded {len(hidden)} states for {len(outcome.input_ids)} tokens; "
+            f"the final-norm hook recorded {len(hidden)} states for {len(produced.input_ids)} tokens; "
             f"the {adapter.family} adapter hooks the wrong module"
         )
-    unique_ids, inverse = np.unique(outcome.input_ids, return_inverse=True)
+    unique_ids, inverse = np.unique(produced.input_ids, return_inverse=True)
     names = [adapter.tokenizer.decode([int(t)]) for t in unique_ids]
     candidate_tokens = None
-    if outcome.candidate_ids is not None:
-        candidate_tokens = [[adapter.tokenizer.decode([int(t)]) for t in row] for row in outcome.candidate_ids.tolist()]
+    if produced.candidate_ids is not None:
+        candidate_tokens = [
+            [adapter.tokenizer.decode([int(t)]) for t in row] for row in produced.candidate_ids.tolist()
+        ]
     media = prepared.media
     record = Sample(
         id=prepared.sample.id,
         hidden=to_storage(hidden),
         hidden_dtype=dtype_name(hidden.dtype),
-        input_ids=outcome.input_ids,
+        input_ids=produced.input_ids,
         vision_blocks=tuple(prepared.blocks),
-        answer_positions=outcome.answer_positions,
+        answer_positions=produced.answer_positions,
         context_positions=prepared.context,
         lm_head=LMHead(ids=np.zeros(0, np.int64), rows=np.zeros((0, hidden.shape[1]), np.float32)),
-        candidate_ids=outcome.candidate_ids,
+        candidate_ids=produced.candidate_ids,
         candidate_tokens=candidate_tokens,
         candidate_logprobs=None
-        if outcome.candidate_logprobs is None
-        else outcome.candidate_logprobs.astype(np.float32),
+        if produced.candidate_logprobs is None
+        else produced.candidate_logprobs.astype(np.float32),
         tokens=[names[i] for i in inverse.tolist()],
-        answer_logprobs=outcome.answer_logprobs,
+        answer_logprobs=produced.answer_logprobs,
         media=media_records(media),
         messages=portable_messages(prepared.messages, prepared.sample.base_dir),
         meta={
             "model_id": model_id,
-            "mode": outcome.mode,
+            "mode": produced.mode,
             "prompt": prepared.prompt,
-            "answer": outcome.answer,
+            "answer": produced.answer,
             "settings": settings.to_json(),
             "video_fps": [m.fps for m in media if m.kind == "video"],
         },

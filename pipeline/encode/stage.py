@@ -245,22 +245,22 @@ def _encode_batch(
         except ERRORS as exc:
             _fail(report, sample.id, exc)
     to_generate = [p for p in ready if p.answer is None]
-    outcomes = {}
+    produced = {}
     if len(to_generate) > 1:
         try:
-            outcomes = {p.sample.id: o for p, o in zip(to_generate, generate(adapter, to_generate, settings))}
+            produced = {p.sample.id: o for p, o in zip(to_generate, generate(adapter, to_generate, settings))}
         except ERRORS as exc:
             log.info("batched generate failed (%s); running the batch one sample at a time", exc)
     for prepared in ready:
         sample_id = prepared.sample.id
         try:
-            outcome = outcomes.get(sample_id)
-            if outcome is None:
+            result = produced.get(sample_id)
+            if result is None:
                 if prepared.answer is not None:
-                    outcome = teacher_force(adapter, prepared, settings)
+                    result = teacher_force(adapter, prepared, settings)
                 else:
-                    (outcome,) = generate(adapter, [prepared], settings)
-            record = build_sample(adapter, prepared, outcome, settings, model_id)
+                    (result,) = generate(adapter, [prepared], settings)
+            record = build_sample(adapter, prepared, result, settings, model_id)
             record.meta["rank"] = rank
             with writing(f"sample {sample_id!r} into {run.path}"):
                 run.write_sample(record, overwrite=True)
