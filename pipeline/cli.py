@@ -365,16 +365,10 @@ def render(
         raise click.BadParameter(str(exc), param_hint="--tokens") from None
     options = None
     if png or fmt:
-        options = FigureOptions(
-            format=fmt or "png",
-            layout=layout,
-            tokens=chosen,
-            width=width,
-            dpi=dpi,
-            colormap=colormap,
-            scale=scale,
-            span_rule=span_rule,
-        )
+        from tamx.figures import FigureStyle  # only when figures are drawn: matplotlib is slow to import
+
+        style = FigureStyle(width=width, dpi=dpi, colormap=colormap, scale=scale, span_rule=span_rule)
+        options = FigureOptions(format=fmt or "png", layout=layout, tokens=chosen, style=style)
     report = render_run(
         list(runs),
         out,

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tamx import open_run
 from tamx.errors import DiskFullError, TamxError
@@ -24,11 +25,14 @@ from tamx.report import (
     sample_page,
     template,
 )
-from tamx.spans import DEFAULT_SPAN_RULE, span_members, token_label
+from tamx.spans import span_members, token_label
 from tamx.store import Run
 
 from .files import atomic_path, joined, write_text
 from .outcomes import Outcome, StageReport
+
+if TYPE_CHECKING:
+    from tamx.figures import FigureStyle  # matplotlib is slow to import: only when figures are drawn
 
 GRID_TOKENS = 12
 
@@ -50,16 +54,13 @@ class RenderReport(StageReport):
 
 @dataclass
 class FigureOptions:
-    """What `tamx render --png/--format` draws (see `tamx.figures`)."""
+    """Which figures `tamx render --png/--format` draws; how they look is `style` (its
+    `tamx.figures.FigureStyle`, default when None)."""
 
     format: str = "png"
     layout: str = "variants"
     tokens: Sequence[int | tuple[int, int]] | None = None  # tokens and spans (start, stop)
-    width: float | None = None
-    dpi: int = 300
-    colormap: str = "jet"
-    scale: str = DEFAULT_SCALE
-    span_rule: str = DEFAULT_SPAN_RULE
+    style: FigureStyle | None = None
 
 
 def _run_names(runs: Sequence[Run]) -> list[str]:
@@ -105,13 +106,7 @@ def write_figures(
     if not stored:
         return []
     chosen = list(options.tokens) if options.tokens else list(range(n))
-    style = figures.FigureStyle(
-        width=options.width,
-        dpi=options.dpi,
-        colormap=options.colormap,
-        scale=options.scale,
-        span_rule=options.span_rule,
-    )
+    style = options.style or figures.FigureStyle()
     default = "tam" if "tam" in stored else next(iter(stored))
     written = []
     for item in chosen:
@@ -121,7 +116,7 @@ def write_figures(
         else:
             path = joined(folder, f"token_{token_label(item)}.{options.format}")
             figure = figures.token_figure(sample, stored[default], item, style)
-        _save(figure, path, options)
+        _save(figure, path, options.format, style.dpi)
         written.append(path)
     grid = chosen if options.tokens else chosen[:GRID_TOKENS]
     if options.layout == "runs":
@@ -131,15 +126,15 @@ def write_figures(
     else:
         figure = figures.variants_figure(sample, stored, grid, style)
     path = joined(folder, f"{options.layout}.{options.format}")
-    _save(figure, path, options)
+    _save(figure, path, options.format, style.dpi)
     return [*written, path]
 
 
-def _save(figure, path: Path | str, options: FigureOptions) -> None:
+def _save(figure, path: Path | str, fmt: str, dpi: int) -> None:
     from tamx.figures import save_figure
 
     with atomic_path(path) as partial:
-        save_figure(figure, partial, options.format, options.dpi)
+        save_figure(figure, partial, fmt, dpi)
 
 
 def _default_maps(stored: dict[str, Maps]) -> Maps | None:

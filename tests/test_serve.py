@@ -24,7 +24,6 @@ import tamx.pipeline.serve.app as serve_app
 import tamx.pipeline.serve.handlers as serve_handlers
 from markupsafe import escape
 from tamx.pipeline.explain import explain_run
-from tamx.pipeline.render import FigureOptions
 from tamx.pipeline.serve import SERVE_CSP, ServeConfig, ServerThread, make_app
 from tamx.pipeline.serve.model import Generator
 
@@ -36,7 +35,7 @@ from tamx.report import normalise_jointly, page_data, token_strings, unpack_arra
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 EVIL = "</script><script>alert(1)</script>"
-FIGURE_DPI = FigureOptions.dpi
+FIGURE_DPI = FigureStyle.dpi
 K5 = ExplainSettings(eci="uniform", filter="median", kernel_size=5)
 
 

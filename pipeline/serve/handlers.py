@@ -44,7 +44,6 @@ from tamx.report import (
 )
 
 from ..explain import check_kernel_fits, explain_run
-from ..render import FigureOptions
 from .auth import SERVE_CSP
 from .caches import EntryCache, MapCache, Runs, read_store
 from .config import ServeConfig
@@ -53,7 +52,7 @@ from .inputs import FORM_OVERHEAD, http_error, json_response, parse_json, read_b
 STATIC = Path(__file__).parent / "static"
 LIVE = "live"  # the variant name of maps recomputed for the page's settings, never stored
 LIST_PAGE = "/samples"  # the runs and their samples, as the report's index lists them
-FIGURE_DPI = FigureOptions.dpi  # a downloaded figure is the one `tamx render --png` draws
+FIGURE_DPI = FigureStyle.dpi  # a downloaded figure is the one `tamx render --png` draws
 # matplotlib's rcParams (the figures' fonts and sizes) are process-wide: one figure at a time
 _FIGURE_LOCK = threading.Lock()
 
