@@ -30,8 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tamx import ExplainSettings, open_run
-from tamx.report import token_strings
 from tamx.shapes import word_classes
+from tamx.tokens import token_strings
 
 VARIANTS = {
     "cam": ExplainSettings(eci="off", filter="none", candidates=False, prompt=False),

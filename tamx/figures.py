@@ -30,22 +30,17 @@ from matplotlib.textpath import TextPath
 from .layout import MapFrame, map_frames
 from .records import Maps, Sample
 from .report import (
-    CONTROL_PICTURES,
     DEFAULT_SCALE,
     SCALES,
-    align_word,
-    answer_logprobs,
-    candidate_strings,
     colormap_lut,
     frame_media,
     joint_scale,
     normalise,
-    token_strings,
     video_fps,
-    visible_whitespace,
 )
 from .spans import DEFAULT_SPAN_RULE, SPAN_RULES
-from .words import word_index
+from .tokens import CONTROL_PICTURES, answer_logprobs, candidate_strings, token_strings, visible_whitespace
+from .words import align_word, word_index
 
 Item = int | tuple[int, int]  # an answer token, or a span (start, stop) of them
 

@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,11 +29,10 @@ import numpy as np
 from .layout import MapFrame, map_frames
 from .page import ComparisonData, PageData, VariantView
 from .records import Maps, RunInfo, Sample
+from .tokens import answer_logprobs, candidate_strings, printable_surrogates, token_strings
 from .words import word_index
 
 THUMBNAIL_SIZE = 160
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +41,7 @@ def json_ready(value: Any) -> Any:
     infinite number becomes null, a lone surrogate (from a decoded token, a message) becomes
     U+FFFD, numpy scalars and arrays become Python numbers and lists."""
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
+        return printable_surrogates(value)
     if isinstance(value, (bool, type(None))):
         return value
     if isinstance(value, (float, np.floating)):
@@ -195,76 +193,6 @@ def thumbnail(data: bytes, size: int = THUMBNAIL_SIZE) -> str | None:
     """A small JPEG data URI of an encoded image, or None if it cannot be decoded."""
     image = _decode(data)
     return None if image is None else _jpeg_uri(image, size)
-
-
-def token_strings(sample: Sample) -> list[str]:
-    """The decoded string of every input id (`#id` where the store has none); a lone surrogate (half
-    of a character a tokenizer split) as U+FFFD, which every font, encoder and parser takes."""
-    if sample.tokens is not None:
-        return [_SURROGATE.sub("\ufffd", token) for token in sample.tokens]
-    return [f"#{t}" for t in sample.input_ids.tolist()]
-
-
-def candidate_strings(sample: Sample) -> list[list[str]]:
-    """The decoded strings of the top-k candidates at every answer step."""
-    if sample.candidate_ids is None:
-        return []
-    if sample.candidate_tokens is not None:
-        return [[_SURROGATE.sub("\ufffd", token) for token in row] for row in sample.candidate_tokens]
-    return [[f"#{t}" for t in row] for row in sample.candidate_ids.tolist()]
-
-
-# Control characters other than tab and newline drawn as escapes (\r, \f, \x1b), which every
-# font can draw (Unicode's control pictures are missing from DejaVu).
-CONTROL_PICTURES = {code: repr(chr(code))[1:-1] for code in [*range(32), 127] if code not in (9, 10)}
-
-
-def visible_whitespace(text: str) -> str:
-    """A token string with its spaces, tabs, newlines and other control characters drawn (␣, ⇥,
-    ⏎, \f, ...), so " a" and "a" differ and nothing prints as a missing glyph."""
-    return text.replace(" ", "␣").replace("\t", "⇥").replace("\n", "⏎").translate(CONTROL_PICTURES)
-
-
-def _word_key(text: str) -> str:
-    return "".join(c for c in text.lower() if not c.isspace() and unicodedata.category(c)[0] not in "PS")
-
-
-def align_word(from_tokens: Sequence[str], word: int, to_tokens: Sequence[str]) -> list[int]:
-    """Indices of the tokens of `to_tokens` that make the word matching word `word` of
-    `from_tokens`: the same text (case, spaces and punctuation aside), the same occurrence.
-    Tokenisations may differ; [] when the other answer has no such word. (The page does the same.)"""
-
-    def texts(tokens: Sequence[str]) -> tuple[list[int], list[str]]:
-        index = word_index(tokens)
-        words = [""] * (index[-1] + 1 if index else 0)
-        for token, w in zip(tokens, index):
-            words[w] += token
-        return index, [_word_key(w) for w in words]
-
-    _, source = texts(from_tokens)
-    if not 0 <= word < len(source):
-        return []
-    occurrence = source[:word].count(source[word])
-    index, target = texts(to_tokens)
-    matches = [w for w, key in enumerate(target) if key == source[word]]
-    if occurrence >= len(matches):
-        return []
-    return [i for i, w in enumerate(index) if w == matches[occurrence]]
-
-
-def answer_logprobs(sample: Sample) -> np.ndarray | None:
-    """log p of every answer token as the model scored it: [N] float32, or None if not known.
-
-    Stored at encode (`Sample.answer_logprobs`); for older greedy runs it is the top candidate's,
-    which is the generated token."""
-    if sample.answer_logprobs is not None:
-        return np.asarray(sample.answer_logprobs, np.float32)
-    if sample.candidate_ids is None or sample.candidate_logprobs is None:
-        return None
-    answer = sample.input_ids[sample.answer_positions]
-    if not np.array_equal(sample.candidate_ids[:, 0], answer):
-        return None
-    return sample.candidate_logprobs[:, 0]
 
 
 def frame_media(sample: Sample, frames: Sequence[MapFrame]) -> list[list[int]]:

@@ -1,4 +1,5 @@
-"""Grouping sub-word tokens into words (the report's word view and the evaluation protocol)."""
+"""Grouping sub-word tokens into words (the report's word view, the evaluation protocol) and finding
+the same word in another tokenisation (`align_word`: two runs' answers side by side)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,30 @@ def group_words(tokens: Sequence[str]) -> list[list[int]]:
             words.append([])
         words[word].append(position)
     return words
+
+
+def _word_key(text: str) -> str:
+    return "".join(c for c in text.lower() if not c.isspace() and unicodedata.category(c)[0] not in "PS")
+
+
+def align_word(from_tokens: Sequence[str], word: int, to_tokens: Sequence[str]) -> list[int]:
+    """Indices of the tokens of `to_tokens` that make the word matching word `word` of
+    `from_tokens`: the same text (case, spaces and punctuation aside), the same occurrence.
+    Tokenisations may differ; [] when the other answer has no such word. (The page does the same.)"""
+
+    def texts(tokens: Sequence[str]) -> tuple[list[int], list[str]]:
+        index = word_index(tokens)
+        words = [""] * (index[-1] + 1 if index else 0)
+        for token, w in zip(tokens, index):
+            words[w] += token
+        return index, [_word_key(w) for w in words]
+
+    _, source = texts(from_tokens)
+    if not 0 <= word < len(source):
+        return []
+    occurrence = source[:word].count(source[word])
+    index, target = texts(to_tokens)
+    matches = [w for w, key in enumerate(target) if key == source[word]]
+    if occurrence >= len(matches):
+        return []
+    return [i for i, w in enumerate(index) if w == matches[occurrence]]

@@ -32,7 +32,7 @@ import numpy as np
 from tamx import open_run
 from tamx.datasets import load_dataset
 from tamx.pos import FUNCTION, NOUN, Tagger, category_lemmas, lemma, normalise_word
-from tamx.report import token_strings
+from tamx.tokens import token_strings
 from tamx.words import group_words
 
 from .reference import rank_gaussian_filter_ref

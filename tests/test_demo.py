@@ -32,7 +32,7 @@ def test_demo_writes_the_report_with_the_notice(tmp_path):
     from tamx.pipeline.demo.run import demo_scenes
 
     from tamx import open_run
-    from tamx.report import token_strings
+    from tamx.tokens import token_strings
 
     run = open_run(tmp_path / "demo" / "run")
     for sample_id, scenes in demo_scenes().items():

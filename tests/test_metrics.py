@@ -33,8 +33,8 @@ from tamx.metrics import (
     summarise,
 )
 from tamx.pos import FUNCTION, NOUN, OTHER, Tagger, lemma
-from tamx.report import token_strings
 from tamx.synthetic import synthetic_sample
+from tamx.tokens import token_strings
 
 
 def test_quantise_uses_the_span_before_the_filter_joined_with_relevance():

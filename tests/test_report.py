@@ -216,7 +216,7 @@ def test_answer_probabilities_are_stored_and_shown(tmp_path):
 
 
 def test_words_align_across_tokenisations():
-    from tamx.report import align_word
+    from tamx.words import align_word
 
     a = [" The", " red", " cir", "cle", "."]
     b = [" the", " re", "d", " circle", ".", " red"]
@@ -225,7 +225,7 @@ def test_words_align_across_tokenisations():
 
 
 def test_whitespace_is_made_visible():
-    from tamx.report import visible_whitespace
+    from tamx.tokens import visible_whitespace
 
     assert visible_whitespace(" a") != visible_whitespace("a") and visible_whitespace(" a\n\t") == "␣a⏎⇥"
 

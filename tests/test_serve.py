@@ -31,8 +31,9 @@ from tamx import ExplainSettings, create_run, explain_sample, open_run
 from tamx.explain import ECI_MODES
 from tamx.figures import FigureStyle, save_figure, token_figure
 from tamx.filters import FILTERS
-from tamx.report import normalise_jointly, page_data, token_strings, unpack_array
+from tamx.report import normalise_jointly, page_data, unpack_array
 from tamx.synthetic import synthetic_run_info, synthetic_sample
+from tamx.tokens import token_strings
 
 EVIL = "</script><script>alert(1)</script>"
 FIGURE_DPI = FigureStyle.dpi

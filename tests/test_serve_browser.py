@@ -9,8 +9,9 @@ import pytest
 from tamx.pipeline.serve import ServerThread, make_app
 
 from tamx import ExplainSettings, create_run, explain_sample, open_run
-from tamx.report import DEFAULT_SCALE, normalise, token_strings
+from tamx.report import DEFAULT_SCALE, normalise
 from tamx.synthetic import synthetic_run_info, synthetic_sample
+from tamx.tokens import token_strings
 
 from .test_browser import EVIL, MAP_CANVASES, expected_canvases, read_canvases
 from .test_serve import core_figure

@@ -36,7 +36,7 @@ from tamx.metrics import (
 from tamx.pointing import PointScore, PointSummary, read_word_classes, summarise_points
 from tamx.pos import NOUN, Tagger, category_lemmas, lemma, normalise_word
 from tamx.records import Sample
-from tamx.report import token_strings
+from tamx.tokens import token_strings
 from tamx.words import group_words
 
 from ..files import atomic_path, joined, write_text
