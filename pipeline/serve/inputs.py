@@ -23,6 +23,7 @@ JSON_DEPTH = 2
 
 
 def http_error(status: int, message: str) -> HTTPException:
+    """The refusal of a request: its HTTP status and the one-line message the page shows."""
     return HTTPException(status_code=status, detail=message)
 
 

@@ -23,7 +23,6 @@ import anyio
 import cv2
 import numpy as np
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from tamx import ExplainSettings, open_run
@@ -31,16 +30,13 @@ from tamx.errors import SampleError, TamxError
 from tamx.records import check_sample_id
 
 from ..explain import explain_run
+from .inputs import http_error
 
 log = logging.getLogger(__name__)
 
 MAX_FILES = 8
 MAX_PROMPT_CHARS = 8000
 VIDEO_MAGIC = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (8, b"AVI "))  # mp4 / mov, webm / mkv, avi
-
-
-def _http(status: int, message: str) -> HTTPException:
-    return HTTPException(status_code=status, detail=message)
 
 
 @dataclass
@@ -90,9 +86,9 @@ async def read_upload(request: Request, limit: int, generator: Generator) -> Upl
     form = await request.form(max_files=MAX_FILES, max_fields=16, max_part_size=limit)
     prompt = form.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
-        raise _http(400, "type a prompt: the form field 'prompt' is empty")
+        raise http_error(400, "type a prompt: the form field 'prompt' is empty")
     if len(prompt) > MAX_PROMPT_CHARS:
-        raise _http(400, f"the prompt has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are taken")
+        raise http_error(400, f"the prompt has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are taken")
     answer = form.get("answer")
     answer = answer if isinstance(answer, str) and answer.strip() else None
     sample_id = form.get("id")
@@ -100,32 +96,32 @@ async def read_upload(request: Request, limit: int, generator: Generator) -> Upl
     try:
         check_sample_id(sample_id)
     except SampleError as exc:
-        raise _http(400, f"sample id {sample_id!r}: {exc.problem}") from None
+        raise http_error(400, f"sample id {sample_id!r}: {exc.problem}") from None
     generator.check_new_id(sample_id)
     files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
     if not files:
-        raise _http(400, "upload one or more images, or a video (form field 'files')")
+        raise http_error(400, "upload one or more images, or a video (form field 'files')")
     upload = Upload(sample_id=sample_id, prompt=prompt, answer=answer)
     total = 0
     for number, item in enumerate(files, 1):
         data = await item.read()
         total += len(data)
         if total > limit:
-            raise _http(413, f"the files add up to more than {limit / 1e6:.1f} MB, the most this server takes")
+            raise http_error(413, f"the files add up to more than {limit / 1e6:.1f} MB, the most this server takes")
         shown = repr(item.filename or f"file {number}")
         if not data:
-            raise _http(400, f"{shown} is empty")
+            raise http_error(400, f"{shown} is empty")
         image = image_extension(data)
         if image is not None:
             upload.images.append((data, image))
             continue
         video = video_extension(data)
         if video is None:
-            raise _http(415, f"{shown} is neither an image OpenCV decodes nor a video (mp4, mov, webm, avi)")
+            raise http_error(415, f"{shown} is neither an image OpenCV decodes nor a video (mp4, mov, webm, avi)")
         if upload.video is not None:
-            raise _http(400, "upload at most one video per sample (with any number of images)")
+            raise http_error(400, "upload at most one video per sample (with any number of images)")
         if not await anyio.to_thread.run_sync(video_decodes, data, video):
-            raise _http(415, f"{shown} looks like a video but OpenCV cannot decode a frame of it")
+            raise http_error(415, f"{shown} looks like a video but OpenCV cannot decode a frame of it")
         upload.video = (data, video)
     return upload
 
@@ -183,7 +179,7 @@ class Generator:
         with self._lock:
             taken = any(self._jobs[j].upload.sample_id == sample_id for j in self._line)
         if taken or self._stored(sample_id):
-            raise _http(409, f"sample {sample_id!r} is already in {self.out} or in line; choose another id")
+            raise http_error(409, f"sample {sample_id!r} is already in {self.out} or in line; choose another id")
 
     def submit(self, upload: Upload) -> Job:
         job = Job(id=uuid.uuid4().hex[:12], upload=upload)
