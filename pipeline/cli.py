@@ -586,7 +586,11 @@ def demo(out: str, model: str | None, overwrite: bool) -> None:
     help="Model mode: the weights' dtype.",
 )
 @click.option(
-    "--max-new-tokens", default=64, show_default=True, type=click.IntRange(1), help="Model mode: longest answer."
+    "--max-new-tokens",
+    default=defaults.MAX_NEW_TOKENS,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Model mode: longest answer.",
 )
 @click.option("--max-upload-mb", default=64, show_default=True, type=click.IntRange(1), help="Largest upload.")
 @click.option(

@@ -108,6 +108,7 @@ def test_the_page_is_the_report_page_with_the_serve_script(client):
 def test_config_runs_and_samples(client):
     config = client.get("/api/config").json()
     assert config["model"] is None and "rank-gaussian" in config["filters"] and config["eci_modes"][0] == "relevance"
+    assert config["defaults"] == {"eci": "relevance", "filter": "rank-gaussian", "kernel_size": 3}
     runs = {r["id"]: r for r in client.get("/api/runs").json()}
     assert {k: v["samples"] for k, v in runs.items()} == {"a": 3, "b": 1}
     assert all(set(r) == {"id", "model", "samples"} for r in runs.values()), "runs are listed by name, not path"

@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from tamx import ExplainSettings, Maps, Run, Sample, explain_sample
+from tamx import ExplainSettings, Maps, Run, Sample, defaults, explain_sample
 from tamx.eci import ECI_WEIGHTINGS
 from tamx.errors import SampleError, TamxError
 from tamx.explain import complete_maps
@@ -209,6 +209,7 @@ class Handlers:
             {
                 "eci_modes": list(ECI_WEIGHTINGS),
                 "filters": list(FILTERS),
+                "defaults": {"eci": defaults.ECI, "filter": defaults.FILTER, "kernel_size": defaults.KERNEL_SIZE},
                 "live_variant": LIVE,
                 "page_version": PAGE_VERSION,
                 "list_page": LIST_PAGE,

@@ -68,7 +68,7 @@
         element("label", { text: "ECI ", title: HELP.eci }, [element("select", { id: "serve-eci", name: "eci" })]),
         element("label", { text: "filter ", title: HELP.filter }, [element("select", { id: "serve-filter", name: "filter" })]),
         element("label", { text: "kernel ", title: HELP.kernel }, [
-          element("input", { id: "serve-kernel", name: "kernel_size", type: "number", min: "1", step: "2", value: "3" }),
+          element("input", { id: "serve-kernel", name: "kernel_size", type: "number", min: "1", step: "2", value: String(config.defaults.kernel_size) }),
         ]),
         element("input", { id: "serve-variant-name", placeholder: "variant name", "aria-label": "variant name" }),
         element("label", {}, [element("input", { id: "serve-all", type: "checkbox" }), " all samples"]),
@@ -89,6 +89,8 @@
     if (back) back.textContent = "\u2190 runs and samples";
     options($("#serve-eci"), config.eci_modes);
     options($("#serve-filter"), config.filters);
+    $("#serve-eci").value = config.defaults.eci; // the settings `tamx explain` uses unless told (tamx/defaults.py)
+    $("#serve-filter").value = config.defaults.filter;
     if (config.model) buildUpload(panel);
   }
   function buildUpload(panel) {
