@@ -3,9 +3,11 @@ real VLM families saved to folders once per session."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tamx import create_run
@@ -14,6 +16,8 @@ from tamx import create_run
 # (a test that needs the online path sets its own endpoint on 127.0.0.1 and clears this).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from tamx.synthetic import synthetic_run_info, synthetic_sample
+
+from .refusals import tamx_cli
 
 LAYOUTS = {
     "img": [(1, 9, 13)],
@@ -86,3 +90,26 @@ def chromium():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def eval_case(tmp_path):
+    """A run of two one-image samples explained as `cam`, and a folder dataset with their masks
+    (test_eval_inputs, test_disk_full)."""
+    import cv2
+
+    run_path = tmp_path / "run"
+    run = create_run(run_path, synthetic_run_info())
+    data = tmp_path / "data"
+    data.mkdir()
+    entries = []
+    for seed, name in enumerate(("first", "second")):
+        run.write_sample(synthetic_sample(name, grids=[(1, 6, 8)], seed=seed))
+        cv2.imwrite(str(data / f"{name}.jpg"), np.zeros((48, 64, 3), np.uint8))
+        label = np.zeros((48, 64), np.uint8)
+        label[10:30, 20:40] = 1
+        cv2.imwrite(str(data / f"{name}.png"), label)
+        entries.append({"id": name, "image": f"{name}.jpg", "label": f"{name}.png", "categories": {"dog": 1}})
+    (data / "anno.json").write_text(json.dumps(entries))
+    assert tamx_cli("explain", run_path, "--no-eci", "--filter", "none", "--quiet").exit_code == 0
+    return run_path, data, entries

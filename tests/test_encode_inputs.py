@@ -1,6 +1,6 @@
-"""Bad encode inputs through `tamx encode` (issue 15, classes 4, 5, 8 and 9): a record of the
-wrong JSON types fails alone with a message and the run goes on; a manifest that is not
-UTF-8 is one line; a prompt past the model's positions is warned about. The model is the
+"""Bad encode inputs through `tamx encode`: a record of the wrong JSON types fails alone with a
+message and the run goes on; a manifest that is not UTF-8 is one line; a prompt past the
+model's positions is warned about; a full disk stops encode with one line. The model is the
 bundled toy VLM (pipeline/demo/model, max_position_embeddings 1024); the manifest cases
 that fail every record never load it.
 """
@@ -24,7 +24,7 @@ from tamx.pipeline.encode.inputs import read_manifest
 
 from tamx import open_run
 
-from .test_robust import refused
+from .refusals import refused
 
 NO_MODEL = "/nonexistent/model"  # never loaded: every record fails before
 
@@ -210,7 +210,7 @@ def test_a_prompt_past_the_model_positions_is_warned_about(tmp_path, image, capl
 
 
 def test_disk_full_during_encode_stops_with_one_line_and_keeps_earlier_samples(tmp_path, image):
-    from .test_robust import fill, small_disk
+    from .test_disk_full import fill, small_disk
 
     records = [{"id": name, "messages": _turn(PICTURE, TEXT), "answer": "red"} for name in ("a", "b", "c")]
     manifest = _manifest(tmp_path, records)
