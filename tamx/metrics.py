@@ -1,4 +1,4 @@
-"""Obj-IoU, Func-IoU and F1-IoU (Sec. 3.4, Supp. E; docs/method.md "Evaluation"), torch-free.
+"""Obj-IoU, Func-IoU and F1-IoU (Sec. 3.4, Supp. E; docs/eval.md "Protocol"), torch-free.
 
 A token's map is quantised to uint8 like the authors' evaluation: min-max normalised jointly
 with the token's text relevance (Eq. 3's N, min and max taken before the filter, as their

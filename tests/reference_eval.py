@@ -1,7 +1,7 @@
 """Plain reference of the paper's plausibility evaluation, for tests of `tamx eval --protocol paper`.
 
-Written from the paper (Sec. 3.4, Eqs. 3, 8, 9 and Supp. E), shared/METHOD.md "Evaluation"
-and docs/eval.md "Protocols", not from any implementation: explicit loops, float64, one
+Written from the paper (Sec. 3.4, Eqs. 3, 8, 9 and Supp. E) and docs/eval.md "Protocol" and
+"Protocols and thresholds", not from any implementation: explicit loops, float64, one
 sample and one token at a time. Single-image samples whose grid covers the whole image, and
 the variants cam (no filter) and rank-gaussian filtered ones (tests/reference.py's filter).
 
