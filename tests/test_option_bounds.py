@@ -44,9 +44,9 @@ def test_a_kernel_is_not_bounded_without_a_filter(grid_run):
 @pytest.mark.parametrize(
     "option, value, expected, code",
     [
-        ("--kernel-size", "4", "kernel size must be odd", 1),
-        ("--kernel-size", "0", "kernel size must be odd", 1),
-        ("--kernel-size", "-3", "kernel size must be odd", 1),
+        ("--kernel-size", "4", "kernel size must be odd", 2),  # a bad option (issue 24)
+        ("--kernel-size", "0", "kernel size must be odd", 2),
+        ("--kernel-size", "-3", "kernel size must be odd", 2),
         ("--kernel-size", "three", "is not a valid integer", 2),
         ("--workers", "0", "is not in the range", 2),
         ("--workers", "100000", "is not in the range", 2),
