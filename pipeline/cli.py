@@ -25,7 +25,12 @@ _LAZY_COMMANDS = {
         "tamx.pipeline.encode.command",
         "encode",
         "Run a VLM on images/videos and a prompt; store what `tamx explain` needs in the run --out.",
-    )
+    ),
+    "faithfulness": (
+        "tamx.pipeline.faithfulness.command",
+        "faithfulness",
+        "Deletion and insertion curves of the stored maps (re-runs the model on perturbed images).",
+    ),
 }
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .dtypes import STORAGE_DTYPES
 
-SCHEMA = (2, 0)  # (major, minor): a reader opens every minor version of its major
+SCHEMA = (2, 1)  # (major, minor): a reader opens every minor version of its major; 2.1 adds faithfulness records
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Field:
     required: bool = True
     types: tuple[type, ...] = ()
     tensor: str | None = None
-    since: tuple[int, int] = SCHEMA
+    since: tuple[int, int] = (2, 0)
     fix: str = ""
     attribute: str | None = None
 

@@ -457,6 +457,12 @@ class Run:
             if maps is not None:  # else maps of an earlier version of the sample: garbage
                 variants.append(variant)
                 named |= {key, f"{prefix}/maps/{variant}.{maps['slot']}"}
+        for key in sorted(keys):  # faithfulness records: named when current, else garbage
+            name = key.removeprefix(f"{prefix}/faithfulness/")
+            if name != key and "/" not in name and name.endswith(".json") and not name.startswith("."):
+                found = self._commit_or_none(key)
+                if found is not None and found.get("sample_token") == commit["token"]:
+                    named |= {key, f"{prefix}/faithfulness/{name[: -len('.json')]}.{found['slot']}"}
         if damaged:
             survey.damaged_maps[sample_id] = damaged
         if sample_id not in survey.damaged:
@@ -729,6 +735,78 @@ class Run:
         values.update(self._read_fields(f"samples/{sample_id}/maps/{variant}.{commit['slot']}", commit, names, fail))
         return Maps.from_values(variant, values, sample_id, _commit_dims(sample_commit, sample_id))
 
+    # ------------------------------------------------------------ faithfulness records
+    def faithfulness_variants(self, sample_id: str) -> list[str]:
+        """Variants with a faithfulness record of the current version of a sample, sorted."""
+        token = self._sample_commit(sample_id)["token"]
+        prefix = f"samples/{sample_id}/faithfulness"
+        names = []
+        for name in self.objects.list(prefix):
+            if name.endswith(".json") and not name.startswith("."):
+                commit = self._commit_or_none(f"{prefix}/{name}")
+                if commit is not None and commit.get("sample_token") == token:
+                    names.append(name[: -len(".json")])
+        return sorted(names)
+
+    def _faithfulness_commit(self, sample_id: str, variant: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(sample commit, record commit) of a variant's faithfulness record, or None if not stored."""
+        sample = self._sample_commit(sample_id)
+        check_name(variant, "variant name", portable=False)
+        try:
+            raw = self.objects.read(f"samples/{sample_id}/faithfulness/{variant}.json")
+        except FileNotFoundError:
+            return None
+        commit = _commit_json(raw, lambda problem: _raise(sample_id, f"faithfulness/{variant}", problem))
+        return None if commit.get("sample_token") != sample["token"] else (sample, commit)
+
+    def faithfulness(self, sample_id: str, variant: str):
+        """Load one variant's faithfulness record (`tamx.faithfulness.Faithfulness`) of a sample."""
+        from .faithfulness import FAITHFULNESS_FIELDS, Faithfulness
+
+        def read(found: tuple[dict[str, Any], dict[str, Any]] | None) -> Faithfulness:
+            if found is None:
+                have = self.faithfulness_variants(sample_id)
+                raise SampleError(
+                    sample_id,
+                    f"faithfulness/{variant}",
+                    f"no such record (stored: {', '.join(have) or 'none'}); run `tamx faithfulness {self.url}`",
+                )
+            sample, commit = found
+            known = {f.name for f in arrays(FAITHFULNESS_FIELDS)}
+            names = [n for n in commit["fields"] if n in known]
+
+            def fail(name: str, problem: str) -> None:
+                raise SampleError(sample_id, f"faithfulness/{variant}/{name}", problem)
+
+            values: dict[str, Any] = dict(commit["json"])
+            key = f"samples/{sample_id}/faithfulness/{variant}.{commit['slot']}"
+            values.update(self._read_fields(key, commit, names, fail))
+            answers = _commit_dims(sample, sample_id)["N"]
+            return Faithfulness.from_values(variant, values, sample_id, answers)
+
+        return self._consistent(
+            lambda: self._faithfulness_commit(sample_id, variant),
+            read,
+            token=lambda found: None if found is None else (found[0]["token"], found[1]["token"]),
+        )
+
+    def write_faithfulness(self, sample_id: str, record, overwrite: bool = False, sample_version: str | None = None):
+        """Store one variant's faithfulness record of a sample (data object, then commit)."""
+        from .faithfulness import FAITHFULNESS_FIELDS
+
+        self._require_writable()
+        check_name(record.variant, "variant name")
+        sample = self._sample_commit(sample_id)
+        where = f"faithfulness/{record.variant}"
+        if sample_version is not None and sample["token"] != sample_version:
+            raise SampleError(sample_id, where, "the sample was rewritten while this was computed; run it again")
+        if not overwrite and self._faithfulness_commit(sample_id, record.variant) is not None:
+            raise SampleError(sample_id, where, "already stored; pass overwrite=True to replace it")
+        record.validate(sample_id, _commit_dims(sample, sample_id)["N"])
+        prefix = f"samples/{sample_id}/faithfulness/{record.variant}"
+        extra = {"variant": record.variant, "sample_token": sample["token"]}
+        self._commit(prefix, record.values(), FAITHFULNESS_FIELDS, extra)
+
     def maps_settings(self, sample_id: str, variant: str) -> dict[str, Any] | None:
         """The settings a stored variant was made with, or None if it is not stored, or if the data
         object its commit names is gone (`tamx explain` then computes it again)."""
@@ -786,9 +864,12 @@ class Run:
             sample = dataclasses.replace(sample, lm_head=sample.lm_head.subset(needed))
         prefix = f"samples/{sample.id}"
         self._commit(f"{prefix}/sample", sample_values(sample), SAMPLE_FIELDS, {})
-        for name in self.objects.list(f"{prefix}/maps"):
-            if name.rsplit(".", 1)[-1] in ("json", "0", "1") or name.startswith("."):
-                self.objects.delete(f"{prefix}/maps/{name}")  # stale: their commits name the old sample (or asides)
+        for folder in ("maps", "faithfulness"):
+            for name in self.objects.list(f"{prefix}/{folder}"):
+                if name.rsplit(".", 1)[-1] in ("json", "0", "1") or name.startswith("."):
+                    self.objects.delete(
+                        f"{prefix}/{folder}/{name}"
+                    )  # stale: their commits name the old sample (or asides)
 
     def write_maps(
         self, sample_id: str, maps: Maps, overwrite: bool = False, sample_version: str | None = None
