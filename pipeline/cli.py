@@ -486,6 +486,9 @@ def eval_(
     )
     click.echo(_printable_lines(format_table(result)))
     click.echo("\n" + _printable_lines(format_class_table(result)))
+    from .eval.faithfulness import format_faithfulness
+
+    click.echo("\n" + _printable_lines(format_faithfulness(result.faithfulness)))
     click.echo("\n" + _printable_lines(format_captions(result.captions)))
     folder = out or joined(run, "eval", dataset)
     write_results(result, folder)

@@ -41,6 +41,8 @@ from tamx.words import group_words
 
 from ..files import atomic_path, joined, write_text
 from ..outcomes import Outcome, StageReport
+from .faithfulness import COLUMNS as FAITHFULNESS_COLUMNS
+from .faithfulness import summarise_faithfulness
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ class EvalResult(StageReport):
     no_threshold: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     not_in_dataset: list[str] = field(default_factory=list)
     not_in_run: int = 0
+    faithfulness: dict[str, Any] = field(default_factory=dict)  # pipeline/eval/faithfulness.py
+    faithfulness_entries: list[dict[str, Any]] = field(default_factory=list)
 
     def variants(self) -> list[str]:
         """Variant names in table order."""
@@ -146,6 +150,7 @@ class EvalResult(StageReport):
             },
             "per_word_class": {v: self.per_word_class(v) for v in self.variants()},
             "captions": self.captions.to_json(),
+            "faithfulness": self.faithfulness,
             "per_class": {v: self.per_class(v) for v in self.variants()},
             "per_word": {v: self.per_word(v) for v in self.variants()},
             "function_words_without_threshold": dict(self.no_threshold),
@@ -293,7 +298,23 @@ def evaluate_run(
         if absent:
             raise TamxError(f"variant(s) {', '.join(absent)} are not stored for these samples; run `tamx explain`")
     result.captions = run_captions(run, [s for s in shared if s not in result.failed], records)
+    scored = [s for s in shared if s not in result.failed]
+    groups = {s: _token_groups(run, records[s], s, word_tagger, classes) for s in scored}
+    result.faithfulness, result.faithfulness_entries = summarise_faithfulness(run, scored, groups, variants)
     return result
+
+
+def _token_groups(run, record: EvalImage, sample_id: str, tagger: Tagger, classes: dict[str, str]) -> dict[int, tuple]:
+    """answer-token index -> (word class, category) for the faithfulness rows: a matched noun's class
+    from the dataset's word_classes.json (else "noun"), another word's from the tagger."""
+    sample = run.sample(sample_id, media=False)
+    categories = category_lemmas(record.categories)
+    groups = {}
+    for word in answer_words(sample, tagger, categories):
+        name = classes.get(word.category, word.kind) if word.category else word.kind
+        for token in word.tokens:
+            groups[token] = (name, word.category or "")
+    return groups
 
 
 def run_captions(run, sample_ids: Sequence[str], records: dict[str, EvalImage]) -> CaptionScores:
@@ -376,7 +397,7 @@ def write_results(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, P
         name: joined(out_dir, name)
         for name in (
             "summary.csv", "summary.json", "per_class.csv", "per_word.csv", "per_word_class.csv", "entries.csv",
-            "captions.csv",
+            "captions.csv", "faithfulness.csv",
         )
     }  # fmt: skip
     _write_csv(paths["summary.csv"], summary_rows, list(summary_rows[0]) if summary_rows else ["variant"])
@@ -400,6 +421,11 @@ def write_results(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, P
         paths["captions.csv"],
         [{"sample": i, **scores} for i, scores in result.captions.per_sample.items()],
         ["sample", "rouge_l", "cider", "meteor"],
+    )
+    _write_csv(
+        paths["faithfulness.csv"],
+        result.faithfulness_entries,
+        ["variant", "sample", "token", "word_class", "category"] + [c for c, _ in FAITHFULNESS_COLUMNS],
     )
     entries = [
         {"variant": v, "sample": o.sample, "kind": "noun", "words": o.words, "category": o.category, "score": o.iou,
