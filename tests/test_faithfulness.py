@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tamx.pipeline.cli import main
 
 from tamx import create_run, open_run
-from tamx.pipeline.cli import main
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
 torch = pytest.importorskip("torch")
@@ -77,9 +77,9 @@ class Planted(torch.nn.Module):
 def _planted(run_path, data, sample_id, **kw):
     """The planted model for one sample: it reads the mask of the sample's first named object."""
     import cv2
+    from tamx.pipeline.encode.loading import load_model, load_processor
 
     from tamx.datasets import load_dataset
-    from tamx.pipeline.encode.loading import load_model, load_processor
 
     record = {r.id: r for r in load_dataset("folder", data)}[sample_id]
     category, mask = next(iter(record.masks().items()))
