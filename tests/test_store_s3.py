@@ -175,3 +175,17 @@ def test_a_reader_racing_an_overwriter_on_s3_sees_whole_versions(s3):
         seen.add(match)
         reads += 1
     assert proc.wait() == 0 and seen == {0, 1}, f"{reads} reads saw {seen}"
+
+
+def test_faithfulness_records_round_trip_on_s3(s3, tmp_path):
+    from tamx import create_run
+    from tamx.synthetic import synthetic_run_info, synthetic_sample
+
+    from .test_faithfulness_store import _record, _same
+
+    run = create_run("s3://runs/faith/run", synthetic_run_info())
+    run.write_sample(synthetic_sample("a", grids=[(1, 4, 4)]))
+    run.write_faithfulness("a", _record())
+    again = open_run("s3://runs/faith/run")
+    _same(again.faithfulness("a", "tam"), _record())
+    assert again.faithfulness_variants("a") == ["tam"] and not again.survey().garbage
