@@ -41,7 +41,13 @@ from ..progress import progress
 @click.option(
     "--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Perturbed images per forward pass."
 )
-@click.option("--threads", type=click.IntRange(1), help="torch CPU threads (default: torch's choice).")
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="torch CPU threads (1 measured fastest on a shared 2-core machine: benchmarks/faithfulness_bench.py).",
+)
 @click.option("--overwrite", is_flag=True, help="Recompute records already stored (default: resume).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def faithfulness(
@@ -58,7 +64,7 @@ def faithfulness(
     device: str,
     dtype: str,
     batch_size: int,
-    threads: int | None,
+    threads: int,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -79,8 +85,7 @@ def faithfulness(
         ) from None
     if bool(dataset) != bool(data):
         raise click.UsageError("--dataset and --data go together")
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
     settings = FaithfulnessSettings(steps=steps, baseline=baseline, random_orders=random_orders, seed=seed, words=words)
     report = faithfulness_run(

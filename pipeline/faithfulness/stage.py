@@ -81,7 +81,7 @@ def baseline_image(image: np.ndarray, kind: str) -> np.ndarray:
     return np.zeros_like(image)
 
 
-def _decode(sample: Sample) -> dict[tuple[str, int, int | None], np.ndarray]:
+def decode_images(sample: Sample) -> dict[tuple[str, int, int | None], np.ndarray]:
     """The sample's stored images as RGB arrays, by (kind, media, frame)."""
     images = {}
     for media in sample.media or []:
@@ -207,7 +207,7 @@ def faithfulness_sample(
 
     version = run.sample_version(sample_id)
     sample = run.sample(sample_id)
-    images_by_key = _decode(sample)
+    images_by_key = decode_images(sample)
     if any(b.kind == "video" for b in sample.vision_blocks):
         raise TamxError("video samples are not supported by faithfulness yet; give image samples")
     answers = sample.answer_positions
@@ -247,8 +247,11 @@ def faithfulness_sample(
             if mask.shape != images[0].shape[:2]:
                 log.warning("sample %r: the %s mask is not the image's size; no mask control", sample_id, category)
                 continue
-            mask_orders[category] = len(orders)
-            orders.append(cell_order(cell_cover(mask, frames), regions.seen, np.random.default_rng([settings.seed, 1])))
+            order = cell_order(cell_cover(mask, frames), regions.seen, np.random.default_rng([settings.seed, 1]))
+            same = next((i for c, i in mask_orders.items() if np.array_equal(orders[i], order)), None)
+            mask_orders[category] = len(orders) if same is None else same  # a colour and a shape of one object
+            if same is None:
+                orders.append(order)
     variant_orders: dict[str, int] = {}
     for variant in variants:
         final = run.maps(sample_id, variant, complete=False).final

@@ -1,0 +1,74 @@
+"""Forward passes per second of `tamx faithfulness` and the speed-up of batching, in one run.
+
+Scores the same perturbed images of one sample (its image and its blurred copy, alternating)
+teacher-forced with the bundled toy model at several batch sizes and torch thread counts, and
+prints images per second and the ratio against batch size 1 (same thread count, same run).
+
+    python benchmarks/faithfulness_bench.py [--run RUN] [--images 64] [--batch-sizes 1,8,32] [--threads 1,2]
+
+Without --run it writes one shapes scene and encodes it with tamx-demo in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _small_run(folder: Path) -> Path:
+    from tamx.pipeline.demo.dataset import write_shapes_dataset
+    from tamx.pipeline.encode import EncodeSettings, encode_path
+
+    data, run = folder / "data", folder / "run"
+    write_shapes_dataset(data, 1, 1000)
+    encode_path("tamx-demo", data / "manifest-true.jsonl", run, device="cpu", dtype="fp32", settings=EncodeSettings())
+    return run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", help="a run encoded with tamx-demo (default: one fresh shapes scene)")
+    parser.add_argument("--images", type=int, default=64, help="images scored per setting")
+    parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--rounds", type=int, default=2, help="repeats per setting (best is kept)")
+    args = parser.parse_args(argv)
+
+    import torch
+    from tamx.pipeline.encode.loading import load_model, load_processor
+    from tamx.pipeline.faithfulness.stage import Scorer, baseline_image, decode_images
+
+    from tamx import open_run
+
+    with tempfile.TemporaryDirectory() as scratch:
+        run = open_run(args.run or _small_run(Path(scratch)))
+        sample = run.sample(run.sample_ids()[0])
+        image = next(iter(decode_images(sample).values()))
+        sets = [[image if k % 2 else baseline_image(image, "blur")] for k in range(args.images)]
+        model = load_model("tamx-demo", device="cpu", dtype="fp32")
+        processor = load_processor("tamx-demo")
+        prompt = sample.meta["prompt"]
+        print(f"{args.images} images of {image.shape[1]}x{image.shape[0]}, {len(sample.input_ids)} tokens each")
+        print(f"{'threads':>7} {'batch':>5} {'images/s':>9} {'speed-up':>9}")
+        for threads in [int(t) for t in args.threads.split(",")]:
+            torch.set_num_threads(threads)
+            base = None
+            for batch in [int(b) for b in args.batch_sizes.split(",")]:
+                best = float("inf")
+                for _ in range(args.rounds):
+                    scorer = Scorer(model, processor, batch)
+                    began = time.perf_counter()
+                    scorer.score(sample, prompt, sets)
+                    best = min(best, time.perf_counter() - began)
+                rate = args.images / best
+                base = base or rate
+                print(f"{threads:>7} {batch:>5} {rate:>9.1f} {rate / base:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
