@@ -496,7 +496,7 @@ def eval_(
         skipped = f"; {len(result.not_in_dataset)} sample(s) without a record skipped" if result.not_in_dataset else ""
         click.echo(
             f"wrote {folder}/summary.csv, summary.json, per_class.csv, per_word.csv, per_word_class.csv, entries.csv, "
-            f"captions.csv{skipped}",
+            f"captions.csv, faithfulness.csv{skipped}",
             err=True,
         )
     report_failures(result.failed, "sample(s)")
