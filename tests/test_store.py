@@ -158,7 +158,7 @@ def test_a_newer_minor_version_opens_and_names_the_fields_it_ignores(run_path, c
     with caplog.at_level("WARNING"):
         sample = open_run(run_path).sample("img")
     assert sample.id == "img"
-    assert "saliency_prior" in caplog.text and "schema 2.0, the run is 2.7" in caplog.text
+    assert "saliency_prior" in caplog.text and "schema 2.1, the run is 2.7" in caplog.text
 
 
 def test_a_schema_1_run_says_how_to_convert_it(tmp_path):
