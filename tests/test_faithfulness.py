@@ -178,7 +178,7 @@ def test_bad_requests_are_refused_before_the_model_loads(shapes, tmp_path, monke
     out = cli("faithfulness", run, "--model", "tamx-demo", "--variants", "nope", code=1).output
     assert "no variant 'nope'" in out and "stored: cam, tam" in out
     out = cli("faithfulness", run, "--model", "Qwen/Qwen2-VL-2B-Instruct", code=1).output
-    assert "was encoded with model 'model'" in out
+    assert "was encoded with model 'tamx-demo', not 'Qwen/Qwen2-VL-2B-Instruct'" in out
     bare = create_run(tmp_path / "bare", synthetic_run_info())
     bare.write_sample(synthetic_sample("no-media", grids=[(1, 4, 4)], media=False))
     cli("explain", tmp_path / "bare", "--quiet")

@@ -254,7 +254,7 @@ def faithfulness_sample(
                 orders.append(order)
     variant_orders: dict[str, int] = {}
     for variant in variants:
-        final = run.maps(sample_id, variant, complete=False).final
+        final = run.maps(sample_id, variant).final
         variant_orders[variant] = len(orders)
         for token in tokens.tolist():
             orders.append(cell_order(final[token], regions.seen, np.random.default_rng([settings.seed, 2, token])))
@@ -294,10 +294,12 @@ def faithfulness_sample(
 
 
 def _same_model(run_model: str, model_id: str) -> bool:
+    """Whether `model_id` names the model the run was encoded with (as encode names it, or its folder)."""
     from ..demo import resolve_model
     from ..encode.stage import model_name
 
-    return run_model in ("unknown", "") or run_model == model_name(resolve_model(model_id))
+    names = {model_id, model_name(model_id), model_name(resolve_model(model_id))}
+    return run_model in ("unknown", "") or run_model in names
 
 
 def check_request(run: Any, ids: Sequence[str], variants: Sequence[str] | None, model_id: str) -> list[str]:
