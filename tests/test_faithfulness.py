@@ -185,3 +185,21 @@ def test_bad_requests_are_refused_before_the_model_loads(shapes, tmp_path, monke
     out = cli("faithfulness", tmp_path / "bare", "--model", "synthetic", code=1).output
     assert "store no image" in out
     assert cli("faithfulness", run, "--model", "tamx-demo", "--dataset", "folder", code=2)
+
+
+def test_every_token_of_a_two_image_sample_is_scored_over_both_images(tmp_path):
+    cli("demo", "--out", tmp_path / "demo")
+    run = tmp_path / "demo" / "run"
+    cli("faithfulness", run, "--model", "tamx-demo", "--variants", "tam", "--words", "all", "--steps", "3",
+        "--random-orders", "1", "--device", "cpu", "--quiet")  # fmt: skip
+    stored = open_run(run)
+    sample = stored.sample("two-images", media=False)
+    assert len({b.media for b in sample.vision_blocks}) == 2
+    record = stored.faithfulness("two-images", "tam")
+    assert record.tokens.tolist() == list(range(len(sample.answer_positions)))
+    assert np.allclose(record.full, np.exp(sample.answer_logprobs), atol=1e-4)  # teacher forcing as encode did
+    for curve in (record.deletion, record.random_deletion):
+        assert np.array_equal(curve[:, 0], record.full) and np.array_equal(curve[:, -1], record.baseline)
+    for curve in (record.insertion, record.random_insertion):
+        assert np.array_equal(curve[:, 0], record.baseline) and np.array_equal(curve[:, -1], record.full)
+    assert not np.allclose(record.full, record.baseline)  # both images replaced changes the answer
