@@ -39,7 +39,7 @@ from ..progress import progress
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True)
 @click.option(
-    "--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Perturbed images per forward pass."
+    "--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Perturbed images per forward pass."
 )
 @click.option(
     "--threads",

@@ -338,7 +338,7 @@ def faithfulness_run(
     data: str | os.PathLike | None = None,
     device: str = "auto",
     dtype: str = "auto",
-    batch_size: int = 32,
+    batch_size: int = 8,
     overwrite: bool = False,
     sample_ids: Sequence[str] | None = None,
     wrap: Callable[[Iterator[str], int], Iterator[str]] | None = None,
