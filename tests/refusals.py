@@ -11,6 +11,16 @@ def tamx_cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
+def tamx_output(*args, code: int = 0) -> str:
+    """Run the command line in-process and return its output; assert the exit status and that no
+    exception other than the exit escaped it."""
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result.output
+
+
 def refused(result, *expected: str, code: int = 1) -> str:
     """Assert a failure: the exit status, each expected text, no traceback, the error on one line."""
     output = result.output

@@ -10,21 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from tamx.pipeline.cli import main
 from tamx.pipeline.interchange import export_sample
 
 from tamx import explain_sample, open_run
 from tamx.interchange import read_safetensors, safetensors_bytes
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
-
-def tamx_cli(*args, code=0):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return result.output
+from .refusals import tamx_output
 
 
 def snapshot(run: Path) -> dict[str, bytes]:
@@ -49,8 +41,8 @@ def stored(tmp_path):
     for seed, sample_id in enumerate("ab"):
         sample = synthetic_sample(sample_id, grids=[(1, 4, 5)], dtype="bfloat16", seed=seed)
         export_sample(tmp_path / f"{sample_id}.safetensors", sample, info, explain_sample(sample))
-    tamx_cli("import", tmp_path / "a.safetensors", tmp_path / "b.safetensors", "--out", run, "--quiet")
-    tamx_cli("export", run, "--sample", "a", "--out", tmp_path / "a-export.safetensors")
+    tamx_output("import", tmp_path / "a.safetensors", tmp_path / "b.safetensors", "--out", run, "--quiet")
+    tamx_output("export", run, "--sample", "a", "--out", tmp_path / "a-export.safetensors")
     return run, tmp_path / "a-export.safetensors"
 
 
@@ -124,7 +116,7 @@ def test_a_failed_file_stores_nothing_and_earlier_samples_keep_their_bytes(store
     change, field, message = HOSTILE[case]
     bad = rewrite(exported, tmp_path / "bad.safetensors", change)
     before = snapshot(run)
-    out = tamx_cli("import", bad, "--out", run, "--overwrite", code=1)
+    out = tamx_output("import", bad, "--out", run, "--overwrite", code=1)
     assert "0 sample(s) imported" in out and "1 file(s) failed" in out
     failure = [line for line in out.splitlines() if str(bad) in line]
     assert len(failure) == 1 and out.count(str(bad)) == 1, out
@@ -141,7 +133,7 @@ def test_a_failed_file_among_good_ones_leaves_the_rest_of_the_run_as_it_was(stor
     c = rewrite(exported, tmp_path / "c.safetensors", _meta("sample_id", "c"))
     d = rewrite(exported, tmp_path / "d.safetensors", _meta("sample_id", "d"))
     before = snapshot(run)
-    out = tamx_cli("import", c, bad, d, "--out", run, "--overwrite", code=1)
+    out = tamx_output("import", c, bad, d, "--out", run, "--overwrite", code=1)
     assert "2 sample(s) imported" in out and "1 file(s) failed" in out
     assert open_run(run).sample_ids() == ["a", "b", "c", "d"]
     after = snapshot(run)
@@ -213,7 +205,7 @@ def test_a_file_that_is_not_safetensors_is_named_once_with_what_to_do(stored, tm
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(make(exported.read_bytes()))
     before = snapshot(run)
-    out = tamx_cli("import", bad, "--out", run, code=1)
+    out = tamx_output("import", bad, "--out", run, code=1)
     assert message in out and out.count(str(bad)) == 1, out
     assert "export it again" not in out and "header of 8" not in out
     assert snapshot(run) == before
@@ -223,7 +215,7 @@ def test_a_text_file_is_not_a_safetensors_file_and_creates_no_run(tmp_path):
     """Issue 20's case: path once, what it is not and how to make one; no header size."""
     notes = tmp_path / "notes.txt"
     notes.write_text("hello world, this is not a sample\n")
-    out = tamx_cli("import", notes, "--out", tmp_path / "run", code=1)
+    out = tamx_output("import", notes, "--out", tmp_path / "run", code=1)
     line = [x for x in out.splitlines() if "notes.txt" in x]
     assert line == [
         f"  {notes}: not a safetensors file (it does not begin with a header length and a JSON header): "
@@ -238,7 +230,7 @@ def test_an_unknown_hidden_dtype_is_refused_naming_the_file_and_field(tmp_path):
     good = tmp_path / "good.safetensors"
     export_sample(good, sample, synthetic_run_info())
     bad = rewrite(good, tmp_path / "int8.safetensors", _meta("hidden_dtype", "int8"))
-    out = tamx_cli("import", bad, good, "--out", tmp_path / "run", code=1)
+    out = tamx_output("import", bad, good, "--out", tmp_path / "run", code=1)
     assert f"  {bad}: sample 's', field 'hidden_dtype': is 'int8', not one of ['bfloat16', 'float16', 'float32']" in out
     assert open_run(tmp_path / "run").sample_ids() == ["s"]
 
@@ -260,7 +252,7 @@ def test_boxes_in_source_pixels_import_to_the_bit(tmp_path):
     sample.vision_blocks = (block,)
     path = tmp_path / "s.safetensors"
     export_sample(path, sample, synthetic_run_info())
-    tamx_cli("import", path, "--out", tmp_path / "run", "--quiet")
+    tamx_output("import", path, "--out", tmp_path / "run", "--quiet")
     assert open_run(tmp_path / "run").sample("s").vision_blocks[0].box == (10.1, -0.3, 50.7, 30.9)
 
 
@@ -274,7 +266,7 @@ def test_maps_metadata_without_maps_tensors_is_named_in_a_warning(stored, tmp_pa
 
     path = rewrite(exported, tmp_path / "c.safetensors", strip_maps)
     with caplog.at_level("WARNING"):
-        tamx_cli("import", path, "--out", run, "--quiet")
+        tamx_output("import", path, "--out", run, "--quiet")
     assert "maps (no maps tensors)" in caplog.text and open_run(run).variants("c") == []
 
 
@@ -306,8 +298,8 @@ def test_grids_without_placement_are_separate_images_with_one_eci_scale_each(tmp
     maps = {}
     for name, path in files.items():
         run = tmp_path / f"run-{name}"
-        tamx_cli("import", path, "--out", run, "--quiet")
-        tamx_cli("explain", run, "--quiet")
+        tamx_output("import", path, "--out", run, "--quiet")
+        tamx_output("explain", run, "--quiet")
         maps[name] = open_run(run).maps("s", "tam")
         expected = [("image", 0), ("image", 0)] if name == "joint" else [("image", 0), ("image", 1)]
         assert _media_of(run, "s") == expected, name
@@ -316,7 +308,7 @@ def test_grids_without_placement_are_separate_images_with_one_eci_scale_each(tmp
             np.testing.assert_array_equal(getattr(maps[name], part), getattr(maps["placed"], part), err_msg=name)
     assert not np.allclose(maps["joint"].eci, maps["placed"].eci), "one joint scale would not be told apart"
 
-    tamx_cli("export", tmp_path / "run-bare", "--out", tmp_path / "again.safetensors")
+    tamx_output("export", tmp_path / "run-bare", "--out", tmp_path / "again.safetensors")
     again = json.loads(read_safetensors(tmp_path / "again.safetensors")[1]["tamx"])["vision_blocks"]
     assert [b["media"] for b in again] == [0, 1], "the placement found on import is exported"
 
@@ -328,5 +320,5 @@ def test_a_video_grid_without_placement_is_its_own_video(tmp_path):
     placed = tmp_path / "placed.safetensors"
     export_sample(placed, sample, synthetic_run_info())
     bare = rewrite(placed, tmp_path / "bare.safetensors", lambda t, m: m.pop("vision_blocks"))
-    tamx_cli("import", bare, "--out", tmp_path / "run", "--quiet")
+    tamx_output("import", bare, "--out", tmp_path / "run", "--quiet")
     assert _media_of(tmp_path / "run", "s") == [("image", 0), ("video", 0), ("video", 1)]

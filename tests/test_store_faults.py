@@ -9,22 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from tamx.pipeline.cli import main
 from tamx.pipeline.interchange import export_sample
 
 from tamx import open_run
 from tamx.interchange import read_safetensors, safetensors_bytes
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
-
-def tamx_cli(*args, code=0):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return result.output
-
+from .refusals import tamx_output
 
 # ---------------------------------------------------------------------------- class 1: damaged store metadata
 
@@ -47,7 +38,7 @@ def tamx_cli(*args, code=0):
 def test_damaged_run_metadata_is_one_line(run_path, tmp_path, root, message, command):
     (run_path / "tamx-run.json").write_bytes(root)
     args = [command, run_path] + (["--out", tmp_path / "pages"] if command == "render" else [])
-    out = tamx_cli(*args, code=1)
+    out = tamx_output(*args, code=1)
     assert message in out and len(out.strip().splitlines()) == 1
 
 
@@ -75,10 +66,10 @@ def test_a_damaged_sample_commit_is_reported_and_the_others_are_explained(run_pa
     path = run_path / "samples" / "multi" / "sample.json"
     edited = edit(json.loads(path.read_text()))
     path.write_text(edited if isinstance(edited, str) else json.dumps(edited))
-    info = json.loads(tamx_cli("info", run_path, "--json"))
+    info = json.loads(tamx_output("info", run_path, "--json"))
     shown = {s["id"] for s in info["samples"]} | set(info["damaged"])
     assert shown == {"img", "multi", "video"}, "no sample vanishes"
-    out = tamx_cli("explain", run_path, "--quiet", code=1)
+    out = tamx_output("explain", run_path, "--quiet", code=1)
     assert "1 sample(s) failed" in out and "sample 'multi'" in out and message in out
     run = open_run(run_path)
     assert run.variants("img") == ["tam"] and run.variants("video") == ["tam"]
@@ -86,22 +77,22 @@ def test_a_damaged_sample_commit_is_reported_and_the_others_are_explained(run_pa
 
 def test_a_deleted_commit_is_listed_as_incomplete_by_info_and_explain(run_path):
     (run_path / "samples" / "multi" / "sample.json").unlink()
-    out = tamx_cli("info", run_path)
+    out = tamx_output("info", run_path)
     assert "2 complete, 1 incomplete" in out and "multi" in out.split("incomplete (")[1]
-    out = tamx_cli("explain", run_path)
+    out = tamx_output("explain", run_path)
     assert "1 incomplete sample(s) not explained (multi)" in out
 
 
 def test_a_deleted_data_object_or_damaged_maps_name_the_sample(run_path, tmp_path):
-    tamx_cli("explain", run_path, "--quiet")
+    tamx_output("explain", run_path, "--quiet")
     (run_path / "samples" / "video" / "sample.0").unlink()
     maps_commit = run_path / "samples" / "img" / "maps" / "tam.json"
     maps_commit.write_text(maps_commit.read_text()[:40])
-    out = tamx_cli("export", run_path, "--sample", "video", "--out", tmp_path / "v.safetensors", code=1)
+    out = tamx_output("export", run_path, "--sample", "video", "--out", tmp_path / "v.safetensors", code=1)
     assert "sample 'video', field 'hidden'" in out and "sample.0 is missing" in out
-    out = tamx_cli("export", run_path, "--sample", "img", "--out", tmp_path / "i.safetensors", code=1)
+    out = tamx_output("export", run_path, "--sample", "img", "--out", tmp_path / "i.safetensors", code=1)
     assert "sample 'img', field 'maps/tam'" in out and "not valid JSON" in out
-    assert "tam" in json.loads(tamx_cli("info", run_path, "--json"))["variants"], "a damaged variant is still listed"
+    assert "tam" in json.loads(tamx_output("info", run_path, "--json"))["variants"], "a damaged variant is still listed"
 
 
 # ---------------------------------------------------------------------------- class 2: interchange files that lie
@@ -225,7 +216,7 @@ def test_an_interchange_file_that_lies_fails_alone_and_stores_nothing(good_file,
     else:
         bad = lie(good_file, tmp_path, "bad", change)
     other = lie(good_file, tmp_path, "other", _meta("sample_id", "other"))
-    out = tamx_cli("import", bad, other, "--out", tmp_path / "run", code=1)
+    out = tamx_output("import", bad, other, "--out", tmp_path / "run", code=1)
     assert "1 file(s) failed" in out and field in out and message in out, out
     assert open_run(tmp_path / "run").sample_ids() == ["other"], "the lying file stores nothing"
 
@@ -250,7 +241,7 @@ def test_an_interchange_file_that_lies_fails_alone_and_stores_nothing(good_file,
 def test_a_file_that_is_not_safetensors_is_named(tmp_path, raw, message):
     path = tmp_path / "junk.safetensors"
     path.write_bytes(raw)
-    out = tamx_cli("import", path, "--out", tmp_path / "run", code=1)
+    out = tamx_output("import", path, "--out", tmp_path / "run", code=1)
     assert message in out and out.count(str(path)) == 1 and "Traceback" not in out, out
 
 
@@ -268,9 +259,9 @@ def test_nonfinite_lm_head_rows_are_warned_and_counted_by_explain(good_file, tmp
 
     path = lie(good_file, tmp_path, "nan", poison)
     run_path = tmp_path / "run"
-    tamx_cli("import", path, "--out", run_path, "--quiet")
+    tamx_output("import", path, "--out", run_path, "--quiet")
     with caplog.at_level("WARNING"):
-        tamx_cli("explain", run_path, "--quiet")
+        tamx_output("explain", run_path, "--quiet")
     assert "3 non-finite LM-head value(s)" in caplog.text and "re-encode the sample" in caplog.text
     maps = open_run(run_path).maps("s0")
     assert maps.nonfinite_lm_head == 3 and np.isfinite(maps.final).all()
@@ -284,6 +275,6 @@ def test_unknown_tensors_and_metadata_of_a_newer_writer_are_named_and_ignored(go
 
     path = lie(good_file, tmp_path, "newer", newer)
     with caplog.at_level("WARNING"):
-        tamx_cli("import", path, "--out", tmp_path / "run", "--quiet")
+        tamx_output("import", path, "--out", tmp_path / "run", "--quiet")
     assert "provenance, saliency" in caplog.text or "saliency, provenance" in caplog.text
     assert open_run(tmp_path / "run").sample_ids() == ["s0"]

@@ -26,14 +26,7 @@ from tamx.store import LocalObjects
 from tamx.synthetic import synthetic_sample
 
 from .conftest import LAYOUTS
-
-
-def tamx_cli(*args, code=0):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return result.output
+from .refusals import tamx_output
 
 
 def digests(run_path: Path, sample_ids) -> dict[str, str]:
@@ -59,26 +52,26 @@ def test_info_names_a_sample_whose_data_object_is_gone(run_path, tmp_path):
     others = digests(run_path, ["img", "multi"])
     lost = data_object(run_path, "samples/video/sample")
     lost.unlink()
-    out = tamx_cli("info", run_path)
+    out = tamx_output("info", run_path)
     assert "samples  2 complete, 0 incomplete, 1 damaged" in out
     line = [row for row in out.splitlines() if row.startswith("  video:")]
     assert len(line) == 1 and f"data object samples/video/{lost.name} is missing; re-encode or re-import" in line[0]
-    summary = json.loads(tamx_cli("info", run_path, "--json"))
+    summary = json.loads(tamx_output("info", run_path, "--json"))
     assert [s["id"] for s in summary["samples"]] == ["img", "multi"] and list(summary["damaged"]) == ["video"]
     assert summary["garbage"] == {}, "the sample's commit is not a killed writer's leftover"
     # reading it fails with one line, after the bounded retry (its commit does not change)
-    out = tamx_cli("export", run_path, "--sample", "video", "--out", tmp_path / "v.safetensors", code=1)
+    out = tamx_output("export", run_path, "--sample", "video", "--out", tmp_path / "v.safetensors", code=1)
     assert len(out.strip().splitlines()) == 1 and f"{lost.name} is missing" in out
     assert digests(run_path, ["img", "multi"]) == others
 
 
 def test_info_names_a_variant_whose_maps_object_is_gone_and_a_short_one(run_path):
-    tamx_cli("explain", run_path, "--quiet")
+    tamx_output("explain", run_path, "--quiet")
     lost = data_object(run_path, "samples/img/maps/tam")
     lost.unlink()
     short = data_object(run_path, "samples/multi/maps/tam")
     short.write_bytes(short.read_bytes()[:-10])
-    out = tamx_cli("info", run_path)
+    out = tamx_output("info", run_path)
     assert "samples  3 complete, 0 incomplete\n" in out, "the samples themselves are whole"
     assert "damaged maps (2):" in out
     (img,) = [row for row in out.splitlines() if row.startswith("  img tam:")]
@@ -86,7 +79,7 @@ def test_info_names_a_variant_whose_maps_object_is_gone_and_a_short_one(run_path
     assert f"`tamx explain {run_path} --variant tam`" in img
     (multi,) = [row for row in out.splitlines() if row.startswith("  multi tam:")]
     assert "bytes where its commit says" in multi
-    summary = json.loads(tamx_cli("info", run_path, "--json"))
+    summary = json.loads(tamx_output("info", run_path, "--json"))
     assert sorted(summary["damaged_maps"]) == ["img", "multi"] and summary["damaged"] == {}
 
 
@@ -94,7 +87,7 @@ def test_info_checks_every_object_from_one_listing_without_reading_data(run_path
     """Counted at the object layer (every file access of a local run goes through LocalObjects)
     and at the OS (Python's audit hook sees every open()): one walk of the run, each commit read
     once, no data object opened, no per-sample listing or existence check."""
-    tamx_cli("explain", run_path, "--quiet")
+    tamx_output("explain", run_path, "--quiet")
     calls: dict[str, list] = {"walk": [], "list": [], "glob": [], "exists": [], "read": []}
     for name, seen in calls.items():
         method = getattr(LocalObjects, name)
@@ -128,7 +121,7 @@ sys.addaudithook(_audit)  # inert while `opened` is empty
 
 
 def test_explain_recomputes_a_variant_whose_maps_object_is_gone_and_leaves_whole_ones(run_path, caplog):
-    tamx_cli("explain", run_path, "--quiet")
+    tamx_output("explain", run_path, "--quiet")
     before = open_run(run_path).maps("img")
     whole = digests(run_path, ["multi", "video"])
     sample_bytes = data_object(run_path, "samples/img/sample").read_bytes()
@@ -143,7 +136,7 @@ def test_explain_recomputes_a_variant_whose_maps_object_is_gone_and_leaves_whole
         np.testing.assert_array_equal(getattr(after, name), value)
     assert digests(run_path, ["multi", "video"]) == whole, "the whole variants are left alone"
     assert data_object(run_path, "samples/img/sample").read_bytes() == sample_bytes, "hidden states untouched"
-    summary = json.loads(tamx_cli("info", run_path, "--json"))
+    summary = json.loads(tamx_output("info", run_path, "--json"))
     assert summary["damaged_maps"] == {} and summary["garbage"] == {}
 
 
@@ -164,7 +157,7 @@ else:
 
 @pytest.mark.parametrize("record", ["sample", "maps"])
 def test_a_killed_commit_writes_aside_file_goes_with_the_next_write(run_path, record):
-    tamx_cli("explain", run_path, "--quiet", "--samples", "img")
+    tamx_output("explain", run_path, "--quiet", "--samples", "img")
     folder = run_path / "samples" / "img" / ("maps" if record == "maps" else "")
     name = "tam.json" if record == "maps" else "sample.json"
     old = (folder / name).read_bytes()
@@ -173,15 +166,15 @@ def test_a_killed_commit_writes_aside_file_goes_with_the_next_write(run_path, re
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     (stray,) = [p for p in folder.iterdir() if p.name.startswith(f".{name}.")]
     assert (folder / name).read_bytes() == old, "the previous version stays committed"
-    out = tamx_cli("info", run_path)
+    out = tamx_output("info", run_path)
     assert "uncommitted objects" in out and stray.name in out
     run = open_run(run_path, mode="a")
     if record == "sample":
         run.write_sample(synthetic_sample("img", grids=[(1, 9, 13)], dtype="bfloat16", seed=7), overwrite=True)
     else:
-        tamx_cli("explain", run_path, "--quiet", "--samples", "img", "--overwrite")
+        tamx_output("explain", run_path, "--quiet", "--samples", "img", "--overwrite")
     assert not stray.exists() and not [p for p in folder.iterdir() if p.name.startswith(".")]
-    assert json.loads(tamx_cli("info", run_path, "--json"))["garbage"] == {}
+    assert json.loads(tamx_output("info", run_path, "--json"))["garbage"] == {}
     assert digests(run_path, ["multi", "video"]) == others
 
 
