@@ -134,12 +134,10 @@ def test_page_shift_click_shows_the_span_map_python_computes(run, browser):
     page = Page(browser, run / "html" / "samples" / "img.html")
     p = page.page
     p.click("[data-answer-index='1']")
-    p.screenshot(path="/tmp/spans-before.png")
     p.click("[data-answer-index='3']", modifiers=["Shift"])
     p.mouse.move(1, 1)
     state = p.evaluate("() => window.tamx.state")
     assert (state["kind"], state["index"], state["stop"], state["spanRule"]) == ("span", 1, 4, "mean")
-    p.screenshot(path="/tmp/spans-after.png")
     for rule in ("mean", "weighted"):
         if rule == "weighted":
             p.select_option("#span-rule", "weighted")
