@@ -533,13 +533,6 @@ def _odd_size(value: int) -> int:
     return value
 
 
-def _int_option(name: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an integer", param_hint=name) from None
-
-
 def _printable_lines(text: str) -> str:
     """A table of several lines, each made printable (its variant names, classes and words come from files)."""
     return "\n".join(printable(line) for line in text.split("\n"))
