@@ -33,13 +33,10 @@ from .fields import (
 from .names import ID_MAX_LENGTH, ID_RULE, check_name, check_sample_id, is_sample_id, name_problem
 from .validation import (
     BLOCK_KEYS,
-    MEDIA_KEYS,
     REENCODE,
-    VISION_KINDS,
     block_json_problem,
     check_lm_head_covers,
     check_media_json,
-    shown_json,
     validate_sample,
 )
 
@@ -49,12 +46,10 @@ __all__ = [  # the names other modules import from here, some defined in tamx.na
     "ID_RULE",
     "MAPS_ARRAYS",
     "MAPS_FIELDS",
-    "MEDIA_KEYS",
     "REENCODE",
     "RUN_FIELDS",
     "SAMPLE_FIELDS",
     "SCHEMA_VERSION",
-    "VISION_KINDS",
     "LMHead",
     "Maps",
     "Media",
@@ -73,7 +68,6 @@ __all__ = [  # the names other modules import from here, some defined in tamx.na
     "sample_dims",
     "sample_from_values",
     "sample_values",
-    "shown_json",
     "validate_sample",
 ]
 
