@@ -46,18 +46,18 @@ def writing(what: str) -> Iterator[None]:
 def joined(folder: str | os.PathLike, *parts: str) -> str | Path:
     """`folder/part/...`: a Path for a local folder (or file:// URL), a str for a URL, whose "//"
     a Path would fold into one."""
-    from tamx.store import is_url
+    from tamx.store import is_url, local_path
 
     if is_url(folder):
         return "/".join([str(folder).rstrip("/"), *parts])
-    return Path(str(folder).removeprefix("file://"), *parts)
+    return Path(local_path(folder), *parts)
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield `path.partial` to write; it replaces `path` only if the block completes. At a URL,
     a local file to write, put at `path` as one object only if the block completes."""
-    from tamx.store import is_url, objects_at
+    from tamx.store import is_url, local_path, objects_at
 
     if is_url(path):
         folder, name = str(path).rsplit("/", 1)
@@ -66,7 +66,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             yield partial
             objects_at(folder).write(name, partial.read_bytes(), atomic=True)  # one PUT: whole or nothing
         return
-    path = Path(str(path).removeprefix("file://"))
+    path = Path(local_path(path))
     with writing(str(path)):
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")

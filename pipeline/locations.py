@@ -49,11 +49,6 @@ def url_problem(text: str) -> str | None:
     return None
 
 
-def local_path(text: str) -> str:
-    """A file:// URL as the local path it names; anything else as it is."""
-    return text.removeprefix(FILE_URL) if text.startswith(FILE_URL) else text
-
-
 def check_reachable(url: str) -> None:
     """Raise TamxError (one line naming `url`) if its storage cannot be reached or its bucket is missing.
 
@@ -105,7 +100,7 @@ class Location(click.ParamType):
         self.name = "directory" if not file_okay else self.what  # the metavar, as click.Path shows it
 
     def convert(self, value, param, ctx):
-        from tamx.store import is_url
+        from tamx.store import is_url, local_path
 
         text = str(value)
         problem = url_problem(text)

@@ -70,7 +70,7 @@ class LocalObjects:
     asides a killed write left of that object are removed by its next write."""
 
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(str(root).removeprefix("file://"))
+        self.root = Path(local_path(root))
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         with open(self.root / key, "rb") as handle:
@@ -187,6 +187,11 @@ def is_url(location: str | os.PathLike) -> bool:
     """Whether `location` is a URL with a scheme other than file://."""
     text = str(location)
     return bool(_REMOTE.match(text)) and not text.startswith("file://")
+
+
+def local_path(location: str | os.PathLike) -> str:
+    """A file:// URL as the local path it names; anything else as it is."""
+    return str(location).removeprefix("file://")
 
 
 def objects_at(location: str | os.PathLike) -> LocalObjects | FsspecObjects:
