@@ -40,7 +40,7 @@ def _bug_tracker() -> str:
     return REPORT_BUGS
 
 
-def _one_line(text: object) -> str:
+def one_line(text: object) -> str:
     """A message on one line, printable on a terminal (it may quote a run's content)."""
     return printable(" ".join(str(text).split()))
 
@@ -48,16 +48,16 @@ def _one_line(text: object) -> str:
 def user_message(exc: BaseException) -> str | None:
     """The one-line message of an error the user can cause and fix, or None for a bug."""
     if isinstance(exc, TamxError):
-        return _one_line(str(exc))
+        return one_line(str(exc))
     if is_no_space(exc):
         where = getattr(exc, "filename", None)
-        return _one_line(f"no space left on device while writing {where or 'to disk'}; free some space and run again")
+        return one_line(f"no space left on device while writing {where or 'to disk'}; free some space and run again")
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         if exc.strerror:
             other = f" -> {exc.filename2}" if exc.filename2 else ""
-            return _one_line(f"{exc.strerror}:{where}{other}" if where else exc.strerror)
-        return _one_line(f"{type(exc).__name__}: {exc}")
+            return one_line(f"{exc.strerror}:{where}{other}" if where else exc.strerror)
+        return one_line(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, MemoryError):
         return "out of memory; work on fewer samples at once (--samples, --workers, --batch-size) or add memory"
     return None
@@ -67,7 +67,7 @@ def bug_message(exc: BaseException) -> str:
     """The one-line message of an unexpected error: a bug in tamx, and where to report it."""
     from tamx import __version__
 
-    return _one_line(
+    return one_line(
         f"internal error ({type(exc).__name__}: {exc}). This is a bug in tamx {__version__}, not a problem "
         f"with your input; please report it at {_bug_tracker()} with the command you ran and the output of "
         "the same command with -vv"
@@ -107,7 +107,7 @@ def report_failures(failed: Mapping[str, str], what: str = "sample(s)") -> None:
         return
     click.echo(f"{len(failed)} {what} failed:", err=True)
     for name, reason in failed.items():
-        click.echo(f"  {_one_line(name)}: {_one_line(reason)}", err=True)
+        click.echo(f"  {one_line(name)}: {one_line(reason)}", err=True)
     sys.exit(EXIT_FAILED)
 
 

@@ -14,6 +14,8 @@ import click
 
 from tamx.errors import TamxError
 
+from .errors import one_line
+
 # A protocol, a colon and not the "//" of a URL ("s3:/x", "s3:bucket/x"). A single letter is a
 # Windows drive ("C:/data"), not a protocol.
 _PROTOCOL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):(.*)$", re.DOTALL)
@@ -73,18 +75,14 @@ def check_reachable(url: str) -> None:
                 return  # a local-like file system: the write creates the folders
             path = parent
         except PermissionError as exc:
-            raise TamxError(f"{url}: permission denied ({_one_line(exc)}); check the credentials") from None
+            raise TamxError(f"{url}: permission denied ({one_line(exc)}); check the credentials") from None
         except TamxError:
             raise
         except Exception as exc:  # each backend has its own connection errors (botocore, aiohttp, ...)
             raise TamxError(
-                f"{url}: its storage cannot be reached ({type(exc).__name__}: {_one_line(exc)}); check the "
+                f"{url}: its storage cannot be reached ({type(exc).__name__}: {one_line(exc)}); check the "
                 "endpoint (e.g. AWS_ENDPOINT_URL), the credentials and the network"
             ) from None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 class Location(click.ParamType):
