@@ -26,6 +26,12 @@ LAYOUTS = {
 }
 
 
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` by its relative path, with its bytes: proof that a command left a
+    folder as it was, or wrote the same files as another."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture
 def run_path(tmp_path):
     """A run with three bf16 samples (one image, two images, a video), not yet explained."""

@@ -16,12 +16,8 @@ from tamx import explain_sample, open_run
 from tamx.interchange import read_safetensors, safetensors_bytes
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
+from .conftest import folder_bytes
 from .refusals import tamx_output
-
-
-def snapshot(run: Path) -> dict[str, bytes]:
-    """Every file of a run folder by relative path, with its bytes."""
-    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
 def rewrite(source: Path, path: Path, change) -> Path:
@@ -115,13 +111,13 @@ def test_a_failed_file_stores_nothing_and_earlier_samples_keep_their_bytes(store
     run, exported = stored
     change, field, message = HOSTILE[case]
     bad = rewrite(exported, tmp_path / "bad.safetensors", change)
-    before = snapshot(run)
+    before = folder_bytes(run)
     out = tamx_output("import", bad, "--out", run, "--overwrite", code=1)
     assert "0 sample(s) imported" in out and "1 file(s) failed" in out
     failure = [line for line in out.splitlines() if str(bad) in line]
     assert len(failure) == 1 and out.count(str(bad)) == 1, out
     assert "sample 'a'" in failure[0] and field in failure[0] and message in failure[0], out
-    assert snapshot(run) == before, "the failed file changed the run"
+    assert folder_bytes(run) == before, "the failed file changed the run"
 
 
 def test_a_failed_file_among_good_ones_leaves_the_rest_of_the_run_as_it_was(stored, tmp_path):
@@ -132,11 +128,11 @@ def test_a_failed_file_among_good_ones_leaves_the_rest_of_the_run_as_it_was(stor
     bad = rewrite(exported, tmp_path / "bad.safetensors", _maps_meta("variant", "../evil"))
     c = rewrite(exported, tmp_path / "c.safetensors", _meta("sample_id", "c"))
     d = rewrite(exported, tmp_path / "d.safetensors", _meta("sample_id", "d"))
-    before = snapshot(run)
+    before = folder_bytes(run)
     out = tamx_output("import", c, bad, d, "--out", run, "--overwrite", code=1)
     assert "2 sample(s) imported" in out and "1 file(s) failed" in out
     assert open_run(run).sample_ids() == ["a", "b", "c", "d"]
-    after = snapshot(run)
+    after = folder_bytes(run)
     assert {k: v for k, v in after.items() if k in before} == before
     assert all(k.startswith(("samples/c/", "samples/d/")) for k in set(after) - set(before))
 
@@ -204,11 +200,11 @@ def test_a_file_that_is_not_safetensors_is_named_once_with_what_to_do(stored, tm
     run, exported = stored
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(make(exported.read_bytes()))
-    before = snapshot(run)
+    before = folder_bytes(run)
     out = tamx_output("import", bad, "--out", run, code=1)
     assert message in out and out.count(str(bad)) == 1, out
     assert "export it again" not in out and "header of 8" not in out
-    assert snapshot(run) == before
+    assert folder_bytes(run) == before
 
 
 def test_a_text_file_is_not_a_safetensors_file_and_creates_no_run(tmp_path):

@@ -18,6 +18,7 @@ from tamx.pipeline.cli import main
 
 from benchmarks.planted import build
 
+from .conftest import folder_bytes
 from .test_store_s3 import s3, s3fs  # noqa: F401  the moto server and its bucket "runs"
 
 
@@ -33,10 +34,6 @@ def planted(tmp_path_factory):
 
 def tamx(args):
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def commands(run, data, exported):
@@ -78,11 +75,11 @@ def test_a_malformed_url_is_one_line_before_any_work(planted, tmp_path, monkeypa
     """s3:/x (one slash), s3:// (no bucket), foo:// (no such protocol), gs:bucket: status 2, one
     line naming the URL; no folder named "s3:" (or anything else) appears, nothing earlier changes."""
     monkeypatch.chdir(tmp_path)
-    before = snapshot(planted[0].parent)
+    before = folder_bytes(planted[0].parent)
     result = tamx(commands(*planted)[command](url))
     assert_refused(result, 2, repr(url))
     assert list(tmp_path.iterdir()) == []
-    assert snapshot(planted[0].parent) == before
+    assert folder_bytes(planted[0].parent) == before
 
 
 LOCAL_ONLY = {
@@ -130,13 +127,13 @@ URL_COMMANDS = ["render", "render-figures", "export", "eval", "import", "encode"
 def test_an_unreachable_endpoint_is_one_line_before_any_work(planted, tmp_path, monkeypatch, unreachable, command):
     """Status 1 (not 70, no traceback), one line naming the URL and what to check, within seconds."""
     monkeypatch.chdir(tmp_path)
-    before = snapshot(planted[0].parent)
+    before = folder_bytes(planted[0].parent)
     start = time.monotonic()
     result = tamx(commands(*planted)[command]("s3://runs/out"))
     assert time.monotonic() - start < 10
     assert_refused(result, 1, "s3://runs/out", "cannot be reached", "AWS_ENDPOINT_URL")
     assert list(tmp_path.iterdir()) == []
-    assert snapshot(planted[0].parent) == before
+    assert folder_bytes(planted[0].parent) == before
 
 
 @pytest.mark.parametrize("command", URL_COMMANDS)
@@ -159,7 +156,7 @@ def written_to_disk_and_s3(tmp_path, prefix: str, steps) -> tuple[dict[str, byte
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
     on_s3 = {path.removeprefix(f"runs/{prefix}/"): fs.cat_file(path) for path in fs.find(f"runs/{prefix}")}
     assert not (tmp_path / "s3:").exists() and not Path("s3:").exists()
-    return snapshot(local), on_s3
+    return folder_bytes(local), on_s3
 
 
 def test_render_eval_and_export_write_to_s3_what_they_write_to_disk(planted, tmp_path, s3):  # noqa: F811
@@ -216,7 +213,7 @@ def test_file_urls_work_for_runs_and_outputs(planted, tmp_path, monkeypatch):
         for step in steps:
             result = tamx(step)
             assert result.exit_code == 0, (step, result.output)
-    plain, via_url = snapshot(tmp_path / "plain"), snapshot(tmp_path / "url")
+    plain, via_url = folder_bytes(tmp_path / "plain"), folder_bytes(tmp_path / "url")
     assert "report/index.html" in plain and "scores/summary.json" in plain and "sample.safetensors" in plain
     assert plain.keys() == via_url.keys()
     for name in ("report/index.html", "report/samples/planted-000.html", "scores/summary.json", "sample.safetensors"):

@@ -27,6 +27,8 @@ from tamx.records import Sample, sample_values
 from tamx.store import create_run
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
+from .conftest import folder_bytes
+
 GOLDEN = Path(__file__).parent / "golden" / "run-2.0"
 GOLDEN_IDS = ("img", "vid")
 
@@ -153,10 +155,6 @@ def golden(tmp_path):
     return path
 
 
-def stored_files(path: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
-
-
 def without_tokens(raw: bytes) -> dict:
     """A commit without what differs between two writes of the same record (tokens, times)."""
     commit = json.loads(raw)
@@ -172,7 +170,7 @@ def test_a_schema_2_0_run_rewrites_to_the_same_bytes(golden, tmp_path):
         new.write_sample(old.sample(sample_id))
         for variant in old.variants(sample_id):
             new.write_maps(sample_id, old.maps(sample_id, variant))
-    before, after = stored_files(golden), stored_files(tmp_path / "new")
+    before, after = folder_bytes(golden), folder_bytes(tmp_path / "new")
     assert sorted(before) == sorted(after)
     assert len(before) == 13
     for name, data in before.items():

@@ -32,6 +32,8 @@ from tamx.dtypes import to_float32
 from tamx.errors import FieldError
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
+from .conftest import folder_bytes
+
 
 def objects(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
@@ -506,10 +508,6 @@ GOLDEN_EXPLAIN = {
 }
 
 
-def file_bytes(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_a_run_with_deferred_maps_reads_explains_and_renders_as_before(tmp_path):
     """tests/golden/deferred-run was explained when explain deferred the candidate and prompt
     maps: reading it computes nothing, readers complete it to the maps it read to then, a new
@@ -519,7 +517,7 @@ def test_a_run_with_deferred_maps_reads_explains_and_renders_as_before(tmp_path)
     run_path = tmp_path / "run"
     shutil.copytree(GOLDEN / "deferred-run", run_path)
     expected = np.load(GOLDEN / "deferred-run-maps.npz")
-    before = file_bytes(run_path)
+    before = folder_bytes(run_path)
     run = open_run(run_path)
     for sample_id in ("img", "vid"):
         sample = run.sample(sample_id, media=False)
@@ -540,7 +538,7 @@ def test_a_run_with_deferred_maps_reads_explains_and_renders_as_before(tmp_path)
         assert result.exit_code == 0, result.output
     old = runner.invoke(main, ["render", str(run_path), "--out", str(tmp_path / "old"), "--quiet"])
     assert old.exit_code == 0, old.output
-    assert file_bytes(run_path) == before, "explain skipped the stored variants and render wrote nothing"
+    assert folder_bytes(run_path) == before, "explain skipped the stored variants and render wrote nothing"
 
     for options in GOLDEN_EXPLAIN.values():
         result = runner.invoke(main, ["explain", str(run_path), "--quiet", "--overwrite", *options])
@@ -554,9 +552,9 @@ def test_a_run_with_deferred_maps_reads_explains_and_renders_as_before(tmp_path)
                 np.testing.assert_array_equal(value, expected[f"{sample_id}/{variant}/{name}"], err_msg=name)
     new = runner.invoke(main, ["render", str(run_path), "--out", str(tmp_path / "new"), "--quiet"])
     assert new.exit_code == 0, new.output
-    pages = file_bytes(tmp_path / "old")
+    pages = folder_bytes(tmp_path / "old")
     assert set(pages) == {"index.html", "samples/img.html", "samples/vid.html"}
-    assert pages == file_bytes(tmp_path / "new")
+    assert pages == folder_bytes(tmp_path / "new")
 
 
 def test_the_store_neither_imports_nor_runs_explain(tmp_path):

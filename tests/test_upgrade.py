@@ -19,14 +19,10 @@ from tamx import explain_sample, open_run
 from tamx.records import sample_values
 from tamx.synthetic import synthetic_sample
 
+from .conftest import folder_bytes
 from .test_store import write_schema_1_run
 
 IDS = ("s0", "s1", "s2")
-
-
-def files(folder):
-    """Every file under `folder` -> its bytes."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def make_samples():
@@ -137,20 +133,20 @@ def damage_lm_head(path):
 )
 def test_a_sample_that_cannot_be_converted_is_kept_and_named(old, damage, problem):
     damage(old)
-    kept = files(old / "samples" / "s1")
+    kept = folder_bytes(old / "samples" / "s1")
     result = upgrade(old)
     assert result.exit_code == 1, result.output
     assert "1 schema-1 item(s) failed:" in result.output
     line = next(line for line in result.output.splitlines() if line.startswith("  sample 's1'"))
     assert problem in line and "schema-1/samples/s1" in line and "run `tamx upgrade" in line, line
-    assert files(old / "schema-1" / "samples" / "s1") == kept, "not one byte of it changed"
+    assert folder_bytes(old / "schema-1" / "samples" / "s1") == kept, "not one byte of it changed"
     run = check_converted(old, ids=("s0", "s2"))
     assert run.sample_ids() == ["s0", "s2"]
     assert (old / "schema-1" / "zarr.json").is_file(), "what is kept is still a schema-1 run"
     # run again: the same one line, nothing else changes
     again = upgrade(old)
     assert again.exit_code == 1 and line in again.output
-    assert files(old / "schema-1" / "samples" / "s1") == kept
+    assert folder_bytes(old / "schema-1" / "samples" / "s1") == kept
 
 
 def test_a_kept_sample_is_converted_once_its_files_are_restored(old, tmp_path):
@@ -172,20 +168,20 @@ def test_a_sample_written_since_the_upgrade_is_never_replaced(old, tmp_path):
     assert upgrade(old).exit_code == 1
     newer = synthetic_sample("s1", grids=[(1, 4, 5)], dtype="bfloat16", seed=9, top_k=0)
     open_run(old, mode="a").write_sample(newer)
-    written = files(old / "samples" / "s1")
+    written = folder_bytes(old / "samples" / "s1")
     shutil.copy(tmp_path / "backup.json", old / "schema-1" / "samples" / "s1" / "zarr.json")
-    kept = files(old / "schema-1" / "samples" / "s1")
+    kept = folder_bytes(old / "schema-1" / "samples" / "s1")
     result = upgrade(old)
     assert result.exit_code == 1 and "differs from the schema-2 sample of the same id" in result.output
-    assert files(old / "samples" / "s1") == written and files(old / "schema-1" / "samples" / "s1") == kept
+    assert folder_bytes(old / "samples" / "s1") == written and folder_bytes(old / "schema-1" / "samples" / "s1") == kept
 
 
 def test_a_damaged_variant_keeps_its_sample_folder_and_the_rest_converts(old):
     (old / "samples" / "s1" / "maps" / "k7" / "zarr.json").write_text("{")
-    kept = files(old / "samples" / "s1")
+    kept = folder_bytes(old / "samples" / "s1")
     result = upgrade(old)
     assert result.exit_code == 1 and "maps/k7/zarr.json" in result.output, result.output
-    assert files(old / "schema-1" / "samples" / "s1") == kept
+    assert folder_bytes(old / "schema-1" / "samples" / "s1") == kept
     run = check_converted(old)
     assert run.variants("s1") == ["k7.1", "tam"]
 
@@ -211,12 +207,12 @@ def test_the_only_copy_of_a_sample_in_staging_is_converted_and_the_old_version_k
     (old / "staging" / "trash").mkdir()
     (old / "samples" / "s1").rename(old / "staging" / "trash" / "9f")
     (old / "staging" / "lm_head").mkdir()  # empty: nothing to keep
-    trash = files(old / "staging" / "trash")
+    trash = folder_bytes(old / "staging" / "trash")
     result = upgrade(old)
     assert result.exit_code == 1, result.output
     assert "3 sample(s) converted" in result.output and "1 schema-1 item(s) failed:" in result.output
     assert "schema-1/staging/trash/9f: an earlier version of a sample" in result.output
-    assert files(old / "schema-1" / "staging" / "trash") == trash
+    assert folder_bytes(old / "schema-1" / "staging" / "trash") == trash
     assert check_converted(old).variants("s1") == []  # 0.1 dropped the maps of an overwritten sample
     assert not (old / "schema-1" / "staging" / "samples").exists() or not any(
         (old / "schema-1" / "staging" / "samples").iterdir()
@@ -228,14 +224,14 @@ def test_an_unfinished_or_second_copy_in_staging_is_kept_and_named(old, committe
     staged = stage(old, "s1", complete=committed)
     if not committed:
         shutil.rmtree(old / "samples" / "s1")
-    kept = files(staged)
+    kept = folder_bytes(staged)
     result = upgrade(old)
     assert result.exit_code == 1, result.output
     key = "schema-1/staging/samples/s1@0123456789ab: "
     line = next(line for line in result.output.splitlines() if key in line)
     assert ("uncommitted copy" if committed else "its write stopped before it finished") in line, line
     assert "re-encode" in line
-    assert files(old / "schema-1" / "staging" / "samples" / "s1@0123456789ab") == kept
+    assert folder_bytes(old / "schema-1" / "staging" / "samples" / "s1@0123456789ab") == kept
     assert open_run(old).sample_ids() == (["s0", "s1", "s2"] if committed else ["s0", "s2"])
 
 
@@ -250,13 +246,13 @@ def test_an_odd_sample_folder_name_is_kept_and_named(old):
 def test_an_odd_variant_name_and_a_stray_file_are_kept_and_named(old):
     shutil.copytree(old / "samples" / "s1" / "maps" / "tam", old / "samples" / "s1" / "maps" / "bad name")
     (old / "samples" / "notes.txt").write_text("mine")
-    kept = files(old / "samples" / "s1")
+    kept = folder_bytes(old / "samples" / "s1")
     result = upgrade(old)
     assert result.exit_code == 1, result.output
     assert "2 schema-1 item(s) failed:" in result.output
     assert "the variant name 'bad name' holds ' '" in result.output
     assert "schema-1/samples/notes.txt: not part of a tamx 0.1 run; kept" in result.output
-    assert files(old / "schema-1" / "samples" / "s1") == kept
+    assert folder_bytes(old / "schema-1" / "samples" / "s1") == kept
     assert (old / "schema-1" / "samples" / "notes.txt").read_text() == "mine"
     assert check_converted(old).variants("s1") == ["k7", "k7.1", "tam"]
 
@@ -274,11 +270,14 @@ def test_a_full_disk_stops_the_upgrade_with_every_sample_kept_and_a_rerun_finish
         return write(self, key, data, atomic)
 
     monkeypatch.setattr(LocalObjects, "write", full)
-    s1, s2 = files(old / "samples" / "s1"), files(old / "samples" / "s2")
+    s1, s2 = folder_bytes(old / "samples" / "s1"), folder_bytes(old / "samples" / "s2")
     result = upgrade(old)
     assert result.exit_code == 1 and "no space left on device" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1, "stops at once: s2 is not charged with it"
-    assert files(old / "schema-1" / "samples" / "s1") == s1 and files(old / "schema-1" / "samples" / "s2") == s2
+    assert (
+        folder_bytes(old / "schema-1" / "samples" / "s1") == s1
+        and folder_bytes(old / "schema-1" / "samples" / "s2") == s2
+    )
     monkeypatch.setattr(LocalObjects, "write", write)
     assert upgrade(old).exit_code == 0
     assert check_converted(old).variants("s1") == ["k7", "k7.1", "tam"] and not (old / "schema-1").exists()
@@ -286,11 +285,11 @@ def test_a_full_disk_stops_the_upgrade_with_every_sample_kept_and_a_rerun_finish
 
 def test_a_damaged_root_stops_before_anything_moves(old):
     (old / "zarr.json").write_text(json.dumps({"attributes": {"tamx": "x"}}))
-    before = files(old)
+    before = folder_bytes(old)
     result = upgrade(old)
     assert result.exit_code == 1 and "restore the file from a backup" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
-    assert files(old) == before
+    assert folder_bytes(old) == before
 
 
 def test_a_schema_1_root_named_tamx_run_json_is_called_damaged_not_convertible(tmp_path):
