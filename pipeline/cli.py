@@ -328,7 +328,13 @@ def export(run: str, sample_id: str | None, variant: str | None, out: str) -> No
 )
 @click.option("--width", type=float, help="Figure width in inches.  [default: 3.5, one column of a two-column paper]")
 @click.option("--dpi", type=click.IntRange(50, 1200), default=300, show_default=True, help="Raster resolution.")
-@click.option("--colormap", type=click.Choice(["jet", "turbo", "inferno"]), default="jet", show_default=True)
+@click.option(
+    "--colormap",
+    type=click.Choice(["jet", "turbo", "inferno"]),
+    default="jet",
+    show_default=True,
+    help="Colour map of the figures.",
+)
 @click.option(
     "--scale",
     type=click.Choice(["map", "joint"]),
