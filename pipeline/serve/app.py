@@ -17,29 +17,20 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from .auth import SERVE_CSP, TOKEN_COOKIE, Guard, new_token
-from .config import LOOPBACK, MAX_UPLOAD_BYTES, ServeConfig, run_names
-from .handlers import LIST_PAGE, LIVE, Handlers, error_response
-from .inputs import JSON_DEPTH, parse_json, settings_from
-from .lifecycle import ServerThread, bind, serve_forever
+from .auth import SERVE_CSP, Guard, new_token
+from .config import LOOPBACK, ServeConfig, run_names
+from .handlers import Handlers, error_response
+from .lifecycle import ServerThread, serve_forever
 
 __all__ = [
-    "JSON_DEPTH",
-    "LIST_PAGE",
-    "LIVE",
     "LOOPBACK",
-    "MAX_UPLOAD_BYTES",
     "SERVE_CSP",
-    "TOKEN_COOKIE",
     "ServeConfig",
     "ServerThread",
-    "bind",
     "make_app",
     "new_token",
-    "parse_json",
     "run_names",
     "serve_forever",
-    "settings_from",
 ]
 
 
