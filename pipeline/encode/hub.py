@@ -17,6 +17,7 @@ from pathlib import Path
 from tamx.errors import TamxError
 
 from ..demo import DEMO_MODEL
+from ..errors import one_line
 
 HUB_TIMEOUT_S = 10.0
 _TRUE = {"1", "on", "yes", "true"}
@@ -73,7 +74,7 @@ def check_model(model_id: str) -> str:
     except HfHubHTTPError:
         return model_id  # the hub answered otherwise (rate limit, server error): let loading report it
     except Exception as exc:  # the HTTP client's own connection errors (httpx, requests) share no base
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        reason = one_line(exc) or type(exc).__name__
         raise TamxError(
             f"{not_folder} and not in the Hugging Face cache, and the hub cannot be reached ({reason}); "
             f"connect to the internet, or give a local model folder{hint}"
