@@ -13,24 +13,18 @@ import logging
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 pytest.importorskip("torch")
 pytest.importorskip("PIL", reason="transformers' image processors need Pillow (pip install pillow)")
 
-from tamx.pipeline.cli import main
 from tamx.pipeline.demo.run import MODEL_DIR
 from tamx.pipeline.encode.inputs import read_manifest
 
 from tamx import open_run
 
-from .refusals import refused
+from .refusals import refused, tamx_cli
 
 NO_MODEL = "/nonexistent/model"  # never loaded: every record fails before
-
-
-def tamx_cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture

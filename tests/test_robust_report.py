@@ -12,21 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from tamx.pipeline.cli import main
 
 from tamx import create_run, explain_sample
 from tamx.records import RunInfo
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 
+from .refusals import tamx_cli
+
 OSC = "\x1b]0;owned\x07\x1b]8;;http://evil.example\x1b\\link\x1b]8;;\x1b\\"  # a title and a hyperlink
 # What must never reach a terminal: C0 and C1 controls (ESC included), DEL, bidi controls, surrogates.
 UNPRINTABLE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-
-
-def tamx_cli(*args):
-    """Run the command line in-process (piped output, as under `| less`); an escaping exception fails."""
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def _write(path: Path, spoil=None, info: RunInfo | None = None) -> Path:
