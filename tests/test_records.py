@@ -21,7 +21,7 @@ import tamx.records
 import tamx.store
 from tamx import explain_sample, open_run
 from tamx.explain import ExplainSettings, complete_maps
-from tamx.fields import array, json_field
+from tamx.fields import SCHEMA, array, json_field
 from tamx.interchange import import_sample, sample_bytes
 from tamx.records import Sample, sample_values
 from tamx.store import create_run
@@ -175,7 +175,13 @@ def test_a_schema_2_0_run_rewrites_to_the_same_bytes(golden, tmp_path):
     assert len(before) == 13
     for name, data in before.items():
         if name.endswith(".json"):
-            assert without_tokens(after[name]) == without_tokens(data), name
+            written, read = without_tokens(after[name]), without_tokens(data)
+            # a commit and the run's root name their writer's version: the same records, written by 2.x code
+            if "schema" in read:
+                assert written.pop("schema") == list(SCHEMA) and read.pop("schema") == [2, 0], name
+            if "schema_minor" in read:
+                assert written.pop("schema_minor") == SCHEMA[1] and read.pop("schema_minor") == 0, name
+            assert written == read, name
         else:
             assert after[name] == data, name  # data objects: byte for byte
 
