@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from tamx import open_run
 from tamx.errors import DiskFullError, TamxError
+from tamx.faithfulness import stored_records
 from tamx.records import Maps, Sample
 from tamx.report import (
     DEFAULT_SCALE,
@@ -204,7 +205,14 @@ def render_run(
         try:
             loaded = [(name, *_load(run, sample_id, variants)) for name, run in zip(names, runs)]
             pages = [
-                page_data(sample, stored, run.info, run_name=name if len(runs) > 1 else None, scale=scale)
+                page_data(
+                    sample,
+                    stored,
+                    run.info,
+                    run_name=name if len(runs) > 1 else None,
+                    scale=scale,
+                    faithfulness=stored_records(run, sample_id, list(stored)),
+                )
                 for (name, sample, stored), run in zip(loaded, runs)
             ]
             data = pages[0] if len(pages) == 1 else comparison_data(pages)

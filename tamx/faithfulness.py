@@ -113,6 +113,13 @@ class Faithfulness:
         return out
 
 
+def stored_records(run: Any, sample_id: str, variants: Sequence[str]) -> dict[str, Faithfulness]:
+    """The faithfulness records of a sample's `variants` stored in `run` (a `tamx.Run`), by variant;
+    variants without one are left out (the report pages draw what is there)."""
+    have = set(run.faithfulness_variants(sample_id))
+    return {v: run.faithfulness(sample_id, v) for v in variants if v in have}
+
+
 def auc(curves: np.ndarray, fractions: np.ndarray) -> np.ndarray:
     """Trapezoid area under each curve [..., S] over `fractions` [S]: [...] float64."""
     y = np.asarray(curves, np.float64)

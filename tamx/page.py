@@ -32,6 +32,18 @@ class _VariantViewRequired(TypedDict):
     answer_scale: PackedArray  # [N, 3] float32: min, max of the joint scale, the map's own max
 
 
+class FaithfulnessView(TypedDict):
+    """One variant's stored deletion and insertion curves (`tamx faithfulness`,
+    docs/faithfulness.md) of the answer tokens that have them: the fractions are 0, 1/steps, ..., 1."""
+
+    tokens: list[int]  # the T answer-token indices with curves
+    steps: int  # S = steps + 1 points per curve
+    names: list[str]  # the C curves: deletion, insertion, random_deletion, random_insertion[, mask_*]
+    curves: PackedArray  # [C, T, S] float32: p of the token along each curve (NaN: no mask)
+    aucs: list[list[float | None]]  # [C][T]: the area under each curve (None: no mask)
+    settings: dict[str, Any]  # the record's settings (steps, baseline, random orders, ...)
+
+
 class VariantView(_VariantViewRequired, total=False):
     """One variant's maps (`tamx.report._variant_view`); candidate and prompt maps where stored."""
 
@@ -49,6 +61,7 @@ class VariantView(_VariantViewRequired, total=False):
     prompt_text_own: PackedArray  # [P, Q + N] uint8
     prompt_own_scale: PackedArray  # [P, 3] float32
     prompt_text_own_scale: PackedArray  # [P, 3] float32
+    faithfulness: FaithfulnessView  # only where the variant has a faithfulness record
 
 
 class FrameView(TypedDict):

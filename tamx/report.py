@@ -26,8 +26,9 @@ import cv2
 import jinja2
 import numpy as np
 
+from .faithfulness import CURVES, Faithfulness
 from .layout import MapFrame, map_frames
-from .page import ComparisonData, PageData, VariantView
+from .page import ComparisonData, FaithfulnessView, PageData, VariantView
 from .records import Maps, RunInfo, Sample
 from .tokens import answer_logprobs, candidate_strings, printable_surrogates, token_strings
 from .words import word_index
@@ -324,7 +325,7 @@ def _segments(sample: Sample, strings: list[str]) -> list[dict[str, Any]]:
     return segments
 
 
-def _variant_view(maps: Maps) -> VariantView:
+def _variant_view(maps: Maps, record: Faithfulness | None = None) -> VariantView:
     n = len(maps.final)
     earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
     relevance = np.concatenate([maps.text_relevance, earlier], axis=1)
@@ -354,7 +355,24 @@ def _variant_view(maps: Maps) -> VariantView:
         view["prompt_text_own"] = pack_array(prompt_text_own)
         view["prompt_own_scale"] = pack_array(joint_scale(maps.prompt_maps))
         view["prompt_text_own_scale"] = pack_array(joint_scale(maps.prompt_relevance))
+    if record is not None:
+        view["faithfulness"] = _faithfulness_view(record)
     return view
+
+
+def _faithfulness_view(record: Faithfulness) -> FaithfulnessView:
+    """A record's curves for the page: the stored probabilities packed, the AUCs as
+    `Faithfulness.aucs` computes them (the numbers `tamx eval` averages)."""
+    names = [name for name in CURVES if getattr(record, name) is not None]
+    aucs = record.aucs()
+    return {
+        "tokens": record.tokens.tolist(),
+        "steps": len(record.fractions) - 1,
+        "names": names,
+        "curves": pack_array(np.stack([getattr(record, name) for name in names]).astype(np.float32)),
+        "aucs": [[finite_number(v) for v in aucs[name].tolist()] for name in names],
+        "settings": record.settings,
+    }
 
 
 def page_data(
@@ -364,13 +382,16 @@ def page_data(
     run_name: str | None = None,
     shown: Sequence[str] | None = None,
     scale: str = DEFAULT_SCALE,
+    faithfulness: dict[str, Faithfulness] | None = None,
 ) -> PageData:
     """Everything one sample's page shows, JSON-ready: the payload of `window.tamx.load(data)`
     (its keys: `tamx.page.PageData`).
 
     run_name labels the run (its folder's name) where several runs are compared; shown: the
     variants the page opens with side by side (default: tam, or the first); scale: the colour
-    scale it opens with (`SCALES`; the page has a control to switch)."""
+    scale it opens with (`SCALES`; the page has a control to switch); faithfulness: the stored
+    records (`tamx.faithfulness.stored_records`) by variant, drawn under the selected token's map
+    (a variant without one has no `faithfulness` key)."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: use one of {', '.join(SCALES)}")
     strings = token_strings(sample)
@@ -398,7 +419,7 @@ def page_data(
         "candidates": candidate_strings(sample),
         "candidate_probs": probabilities,
         "n_context": len(sample.context_positions),
-        "variants": {name: _variant_view(maps) for name, maps in variants.items()},
+        "variants": {name: _variant_view(maps, (faithfulness or {}).get(name)) for name, maps in variants.items()},
         "default_variant": default,
         "shown_variants": [v for v in shown or [] if v in variants] or ([default] if default else []),
         "scale": scale,

@@ -28,6 +28,7 @@ from tamx import ExplainSettings, Maps, Run, Sample, defaults, explain_sample
 from tamx.eci import ECI_WEIGHTINGS
 from tamx.errors import SampleError, TamxError
 from tamx.explain import complete_maps
+from tamx.faithfulness import stored_records
 from tamx.figures import FigureStyle, save_figure, token_figure
 from tamx.filters import FILTERS
 from tamx.page import PAGE_VERSION, PageData
@@ -129,7 +130,8 @@ class Handlers:
         variants = read_store(
             lambda: {v: complete_maps(sample, run.maps(sample_id, v)) for v in run.variants(sample_id)}
         )
-        return page_data(sample, variants, run.info)
+        records = read_store(lambda: stored_records(run, sample_id, list(variants)))
+        return page_data(sample, variants, run.info, faithfulness=records)
 
     def first_sample(self) -> tuple[str, str] | None:
         for name, run in self.store.existing().items():
