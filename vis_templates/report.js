@@ -253,7 +253,72 @@
       if (block.kind === "video") box.appendChild(timeline(block, frames));
       column.element.appendChild(box);
     });
+    column.faith = make("div", "faith");
+    column.faith.hidden = true;
+    column.element.appendChild(column.faith);
     return column;
+  }
+
+  // ---------------------------------------------------------------- faithfulness curves
+  // The selected answer token's stored deletion and insertion curves (tamx faithfulness): the
+  // variant's order against the random control (and the mask control where stored), AUCs printed.
+  const CURVE_STYLE = { "": ["#c0392b", "", "own"], random_: ["#7f8c8d", "4 3", "random"], mask_: ["#27ae60", "1 3", "mask"] };
+  const svg = (tag, attrs) => {
+    const element = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs)) element.setAttribute(k, v);
+    return element;
+  };
+  function paintFaith(run, column, sel) {
+    const record = run.data.variants[column.variant] && run.data.variants[column.variant].faithfulness;
+    const t = record && sel && sel.kind === "answer" ? record.tokens.indexOf(sel.index) : -1;
+    const key = t < 0 ? "" : sel.index + ":" + column.variant;
+    if (column.faith.dataset.key === key) return;
+    column.faith.dataset.key = key;
+    column.faith.replaceChildren();
+    column.faith.hidden = t < 0;
+    if (t < 0) return;
+    if (!record.decoded) record.decoded = decode(record.curves);
+    const [, tokens, points] = record.decoded.shape;
+    const curve = (name) => {
+      const c = record.names.indexOf(name);
+      return c < 0 ? null : { values: record.decoded.values.subarray((c * tokens + t) * points, (c * tokens + t + 1) * points), auc: record.aucs[c][t] };
+    };
+    const settings = record.settings || {};
+    column.faith.appendChild(make("h3", "", "Faithfulness of token " + sel.index + " · " + record.steps + " steps" + (settings.baseline ? " · baseline " + settings.baseline : "")));
+    const plots = make("div", "faith-plots");
+    const [W, H, L, B] = [220, 120, 28, 16];
+    for (const kind of ["deletion", "insertion"]) {
+      const box = make("figure", "faith-plot");
+      box.dataset.curve = kind;
+      const plot = svg("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img" });
+      const x = (i) => L + ((W - L - 6) * i) / record.steps;
+      const y = (p) => 6 + (H - B - 6) * (1 - p);
+      plot.append(svg("rect", { x: L, y: 6, width: W - L - 6, height: H - B - 6, fill: "#fff", stroke: "#ccc" }));
+      for (const [p, label] of [[0, "0"], [1, "1"]]) {
+        const text = svg("text", { x: L - 4, y: y(p) + 4, "text-anchor": "end", "font-size": 10 });
+        text.textContent = label;
+        plot.append(text);
+      }
+      const axis = svg("text", { x: (W + L) / 2, y: H - 3, "text-anchor": "middle", "font-size": 10 });
+      axis.textContent = "fraction of cells " + (kind === "deletion" ? "removed" : "restored");
+      plot.append(axis);
+      const legend = make("figcaption", "");
+      legend.append(kind + " AUC: ");
+      for (const [prefix, [colour, dash, kindClass]] of Object.entries(CURVE_STYLE)) {
+        const c = curve(prefix + kind);
+        if (!c) continue;
+        const points_ = [];
+        c.values.forEach((p, i) => Number.isFinite(p) && points_.push(x(i).toFixed(1) + "," + y(p).toFixed(1)));
+        if (points_.length) plot.append(svg("polyline", { points: points_.join(" "), fill: "none", stroke: colour, "stroke-width": 1.5, "stroke-dasharray": dash || "none" }));
+        const name = prefix ? prefix.slice(0, -1) : column.variant;
+        const value = make("span", "auc auc-" + kindClass, name + " " + (c.auc === null ? "–" : c.auc.toFixed(3)));
+        value.dataset.curve = prefix + kind;
+        legend.append(value, " ");
+      }
+      box.append(plot, legend);
+      plots.appendChild(box);
+    }
+    column.faith.appendChild(plots);
   }
 
   function buildMedia() {
@@ -557,6 +622,7 @@
       run.columns.forEach((column, k) => {
         const rows = rowsOf(run, column.variant, s);
         paintColumn(column, rows, s);
+        paintFaith(run, column, s);
         if (k === 0) paintText(run, s, rows ? rows.text : null);
       });
       if (!run.columns.length) paintText(run, s, null);
