@@ -129,7 +129,6 @@ def test_the_page_draws_the_pinned_tokens_curves_with_the_stored_aucs(rendered, 
     assert page.page.locator(".column[data-variant='cam'] .faith .faith-plot").count() == 0
     page.page.click("[data-answer-index='0']")
     page.page.mouse.move(1, 1)
-    page.page.screenshot(path="/tmp/faith-page.png", full_page=True)
     assert page.errors == [] and page.outside_requests() == []
 
 
