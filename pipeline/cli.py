@@ -123,6 +123,15 @@ def info(run: str, as_json: bool, limit: int) -> None:
         ", ".join(f"{p(name)} ({count})" for name, count in summary["variants"].items()) or "none (run `tamx explain`)"
     )
     click.echo(f"variants {variants}")
+    added = {}
+    for s in samples:
+        for group, size in (s.get("baseline_bytes") or {}).items():
+            added.setdefault(group, []).append(size)
+    if added:  # what `tamx encode --layers / --attention` added, per sample that holds it
+        click.echo(
+            "baselines "
+            + ", ".join(f"{g} {sum(v) / len(v) / 1e3:.1f} kB/sample ({len(v)})" for g, v in sorted(added.items()))
+        )
     shown = samples if limit <= 0 else samples[:limit]
     if shown:
         click.echo(f"\n{'sample':<24} {'tokens':>7} {'answer':>7} {'vision':>7}  blocks / variants")
@@ -180,9 +189,22 @@ def info(run: str, as_json: bool, limit: int) -> None:
     "--filter",
     "filter_name",
     type=_LazyChoice("tamx.filters", "FILTERS"),
-    default=defaults.FILTER,
+    help=f"Denoising filter applied per image and per video frame.  [default: {defaults.FILTER}; none for a "
+    "method other than tam]",
+)
+@click.option(
+    "--method",
+    type=_LazyChoice("tamx.methods", "METHODS"),
+    default="tam",
     show_default=True,
-    help="Denoising filter applied per image and per video frame.",
+    help="Map method (tamx.methods.METHODS): the TAM family, or attention / rollout (`tamx encode --attention`).",
+)
+@click.option(
+    "--layer",
+    default=-1,
+    show_default=True,
+    type=click.IntRange(max=-1),
+    help="The layer whose states the TAM family reads, counted from the last (-1); others need `tamx encode --layers`.",
 )
 @click.option(
     "--samples", callback=name_option("sample id", many=True), help="Comma-separated sample ids.  [default: all]"
@@ -205,7 +227,9 @@ def explain(
     kernel_size: int,
     no_eci: bool,
     eci_weights: str,
-    filter_name: str,
+    filter_name: str | None,
+    method: str,
+    layer: int,
     samples: str | None,
     workers: int,
     dask_address: str | None,
@@ -223,12 +247,16 @@ def explain(
     from .explain import explain_run, keep_freed_memory
 
     keep_freed_memory()
+    if method != "tam" and layer != -1:
+        raise click.BadParameter(f"--layer applies to the tam method, not {method!r}", param_hint="'--layer'")
     settings = ExplainSettings(
         eci="off" if no_eci else eci_weights,
-        filter=filter_name,
+        filter=filter_name or (defaults.FILTER if method == "tam" else "none"),
         kernel_size=kernel_size,
         candidates=not no_candidates,
         prompt=not no_prompt,
+        method=method,
+        layer=layer,
     )
     report = explain_run(
         run,

@@ -180,6 +180,32 @@ def check_kernel_fits(run: Run, sample_ids: Sequence[str], settings: ExplainSett
         )
 
 
+def check_recorded(run: Run, sample_ids: Sequence[str], settings: ExplainSettings) -> None:
+    """Refuse once, before any work, a method or layer that the samples' encode did not record,
+    naming the encode option that records it."""
+    from tamx.methods import METHODS
+
+    method = METHODS[settings.method]
+    lacking = []
+    for sample_id in sample_ids:
+        try:
+            attrs = run.sample_attrs(sample_id)
+        except TamxError:
+            continue  # a damaged sample fails on its own in the loop
+        no_method = bool(method.recorded_as) and attrs.get(method.recorded_as) is None
+        layers = [-1, *(attrs.get("lens_layers") or [])]
+        if no_method or (settings.method == "tam" and settings.layer not in layers):
+            lacking.append(sample_id)
+    if not lacking:
+        return
+    shown = ", ".join(repr(s) for s in lacking[:5]) + (" ..." if len(lacking) > 5 else "")
+    if settings.method == "tam":
+        what, option = f"the states of layer {settings.layer}", f"tamx encode --layers -1,{settings.layer}"
+    else:
+        what, option = f"what map method {settings.method!r} reads", method.records
+    raise TamxError(f"{len(lacking)} sample(s) ({shown}) have no {what} recorded; encode them again with `{option}`")
+
+
 def check_no_conflict(run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str) -> None:
     """Refuse once, before any work, a variant name already stored with other settings.
 
@@ -242,6 +268,7 @@ def explain_run(
     if unknown:
         raise TamxError(f"{run_path} has no complete sample(s) {', '.join(unknown)}; `tamx info {run_path}` lists them")
     check_kernel_fits(run, list(sample_ids), settings)
+    check_recorded(run, list(sample_ids), settings)
     if refuse_other_settings and not overwrite:
         check_no_conflict(run, list(sample_ids), settings, variant)
     report = ExplainReport(variant=variant, incomplete=run.incomplete_ids() if sample_ids is known else [])

@@ -9,7 +9,7 @@ states times the LM-head rows of every class involved) and one filter pass.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from .eci import (
 )
 from .filters import check_filter_name, check_kernel_size, filter_maps
 from .layout import cell_block_starts, context_pool, frame_table, media_groups, vision_positions
+from .errors import TamxError
 from .records import Maps, Sample, check_lm_head_covers
 
 log = logging.getLogger(__name__)
@@ -39,35 +40,97 @@ ECI_MODES = tuple(ECI_WEIGHTINGS)  # the names of tamx.eci.ECI_WEIGHTINGS
 class ExplainSettings:
     """How maps are computed. eci: "relevance" (Eq. 4), "uniform" (ECI-mean) or "off" (tamx.eci.ECI_WEIGHTINGS);
     filter: "rank-gaussian", "median", "gaussian", "adaptive-median" or "none" (tamx.filters.FILTERS);
-    kernel_size: odd >= 1 (the largest window of the adaptive median)."""
+    kernel_size: odd >= 1 (the largest window of the adaptive median);
+    method: a name in tamx.methods.METHODS ("tam": the family above; "attention", "rollout",
+    "gradient": maps from what encode recorded, the ECI mode unused); layer: the decoder layer
+    whose final-norm-applied states the TAM family reads (-1 the last; others the logit lens,
+    recorded by `tamx encode --layers`)."""
 
     eci: str = defaults.ECI
     filter: str = defaults.FILTER
     kernel_size: int = defaults.KERNEL_SIZE
     candidates: bool = True
     prompt: bool = True
+    method: str = "tam"
+    layer: int = -1
 
     def __post_init__(self) -> None:
         check_eci_mode(self.eci)
         check_filter_name(self.filter)
         check_kernel_size(self.kernel_size)
+        from .methods import check_method  # the registry imports this module
+
+        check_method(self.method)
+        check_layer(self.layer)
 
     def variant_name(self) -> str:
-        """A readable default name: "tam" for the paper's method, "cam" for neither module."""
-        eci = ECI_WEIGHTINGS[self.eci].variant
+        """A readable default name: "tam" for the paper's method, "cam" for neither module; another
+        layer adds "_lL" ("tam_l-8": variant names hold no "@"), another method names itself
+        ("attention", "rollout-median")."""
         filt = "" if self.filter == "none" else self.filter
         if self.kernel_size != defaults.KERNEL_SIZE and filt:
             filt += f"-k{self.kernel_size}"
+        if self.method != "tam":
+            return "-".join(part for part in (self.method, filt) if part)
+        eci = ECI_WEIGHTINGS[self.eci].variant
         if eci == "eci" and filt == "rank-gaussian":
-            return "tam"
-        return "-".join(part for part in (eci, filt) if part) or "cam"
+            name = "tam"
+        else:
+            name = "-".join(part for part in (eci, filt) if part) or "cam"
+        return name if self.layer == -1 else f"{name}_l{self.layer}"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as stored beside their maps; method and layer only where not the default
+        (so that maps stored before they existed keep their settings)."""
+        data = asdict(self)
+        for key, default in (("method", "tam"), ("layer", -1)):
+            if data[key] == default:
+                del data[key]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExplainSettings:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def check_layer(layer: object) -> int:
+    """A decoder layer counted from the last (-1), else a TamxError saying how to give one."""
+    if isinstance(layer, bool) or not isinstance(layer, int) or layer >= 0:
+        raise TamxError(f"layer {layer!r} is not a layer counted from the last: give -1 (the last), -2, -8, ...")
+    return layer
+
+
+def read_positions(sample: Sample) -> np.ndarray:
+    """The positions whose hidden states explain reads: the vision cells and the context pool."""
+    pool = context_pool(sample.context_positions, sample.answer_positions)
+    return np.union1d(vision_positions(sample.vision_blocks), pool).astype(np.int64)
+
+
+def layer_sample(sample: Sample, layer: int) -> Sample:
+    """`sample` with the final-norm-applied states of `layer` as its hidden states (the logit
+    lens): the sample itself for -1, else its recorded `lens_hidden` row of that layer at the
+    positions encode stored (every position explain reads); a TamxError naming the encode
+    option when that layer was not recorded."""
+    if check_layer(layer) == -1:
+        return sample
+    layers = list(sample.lens_layers or [])
+    if layer not in layers:
+        recorded = ", ".join(map(str, [-1, *layers]))
+        raise TamxError(
+            f"sample {sample.id!r} has no states of layer {layer} (recorded: {recorded}); "
+            f"encode it with `tamx encode --layers -1,{layer}` to explain that layer"
+        )
+    if sample.lens_positions is None or sample.lens_hidden is None:
+        raise TamxError(f"sample {sample.id!r} names layer {layer} but holds no states of it; re-encode it")
+    lacking = np.setdiff1d(read_positions(sample), sample.lens_positions)
+    if len(lacking):
+        raise TamxError(
+            f"sample {sample.id!r}: the states of layer {layer} lack {len(lacking)} position(s) explain reads; "
+            "re-encode it"
+        )
+    hidden = np.zeros_like(sample.hidden)
+    hidden[sample.lens_positions] = sample.lens_hidden[layers.index(layer)]
+    return replace(sample, hidden=hidden)
 
 
 @dataclass
@@ -171,6 +234,7 @@ def _explain_batches(
     """Explain the `wanted` ones of `batches` [(positions [T], class ids [T])]: each one's results
     over its distinct targets and every target's row among them (None where not wanted), and the
     counts of non-finite hidden and LM-head values read (the rows of every batch's classes)."""
+    sample = layer_sample(sample, settings.layer)  # the logit lens: that layer's states as the hidden states
     blocks, ids = sample.vision_blocks, sample.input_ids
     pool = context_pool(sample.context_positions, sample.answer_positions)
     classes = np.unique(np.concatenate([*(class_ids for _, class_ids in batches), ids[pool]]))
@@ -241,6 +305,12 @@ def explain_sample(
     """
     settings = settings or ExplainSettings()
     variant = variant or settings.variant_name()
+    if settings.method != "tam":  # another method of the registry: nothing deferred
+        from .methods import compute_maps
+
+        maps = compute_maps(settings.method, sample, settings)
+        maps.variant = variant
+        return maps
     answers, context = sample.answer_positions, sample.context_positions
     n = len(answers)
     has_candidates = settings.candidates and sample.candidate_ids is not None

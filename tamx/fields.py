@@ -19,7 +19,8 @@ import numpy as np
 
 from .dtypes import STORAGE_DTYPES
 
-SCHEMA = (2, 1)  # (major, minor): a reader opens every minor version of its major; 2.1 adds faithfulness records
+SCHEMA = (2, 1)  # (major, minor): a reader opens every minor version of its major; 2.1 adds faithfulness
+# records and the baselines' sample fields (docs/encode.md, "Baselines")
 
 
 @dataclass(frozen=True)

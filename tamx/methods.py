@@ -1,8 +1,10 @@
 """Map methods: one registry (`METHODS`: name -> `Method`) of the ways tamx turns a stored
 sample's arrays into per-token maps (`tamx.records.Maps`, [N, V] per answer token).
 
-Today the one method is the TAM family (CAM, ECI and the filter from the stored last-layer
-hidden states; `ExplainSettings` picks the ECI mode and the filter: cam, eci, tam, ...).
+The TAM family (CAM, ECI and the filter from the stored hidden states of a layer;
+`ExplainSettings` picks the ECI mode, the filter and the layer: cam, eci, tam, tam_l-8, ...) and
+the baselines from what encode recorded on request (tamx.baselines: attention, rollout,
+gradient).
 Adding a method (a logit lens at a layer, attention, rollout, gradient maps from stored
 fields): a function (sample, settings) -> Maps and a line in `METHODS` naming the sample
 fields it reads; `compute_maps` refuses a sample that lacks one.
@@ -11,8 +13,9 @@ fields it reads; `compute_maps` refuses a sample that lacks one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .baselines import attention_maps, gradient_maps, rollout_maps
 from .errors import TamxError
 from .explain import ExplainSettings, explain_sample
 from .records import Maps, Sample
@@ -26,14 +29,37 @@ class Method:
     compute: Callable[[Sample, ExplainSettings], Maps]
     needs: tuple[str, ...]
     summary: str
+    records: str = ""  # the encode option that records what it reads, where the default does not
+    recorded_as: str = ""  # the sample's JSON field that says so (a check without loading arrays)
 
 
 # name -> Method.
 METHODS: dict[str, Method] = {
     "tam": Method(
-        lambda sample, settings: explain_sample(sample, settings),
+        lambda sample, settings: explain_sample(sample, replace(settings, method="tam")),
         ("hidden", "lm_head"),
-        "token activation maps: CAM, ECI and the filter from the last layer's hidden states (docs/method.md)",
+        "token activation maps: CAM, ECI and the filter from a layer's hidden states (docs/method.md)",
+    ),
+    "attention": Method(
+        attention_maps,
+        ("attention",),
+        "head-mean attention to the vision cells, averaged over the recorded layers",
+        "tamx encode --attention",
+        "attention_layers",
+    ),
+    "rollout": Method(
+        rollout_maps,
+        ("rollout",),
+        "attention rollout (Abnar and Zuidema 2020)",
+        "tamx encode --attention",
+        "attention_layers",
+    ),
+    "gradient": Method(
+        gradient_maps,
+        ("gradient",),
+        "Grad-CAM for a decoder at the recorded layer",
+        "tamx encode --gradients LAYER",
+        "gradient_layer",
     ),
 }
 
@@ -54,6 +80,6 @@ def compute_maps(name: str, sample: Sample, settings: ExplainSettings | None = N
     if missing:
         raise TamxError(
             f"sample {getattr(sample, 'id', '?')!r} has no {', '.join(missing)}: map method {name!r} reads "
-            "them; encode the sample again with them stored"
+            f"them; encode the sample again with them stored{f' (`{method.records}`)' if method.records else ''}"
         )
     return method.compute(sample, settings or ExplainSettings())

@@ -315,6 +315,21 @@ SAMPLE_FIELDS = (
         attribute="lm_head.rows",
     ),
     array("lm_head_bias", "@lm_head_dtype", ("U",), required=False, attribute="lm_head.bias"),
+    # baselines (docs/method.md, "Baseline methods"), each recorded on request by encode:
+    # --layers: final-norm-applied states of earlier layers at the positions explain reads
+    json_field("lens_layers", list, required=False, since=(2, 1)),
+    array("lens_positions", "int64", ("P",), required=False, since=(2, 1)),
+    array("lens_hidden", "@hidden_dtype", ("Y", "P", "C"), required=False, since=(2, 1)),
+    # --attention: head-mean attention of every answer (prompt) token to the vision cells, and rollout
+    json_field("attention_layers", list, required=False, since=(2, 1)),
+    array("attention", "float32", ("A", "N", "V"), required=False, since=(2, 1)),
+    array("attention_prompt", "float32", ("A", "M", "V"), required=False, since=(2, 1)),
+    array("rollout", "float32", ("N", "V"), required=False, since=(2, 1)),
+    array("rollout_prompt", "float32", ("M", "V"), required=False, since=(2, 1)),
+    # --gradients LAYER: Grad-CAM of every answer (prompt) token at that layer
+    json_field("gradient_layer", int, required=False, since=(2, 1)),
+    array("gradient", "float32", ("N", "V"), required=False, since=(2, 1)),
+    array("gradient_prompt", "float32", ("M", "V"), required=False, since=(2, 1)),
 )
 
 
@@ -381,6 +396,12 @@ class Sample:
     tokens: the decoded string of every input id, or None; lm_head: rows this sample needs;
     answer_logprobs: [N] log p of every answer token as the model scored it (generated or
     teacher-forced), or None where encode did not record it.
+    Baselines, None unless encode recorded them (docs/encode.md): lens_layers [Y] (negative
+    layer indices), lens_positions [P] and lens_hidden [Y, P, C] (final-norm-applied states of
+    those layers at those positions, in `hidden_dtype`); attention_layers [A], attention [A, N, V]
+    and attention_prompt [A, M, V] (head-mean attention to the vision cells from the position
+    that predicts each answer / prompt token); rollout [N, V] and rollout_prompt [M, V];
+    gradient_layer, gradient [N, V] and gradient_prompt [M, V] (Grad-CAM at that layer).
     """
 
     id: str
@@ -399,6 +420,17 @@ class Sample:
     messages: list[Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     answer_logprobs: np.ndarray | None = None
+    lens_layers: list[int] | None = None
+    lens_positions: np.ndarray | None = None
+    lens_hidden: np.ndarray | None = None
+    attention_layers: list[int] | None = None
+    attention: np.ndarray | None = None
+    attention_prompt: np.ndarray | None = None
+    rollout: np.ndarray | None = None
+    rollout_prompt: np.ndarray | None = None
+    gradient_layer: int | None = None
+    gradient: np.ndarray | None = None
+    gradient_prompt: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # Widen ints to int64 and floats to float32; a value of the wrong kind is kept as it

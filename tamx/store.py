@@ -306,6 +306,24 @@ class Survey:
     bytes: int = 0
 
 
+# what each encode addition (docs/encode.md, "Baselines") stores: its fields
+BASELINE_GROUPS = {
+    "layers": ("lens_positions", "lens_hidden"),
+    "attention": ("attention", "attention_prompt", "rollout", "rollout_prompt"),
+    "gradients": ("gradient", "gradient_prompt"),
+}
+
+
+def _baseline_bytes(table: dict[str, Any]) -> dict[str, int]:
+    """The stored (compressed) bytes of each encode addition a sample holds, from its commit's table."""
+    sizes = {}
+    for group, names in BASELINE_GROUPS.items():
+        entries = [table[name] for name in names if isinstance(table.get(name), dict)]
+        if entries:
+            sizes[group] = sum(int(length) for entry in entries for _, length in entry.get("chunks") or [])
+    return sizes
+
+
 class Run:
     """An opened run store. Use `open_run` or `create_run` rather than this constructor."""
 
@@ -622,6 +640,7 @@ class Run:
             "vision_cells": sum(b.size for b in blocks),
             "variants": variants,
             "bytes": commit["size"],
+            "baseline_bytes": _baseline_bytes(table),
         }
 
     # ------------------------------------------------------------------ reading

@@ -55,11 +55,14 @@ def synthetic_sample(
     bias: bool = False,
     seed: int = 0,
     media: bool = True,
+    baselines: bool = False,
 ) -> Sample:
     """A sample of random hidden states laid out like a chat with images or videos.
 
     grids: the (T, H, W) of each vision block; kinds: "image" or "video" per block (default:
     "video" where T > 1). Answer and context tokens repeat on purpose (own-class exclusion).
+    baselines: also the fields encode records on request (states of layers -2 and -4 at the
+    positions explain reads, attention of two layers, rollout and Grad-CAM at layer -2), from a generator of their own.
     """
     rng = np.random.default_rng(seed)
     special = synthetic_special_tokens(vocab_size)
@@ -125,4 +128,25 @@ def synthetic_sample(
         dtype=dtype,
         bias=None if head_bias is None else encode_dtype(head_bias, dtype),
     )
+    if baselines:
+        _add_baselines(sample, np.random.default_rng([seed, 1]), dtype)
     return sample
+
+
+def _add_baselines(sample: Sample, rng: np.random.Generator, dtype: str) -> None:
+    """Random stand-ins for what `tamx encode --layers -1,-2,-4 --attention` records."""
+    from .explain import read_positions
+
+    positions = read_positions(sample)
+    n, m, v, c = len(sample.answer_positions), len(sample.context_positions), sample.vision_size, sample.hidden.shape[1]
+    sample.lens_layers = [-2, -4]
+    sample.lens_positions = positions
+    sample.lens_hidden = encode_dtype(rng.standard_normal((2, len(positions), c)).astype(np.float32), dtype)
+    sample.attention_layers = [-1, -2]
+    sample.attention = rng.dirichlet(np.ones(v), size=(2, n)).astype(np.float32) / 2
+    sample.attention_prompt = rng.dirichlet(np.ones(v), size=(2, m)).astype(np.float32) / 2
+    sample.rollout = rng.dirichlet(np.ones(v), size=n).astype(np.float32) / 2
+    sample.rollout_prompt = rng.dirichlet(np.ones(v), size=m).astype(np.float32) / 2
+    sample.gradient_layer = -2
+    sample.gradient = np.maximum(rng.standard_normal((n, v)), 0).astype(np.float32)
+    sample.gradient_prompt = np.maximum(rng.standard_normal((m, v)), 0).astype(np.float32)

@@ -242,6 +242,29 @@ def validate_sample(sample: Sample, special_tokens: dict[str, int]) -> None:
     if sample.tokens is not None and len(sample.tokens) != length:
         _fail(sample, "tokens", f"has {len(sample.tokens)} strings for {length} input ids")
     check_lm_head_covers(sample, sample.needed_token_ids())
+    _check_baselines(sample)
+
+
+def _check_baselines(sample: Sample) -> None:
+    """The recorded baselines agree with the sample: one layer index per stored layer, positions
+    inside the hidden states, one attention row per answer (prompt) token and vision cell."""
+    n, m, v = len(sample.answer_positions), len(sample.context_positions), sample.vision_size
+    for names in (("lens_layers", "lens_hidden"), ("attention_layers", "attention")):
+        layers, data = (getattr(sample, name) for name in names)
+        if (layers is None) != (data is None):
+            _fail(sample, names[0], f"{names[0]} and {names[1]} come together; {REENCODE}")
+        if layers is not None and (not all(_is_int(x) and x < 0 for x in layers) or len(layers) != data.shape[0]):
+            _fail(sample, names[0], f"must list one negative layer index per row of {names[1]}, got {layers}")
+    if sample.lens_hidden is not None:
+        if sample.lens_positions is None:
+            _fail(sample, "lens_positions", f"is missing beside lens_hidden; {REENCODE}")
+        _check_positions(sample, "lens_positions", sample.lens_positions, len(sample.input_ids) - 1)
+    shapes = {"attention": (n, v), "attention_prompt": (m, v), "rollout": (n, v), "rollout_prompt": (m, v)}
+    shapes.update({"gradient": (n, v), "gradient_prompt": (m, v)})
+    for name, shape in shapes.items():
+        value = getattr(sample, name)
+        if value is not None and value.shape[-2:] != shape:
+            _fail(sample, name, f"must end in [{shape[0]}, {shape[1]}] (tokens, vision cells), got {list(value.shape)}")
 
 
 def check_lm_head_covers(sample: Sample, token_ids: np.ndarray) -> None:

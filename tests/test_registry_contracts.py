@@ -67,7 +67,7 @@ def _one_line_error(call) -> str:
     return message
 
 
-SAMPLE = synthetic_sample(grids=[(1, 6, 8), (2, 4, 4)], n_answer=7, n_context=9, seed=5)
+SAMPLE = synthetic_sample(grids=[(1, 6, 8), (2, 4, 4)], n_answer=7, n_context=9, seed=5, baselines=True)
 
 
 # ECI weightings -----------------------------------------------------------------------------

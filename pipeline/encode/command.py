@@ -19,6 +19,21 @@ from .hub import check_model_option
 MAX_TOP_K = 50  # every candidate costs a map per answer token in explain and a stored LM-head row
 
 
+def _layer_list(value: str, option: str) -> tuple[int, ...]:
+    """Comma-separated layer indices ("all": every layer, as ())."""
+    if value.strip() == "all":
+        return ()
+    try:
+        layers = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a comma-separated list of layers such as -1,-8", param_hint=option
+        ) from None
+    if not layers:
+        raise click.BadParameter("give at least one layer, such as -1", param_hint=option)
+    return layers
+
+
 @click.command()
 @click.option(
     "--model",
@@ -78,6 +93,30 @@ MAX_TOP_K = 50  # every candidate costs a map per answer token in explain and a 
 )
 @click.option("--include-system", is_flag=True, help="Count the system prompt as context.")
 @click.option(
+    "--layers",
+    default="-1",
+    show_default=True,
+    callback=lambda ctx, param, value: _layer_list(value, "--layers"),
+    help="Decoder layers whose final-norm-applied states to store (the logit lens: `tamx explain --layer L`), "
+    "comma-separated, counted from the last (-1).",
+)
+@click.option(
+    "--attention",
+    default=None,
+    metavar="LAYERS",
+    callback=lambda ctx, param, value: None if value is None else _layer_list(value, "--attention"),
+    help="Also store the head-mean attention to the vision cells of these layers ('all', or -1,-8) and attention "
+    "rollout over every layer (`tamx explain --method attention|rollout`); one more forward pass per sample.",
+)
+@click.option(
+    "--gradients",
+    type=int,
+    default=None,
+    metavar="LAYER",
+    help="Also store Grad-CAM at this layer (-1 the last; `tamx explain --method gradient`); one more forward "
+    "and backward pass per sample.",
+)
+@click.option(
     "--out",
     required=True,
     type=Location(url=True, file_okay=False),
@@ -102,6 +141,9 @@ def encode(
     dtype: str,
     batch_size: int,
     include_system: bool,
+    layers: tuple[int, ...],
+    attention: tuple[int, ...] | None,
+    gradients: int | None,
     out: str,
     overwrite: bool,
     quiet: bool,
@@ -144,7 +186,13 @@ def encode(
     if not manifest or read_manifest(manifest)[0]:  # a manifest of failed lines only needs no model
         check_model_option(model_id)
     settings = EncodeSettings(
-        max_new_tokens=max_new_tokens, top_k=top_k, num_frames=frames, include_system=include_system
+        max_new_tokens=max_new_tokens,
+        top_k=top_k,
+        num_frames=frames,
+        include_system=include_system,
+        layers=layers,
+        attention=attention,
+        gradients=gradients,
     )
     report = encode_path(
         model_id,

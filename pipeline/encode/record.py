@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from transformers import GenerationConfig, LogitsProcessorList
 
 from tamx import defaults
 from tamx.dtypes import STORAGE_DTYPES
+from tamx.errors import TamxError
 from tamx.records import LMHead, Sample, VisionBlock
 
 from .adapters import Adapter, AdapterError
@@ -32,9 +34,22 @@ class EncodeSettings:
     top_k: int = defaults.TOP_K
     num_frames: int = defaults.VIDEO_FRAMES
     include_system: bool = False
+    # baselines recorded on request (docs/encode.md): layers other than the last (-1) whose
+    # final-norm-applied states are stored; attention (and rollout) of these layers (() all;
+    # None: not recorded)
+    layers: tuple[int, ...] = ()
+    attention: tuple[int, ...] | None = None
+    gradients: int | None = None  # the layer of Grad-CAM (None: not recorded)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as a sample's meta stores them; the baseline options only where asked."""
+        data = asdict(self)
+        for key, default in (("layers", ()), ("attention", None), ("gradients", None)):
+            if data[key] == default:
+                del data[key]
+            elif isinstance(data[key], tuple):
+                data[key] = list(data[key])
+        return data
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -105,6 +120,7 @@ class Produced:
     answer: str
     mode: str
     answer_logprobs: np.ndarray | None = None  # [N] log p of each answer token (report only)
+    layer_states: list[torch.Tensor] = field(default_factory=list)  # [L-1, C] per EncodeSettings.layers
 
 
 def _processor_call(
@@ -190,10 +206,16 @@ def teacher_force(adapter: Adapter, prepared: Prepared, settings: EncodeSettings
         raise InputError(prepared.sample.id, "the given answer tokenizes to nothing")
     extra = torch.tensor([answer_ids], dtype=inputs["input_ids"].dtype, device=model.device)
     inputs = adapter.extend_inputs(inputs, extra)
-    with torch.inference_mode(), FinalNormCapture(adapter.final_norm(), inputs["input_ids"].shape[1]) as capture:
+    with (
+        torch.inference_mode(),
+        FinalNormCapture(adapter.final_norm(), inputs["input_ids"].shape[1]) as capture,
+        ExitStack() as stack,
+    ):
+        layers = layer_captures(adapter, settings, stack, inputs["input_ids"].shape[1], 1)
         model(**inputs, use_cache=False, logits_to_keep=1)
         input_ids = np.concatenate([prepared.prompt_ids, np.asarray(answer_ids, dtype=np.int64)])
         hidden = capture.states[0, : len(input_ids) - 1]
+        layer_states = [layer.states[0, : len(input_ids) - 1] for layer in layers]
         answer_positions = np.arange(len(prepared.prompt_ids), len(input_ids), dtype=np.int64)
         logits = _head_logits(adapter, hidden[answer_positions - 1])
         candidate_ids, candidate_logprobs = _candidates(logits, settings.top_k)
@@ -207,6 +229,7 @@ def teacher_force(adapter: Adapter, prepared: Prepared, settings: EncodeSettings
         prepared.answer,
         "teacher-forced",
         answer_logprobs=forced,
+        layer_states=layer_states,
     )
 
 
@@ -259,7 +282,9 @@ def generate(adapter: Adapter, batch: list[Prepared], settings: EncodeSettings) 
     with (
         torch.inference_mode(),
         FinalNormCapture(adapter.final_norm(), width + settings.max_new_tokens, rows=len(batch)) as capture,
+        ExitStack() as stack,
     ):
+        layers = layer_captures(adapter, settings, stack, width + settings.max_new_tokens, len(batch))
         sequences = model.generate(
             **inputs,
             generation_config=_greedy_config(adapter, settings, eos),
@@ -296,6 +321,7 @@ def generate(adapter: Adapter, batch: list[Prepared], settings: EncodeSettings) 
                     answer,
                     "generate",
                     answer_logprobs=greedy,
+                    layer_states=[layer.states[row, pad : width + count - 1] for layer in layers],
                 )
             )
     return produced
@@ -372,7 +398,181 @@ def build_sample(
         },
     )
     record.lm_head = lm_head_rows(adapter, record.needed_token_ids())
+    if settings.layers:
+        record_layers(adapter, record, outcome, settings)
+    if settings.attention is not None:
+        record_attention(adapter, prepared, record, settings)
+    if settings.gradients is not None:
+        record_gradients(adapter, prepared, record, settings.gradients)
     return record
+
+
+# ------------------------------------------------------------------ baselines (docs/encode.md)
+
+
+def decoder_layers(adapter: Adapter) -> torch.nn.ModuleList:
+    """The language model's decoder layers (the residual stream after each is a layer's state)."""
+    layers = getattr(adapter.language_model(), "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList) or not len(layers):
+        raise AdapterError(f"the language model of the {adapter.family} adapter has no .layers to record")
+    return layers
+
+
+def resolve_layers(adapter: Adapter, layers: tuple[int, ...] | list[int], option: str) -> tuple[int, ...]:
+    """Layer indices counted from the last (-1 the last), sorted from the last, without repeats;
+    a non-negative index counts from the first (0 the first). TamxError past the model's layers."""
+    count = len(decoder_layers(adapter))
+    resolved = set()
+    for layer in layers:
+        if not -count <= layer < count:
+            raise TamxError(f"{option}: the model has {count} decoder layers; give layers from -{count} to -1")
+        resolved.add(layer - count if layer >= 0 else layer)
+    return tuple(sorted(resolved, reverse=True))
+
+
+def resolve_settings(adapter: Adapter, settings: EncodeSettings) -> EncodeSettings:
+    """`settings` with its baseline layers counted from the last (the last one out of `layers`:
+    the hidden states hold it already)."""
+    layers = tuple(layer for layer in resolve_layers(adapter, settings.layers, "--layers") if layer != -1)
+    attention = settings.attention
+    if attention is not None:
+        attention = resolve_layers(adapter, attention or range(-len(decoder_layers(adapter)), 0), "--attention")
+    gradients = settings.gradients
+    if gradients is not None:
+        (gradients,) = resolve_layers(adapter, (gradients,), "--gradients")
+    return replace(settings, layers=layers, attention=attention, gradients=gradients)
+
+
+def layer_captures(
+    adapter: Adapter, settings: EncodeSettings, stack: ExitStack, capacity: int, rows: int
+) -> list[FinalNormCapture]:
+    """A capture of the output of every decoder layer in `settings.layers` (none by default)."""
+    if not settings.layers:
+        return []
+    modules = decoder_layers(adapter)
+    return [stack.enter_context(FinalNormCapture(modules[layer], capacity, rows)) for layer in settings.layers]
+
+
+def record_layers(adapter: Adapter, record: Sample, outcome: Outcome, settings: EncodeSettings) -> None:
+    """Store the final-norm-applied states of the requested layers at the positions explain reads."""
+    from tamx.explain import read_positions
+
+    positions = read_positions(record)
+    index = torch.as_tensor(positions, device=outcome.hidden.device)
+    norm = adapter.final_norm()
+    with torch.inference_mode():
+        states = torch.stack([norm(layer.index_select(0, index)[None])[0] for layer in outcome.layer_states])
+    record.lens_layers = list(settings.layers)
+    record.lens_positions = positions
+    record.lens_hidden = to_storage(states.to(outcome.hidden.dtype))
+
+
+def target_rows(record: Sample) -> np.ndarray:
+    """The query row of every answer token, then every prompt token: the position whose state
+    predicts it (P - 1)."""
+    return np.maximum(np.concatenate([record.answer_positions, record.context_positions]) - 1, 0)
+
+
+def _answer_inputs(adapter: Adapter, prepared: Prepared, record: Sample) -> dict[str, Any]:
+    """The model inputs of prompt + the record's answer (one sample, on the model's device)."""
+    model = adapter.model
+    inputs = _device_inputs(adapter.model_inputs(prepared.processed), model.device, model.dtype)
+    extra = record.input_ids[len(prepared.prompt_ids) :]
+    answer = torch.as_tensor(extra[None], dtype=inputs["input_ids"].dtype, device=model.device)
+    return adapter.extend_inputs(inputs, answer)
+
+
+def record_gradients(adapter: Adapter, prepared: Prepared, record: Sample, layer: int) -> None:
+    """Grad-CAM for a decoder at `layer`: relu(sum_c d logit / d h[v, c] * h[v, c]) over the vision
+    cells v, for every answer and prompt token's logit at the position that predicts it; one
+    forward pass with gradients and one batched backward pass over all those tokens."""
+    from tamx.layout import vision_positions
+
+    model = adapter.model
+    inputs = _answer_inputs(adapter, prepared, record)
+    kept: dict[str, torch.Tensor] = {}
+
+    def keep(name: str):
+        def hook(module: torch.nn.Module, args: tuple, output: Any) -> None:
+            kept[name] = output[0] if isinstance(output, tuple) else output
+
+        return hook
+
+    handles = [
+        decoder_layers(adapter)[layer].register_forward_hook(keep("layer")),
+        adapter.final_norm().register_forward_hook(keep("final")),
+    ]
+    try:
+        with torch.enable_grad():
+            model(**inputs, use_cache=False, logits_to_keep=1)
+            rows = torch.as_tensor(target_rows(record), device=model.device)
+            classes = torch.as_tensor(
+                record.input_ids[np.concatenate([record.answer_positions, record.context_positions])],
+                device=model.device,
+            )
+            logits = _head_logits(adapter, kept["final"][0].index_select(0, rows))
+            chosen = logits.gather(1, classes[:, None])[:, 0]  # [T]
+            states = kept["layer"]
+            eye = torch.eye(len(chosen), device=model.device, dtype=chosen.dtype)
+            try:
+                (grads,) = torch.autograd.grad(chosen, states, grad_outputs=eye, is_grads_batched=True)
+            except RuntimeError:  # an op without a batching rule: one backward pass per token
+                grads = torch.stack(
+                    [torch.autograd.grad(chosen[i], states, retain_graph=True)[0] for i in range(len(chosen))]
+                )
+    finally:
+        for handle in handles:
+            handle.remove()
+    cells = torch.as_tensor(vision_positions(record.vision_blocks), device=model.device)
+    with torch.no_grad():
+        cam = (grads[:, 0].index_select(1, cells).float() * states[0].index_select(0, cells).float()).sum(-1)
+        cam = torch.relu(cam).cpu().numpy().astype(np.float32)
+    n = len(record.answer_positions)
+    record.gradient_layer = layer
+    record.gradient, record.gradient_prompt = cam[:n], cam[n:]
+
+
+def record_attention(adapter: Adapter, prepared: Prepared, record: Sample, settings: EncodeSettings) -> None:
+    """One more forward pass over prompt + answer with eager attention: the head-mean attention
+    of every target row (`target_rows`) to the vision cells for the requested layers, and
+    attention rollout over all layers (Abnar and Zuidema 2020), computed on the device."""
+    from tamx.layout import vision_positions
+
+    model = adapter.model
+    inputs = _device_inputs(adapter.model_inputs(prepared.processed), model.device, model.dtype)
+    extra = record.input_ids[len(prepared.prompt_ids) :]
+    inputs = adapter.extend_inputs(
+        inputs, torch.as_tensor(extra[None], dtype=inputs["input_ids"].dtype, device=model.device)
+    )
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        with torch.inference_mode():
+            attentions = model(**inputs, use_cache=False, output_attentions=True, logits_to_keep=1).attentions
+    finally:
+        model.set_attn_implementation(previous)
+    count = len(decoder_layers(adapter))
+    if attentions is None or len(attentions) != count:
+        raise AdapterError(f"the {adapter.family} adapter's model returned no attention weights of its {count} layers")
+    rows = torch.as_tensor(target_rows(record), device=model.device)
+    cells = torch.as_tensor(vision_positions(record.vision_blocks), device=model.device)
+    n = len(record.answer_positions)
+    size = attentions[0].shape[-1]
+    eye = torch.eye(size, device=model.device, dtype=torch.float32)
+    rollout = eye
+    kept = []
+    for index, weights in enumerate(attentions):
+        mean = weights[0].float().mean(dim=0)  # [S, S] over heads
+        if index - count in settings.attention:
+            kept.append((index - count, mean.index_select(0, rows).index_select(1, cells)))
+        mixed = 0.5 * mean + 0.5 * eye
+        rollout = (mixed / mixed.sum(dim=-1, keepdim=True)) @ rollout
+    kept.sort(key=lambda pair: -pair[0])  # the order of settings.attention: from the last
+    stacked = torch.stack([rows_ for _, rows_ in kept]).cpu().numpy().astype(np.float32)
+    rolled = rollout.index_select(0, rows).index_select(1, cells).cpu().numpy().astype(np.float32)
+    record.attention_layers = [layer for layer, _ in kept]
+    record.attention, record.attention_prompt = stacked[:, :n], stacked[:, n:]
+    record.rollout, record.rollout_prompt = rolled[:n], rolled[n:]
 
 
 def lm_head_rows(adapter: Adapter, token_ids: np.ndarray) -> LMHead:

@@ -33,6 +33,7 @@ from .record import (
     generate,
     max_positions,
     prepare_sample,
+    resolve_settings,
     teacher_force,
 )
 
@@ -125,6 +126,7 @@ def encode(
     started = time.perf_counter()
     settings = settings or EncodeSettings()
     adapter = adapter_for(model, processor)
+    settings = resolve_settings(adapter, settings)
     limit = max_positions(model.config)
     if limit is not None and settings.max_new_tokens > limit:
         raise TamxError(

@@ -330,19 +330,28 @@ def run_captions(run, sample_ids: Sequence[str], records: dict[str, EvalImage]) 
     return score_captions(answers, {i: records[i].captions for i in answers}, teacher_forced=forced)
 
 
+def method_label(settings: dict[str, Any]) -> str:
+    """The map method and layer of a variant's settings: "tam@-1", "tam@-8", "attention", ..."""
+    method = settings.get("method", "tam")
+    return f"{method}@{settings.get('layer', -1)}" if method == "tam" else str(method)
+
+
 def _settings_label(settings: dict[str, Any]) -> tuple[str, str]:
     weighting = ECI_WEIGHTINGS.get(settings.get("eci", ""))
     eci = "?" if weighting is None else weighting.label
+    if settings.get("method", "tam") != "tam":
+        eci = "-"  # the baselines have no ECI
     name = settings.get("filter", "?")
     filt = "-" if name == "none" else f"{name} k{settings.get('kernel_size', defaults.KERNEL_SIZE)}"
     return eci, filt
 
 
 def format_table(result: EvalResult) -> str:
-    """The paper-style table (percent): variant, ECI, filter, Obj-IoU, Func-IoU, F1-IoU, precision, recall."""
+    """The paper-style table (percent): variant, ECI, filter, Obj-IoU, Func-IoU, F1-IoU, precision,
+    recall, pointing, counts, and the map method with its layer (tam@-1, tam@-8, attention, ...)."""
     header = (
-        f"{'variant':<18} {'ECI':<5} {'filter':<20} {'samples':>7} {'Obj-IoU':>8} {'Func-IoU':>9} {'F1-IoU':>7} "
-        f"{'Prec.':>6} {'Recall':>6} {'Point':>6} {'objects':>7} {'func.':>6}"
+        f"{'variant':<18} {'ECI':<5} {'filter':<20} {'samples':>7} {'Obj-IoU':>8} {'Func-IoU':>9} "
+        f"{'F1-IoU':>7} {'Prec.':>6} {'Recall':>6} {'Point':>6} {'objects':>7} {'func.':>6} method"
     )
     threshold = result.settings.get("threshold", "otsu")
     title = (
@@ -353,10 +362,11 @@ def format_table(result: EvalResult) -> str:
     for variant in result.variants():
         s = result.summaries[variant]
         eci, filt = _settings_label(result.variant_settings[variant])
+        method = method_label(result.variant_settings[variant])
         lines.append(
             f"{variant:<18} {eci:<5} {filt:<20} {result.samples[variant]:>7} {100 * s.obj_iou:>8.2f} "
             f"{100 * s.func_iou:>9.2f} {100 * s.f1_iou:>7.2f} {100 * s.precision:>6.2f} {100 * s.recall:>6.2f} "
-            f"{result.pointing(variant).pointing:>6.3f} {s.objects:>7} {s.functions:>6}"
+            f"{result.pointing(variant).pointing:>6.3f} {s.objects:>7} {s.functions:>6} {method}"
         )
     chance = summarise_points([p for v in result.variants()[:1] for p in result.points[v]]).chance
     lines.append(f"Point: the map's peak cell on the object (pointing accuracy); chance {chance:.3f}")

@@ -1,0 +1,153 @@
+"""encode --layers / --attention on tiny models of every adapter family: the stored states and
+attention equal what a separate forward pass of the model gives (output_hidden_states,
+eager output_attentions), to 1e-5."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("PIL", reason="transformers' image processors need Pillow (pip install pillow)")
+
+from tamx.pipeline.encode import inline_input, load_model  # noqa: E402
+from tamx.pipeline.encode.adapters import adapter_for, supported_model_types  # noqa: E402
+
+from tamx.explain import read_positions  # noqa: E402
+from tamx.layout import vision_positions  # noqa: E402
+
+from .test_encode_core import encode_one, loaded, media, model_inputs_for, tamx_cli  # noqa: E402, F401 (fixtures)
+
+FAMILIES = supported_model_types()
+
+
+def _forward(path, processor, stored, media_items, **kw):
+    """A separate forward pass of a freshly loaded model over the stored prompt + answer."""
+    model = load_model(str(path), device="cpu", dtype="fp32")
+    if kw.get("output_attentions"):
+        model.set_attn_implementation("eager")
+    inputs = dict(model_inputs_for(processor, stored, media_items))
+    adapter = adapter_for(model, processor)
+    answer = torch.as_tensor(stored.input_ids[stored.answer_positions][None])
+    inputs = adapter.extend_inputs(adapter.model_inputs(inputs), answer)
+    with torch.no_grad():
+        return model, adapter, model(**inputs, use_cache=False, **kw)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_layers_and_attention_equal_a_separate_forward_pass(loaded, family, media, tmp_path):  # noqa: F811
+    sample = inline_input((media["wide"],), None, "What is in this picture?", "A cat sits on a red mat.", "t")
+    run, _model, processor = encode_one(loaded, family, tmp_path, sample, layers=(-1, -2), attention=())
+    stored = run.sample("t")
+    assert stored.meta["settings"]["layers"] == [-2] and stored.lens_layers == [-2]
+    path = loaded(family)[0]
+    positions = read_positions(stored)
+    assert np.array_equal(stored.lens_positions, positions)
+    _fresh, adapter, out = _forward(path, processor, stored, media["folder"], output_hidden_states=True)
+    with torch.no_grad():  # hidden_states[-2]: the output of layer -2, before the final norm
+        want = adapter.final_norm()(out.hidden_states[-2][:, positions])[0].numpy()
+    np.testing.assert_allclose(stored.lens_hidden[0], want, atol=1e-5, rtol=1e-5)
+
+    _fresh, adapter, out = _forward(path, processor, stored, media["folder"], output_attentions=True)
+    count = len(out.attentions)
+    assert stored.attention_layers == list(range(-1, -count - 1, -1))
+    rows = np.maximum(np.concatenate([stored.answer_positions, stored.context_positions]) - 1, 0)
+    cells = vision_positions(stored.vision_blocks)
+    heads = [a[0].double().mean(dim=0).numpy() for a in out.attentions]
+    n = len(stored.answer_positions)
+    for index, layer in enumerate(stored.attention_layers):
+        want = heads[layer][np.ix_(rows, cells)]
+        np.testing.assert_allclose(stored.attention[index], want[:n], atol=1e-5)
+        np.testing.assert_allclose(stored.attention_prompt[index], want[n:], atol=1e-5)
+    rollout = np.eye(heads[0].shape[0])
+    for weights in heads:  # Abnar and Zuidema 2020: identity-mixed, row-normalised, multiplied up
+        mixed = 0.5 * weights + 0.5 * np.eye(len(weights))
+        rollout = (mixed / mixed.sum(axis=1, keepdims=True)) @ rollout
+    np.testing.assert_allclose(stored.rollout, rollout[np.ix_(rows[:n], cells)], atol=1e-5)
+    np.testing.assert_allclose(stored.rollout_prompt, rollout[np.ix_(rows[n:], cells)], atol=1e-5)
+
+
+def test_generated_answers_record_layers_per_batch_row(loaded, media, tmp_path):  # noqa: F811
+    """Under generate (batched, left-padded) every sample's layer states are its own row's."""
+    from tamx.pipeline.encode import EncodeSettings, encode
+
+    from tamx import open_run
+
+    _path, model, processor = loaded("llava")
+    samples = [
+        inline_input((media["wide"],), None, "Describe the image.", None, "a"),
+        inline_input((media["tall"],), None, "What is in this long picture, in detail?", None, "b"),
+    ]
+    settings = EncodeSettings(max_new_tokens=4, layers=(-2,))
+    report = encode(model, processor, samples, tmp_path / "batched", settings=settings, batch_size=2)
+    assert report.failed == {}
+    for sample in samples:
+        alone = encode(model, processor, [sample], tmp_path / sample.id, settings=settings)
+        assert alone.failed == {}
+        one, two = open_run(tmp_path / sample.id).sample(sample.id), open_run(tmp_path / "batched").sample(sample.id)
+        np.testing.assert_allclose(two.lens_hidden, one.lens_hidden, atol=1e-4)
+
+
+def test_the_cli_records_layers_and_attention_and_explain_reads_them(loaded, media, tmp_path):  # noqa: F811
+    path = loaded("llava")[0]
+    out = tmp_path / "run"
+    result = tamx_cli(
+        "encode", "--model", str(path), "--image", media["wide"], "--prompt", "Describe the image.",
+        "--max-new-tokens", "4", "--out", str(out), "--id", "cat", "--layers", "-1,-2", "--attention", "-1",
+        "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for args in (["--layer", "-2"], ["--method", "attention"], ["--method", "rollout"]):
+        assert tamx_cli("explain", str(out), "--quiet", *args).returncode == 0
+    info = tamx_cli("info", str(out))
+    assert "attention" in info.stdout and "tam_l-2" in info.stdout
+    bad = tamx_cli("encode", "--model", str(path), "--image", media["wide"], "--prompt", "x", "--out",
+                   str(tmp_path / "bad"), "--layers", "-99", "--quiet")  # fmt: skip
+    assert bad.returncode != 0 and "--layers" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+@pytest.mark.slow
+def test_gradients_equal_a_finite_difference(loaded, family, media, tmp_path):  # noqa: F811
+    """Grad-CAM at layer -2 equals relu(d logit / d eps) where the layer's state at one cell is
+    scaled by (1 + eps) (the directional derivative along the state is sum_c g_c h_c)."""
+    from tamx.pipeline.encode.record import decoder_layers
+
+    sample = inline_input((media["wide"],), None, "What is in this picture?", "A cat sits on a red mat.", "g")
+    run, _model, processor = encode_one(loaded, family, tmp_path, sample, gradients=-2)
+    stored = run.sample("g")
+    assert stored.gradient_layer == -2 and stored.meta["settings"]["gradients"] == -2
+    path = loaded(family)[0]
+    model = load_model(str(path), device="cpu", dtype="fp32").double()
+    adapter = adapter_for(model, processor)
+    inputs = dict(model_inputs_for(processor, stored, media["folder"]))
+    answer = torch.as_tensor(stored.input_ids[stored.answer_positions][None])
+    inputs = adapter.extend_inputs(adapter.model_inputs(inputs), answer)
+    inputs = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in inputs.items()}
+    cells = vision_positions(stored.vision_blocks)
+    scale = {}
+
+    def hook(module, args, output):
+        states = output[0] if isinstance(output, tuple) else output
+        if scale:
+            states = states.clone()
+            states[:, scale["at"]] *= 1 + scale["eps"]
+        return (states, *output[1:]) if isinstance(output, tuple) else states
+
+    handle = decoder_layers(adapter)[-2].register_forward_hook(hook)
+    rng = np.random.default_rng(0)
+    try:
+        for i in (0, 2):
+            row, token = stored.answer_positions[i] - 1, stored.input_ids[stored.answer_positions[i]]
+            for v in [int(np.argmax(stored.gradient[i])), *rng.choice(len(cells), 3, replace=False).tolist()]:
+                values = []
+                for eps in (1e-4, -1e-4):
+                    scale.update(at=int(cells[v]), eps=eps)
+                    with torch.no_grad():
+                        values.append(float(model(**inputs, use_cache=False).logits[0, row, token]))
+                finite = max((values[0] - values[1]) / 2e-4, 0.0)
+                assert abs(stored.gradient[i, v] - finite) <= 1e-3 * max(1.0, abs(finite)), (i, v)
+                scale.clear()
+    finally:
+        handle.remove()
+    assert stored.gradient.max() > 0
