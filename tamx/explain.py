@@ -26,9 +26,9 @@ from .eci import (
     relevance,
     remove_interference,
 )
+from .errors import TamxError
 from .filters import check_filter_name, check_kernel_size, filter_maps
 from .layout import cell_block_starts, context_pool, frame_table, media_groups, vision_positions
-from .errors import TamxError
 from .records import Maps, Sample, check_lm_head_covers
 
 log = logging.getLogger(__name__)

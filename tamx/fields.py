@@ -66,6 +66,15 @@ def json_fields(fields: tuple[Field, ...]) -> tuple[Field, ...]:
     return tuple(f for f in fields if f.kind == "json")
 
 
+def stored_json(fields: tuple[Field, ...], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON fields a record stores: every field of schema 2.0 (null where missing, as ever),
+    a field added by a later minor version only where present, so that a record without it keeps
+    the bytes it had."""
+    return {
+        f.name: values.get(f.name) for f in json_fields(fields) if f.since <= (2, 0) or values.get(f.name) is not None
+    }
+
+
 _TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number", bool: "a bool"}
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from .dtypes import STORAGE_DTYPES, encode_dtype, to_float32
 from .errors import SampleError, TamxError
-from .fields import SCHEMA, arrays, check_json, json_field, json_fields
+from .fields import SCHEMA, arrays, check_json, json_field, json_fields, stored_json
 from .layout import grid_boxes, with_grid_boxes
 from .records import (
     BLOCK_KEYS,
@@ -247,7 +247,7 @@ def sample_bytes(sample: Sample, info: RunInfo, maps: Maps | None = None) -> byt
         "schema_minor": SCHEMA[1],
         "sample_id": sample.id,
         "run": info.to_json(),
-        **{f.name: values[f.name] for f in json_fields(SAMPLE_FIELDS)},
+        **stored_json(SAMPLE_FIELDS, values),
     }
     if maps is not None:
         maps_values = maps.values()

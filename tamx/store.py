@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SampleError, StoreError
-from .fields import SCHEMA, arrays, json_fields, unknown
+from .fields import SCHEMA, arrays, json_fields, stored_json, unknown
 from .records import (
     MAPS_FIELDS,
     REENCODE,
@@ -868,7 +868,7 @@ class Run:
             "token": uuid.uuid4().hex,
             "written": _now(),
             "fields": table,
-            "json": {f.name: values.get(f.name) for f in json_fields(fields)},
+            "json": stored_json(fields, values),
             **extra,
         }
         self.objects.write(f"{prefix}.{slot}", data)
