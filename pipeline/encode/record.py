@@ -399,7 +399,7 @@ def build_sample(
     )
     record.lm_head = lm_head_rows(adapter, record.needed_token_ids())
     if settings.layers:
-        record_layers(adapter, record, outcome, settings)
+        record_layers(adapter, record, produced, settings)
     if settings.attention is not None:
         record_attention(adapter, prepared, record, settings)
     if settings.gradients is not None:
@@ -453,18 +453,18 @@ def layer_captures(
     return [stack.enter_context(FinalNormCapture(modules[layer], capacity, rows)) for layer in settings.layers]
 
 
-def record_layers(adapter: Adapter, record: Sample, outcome: Outcome, settings: EncodeSettings) -> None:
+def record_layers(adapter: Adapter, record: Sample, produced: Produced, settings: EncodeSettings) -> None:
     """Store the final-norm-applied states of the requested layers at the positions explain reads."""
     from tamx.explain import read_positions
 
     positions = read_positions(record)
-    index = torch.as_tensor(positions, device=outcome.hidden.device)
+    index = torch.as_tensor(positions, device=produced.hidden.device)
     norm = adapter.final_norm()
     with torch.inference_mode():
-        states = torch.stack([norm(layer.index_select(0, index)[None])[0] for layer in outcome.layer_states])
+        states = torch.stack([norm(layer.index_select(0, index)[None])[0] for layer in produced.layer_states])
     record.lens_layers = list(settings.layers)
     record.lens_positions = positions
-    record.lens_hidden = to_storage(states.to(outcome.hidden.dtype))
+    record.lens_hidden = to_storage(states.to(produced.hidden.dtype))
 
 
 def target_rows(record: Sample) -> np.ndarray:
