@@ -97,13 +97,15 @@ def check_context(context: MapContext) -> MapContext:
     """`context` if its arrays agree (one quantised and one projected map per answer token,
     masks and `seen` of the projected maps' size), else a TamxError saying which do not."""
     n = len(context.sample.answer_positions)
-    quantised, projected, seen = (np.asarray(a) for a in (context.quantised, context.projected, context.seen))
-    if quantised.ndim != 2 or len(quantised) != n or projected.ndim != 3 or len(projected) != n:
+    quantised, seen = np.asarray(context.quantised), np.asarray(context.seen)
+    # a ProjectedMaps (tamx.metrics) tells its shape without projecting every map
+    shape = tuple(getattr(context.projected, "shape", None) or np.shape(context.projected))
+    if quantised.ndim != 2 or len(quantised) != n or len(shape) != 3 or shape[0] != n:
         raise TamxError(
             f"sample {context.sample_id!r}: eval needs one quantised [N, V] and one projected [N, H, W] map per "
-            f"answer token (N = {n}), got {quantised.shape} and {projected.shape}"
+            f"answer token (N = {n}), got {quantised.shape} and {shape}"
         )
-    size = projected.shape[1:]
+    size = shape[1:]
     wrong = [name for name, mask in context.masks.items() if np.shape(mask) != size]
     if seen.shape != size or wrong:
         raise TamxError(

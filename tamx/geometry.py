@@ -131,40 +131,57 @@ def _sampler(frame: MapFrame, size: tuple[int, int]) -> _Sampler:
     return _Sampler(frame, rows, cols, map_x, map_y)
 
 
+class MapProjector:
+    """`project_maps` one map at a time: the grids' samplers and the seen pixels are made once, so
+    a caller can project only the maps it needs (eval projects the tokens it scores)."""
+
+    def __init__(self, frames: Sequence[MapFrame], size: tuple[int, int], compose: str = "mean"):
+        if compose not in COMPOSE_MODES:
+            raise TamxError(f"unknown compose mode {compose!r}; use one of {', '.join(COMPOSE_MODES)}")
+        if not frames:
+            raise TamxError("project_frames needs at least one frame")
+        self.size = (int(size[0]), int(size[1]))
+        # coarse grids first, so that with "finest" the finer ones paint over them
+        self.samplers = [_sampler(f, self.size) for f in sorted(frames, key=lambda f: -cell_area(f, self.size))]
+        count = np.zeros(self.size, dtype=np.float32)
+        for sampler in self.samplers:
+            count[sampler.rows, sampler.cols] += 1.0
+        self.seen = count > 0
+        self.mean = compose == "mean" and len(self.samplers) > 1
+        if self.mean:
+            self.weight = np.divide(1.0, count, out=np.zeros(self.size, np.float32), where=self.seen)
+
+    def project(self, row: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One map [V] (uint8 or float32) on the pixels: [H, W] of its dtype, 0 where unseen (into `out`)."""
+        size = self.size
+        if out is None and len(self.samplers) == 1 and self.seen.all():
+            return self.samplers[0].sample(row, size)  # one grid over every pixel: its resize is the map
+        out = np.zeros(size, dtype=row.dtype) if out is None else out
+        if not self.mean:
+            for sampler in self.samplers:
+                out[sampler.rows, sampler.cols] = sampler.sample(row, size)
+            return out
+        total = np.zeros(size, dtype=np.float32)
+        for sampler in self.samplers:
+            total[sampler.rows, sampler.cols] += sampler.sample(row, size)
+        total *= self.weight
+        if row.dtype == np.uint8:
+            total += 0.5  # round half up: the average of uint8 values stays within 0..255
+        out[...] = total
+        return out
+
+
 def project_maps(
     values: np.ndarray, frames: Sequence[MapFrame], size: tuple[int, int], compose: str = "mean"
 ) -> tuple[np.ndarray, np.ndarray]:
     """`project_frames` for many maps at once: values [N, V] -> (heat [N, H, W], seen [H, W])."""
-    if compose not in COMPOSE_MODES:
-        raise TamxError(f"unknown compose mode {compose!r}; use one of {', '.join(COMPOSE_MODES)}")
-    if not frames:
-        raise TamxError("project_frames needs at least one frame")
+    projector = MapProjector(frames, size, compose)
     values = np.asarray(values)
     values = values if values.dtype == np.uint8 else values.astype(np.float32, copy=False)
-    # coarse grids first, so that with "finest" the finer ones paint over them
-    samplers = [_sampler(f, size) for f in sorted(frames, key=lambda f: -cell_area(f, size))]
-    count = np.zeros(size, dtype=np.float32)
-    for sampler in samplers:
-        count[sampler.rows, sampler.cols] += 1.0
-    seen = count > 0
-    out = np.zeros((len(values), *size), dtype=values.dtype)
-    mean = compose == "mean" and len(samplers) > 1
-    if mean:
-        weight = np.divide(1.0, count, out=np.zeros(size, np.float32), where=seen)
-        total = np.zeros(size, dtype=np.float32)
+    out = np.zeros((len(values), *projector.size), dtype=values.dtype)
     for index, row in enumerate(values):
-        if not mean:
-            for sampler in samplers:
-                out[index, sampler.rows, sampler.cols] = sampler.sample(row, size)
-            continue
-        total[:] = 0.0
-        for sampler in samplers:
-            total[sampler.rows, sampler.cols] += sampler.sample(row, size)
-        total *= weight
-        if values.dtype == np.uint8:
-            total += 0.5  # round half up: the average of uint8 values stays within 0..255
-        out[index] = total
-    return out, seen
+        projector.project(row, out[index])
+    return out, projector.seen
 
 
 def project_frames(

@@ -30,7 +30,7 @@ from .activation import activation_maps, class_logits
 from .errors import TamxError
 from .explain import ExplainSettings, decode_hidden
 from .filters import filter_maps
-from .geometry import frame_groups, project_maps
+from .geometry import MapProjector, frame_groups, project_maps
 from .layout import cell_block_starts, frame_table, map_frames, vision_positions
 from .pos import FUNCTION, NOUN, lemma
 from .records import Sample
@@ -197,16 +197,49 @@ def binarise(
     return level, foreground if seen is None else foreground & seen
 
 
-def project_sample_maps(sample: Sample, maps: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def project_sample_maps(
+    sample: Sample, maps: np.ndarray, size: tuple[int, int], lazy: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Answer-token maps [N, V] (uint8) of a one-image sample projected onto size = (H, W) pixels
     through the grids' boxes (tiles and thumbnail averaged where they overlap, `project_frames`):
-    (maps [N, H, W], seen [H, W] bool)."""
+    (maps [N, H, W], seen [H, W] bool). lazy: a `ProjectedMaps` instead of the array, which
+    projects a token's map when it is first read (eval scores some tokens only)."""
     frames = map_frames(sample.vision_blocks)
     groups = frame_groups(frames)
     if len(groups) != 1 or groups[0][0].kind != "image":
         shown = "; ".join(f"{b.kind} {b.grid}" for b in sample.vision_blocks) or "none"
         raise TamxError(f"sample {sample.id!r}: eval scores samples with one image, this one has {shown}")
+    if lazy:
+        projected = ProjectedMaps(maps, MapProjector(groups[0], size))
+        return projected, projected.seen
     return project_maps(maps, groups[0], size)
+
+
+class ProjectedMaps:
+    """Maps [N, V] (uint8) projected onto [H, W] pixels on demand: `projected[t]` is
+    `project_maps(maps, ...)[0][t]`, made the first time it is read and kept; `np.asarray` gives
+    the whole [N, H, W] array. `seen`: the pixels a grid covers."""
+
+    def __init__(self, maps: np.ndarray, projector: MapProjector):
+        self.maps = np.asarray(maps, dtype=np.uint8)
+        self.projector = projector
+        self.seen = projector.seen
+        self.shape = (len(self.maps), *projector.size)
+        self.ndim, self.dtype = 3, np.dtype(np.uint8)
+        self._made: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, token: int) -> np.ndarray:
+        token = range(len(self))[token]  # a negative index counts from the end; out of range raises IndexError
+        if token not in self._made:
+            self._made[token] = self.projector.project(self.maps[token])
+        return self._made[token]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.stack([self[t] for t in range(len(self))]) if len(self) else np.zeros(self.shape, np.uint8)
+        return out if dtype is None else out.astype(dtype)
 
 
 def iou(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -308,46 +341,79 @@ def score_answer(
     noun_threshold: str = "token",
 ) -> AnswerScores:
     """Score one answer. maps: uint8 [N, h, w] answer-token maps (resized to the mask size when
-    smaller; `project_sample_maps` places them through their boxes first); masks: category ->
-    bool [H, W]; seen: bool [H, W], the pixels the model saw (None: all).
+    smaller; `project_sample_maps` places them through their boxes first, or a `ProjectedMaps`
+    that does so for the tokens scored only); masks: category -> bool [H, W]; seen: bool [H, W],
+    the pixels the model saw (None: all).
 
     threshold: None for Otsu, else the fixed threshold in (0, 1) (`binarise`); grid_maps: the
     uint8 maps [N, V] on the token grid, to score function words on their cells instead of the
     mask's pixels; noun_threshold: b is the mean over noun "token"s, or over noun words of their
-    tokens' largest threshold ("word-max")."""
-    size = next(iter(masks.values())).shape if masks else maps.shape[1:]
-    if seen is not None and seen.shape != tuple(size):
-        raise TamxError(f"the seen mask is {seen.shape}, the masks are {tuple(size)}")
+    tokens' largest threshold ("word-max").
+
+    Every score is a count of pixels above or below a threshold, so each token map is read once
+    into its histogram over the seen pixels (and once per category into its histogram over the
+    category's mask, within the mask's bounding box): the same counts as binarising its pixels
+    (`otsu`, `iou`, `precision_recall`, `background_fraction`), without a full-size temporary."""
+    if noun_threshold not in ("token", "word-max"):
+        raise TamxError(f"unknown noun threshold rule {noun_threshold!r}; use 'token' or 'word-max'")
+    size = tuple(next(iter(masks.values())).shape if masks else maps.shape[1:])
+    if seen is not None and seen.shape != size:
+        raise TamxError(f"the seen mask is {seen.shape}, the masks are {size}")
+    everywhere = seen is None or bool(seen.all())
+    seen_count = size[0] * size[1] if seen is None else int(np.count_nonzero(seen))
+    seen_mask = None if everywhere else seen.view(np.uint8)
     resized: dict[int, np.ndarray] = {}
-    binary: dict[int, tuple[float, np.ndarray]] = {}
+    histograms: dict[int, np.ndarray] = {}
+    thresholds: dict[int, float] = {}
 
     def token_map(t: int) -> np.ndarray:
         if t not in resized:
-            resized[t] = resize_map(maps[t], size)
+            grid = maps[t]
+            resized[t] = grid if grid.shape == size and grid.dtype == np.uint8 else resize_map(grid, size)
         return resized[t]
 
-    def token_otsu(t: int) -> tuple[float, np.ndarray]:
-        if t not in binary:
-            binary[t] = binarise(token_map(t), seen, threshold)
-        return binary[t]
+    def token_histogram(t: int) -> np.ndarray:
+        if t not in histograms:
+            histograms[t] = _histogram(token_map(t), seen_mask)
+        return histograms[t]
+
+    def token_threshold(t: int) -> float:
+        if t not in thresholds:
+            if threshold is not None:
+                thresholds[t] = 255.0 * threshold
+            elif seen_count == 0:
+                thresholds[t] = 255.0  # as `otsu`: nothing seen, nothing above
+            else:
+                thresholds[t] = _otsu_of_histogram(token_histogram(t), lambda: token_map(t), seen)
+        return thresholds[t]
+
+    def foreground(t: int) -> int:  # |map > threshold| over the seen pixels
+        return _above(token_histogram(t), token_threshold(t))
 
     result = AnswerScores()
     if noun_threshold == "token":
-        noun_thresholds = [token_otsu(t)[0] for w in words if w.kind == NOUN for t in w.tokens]
-    elif noun_threshold == "word-max":
-        noun_thresholds = [max(token_otsu(t)[0] for t in w.tokens) for w in words if w.kind == NOUN and w.tokens]
+        noun_thresholds = [token_threshold(t) for w in words if w.kind == NOUN for t in w.tokens]
     else:
-        raise TamxError(f"unknown noun threshold rule {noun_threshold!r}; use 'token' or 'word-max'")
+        noun_thresholds = [max(token_threshold(t) for t in w.tokens) for w in words if w.kind == NOUN and w.tokens]
     for group in object_groups(words):
         truth = masks[group[0].category] if seen is None else masks[group[0].category] & seen
-        best = max((t for w in group for t in w.tokens), key=lambda t: iou(token_otsu(t)[1], truth))
-        predicted = token_otsu(best)[1]
-        p, r = precision_recall(predicted, truth)
+        rows, cols = _bounding_box(truth)
+        truth_mask = truth[rows, cols].view(np.uint8)
+        truth_count = int(np.count_nonzero(truth_mask))
+        counts: dict[int, tuple[int, int]] = {}  # token -> (|P|, |P and G|)
+        for t in (t for w in group for t in w.tokens):
+            if t not in counts:
+                inside = _histogram(token_map(t)[rows, cols], truth_mask)
+                counts[t] = (foreground(t), _above(inside, token_threshold(t)))
+        ious = {t: _count_iou(p, hit, truth_count) for t, (p, hit) in counts.items()}
+        best = max((t for w in group for t in w.tokens), key=ious.__getitem__)
+        p, hit = counts[best]
         result.objects.append(
             ObjectScore(
-                sample_id, " ".join(w.text for w in group), group[0].category, iou(predicted, truth), p, r, best
+                sample_id, " ".join(w.text for w in group), group[0].category, ious[best],
+                hit / p if p else 0.0, hit / truth_count if truth_count else 0.0, best,
             )
-        )
+        )  # fmt: skip
     functions = [w for w in words if w.kind == FUNCTION]
     if functions and not noun_thresholds:
         result.no_threshold = len(functions)
@@ -356,12 +422,62 @@ def score_answer(
         b = float(np.mean(noun_thresholds))
         for word in functions:
             if grid_maps is None:
-                fractions = [background_fraction(token_map(t), b, seen) for t in word.tokens]
+                fractions = [_below(token_histogram(t), b) / seen_count if seen_count else 0.0 for t in word.tokens]
             else:
                 fractions = [background_fraction(grid_maps[t], b) for t in word.tokens]
             score = float(np.mean(fractions))
             result.functions.append(FunctionScore(sample_id, word.text, score, b))
     return result
+
+
+def _count_iou(predicted: int, hit: int, truth: int) -> float:
+    """`iou` from counts: |P|, |P and G| and |G| (0 when both masks are empty)."""
+    union = predicted + truth - hit
+    return hit / union if union else 0.0
+
+
+_EVERY_PIXEL = np.zeros((0, 0), dtype=np.uint8)
+
+
+def _histogram(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """int64 [256] counts of a uint8 image's values (where the uint8 `mask` is non-zero)."""
+    from .histogram_kernels import histogram
+
+    return histogram(image, _EVERY_PIXEL if mask is None else mask)
+
+
+def _above(histogram: np.ndarray, threshold: float) -> int:
+    """How many values lie above `threshold` (a float in 0..255)."""
+    return int(histogram[int(np.floor(threshold)) + 1 :].sum())
+
+
+def _below(histogram: np.ndarray, threshold: float) -> int:
+    """How many values lie below `threshold` (a float in 0..255)."""
+    return int(histogram[: int(np.ceil(threshold))].sum())
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The rows and columns of a bool mask's True pixels (empty slices for an empty mask)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return slice(0, 0), slice(0, 0)
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+# A histogram's Otsu threshold is taken from `tamx.histogram_kernels` when its variance beats every other
+# threshold's by more than this relative margin (far above the rounding of either computation);
+# closer calls are OpenCV's (`otsu`), whose IPP kernel rounds differently.
+_OTSU_MARGIN = 1e-6
+
+
+def _otsu_of_histogram(histogram: np.ndarray, image, seen: np.ndarray | None) -> float:
+    """`otsu(image(), seen)[0]` from the image's histogram over the seen pixels (total > 0)."""
+    from .histogram_kernels import otsu_histogram
+
+    value, best, second = otsu_histogram(histogram)
+    if best > 0.0 and best - second > _OTSU_MARGIN * best:
+        return value
+    return otsu(image(), seen)[0]
 
 
 @dataclass

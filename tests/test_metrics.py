@@ -26,6 +26,7 @@ from tamx.metrics import (
     otsu,
     parse_threshold,
     precision_recall,
+    project_sample_maps,
     quantise_maps,
     quantise_sample_maps,
     resize_map,
@@ -288,3 +289,70 @@ def test_paper_category_match_takes_the_last_and_needs_it_present():
     absent = [w.category for w in answer_words(sample, Tagger("rules"), categories, {"first"})
               if w.text == nouns[0].text]  # fmt: skip
     assert set(first) == {"first"} and set(last) == {"second"} and set(absent) == {None}
+
+
+def _pixel_score_answer(words, maps, masks, seen, threshold, noun_threshold):
+    """score_answer as it was written before it counted histograms: every token binarised per pixel."""
+
+    def binary(t):
+        return binarise(maps[t], seen, threshold)
+
+    if noun_threshold == "token":
+        nouns = [binary(t)[0] for w in words if w.kind == NOUN for t in w.tokens]
+    else:
+        nouns = [max(binary(t)[0] for t in w.tokens) for w in words if w.kind == NOUN]
+    objects = []
+    for group in object_groups(words):
+        truth = masks[group[0].category] & seen
+        best = max((t for w in group for t in w.tokens), key=lambda t: iou(binary(t)[1], truth))
+        objects.append((iou(binary(best)[1], truth), *precision_recall(binary(best)[1], truth), best))
+    b = float(np.mean(nouns))
+    functions = [
+        (float(np.mean([background_fraction(maps[t], b, seen) for t in w.tokens])), b)
+        for w in words
+        if w.kind == FUNCTION
+    ]
+    return objects, functions
+
+
+@pytest.mark.parametrize("threshold", [None, 0.5])
+@pytest.mark.parametrize("noun_threshold", ["token", "word-max"])
+def test_histogram_scores_equal_the_per_pixel_scores(threshold, noun_threshold):
+    """score_answer counts each map's histogram instead of binarising its pixels: the same numbers
+    as per-pixel Otsu (OpenCV's), IoU, precision, recall and background fractions, bit for bit,
+    also for maps whose Otsu variance ties (three values) and with unseen pixels."""
+    rng = np.random.default_rng(7)
+    shape = (48, 64)
+    maps = [resize_map(rng.integers(0, 256, (5, 7)), shape) for _ in range(6)]
+    maps += [(rng.integers(0, 3, shape) * value).astype(np.uint8) for value in (82, 42, 117)]  # Otsu ties
+    maps += [np.full(shape, 9, np.uint8), rng.integers(0, 256, shape).astype(np.uint8)]
+    maps = np.stack(maps)
+    masks = {"dog": np.zeros(shape, bool), "cat": np.zeros(shape, bool)}
+    masks["dog"][5:30, 3:20] = True
+    masks["cat"][20:44, 30:60] = True
+    words = [
+        Word("dog", (0, 1), NOUN, "dog"), Word("a", (2,), FUNCTION), Word("cat", (6, 7), NOUN, "cat"),
+        Word("cats", (8, 9), NOUN, "cat"), Word("the", (3, 4, 10), FUNCTION), Word("grass", (5,), NOUN),
+    ]  # fmt: skip
+    for seen in (np.ones(shape, bool), np.arange(shape[1])[None, :] < np.arange(shape[0])[:, None] + 30):
+        seen = np.broadcast_to(seen, shape).copy()
+        got = score_answer("s", words, maps, masks, seen, threshold, noun_threshold=noun_threshold)
+        objects, functions = _pixel_score_answer(words, maps, masks, seen, threshold, noun_threshold)
+        assert [(o.iou, o.precision, o.recall, o.token) for o in got.objects] == objects
+        assert [(f.score, f.threshold) for f in got.functions] == functions
+    # an exact tie: OpenCV's IPP kernel takes 48, OpenCV's own loop (and so the histogram's) 0
+    tie = np.repeat(np.array([0, 48, 96], np.uint8), [34, 35, 34])[None]
+    words = [Word("dog", (0,), NOUN, "dog"), Word("a", (0,), FUNCTION)]
+    scores = score_answer("s", words, tie[None], {"dog": tie == 96})
+    assert (scores.objects[0].iou, scores.functions[0].threshold) == (1.0, otsu(tie)[0]) == (1.0, 48.0)
+
+
+def test_lazy_projection_equals_the_projected_array():
+    """project_sample_maps(lazy=True) projects a token when read, to the same pixels as the array."""
+    sample = synthetic_sample("s", grids=[(1, 6, 8)], n_answer=4, n_context=3, seed=2, media=False)
+    maps = np.random.default_rng(0).integers(0, 256, (4, 48)).astype(np.uint8)
+    array, seen = project_sample_maps(sample, maps, (30, 40))
+    lazy, lazy_seen = project_sample_maps(sample, maps, (30, 40), lazy=True)
+    assert lazy.shape == array.shape and np.array_equal(lazy_seen, seen)
+    assert np.array_equal(lazy[2], array[2]) and np.array_equal(lazy[-1], array[3])
+    assert np.array_equal(np.asarray(lazy), array)

@@ -220,8 +220,9 @@ def _score_sample(
     for variant in chosen:
         maps = run.maps(sample_id, variant)  # answer maps only: deferred ones are not needed
         quantised = quantise_sample_maps(sample, maps, protocol, first_token)
-        # every map through its grids' boxes onto the mask's pixels; unseen pixels are not scored
-        projected, seen = project_sample_maps(sample, quantised, size)
+        # maps through their grids' boxes onto the mask's pixels, each when a metric first reads it
+        # (the tokens scored); unseen pixels are not scored
+        projected, seen = project_sample_maps(sample, quantised, size, lazy=True)
         context = MapContext(sample_id, sample, words, quantised, projected, seen, masks, classes, protocol, threshold)
         scored[variant] = (score_metrics(context), maps.settings)
     return scored
