@@ -119,3 +119,26 @@ def eval_case(tmp_path):
     (data / "anno.json").write_text(json.dumps(entries))
     assert tamx_cli("explain", run_path, "--no-eci", "--filter", "none", "--quiet").exit_code == 0
     return run_path, data, entries
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """The environment of an S3 endpoint on 127.0.0.1 (moto's server, started here) with one bucket,
+    "runs". One per session: moto keeps its buckets per process, so a second server would see them."""
+    moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (pip install -e '.[test]')")
+    s3fs = pytest.importorskip("s3fs", reason="the S3 tests need s3fs (pip install -e '.[test]')")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        s3fs.S3FileSystem(skip_instance_cache=True).mkdir("runs")
+        yield env
+    server.stop()

@@ -1,7 +1,7 @@
 """Every path option of the command line is a local path, a file:// URL, or an fsspec URL that
 is written through fsspec or refused before any work: never a local folder named "s3:".
 
-The S3 cases run against moto's server on 127.0.0.1 (the fixture of test_store_s3.py); the
+The S3 cases run against moto's server on 127.0.0.1 (the session's `s3` fixture, tests/conftest.py); the
 unreachable endpoint is a closed port on 127.0.0.1.
 """
 
@@ -19,7 +19,7 @@ from tamx.pipeline.cli import main
 from benchmarks.planted import build
 
 from .conftest import folder_bytes
-from .test_store_s3 import s3, s3fs  # noqa: F401  the moto server and its bucket "runs"
+from .test_store_s3 import s3fs
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_an_unreachable_endpoint_is_one_line_before_any_work(planted, tmp_path, 
 
 
 @pytest.mark.parametrize("command", URL_COMMANDS)
-def test_a_missing_bucket_is_one_line_before_any_work(planted, tmp_path, monkeypatch, s3, command):  # noqa: F811
+def test_a_missing_bucket_is_one_line_before_any_work(planted, tmp_path, monkeypatch, s3, command):
     monkeypatch.chdir(tmp_path)
     result = tamx(commands(*planted)[command]("s3://no-such-bucket/out"))
     assert_refused(result, 1, "s3://no-such-bucket/out", "'no-such-bucket' does not exist")
@@ -159,7 +159,7 @@ def written_to_disk_and_s3(tmp_path, prefix: str, steps) -> tuple[dict[str, byte
     return folder_bytes(local), on_s3
 
 
-def test_render_eval_and_export_write_to_s3_what_they_write_to_disk(planted, tmp_path, s3):  # noqa: F811
+def test_render_eval_and_export_write_to_s3_what_they_write_to_disk(planted, tmp_path, s3):
     """The pages, the scores and the exported file at s3://runs/... are, byte for byte, the files
     the same commands write to a local folder; nothing named "s3:" appears locally."""
     run, _, _ = planted
@@ -179,7 +179,7 @@ def test_render_eval_and_export_write_to_s3_what_they_write_to_disk(planted, tmp
 
 
 @pytest.mark.slow
-def test_render_figures_go_to_s3_beside_the_pages(planted, tmp_path, s3):  # noqa: F811
+def test_render_figures_go_to_s3_beside_the_pages(planted, tmp_path, s3):
     local, on_s3 = written_to_disk_and_s3(
         tmp_path, "figures", [lambda out: commands(*planted)["render-figures"](f"{out}/report")]
     )
@@ -190,7 +190,7 @@ def test_render_figures_go_to_s3_beside_the_pages(planted, tmp_path, s3):  # noq
     assert on_s3 == local
 
 
-def test_render_and_export_name_what_they_wrote_at_the_url(planted, tmp_path, s3):  # noqa: F811
+def test_render_and_export_name_what_they_wrote_at_the_url(planted, tmp_path, s3):
     """The last lines say where the files are: the URL itself, not a local path made of it."""
     s3fs.S3FileSystem.clear_instance_cache()
     result = tamx(commands(*planted)["render"]("s3://runs/named/report"))
@@ -221,7 +221,7 @@ def test_file_urls_work_for_runs_and_outputs(planted, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "url"]
 
 
-def test_eval_of_a_run_at_a_url_writes_its_scores_under_the_run_by_default(planted, tmp_path, monkeypatch, s3):  # noqa: F811
+def test_eval_of_a_run_at_a_url_writes_its_scores_under_the_run_by_default(planted, tmp_path, monkeypatch, s3):
     """Without --out the scores go to RUN/eval/DATASET, at the URL for a run at a URL (not to a
     local folder named after it)."""
     monkeypatch.chdir(tmp_path)
@@ -240,7 +240,7 @@ def test_eval_of_a_run_at_a_url_writes_its_scores_under_the_run_by_default(plant
 
 
 @pytest.mark.slow
-def test_encode_of_a_dataset_into_a_run_at_a_url_keeps_its_manifest_off_the_local_disk(tmp_path, monkeypatch, s3):  # noqa: F811
+def test_encode_of_a_dataset_into_a_run_at_a_url_keeps_its_manifest_off_the_local_disk(tmp_path, monkeypatch, s3):
     """encode --dataset writes the manifest it reads beside a local run; beside a run at a URL it
     goes to a temporary folder, not to a local folder named after the URL."""
     pytest.importorskip("torch")

@@ -1,6 +1,7 @@
 """A run on an S3-protocol object store (moto's standalone server on 127.0.0.1, started here):
 import, explain, render and eval through the command line equal the same run on local disk,
-and a writer killed mid-sample loses nothing committed."""
+and a writer killed mid-sample loses nothing committed. The server is the session's `s3` fixture
+(tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -22,26 +23,6 @@ moto_server = pytest.importorskip("moto.server", reason="the S3 tests need moto[
 s3fs = pytest.importorskip("s3fs", reason="the S3 tests need s3fs (pip install -e '.[test]')")
 
 from benchmarks.planted import build  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """The environment of an S3 endpoint on 127.0.0.1 with one bucket, "runs"."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        s3fs.S3FileSystem(skip_instance_cache=True).mkdir("runs")
-        yield env
-    server.stop()
 
 
 def tamx_cli(*args):
