@@ -25,6 +25,9 @@ class ExplainReport(StageReport):
     incomplete: list[str] = field(default_factory=list)
 
 
+COMPILED_FILTER_FROM = 50  # samples from which a run filters with numba (the same maps; docs/method.md)
+
+
 def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> Outcome:
     """Explain one stored sample and store its maps; a done or skipped outcome (TamxError if it cannot)."""
     version = run.sample_version(sample_id)  # read first: a rewrite from here on refuses the maps
@@ -124,6 +127,8 @@ def _results(
     from threadpoolctl import threadpool_limits
 
     workers = min(workers, len(sample_ids))  # a process per sample at most
+    if len(sample_ids) >= COMPILED_FILTER_FROM:
+        load_kernels(settings, compiled=True)  # before the workers fork: they inherit the kernels
     with threadpool_limits(1, "blas"):
         if workers <= 1:
             for sample_id in sample_ids:
