@@ -2,7 +2,8 @@
 
 All filters use a k x k window with reflect padding (numpy `mode="reflect"`, OpenCV's
 BORDER_REFLECT_101). The default, rank Gaussian with k = 3, runs in numpy
-(`rank_gaussian_3x3`: 25 elementwise comparators sort every window at once); the others run
+(`rank_gaussian_3x3`: 25 elementwise comparators sort every window at once; after
+`load_compiled_3x3`, as its bit-identical numba twin, for runs of many samples); the others run
 as one numba kernel over many maps at once (`tamx.filter_kernels`), imported the first time
 one is asked for: numba's import and first kernel take some 0.5 s, more than `tamx explain`
 of a sample with the default filter. The adaptive median grows its window from 3 x 3 up to
