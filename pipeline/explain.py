@@ -25,6 +25,9 @@ class ExplainReport(StageReport):
     incomplete: list[str] = field(default_factory=list)
 
 
+COMPILED_FILTER_FROM = 50  # samples from which a run filters with numba (the same maps; docs/method.md)
+
+
 def explain_one(run: Run, sample_id: str, settings: ExplainSettings, variant: str, overwrite: bool) -> Outcome:
     """Explain one stored sample and store its maps; a done or skipped outcome (TamxError if it cannot)."""
     version = run.sample_version(sample_id)  # read first: a rewrite from here on refuses the maps
@@ -111,7 +114,13 @@ def _dask_results(
 
 
 def _results(
-    run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str, overwrite: bool, workers: int
+    run: Run,
+    sample_ids: Sequence[str],
+    settings: ExplainSettings,
+    variant: str,
+    overwrite: bool,
+    workers: int,
+    compiled: bool = False,
 ) -> Iterator[Outcome]:
     """Explain the samples in this process, or on `workers` worker processes; in order.
 
@@ -119,11 +128,14 @@ def _results(
     this process has loaded the numba kernels (a non-default filter), so they start in milliseconds with everything
     loaded (spawned ones took 0.6 s each to import and load; threads shared the GIL and reached
     1.5x on 2 cores where forked processes reach 2x: benchmarks/explain_bench.py). Elsewhere
-    (macOS, Windows: fork is unsafe or missing) they are spawned.
+    (macOS, Windows: fork is unsafe or missing) they are spawned. `compiled`: filter with the
+    default filter's numba twin (the same maps), loaded here once.
     """
     from threadpoolctl import threadpool_limits
 
     workers = min(workers, len(sample_ids))  # a process per sample at most
+    if compiled:  # many samples to explain: numba's start-up pays (COMPILED_FILTER_FROM)
+        load_kernels(settings, compiled=True)  # before the workers fork: they inherit the kernels
     with threadpool_limits(1, "blas"):
         if workers <= 1:
             for sample_id in sample_ids:
@@ -206,13 +218,15 @@ def check_recorded(run: Run, sample_ids: Sequence[str], settings: ExplainSetting
     raise TamxError(f"{len(lacking)} sample(s) ({shown}) have no {what} recorded; encode them again with `{option}`")
 
 
-def check_no_conflict(run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str) -> None:
+def check_no_conflict(run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str) -> int:
     """Refuse once, before any work, a variant name already stored with other settings.
 
     The message names the samples, the stored settings and the ones asked for, and how to go on.
+    Returns how many of the samples have the variant stored with these settings (to be skipped).
     """
     asked = settings.to_json()
     clashes: dict[str, dict] = {}
+    same = 0
     for sample_id in sample_ids:
         try:
             stored = run.maps_settings(sample_id, variant)
@@ -220,8 +234,9 @@ def check_no_conflict(run: Run, sample_ids: Sequence[str], settings: ExplainSett
             continue  # a damaged sample fails on its own in the loop, beside the others
         if stored is not None and stored != asked:
             clashes[sample_id] = stored
+        same += stored == asked
     if not clashes:
-        return
+        return same
     shown = ", ".join(repr(s) for s in list(clashes)[:5]) + (" ..." if len(clashes) > 5 else "")
     stored_as = next(iter(clashes.values()))
     raise TamxError(
@@ -269,13 +284,15 @@ def explain_run(
         raise TamxError(f"{run_path} has no complete sample(s) {', '.join(unknown)}; `tamx info {run_path}` lists them")
     check_kernel_fits(run, list(sample_ids), settings)
     check_recorded(run, list(sample_ids), settings)
+    stored = 0  # samples that will be skipped, as far as known
     if refuse_other_settings and not overwrite:
-        check_no_conflict(run, list(sample_ids), settings, variant)
+        stored = check_no_conflict(run, list(sample_ids), settings, variant)
     report = ExplainReport(variant=variant, incomplete=run.incomplete_ids() if sample_ids is known else [])
     if dask:
         results = _dask_results(dask, run, list(sample_ids), settings, variant, overwrite)
     else:
-        results = _results(run, list(sample_ids), settings, variant, overwrite, workers)
+        compiled = len(sample_ids) - stored >= COMPILED_FILTER_FROM
+        results = _results(run, list(sample_ids), settings, variant, overwrite, workers, compiled)
     for outcome in wrap(results, len(sample_ids)) if wrap else results:
         report.add(outcome)
     return report

@@ -304,3 +304,208 @@ def _filter_frames(maps: np.ndarray, frames: np.ndarray, k: int, weights: np.nda
         for t in range(maps.shape[0]):
             _filter_map(maps, t, out, frames, k, weights, kind, tables)
     return out
+
+
+# The default filter's numba twin (tamx.filters.rank_gaussian_3x3 with compiled=True): the same
+# float32 sorting network and float64 arithmetic in the same order as the numpy code, and numpy's
+# own exp between two passes, so that the maps are bit-identical to the numpy filter's whichever
+# runs (numba's exp, the C library's, differs from numpy's in the last bit). Written out (no
+# helper kernels captured): numba finds cached kernels that call no other jitted function.
+
+
+@numba.njit(cache=True, inline="always")
+def _min(a: float, b: float) -> float:
+    """np.minimum of two floats (NaN passes; of equal values, the first)."""
+    return a if a <= b or a != a else b
+
+
+@numba.njit(cache=True, inline="always")
+def _max(a: float, b: float) -> float:
+    """np.maximum of two floats (NaN passes; of equal values, the first)."""
+    return a if a >= b or a != a else b
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _rank_gaussian_3x3_exponent(padded: np.ndarray, q: np.ndarray) -> None:
+    """Into q [B, H, W]: -mean^2 / (2 var) of each 3x3 window of padded [B, H + 2, W + 2] float32."""
+    count, height, width = q.shape
+    for b in range(count):
+        for y in range(height):
+            for x in range(width):
+                v0 = padded[b, y + 0, x + 0]
+                v1 = padded[b, y + 0, x + 1]
+                v2 = padded[b, y + 0, x + 2]
+                v3 = padded[b, y + 1, x + 0]
+                v4 = padded[b, y + 1, x + 1]
+                v5 = padded[b, y + 1, x + 2]
+                v6 = padded[b, y + 2, x + 0]
+                v7 = padded[b, y + 2, x + 1]
+                v8 = padded[b, y + 2, x + 2]
+                total = np.float64(v0)
+                total += np.float64(v1)
+                total += np.float64(v2)
+                total += np.float64(v3)
+                total += np.float64(v4)
+                total += np.float64(v5)
+                total += np.float64(v6)
+                total += np.float64(v7)
+                total += np.float64(v8)
+                v0, v3 = _min(v0, v3), _max(v0, v3)
+                v1, v7 = _min(v1, v7), _max(v1, v7)
+                v2, v5 = _min(v2, v5), _max(v2, v5)
+                v4, v8 = _min(v4, v8), _max(v4, v8)
+                v0, v7 = _min(v0, v7), _max(v0, v7)
+                v2, v4 = _min(v2, v4), _max(v2, v4)
+                v3, v8 = _min(v3, v8), _max(v3, v8)
+                v5, v6 = _min(v5, v6), _max(v5, v6)
+                v0, v2 = _min(v0, v2), _max(v0, v2)
+                v1, v3 = _min(v1, v3), _max(v1, v3)
+                v4, v5 = _min(v4, v5), _max(v4, v5)
+                v7, v8 = _min(v7, v8), _max(v7, v8)
+                v1, v4 = _min(v1, v4), _max(v1, v4)
+                v3, v6 = _min(v3, v6), _max(v3, v6)
+                v5, v7 = _min(v5, v7), _max(v5, v7)
+                v0, v1 = _min(v0, v1), _max(v0, v1)
+                v2, v4 = _min(v2, v4), _max(v2, v4)
+                v3, v5 = _min(v3, v5), _max(v3, v5)
+                v6, v8 = _min(v6, v8), _max(v6, v8)
+                v2, v3 = _min(v2, v3), _max(v2, v3)
+                v4, v5 = _min(v4, v5), _max(v4, v5)
+                v6, v7 = _min(v6, v7), _max(v6, v7)
+                v1, v2 = _min(v1, v2), _max(v1, v2)
+                v3, v4 = _min(v3, v4), _max(v3, v4)
+                v5, v6 = _min(v5, v6), _max(v5, v6)
+                mean = total / 9
+                d = np.float64(v0) - mean
+                var = d * d
+                d = np.float64(v1) - mean
+                var += d * d
+                d = np.float64(v2) - mean
+                var += d * d
+                d = np.float64(v3) - mean
+                var += d * d
+                d = np.float64(v4) - mean
+                var += d * d
+                d = np.float64(v5) - mean
+                var += d * d
+                d = np.float64(v6) - mean
+                var += d * d
+                d = np.float64(v7) - mean
+                var += d * d
+                d = np.float64(v8) - mean
+                var += d * d
+                var /= 9
+                m = mean * mean
+                q[b, y, x] = (-m) / (2.0 * var)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _rank_gaussian_3x3_finish(padded: np.ndarray, q: np.ndarray, out: np.ndarray) -> None:
+    """Into out [B, H, W]: the rank Gaussian of each window, q [B, H, W] holding exp(exponent)."""
+    count, height, width = q.shape
+    for b in range(count):
+        for y in range(height):
+            for x in range(width):
+                v0 = padded[b, y + 0, x + 0]
+                v1 = padded[b, y + 0, x + 1]
+                v2 = padded[b, y + 0, x + 2]
+                v3 = padded[b, y + 1, x + 0]
+                v4 = padded[b, y + 1, x + 1]
+                v5 = padded[b, y + 1, x + 2]
+                v6 = padded[b, y + 2, x + 0]
+                v7 = padded[b, y + 2, x + 1]
+                v8 = padded[b, y + 2, x + 2]
+                total = np.float64(v0)
+                total += np.float64(v1)
+                total += np.float64(v2)
+                total += np.float64(v3)
+                total += np.float64(v4)
+                total += np.float64(v5)
+                total += np.float64(v6)
+                total += np.float64(v7)
+                total += np.float64(v8)
+                v0, v3 = _min(v0, v3), _max(v0, v3)
+                v1, v7 = _min(v1, v7), _max(v1, v7)
+                v2, v5 = _min(v2, v5), _max(v2, v5)
+                v4, v8 = _min(v4, v8), _max(v4, v8)
+                v0, v7 = _min(v0, v7), _max(v0, v7)
+                v2, v4 = _min(v2, v4), _max(v2, v4)
+                v3, v8 = _min(v3, v8), _max(v3, v8)
+                v5, v6 = _min(v5, v6), _max(v5, v6)
+                v0, v2 = _min(v0, v2), _max(v0, v2)
+                v1, v3 = _min(v1, v3), _max(v1, v3)
+                v4, v5 = _min(v4, v5), _max(v4, v5)
+                v7, v8 = _min(v7, v8), _max(v7, v8)
+                v1, v4 = _min(v1, v4), _max(v1, v4)
+                v3, v6 = _min(v3, v6), _max(v3, v6)
+                v5, v7 = _min(v5, v7), _max(v5, v7)
+                v0, v1 = _min(v0, v1), _max(v0, v1)
+                v2, v4 = _min(v2, v4), _max(v2, v4)
+                v3, v5 = _min(v3, v5), _max(v3, v5)
+                v6, v8 = _min(v6, v8), _max(v6, v8)
+                v2, v3 = _min(v2, v3), _max(v2, v3)
+                v4, v5 = _min(v4, v5), _max(v4, v5)
+                v6, v7 = _min(v6, v7), _max(v6, v7)
+                v1, v2 = _min(v1, v2), _max(v1, v2)
+                v3, v4 = _min(v3, v4), _max(v3, v4)
+                v5, v6 = _min(v5, v6), _max(v5, v6)
+                mean = total / 9
+                d = np.float64(v0) - mean
+                var = d * d
+                d = np.float64(v1) - mean
+                var += d * d
+                d = np.float64(v2) - mean
+                var += d * d
+                d = np.float64(v3) - mean
+                var += d * d
+                d = np.float64(v4) - mean
+                var += d * d
+                d = np.float64(v5) - mean
+                var += d * d
+                d = np.float64(v6) - mean
+                var += d * d
+                d = np.float64(v7) - mean
+                var += d * d
+                d = np.float64(v8) - mean
+                var += d * d
+                var /= 9
+                if total <= 0.0:  # Eq. 6: no activation in the window
+                    out[b, y, x] = 0.0
+                    continue
+                if var <= 0.0:  # a constant window: its value
+                    out[b, y, x] = v4
+                    continue
+                qq = q[b, y, x]
+                q2 = qq * qq
+                weight = qq
+                step = qq * q2
+                weight_sum = 2.0 * weight
+                weight_sum += 1.0
+                acc = np.float64(v3) + np.float64(v5)
+                acc *= weight
+                acc += np.float64(v4)
+                weight *= step
+                step *= q2
+                weight_sum += weight * 2.0
+                acc += (np.float64(v2) + np.float64(v6)) * weight
+                weight *= step
+                step *= q2
+                weight_sum += weight * 2.0
+                acc += (np.float64(v1) + np.float64(v7)) * weight
+                weight *= step
+                weight_sum += weight * 2.0
+                acc += (np.float64(v0) + np.float64(v8)) * weight
+                out[b, y, x] = acc / weight_sum
+
+
+def rank_gaussian_3x3_blocks(padded: np.ndarray) -> np.ndarray:
+    """The 3x3 rank Gaussian of frames padded [B, H + 2, W + 2] float32: float64 [B, H, W],
+    bit-identical to tamx.filters' numpy code."""
+    padded = np.ascontiguousarray(padded, dtype=np.float32)
+    q = np.empty((padded.shape[0], padded.shape[1] - 2, padded.shape[2] - 2), dtype=np.float64)
+    out = np.empty_like(q)
+    _rank_gaussian_3x3_exponent(padded, q)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        np.exp(q, out=q)
+    _rank_gaussian_3x3_finish(padded, q, out)
+    return out

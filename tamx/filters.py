@@ -2,7 +2,8 @@
 
 All filters use a k x k window with reflect padding (numpy `mode="reflect"`, OpenCV's
 BORDER_REFLECT_101). The default, rank Gaussian with k = 3, runs in numpy
-(`rank_gaussian_3x3`: 25 elementwise comparators sort every window at once); the others run
+(`rank_gaussian_3x3`: 25 elementwise comparators sort every window at once; after
+`load_compiled_3x3`, as its bit-identical numba twin, for runs of many samples); the others run
 as one numba kernel over many maps at once (`tamx.filter_kernels`), imported the first time
 one is asked for: numba's import and first kernel take some 0.5 s, more than `tamx explain`
 of a sample with the default filter. The adaptive median grows its window from 3 x 3 up to
@@ -49,7 +50,7 @@ _NETWORK9 = (
     (0, 3), (1, 7), (2, 5), (4, 8), (0, 7), (2, 4), (3, 8), (5, 6), (0, 2), (1, 3), (4, 5), (7, 8), (1, 4),
     (3, 6), (5, 7), (0, 1), (2, 4), (3, 5), (6, 8), (2, 3), (4, 5), (6, 7), (1, 2), (3, 4), (5, 6),
 )  # fmt: skip
-_CELLS_AT_ONCE = 32768  # cells filtered per block of maps: the temporaries stay in the cache
+_CELLS_AT_ONCE = 16384  # cells filtered per block of maps: the temporaries stay in the cache
 
 
 def _reflect_index(size: int) -> np.ndarray:
@@ -62,25 +63,28 @@ def _reflect_index(size: int) -> np.ndarray:
 
 def _rank_gaussian_block(padded: np.ndarray, out: np.ndarray) -> None:
     """The 3x3 rank Gaussian of frames padded [B, H + 2, W + 2] (float32) into out [B, H, W]
-    (float64), in the numba window function's order of operations."""
+    (float64), in the numba window function's order of operations. The sums run plane by plane
+    into one float64 buffer (no [9, B, H, W] float64 copy of the window: half the time); float32
+    operands enter float64 sums exactly (`dtype=np.float64`)."""
     b, height, width = out.shape
     windows = [padded[:, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
-    ranked = np.empty((9, b, height, width), dtype=np.float64)
-    for j, window in enumerate(windows):
-        ranked[j] = window
-    total = ranked.sum(axis=0)  # in window order, one window after another
+    total = windows[0].astype(np.float64)
+    for window in windows[1:]:
+        total += window  # in window order, one window after another
     ordered = [np.array(window) for window in windows]  # float32 holds every value exactly
     low = np.empty((b, height, width), dtype=np.float32)
     for i, j in _NETWORK9:
         np.minimum(ordered[i], ordered[j], out=low)
         np.maximum(ordered[i], ordered[j], out=ordered[j])
         ordered[i], low = low, ordered[i]
-    for j in range(9):
-        ranked[j] = ordered[j]
     mean = total / 9
-    deviation = ranked - mean
-    deviation *= deviation
-    var = deviation.sum(axis=0)
+    var = np.subtract(ordered[0], mean, dtype=np.float64)
+    var *= var
+    term = np.empty_like(var)
+    for j in range(1, 9):  # the squared deviations, summed in rank order
+        np.subtract(ordered[j], mean, out=term, dtype=np.float64)
+        term *= term
+        var += term
     var /= 9
     # Eq. 7 over the ranks d = 1..4 from the median: weight q^(d^2) via steps q^(2d - 1).
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -92,34 +96,54 @@ def _rank_gaussian_block(padded: np.ndarray, out: np.ndarray) -> None:
         weight, step = q.copy(), q * q2
         weight_sum = 2.0 * weight
         weight_sum += 1.0
-        acc = ranked[3] + ranked[5]
+        acc = np.add(ordered[3], ordered[5], dtype=np.float64)
         acc *= weight
-        acc += ranked[4]
-        term = np.empty_like(acc)
+        acc += ordered[4]
         for d, (lo, hi) in enumerate(((2, 6), (1, 7), (0, 8))):
             weight *= step
             if d < 2:
                 step *= q2
             np.multiply(weight, 2.0, out=term)
             weight_sum += term
-            np.add(ranked[lo], ranked[hi], out=term)
+            np.add(ordered[lo], ordered[hi], out=term, dtype=np.float64)
             term *= weight
             acc += term
         np.divide(acc, weight_sum, out=out)
-    np.copyto(out, ranked[4], where=var <= 0.0)  # a constant window: its value
-    out[total <= 0.0] = 0.0  # Eq. 6: no activation in the window
+    np.copyto(out, ordered[4], where=var <= 0.0)  # a constant window: its value
+    np.copyto(out, 0.0, where=total <= 0.0)  # Eq. 6: no activation in the window
 
 
-def rank_gaussian_3x3(maps: np.ndarray, frames: np.ndarray) -> np.ndarray:
+_compiled_3x3: Callable[[np.ndarray], np.ndarray] | None = None  # set by load_compiled_3x3
+
+
+def load_compiled_3x3() -> None:
+    """From now on, run the default filter in this process (and processes forked from it) as
+    numba kernels, with maps bit-identical to the numpy code's (3x faster; numba's import and
+    kernels cost some 0.5 s once: for runs of many samples)."""
+    global _compiled_3x3
+    from .filter_kernels import rank_gaussian_3x3_blocks
+
+    rank_gaussian_3x3_blocks(np.ones((1, 3, 3), dtype=np.float32))  # load the kernels now
+    _compiled_3x3 = rank_gaussian_3x3_blocks
+
+
+def rank_gaussian_3x3(maps: np.ndarray, frames: np.ndarray, compiled: bool | None = None) -> np.ndarray:
     """The default filter (rank Gaussian, k = 3) of maps [T, V] float32, frame by frame (frames
     as `filter_maps`), in numpy: float64 [T, V], equal to the numba window function's results
-    but for the last bit of numpy's exp."""
+    but for the last bit of numpy's exp. compiled: run the numba twin of this code (the same
+    bits), loading it if needed; None: if `load_compiled_3x3` was called."""
+    if compiled and _compiled_3x3 is None:
+        load_compiled_3x3()
+    kernel = _compiled_3x3 if compiled or compiled is None else None
     maps = np.ascontiguousarray(maps, dtype=np.float32)
     out = np.zeros(maps.shape, dtype=np.float64)
     count = maps.shape[0]
     for offset, height, width in np.asarray(frames).reshape(-1, 3).tolist():
         grid = maps[:, offset : offset + height * width].reshape(count, height, width)
         padded = grid[:, _reflect_index(height)[:, None], _reflect_index(width)[None, :]]
+        if kernel is not None:
+            out[:, offset : offset + height * width] = kernel(padded).reshape(count, -1)
+            continue
         block = max(1, _CELLS_AT_ONCE // (height * width))
         for start in range(0, count, block):
             stop = min(count, start + block)

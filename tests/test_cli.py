@@ -121,6 +121,32 @@ def test_worker_processes_load_the_chosen_filter_and_agree_with_one_process(run_
         np.testing.assert_array_equal(one.maps(sample_id, "m5").eci, two.maps(sample_id, "m5").eci)
 
 
+def test_a_run_of_many_samples_stores_the_maps_of_a_run_of_one(run_path, tmp_path, monkeypatch):
+    """From COMPILED_FILTER_FROM samples a run filters with the numba twin of the default filter
+    (here from 2, with --workers 2 forking after it loads): every stored map equals, bit for bit,
+    the one a run of that sample alone stores with the numpy filter."""
+    import tamx.pipeline.explain
+
+    import tamx.filters
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_path, copy)
+    monkeypatch.setattr(tamx.filters, "_compiled_3x3", None)  # restored after the test
+    ids = open_run(run_path).sample_ids()
+    for sample_id in ids:
+        tamx_cli("explain", run_path, "--samples", sample_id, "--quiet")
+    assert tamx.filters._compiled_3x3 is None
+    monkeypatch.setattr(tamx.pipeline.explain, "COMPILED_FILTER_FROM", 2)
+    tamx_cli("explain", copy, "--workers", "2", "--quiet")
+    assert tamx.filters._compiled_3x3 is not None
+    one, many = open_run(run_path), open_run(copy)
+    for sample_id in ids:
+        a, b = one.maps(sample_id), many.maps(sample_id)
+        for name in ("final", "eci", "candidate_maps", "prompt_maps"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert (x is None) == (y is None) and (x is None or x.tobytes() == y.tobytes()), (sample_id, name)
+
+
 def test_worker_processes_are_spawned_where_fork_is_not_used(run_path, tmp_path, monkeypatch):
     """Off Linux (macOS, Windows) the workers are spawned: each imports tamx and opens the run itself."""
     from tamx.pipeline.explain import explain_run
