@@ -16,7 +16,7 @@ From the command line: `tamx shapes --out D --scenes 200`, `tamx encode --model 
 --manifest D/manifest-true.jsonl --out R --layers -1,-2,-3 --attention all --gradients -2`,
 `tamx explain R`, `tamx explain R --no-eci --filter none`, `tamx explain R --layer -2` (and
 -3), `tamx explain R --method attention`, `tamx explain R --method rollout`, `tamx explain R
---method gradient --variant gradient_l-2`, `tamx eval R --dataset folder --data D`.
+--method gradient` (variant gradient_l-2), `tamx eval R --dataset folder --data D`.
 A toy model is not a real VLM: these numbers compare the methods on one small model only.
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tamx import ExplainSettings, Run, VisionBlock, explain_sample, open_run
 from tamx.errors import DiskFullError, TamxError
@@ -218,6 +218,28 @@ def check_recorded(run: Run, sample_ids: Sequence[str], settings: ExplainSetting
     raise TamxError(f"{len(lacking)} sample(s) ({shown}) have no {what} recorded; encode them again with `{option}`")
 
 
+def recorded_layer(run: Run, sample_ids: Sequence[str], settings: ExplainSettings) -> ExplainSettings:
+    """`settings` with the layer Grad-CAM was recorded at (`tamx encode --gradients LAYER`) for
+    the gradient method, so that its variant is named and stored by it ("gradient_l-2"); a
+    TamxError when the samples hold it at different layers. Other methods: `settings` itself."""
+    if settings.method != "gradient":
+        return settings
+    layers: dict[int, list[str]] = {}
+    for sample_id in sample_ids:
+        try:
+            layer = run.sample_attrs(sample_id).get("gradient_layer")
+        except TamxError:
+            continue  # a damaged sample fails on its own in the loop
+        if layer is not None:
+            layers.setdefault(layer, []).append(sample_id)
+    if len(layers) > 1:
+        shown = "; ".join(f"layer {layer}: {', '.join(ids[:3])}" for layer, ids in sorted(layers.items()))
+        raise TamxError(
+            f"the samples hold Grad-CAM at different layers ({shown}); explain each group apart with --samples"
+        )
+    return replace(settings, layer=next(iter(layers))) if layers else settings
+
+
 def check_no_conflict(run: Run, sample_ids: Sequence[str], settings: ExplainSettings, variant: str) -> int:
     """Refuse once, before any work, a variant name already stored with other settings.
 
@@ -262,7 +284,8 @@ def explain_run(
     refuse_other_settings: bool = False,
 ) -> ExplainReport:
     """Explain samples of a run (default: all complete ones) into `variant` (default: the
-    settings' name, `ExplainSettings.variant_name`; the report names it).
+    settings' name, `ExplainSettings.variant_name`, with the recorded layer for the gradient
+    method: "gradient_l-2"; the report names it).
 
     A sample that fails is reported and the others go on; `wrap` may wrap the result
     stream (a progress bar). Samples whose variant is stored with the same settings are skipped.
@@ -274,7 +297,6 @@ def explain_run(
     refused once instead, before any sample, naming them.
     """
     settings = settings or ExplainSettings()
-    variant = variant or settings.variant_name()
     run = open_run(run_path, mode="a")
     known = run.sample_ids()
     if sample_ids is None:
@@ -282,6 +304,8 @@ def explain_run(
     unknown = [s for s in sample_ids if s not in known]
     if unknown:
         raise TamxError(f"{run_path} has no complete sample(s) {', '.join(unknown)}; `tamx info {run_path}` lists them")
+    settings = recorded_layer(run, list(sample_ids), settings)
+    variant = variant or settings.variant_name()
     check_kernel_fits(run, list(sample_ids), settings)
     check_recorded(run, list(sample_ids), settings)
     stored = 0  # samples that will be skipped, as far as known

@@ -7,6 +7,8 @@ ECI mode does not apply.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .filters import filter_maps
@@ -52,5 +54,6 @@ def rollout_maps(sample: Sample, settings) -> Maps:
 
 
 def gradient_maps(sample: Sample, settings) -> Maps:
-    """Grad-CAM at the recorded layer (`tamx encode --gradients LAYER`)."""
+    """Grad-CAM at the recorded layer (`tamx encode --gradients LAYER`); the settings name it."""
+    settings = replace(settings, layer=sample.gradient_layer if sample.gradient_layer is not None else settings.layer)
     return stored_maps(sample, settings, sample.gradient, sample.gradient_prompt)

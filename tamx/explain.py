@@ -66,12 +66,14 @@ class ExplainSettings:
     def variant_name(self) -> str:
         """A readable default name: "tam" for the paper's method, "cam" for neither module; another
         layer adds "_lL" ("tam_l-8": variant names hold no "@"), another method names itself
-        ("attention", "rollout-median")."""
+        ("attention", "rollout-median") and the layer where it has one ("gradient_l-2", the
+        layer encode recorded Grad-CAM at: tamx.methods.resolve_layer)."""
         filt = "" if self.filter == "none" else self.filter
         if self.kernel_size != defaults.KERNEL_SIZE and filt:
             filt += f"-k{self.kernel_size}"
         if self.method != "tam":
-            return "-".join(part for part in (self.method, filt) if part)
+            name = "-".join(part for part in (self.method, filt) if part)
+            return f"{name}_l{self.layer}" if self.method == "gradient" else name
         eci = ECI_WEIGHTINGS[self.eci].variant
         if eci == "eci" and filt == "rank-gaussian":
             name = "tam"
@@ -304,13 +306,13 @@ def explain_sample(
     `tamx explain` once stored them (`complete_maps` fills them in, bit-identical).
     """
     settings = settings or ExplainSettings()
-    variant = variant or settings.variant_name()
     if settings.method != "tam":  # another method of the registry: nothing deferred
         from .methods import compute_maps
 
         maps = compute_maps(settings.method, sample, settings)
-        maps.variant = variant
+        maps.variant = variant or maps.variant
         return maps
+    variant = variant or settings.variant_name()
     answers, context = sample.answer_positions, sample.context_positions
     n = len(answers)
     has_candidates = settings.candidates and sample.candidate_ids is not None

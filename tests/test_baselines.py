@@ -41,7 +41,7 @@ def test_stored_baselines_read_back_and_explain_through_the_cli(tmp_path):
         result = runner.invoke(main, ["explain", str(path), "--quiet", *args])
         assert result.exit_code == 0, result.output
     run = tamx.open_run(path)
-    assert run.variants("a") == ["attention", "gradient", "last", "rollout-median", "tam", "tam_l-2"]
+    assert run.variants("a") == ["attention", "gradient_l-2", "last", "rollout-median", "tam", "tam_l-2"]
     default, last = run.maps("a", "tam"), run.maps("a", "last")
     for name in ("cam", "eci", "final", "text_relevance", "candidate_maps", "prompt_maps"):
         assert getattr(default, name).tobytes() == getattr(last, name).tobytes(), name
@@ -50,12 +50,46 @@ def test_stored_baselines_read_back_and_explain_through_the_cli(tmp_path):
     np.testing.assert_array_equal(attention.final, written.attention.mean(axis=0))
     np.testing.assert_array_equal(attention.prompt_maps, written.attention_prompt.mean(axis=0))
     assert run.maps_settings("a", "tam_l-2")["layer"] == -2
+    assert run.maps_settings("a", "gradient_l-2")["layer"] == -2  # the layer encode recorded Grad-CAM at
     info = runner.invoke(main, ["info", str(path)])
     assert "baselines attention" in info.output and "layers" in info.output and "gradients" in info.output
     (summary,) = json.loads(runner.invoke(main, ["info", str(path), "--json"]).output)["samples"]
     assert summary["baseline_bytes"]["layers"] > written.lens_hidden.nbytes // 4  # stored, compressed
     plain = json.loads(runner.invoke(main, ["info", str(_run_with(tmp_path / "plain")), "--json"]).output)
     assert plain["samples"][0]["baseline_bytes"] == {}
+
+
+def test_the_gradient_variant_is_named_by_its_recorded_layer_in_info_and_eval(tmp_path):
+    """`tamx explain --method gradient` stores `gradient_l-4` for Grad-CAM recorded at layer -4;
+    `tamx info` lists it and eval's table labels it gradient@-4; samples recorded at different
+    layers are refused once, naming them."""
+    from benchmarks.planted import build
+
+    run_path, data = build(tmp_path, samples=2, leak=0.8, noise=0.12, variants=["cam"])
+    run = tamx.open_run(run_path, mode="a")
+    for i, sample_id in enumerate(run.sample_ids()):
+        sample = run.sample(sample_id)
+        n, m, v = len(sample.answer_positions), len(sample.context_positions), sample.vision_size
+        sample.gradient_layer = -4
+        sample.gradient = np.random.default_rng(i).random((n, v)).astype(np.float32)
+        sample.gradient_prompt = np.random.default_rng(i).random((m, v)).astype(np.float32)
+        run.write_sample(sample, overwrite=True)
+    runner = CliRunner()
+    result = runner.invoke(main, ["explain", str(run_path), "--method", "gradient", "--quiet"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(runner.invoke(main, ["info", str(run_path), "--json"]).output)
+    assert info["variants"] == {"gradient_l-4": 2}  # the rewrite dropped cam
+    scored = runner.invoke(main, ["eval", str(run_path), "--dataset", "folder", "--data", str(data), "--quiet",
+                                  "--out", str(tmp_path / "scores")])  # fmt: skip
+    assert scored.exit_code == 0, scored.output
+    row = next(line for line in scored.stdout.splitlines() if line.startswith("gradient_l-4 "))
+    assert row.split()[-1] == "gradient@-4"
+    sample = run.sample("planted-001")
+    sample.gradient_layer = -2
+    run.write_sample(sample, overwrite=True)
+    mixed = runner.invoke(main, ["explain", str(run_path), "--method", "gradient"])
+    assert mixed.exit_code == 1 and "(layer -4: planted-000; layer -2: planted-001)" in mixed.output, mixed.output
+    assert tamx.open_run(run_path).variants("planted-001") == []  # refused before any work
 
 
 def test_the_logit_lens_reads_only_the_recorded_positions():

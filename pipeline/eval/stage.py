@@ -332,9 +332,10 @@ def run_captions(run, sample_ids: Sequence[str], records: dict[str, EvalImage]) 
 
 
 def method_label(settings: dict[str, Any]) -> str:
-    """The map method and layer of a variant's settings: "tam@-1", "tam@-8", "attention", ..."""
+    """The map method and layer of a variant's settings: "tam@-1", "tam@-8", "attention",
+    "gradient@-2" (the layer Grad-CAM was recorded at), ..."""
     method = settings.get("method", "tam")
-    return f"{method}@{settings.get('layer', -1)}" if method == "tam" else str(method)
+    return f"{method}@{settings.get('layer', -1)}" if method in ("tam", "gradient") else str(method)
 
 
 def _settings_label(settings: dict[str, Any]) -> tuple[str, str]:
