@@ -28,6 +28,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.textpath import TextPath
 
 from .layout import MapFrame, map_frames
+from .methods import variant_title
 from .records import Maps, Sample
 from .report import (
     DEFAULT_SCALE,
@@ -293,7 +294,8 @@ def token_figure(sample: Sample, maps: Maps, index: int, style: FigureStyle | No
         logprobs = answer_logprobs(sample)
         p = "" if logprobs is None else f"  p = {100 * np.exp(logprobs[index]):.1f}%"
         forced = " (teacher-forced)" if sample.meta.get("mode") == "teacher-forced" else ""
-        title = f"token {index} “{_token_label(sample, index)}”{p}{forced} · {maps.variant}"
+        heading = variant_title(maps.variant, maps.settings)
+        title = f"token {index} “{_token_label(sample, index)}”{p}{forced} · {heading}"
         candidates = candidate_strings(sample)
         if candidates and sample.candidate_logprobs is not None:
             probs = np.exp(sample.candidate_logprobs[index])
@@ -387,7 +389,11 @@ def variants_figure(
                 for frame, items in zip(frames, media)
             ]
         )
-    titles = [name + ("" if len(frames) == 1 else f" · {_frame_name(f, sample)}") for name in variants for f in frames]
+    titles = [
+        variant_title(name, maps.settings) + ("" if len(frames) == 1 else f" · {_frame_name(f, sample)}")
+        for name, maps in variants.items()
+        for f in frames
+    ]
     labels = [_item_label(sample, item) for item in tokens]
     return _rows_figure(panels, labels, titles, style, _aspect(sample, frames))
 
@@ -455,7 +461,7 @@ def span_figure(sample: Sample, maps: Maps, start: int, stop: int, style: Figure
     media = frame_media(sample, frames)
     panels = [[(sample, f, items, cells[f.offset : f.offset + f.size]) for f, items in zip(frames, media)]]
     where = ["" if len(frames) == 1 else f" · {_frame_name(f, sample)}" for f in frames]
-    titles = [f"{maps.variant} · {style.span_rule}{w}" for w in where]
+    titles = [f"{variant_title(maps.variant, maps.settings)} · {style.span_rule}{w}" for w in where]
     bar = (float(raw.min()), float(raw.max()), "raw, the span's own range")
     return _rows_figure(panels, [_item_label(sample, (start, stop))], titles, style, _aspect(sample, frames), bar)
 

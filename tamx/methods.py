@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from .baselines import attention_maps, gradient_maps, rollout_maps
 from .errors import TamxError
@@ -62,6 +63,44 @@ METHODS: dict[str, Method] = {
         "gradient_layer",
     ),
 }
+
+
+# method -> its readable name in labels (figures, the report page)
+TITLES = {"tam": "TAM", "attention": "attention (head mean)", "rollout": "rollout", "gradient": "Grad-CAM"}
+LAYERED = ("tam", "gradient")  # the methods whose settings name a layer
+
+
+def method_layer(settings: dict[str, Any]) -> tuple[str, int | None]:
+    """The map method and layer (None where the method has none) of a variant's stored settings
+    (`ExplainSettings.to_json`; method "tam" and layer -1 where not stored)."""
+    method = str(settings.get("method", "tam"))
+    return method, (int(settings.get("layer", -1)) if method in LAYERED else None)
+
+
+def variant_label(settings: dict[str, Any]) -> str:
+    """The readable label of a variant from its stored settings: "TAM", "CAM" (neither ECI nor
+    filter), "TAM, layer -8", "attention (head mean)", "rollout", "Grad-CAM, layer -2"; another
+    setting of the TAM family keeps its default name ("eci-median", "eci-median, layer -8")."""
+    method, layer = method_layer(settings)
+    title = TITLES.get(method, method)
+    if method == "tam":
+        try:
+            name = ExplainSettings.from_json({**settings, "layer": -1}).variant_name()
+        except (TamxError, TypeError, ValueError):
+            name = "tam"  # settings this version cannot read: say the method alone
+        title = {"tam": "TAM", "cam": "CAM"}.get(name, name)
+    return title if layer is None or (method == "tam" and layer == -1) else f"{title}, layer {layer}"
+
+
+def variant_title(name: str, settings: dict[str, Any]) -> str:
+    """How figures and the report page head a variant stored as `name`: its label where `name`
+    is its settings' default name ("tam_l-8" -> "TAM, layer -8"), else both ("last (TAM)")."""
+    label = variant_label(settings)
+    try:
+        default = ExplainSettings.from_json(settings).variant_name()
+    except (TamxError, TypeError, ValueError):
+        default = None
+    return label if name == default else f"{name} ({label})"
 
 
 def check_method(name: str) -> Method:

@@ -27,6 +27,7 @@ class PackedArray(TypedDict):
 
 class _VariantViewRequired(TypedDict):
     settings: dict[str, Any]  # the ExplainSettings the maps were computed with
+    label: str  # its heading: method and layer ("TAM, layer -8", "Grad-CAM, layer -2"), tamx.methods.variant_title
     answer: PackedArray  # [N, V] uint8: every answer token's map, jointly normalised (Eq. 3)
     answer_text: PackedArray  # [N, Q + N] uint8: its context and earlier-answer relevance
     answer_scale: PackedArray  # [N, 3] float32: min, max of the joint scale, the map's own max

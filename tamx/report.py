@@ -28,6 +28,7 @@ import numpy as np
 
 from .faithfulness import CURVES, Faithfulness
 from .layout import MapFrame, map_frames
+from .methods import variant_title
 from .page import ComparisonData, FaithfulnessView, PageData, VariantView
 from .records import Maps, RunInfo, Sample
 from .tokens import answer_logprobs, candidate_strings, printable_surrogates, token_strings
@@ -333,6 +334,7 @@ def _variant_view(maps: Maps, record: Faithfulness | None = None) -> VariantView
     own, own_text = normalise(maps.final, relevance, "map")
     view: VariantView = {
         "settings": maps.settings,
+        "label": variant_title(maps.variant, maps.settings),
         "answer": pack_array(answer),
         "answer_text": pack_array(text),
         "answer_scale": pack_array(joint_scale(maps.final, relevance)),

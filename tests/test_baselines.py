@@ -125,3 +125,38 @@ def test_a_run_without_the_recording_is_refused_naming_the_encode_option(tmp_pat
     bad = runner.invoke(main, ["explain", str(recorded), "--method", "attention", "--layer", "-2"])
     assert bad.exit_code == 2 and "--layer" in bad.output
     assert tamx.open_run(recorded).variants("a") == [] and tamx.open_run(path).variants("a") == []
+
+
+def test_figures_and_the_report_page_label_variants_by_method_and_layer(tmp_path, chromium):
+    """One label from the stored settings (tamx.methods.variant_title) heads the page's columns,
+    is in the page data and titles the figures: "TAM, layer -2", "attention (head mean)",
+    "rollout", "Grad-CAM, layer -2", and a custom name beside its label ("last (TAM)")."""
+    import html as html_lib
+    import re
+
+    path = _run_with(tmp_path, baselines=True)
+    runner = CliRunner()
+    for args in ([], ["--layer", "-2"], ["--method", "attention"], ["--method", "rollout"], ["--method", "gradient"],
+                 ["--variant", "last", "--layer", "-1"]):  # fmt: skip
+        assert runner.invoke(main, ["explain", str(path), "--quiet", *args]).exit_code == 0
+    out = tmp_path / "html"
+    result = runner.invoke(main, ["render", str(path), "--out", str(out), "--format", "svg", "--tokens", "0"])
+    assert result.exit_code == 0, result.output
+    labels = {"tam": "TAM", "tam_l-2": "TAM, layer -2", "attention": "attention (head mean)", "rollout": "rollout",
+              "gradient_l-2": "Grad-CAM, layer -2", "last": "last (TAM)"}  # fmt: skip
+    page = (out / "samples" / "a.html").read_text()
+    data = json.loads(html_lib.unescape(re.search(r'id="tamx-data">(.*?)</script>', page, re.S).group(1)))
+    assert {name: view["label"] for name, view in data["variants"].items()} == labels
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", (out / "figures" / "a" / "variants.svg").read_text())
+    assert set(labels.values()) <= set(texts), texts  # the column titles of the tokens x variants figure
+    token = (out / "figures" / "a" / "token_000.svg").read_text()
+    assert "· TAM" in token  # the token figure of the default variant names its method
+
+    browser_page = chromium.new_page()
+    browser_page.goto((out / "samples" / "a.html").resolve().as_uri())
+    browser_page.wait_for_selector("body[data-ready='1']")
+    for name in labels:
+        browser_page.check(f"input[name=variant][value='{name}']")
+    headings = {name: browser_page.inner_text(f".column[data-variant='{name}'] h2") for name in labels}
+    browser_page.close()
+    assert headings == labels

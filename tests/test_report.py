@@ -296,7 +296,8 @@ def test_svg_figure_keeps_text_and_one_image_per_panel(tmp_path):
     save_figure(figure, path, "svg")
     svg = path.read_text()
     texts = re.findall(r"<text[^>]*>([^<]*)", svg)
-    assert "1: ␣猫" in texts and "tam · image 1" in texts and "cam · image 2" in texts
+    # column titles: the label of the settings (tamx.methods.variant_title); "cam" holds TAM's settings here
+    assert "1: ␣猫" in texts and "TAM · image 1" in texts and "cam (TAM) · image 2" in texts
     assert len([a for a in figure.axes if a.images]) == 2 * 4, "2 tokens x (2 variants x 2 images)"
     assert svg.count("<image") >= 8
     save_figure(figure, tmp_path / "grid.pdf", "pdf")

@@ -69,7 +69,7 @@ def test_render_tokens_range_draws_a_span_as_one_panel_labelled_with_its_phrase(
     grid = re.findall(r"<text[^>]*>([^<]*)", (folder / "variants.svg").read_text())
     assert f"1–3: “{phrase}”" in grid and "0: " + sample.tokens[sample.answer_positions[0]].replace(" ", "␣") in grid
     span = (folder / "span_001-003.svg").read_text()
-    assert f"1–3: “{phrase}”" in re.findall(r"<text[^>]*>([^<]*)", span) and "tam · weighted" in span
+    assert f"1–3: “{phrase}”" in re.findall(r"<text[^>]*>([^<]*)", span) and "TAM · weighted" in span
     assert span.count("<image") == 2, "one panel: the image under its one map"
 
 

@@ -233,7 +233,9 @@
     const column = { variant, canvases: [], element: make("div", "column") };
     column.element.dataset.run = String(run.r);
     column.element.dataset.variant = variant;
-    const title = make("h2", "", (runs.length > 1 ? runTitle(run) + " · " : "") + variant);
+    const heading = data.variants[variant] ? data.variants[variant].label || variant : variant;
+    const title = make("h2", "", (runs.length > 1 ? runTitle(run) + " · " : "") + heading);
+    title.title = variant; // the stored variant name
     if (!data.variants[variant]) title.textContent += " (not stored for this run)";
     column.element.append(title, colourBar(column));
     column.empty = make("div", "empty", "Empty map: every cell is 0 for this token (the colours show no activation, not a weak one).");

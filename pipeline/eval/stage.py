@@ -20,6 +20,7 @@ from tamx.datasets import EvalImage, category_names, load_dataset
 from tamx.eci import ECI_WEIGHTINGS
 from tamx.errors import TamxError
 from tamx.eval_metrics import EVAL_METRICS, MapContext, score_metrics
+from tamx.methods import method_layer
 from tamx.metrics import (
     PROTOCOLS,
     FunctionScore,
@@ -334,8 +335,8 @@ def run_captions(run, sample_ids: Sequence[str], records: dict[str, EvalImage]) 
 def method_label(settings: dict[str, Any]) -> str:
     """The map method and layer of a variant's settings: "tam@-1", "tam@-8", "attention",
     "gradient@-2" (the layer Grad-CAM was recorded at), ..."""
-    method = settings.get("method", "tam")
-    return f"{method}@{settings.get('layer', -1)}" if method in ("tam", "gradient") else str(method)
+    method, layer = method_layer(settings)
+    return method if layer is None else f"{method}@{layer}"
 
 
 def _settings_label(settings: dict[str, Any]) -> tuple[str, str]:
