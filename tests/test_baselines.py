@@ -160,3 +160,30 @@ def test_figures_and_the_report_page_label_variants_by_method_and_layer(tmp_path
     headings = {name: browser_page.inner_text(f".column[data-variant='{name}'] h2") for name in labels}
     browser_page.close()
     assert headings == labels
+
+
+def test_serve_recomputes_a_layer_and_a_method_as_explain_stores_them(tmp_path):
+    """`tamx serve`'s live maps for layer=-2 and method=gradient are the maps `tamx explain
+    --layer -2` and `--method gradient` store (the same page view, bit for bit); a layer the
+    sample's encode did not record is a 400 naming the option that records it."""
+    from starlette.testclient import TestClient
+    from tamx.pipeline.serve import make_app
+
+    path = _run_with(tmp_path, baselines=True)
+    runner = CliRunner()
+    for args in (["--layer", "-2"], ["--method", "gradient"], ["--method", "attention"]):
+        assert runner.invoke(main, ["explain", str(path), "--quiet", *args]).exit_code == 0
+    with TestClient(make_app({"r": path}, allowed_hosts=("testserver",))) as client:
+        stored = client.get("/api/runs/r/samples/a").json()["variants"]
+        for params, variant in (({"layer": -2}, "tam_l-2"), ({"method": "gradient"}, "gradient_l-2"),
+                                ({"method": "attention"}, "attention")):  # fmt: skip
+            live = client.get("/api/runs/r/samples/a/live", params=params)
+            assert live.status_code == 200, live.text
+            body = live.json()
+            assert body["name"] == variant and body["settings"] == stored[variant]["settings"]
+            for key in ("answer", "answer_text", "prompt"):
+                assert body["view"][key] == stored[variant][key], (variant, key)
+        missing = client.get("/api/runs/r/samples/a/live", params={"layer": -3})
+        assert missing.status_code == 400 and "tamx encode --layers -1,-3" in missing.text
+        bad = client.get("/api/runs/r/samples/a/live", params={"layer": "2"})
+        assert bad.status_code == 400 and "layer" in bad.text

@@ -122,7 +122,10 @@ class Handlers:
         except TamxError as exc:
             raise http_error(400, str(exc)) from None
         sample = self.store.sample(name, sample_id)
-        return sample, explain_sample(sample, settings, variant)
+        try:  # a layer or method the sample's encode did not record: say which option records it
+            return sample, explain_sample(sample, settings, variant)
+        except TamxError as exc:
+            raise http_error(400, str(exc)) from None
 
     def stored_page(self, name: str, sample_id: str) -> PageData:
         sample = self.store.sample(name, sample_id)
@@ -260,7 +263,8 @@ class Handlers:
             sample, maps = self.explained(name, sample_id, settings, LIVE)
             bare = dataclasses.replace(sample, media=[])  # the view needs no images
             view = page_data(bare, {LIVE: maps}, self.store.run(name).info)["variants"][LIVE]
-            body = {"settings": settings.to_json(), "name": settings.variant_name(), "view": view}
+            stored = ExplainSettings.from_json(maps.settings)  # gradient: the layer it was recorded at
+            body = {"settings": maps.settings, "name": stored.variant_name(), "view": view}
             return page_json(body).encode()
 
         body = await self.cache.get(key, compute, self.limiter)

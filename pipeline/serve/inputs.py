@@ -28,17 +28,28 @@ def http_error(status: int, message: str) -> HTTPException:
 
 
 def settings_from(query: dict[str, Any]) -> ExplainSettings:
-    """ExplainSettings from query or JSON fields eci, filter, kernel_size (defaults: the paper's TAM,
-    tamx.defaults, as `tamx explain`'s), checked as `tamx explain` checks its options."""
+    """ExplainSettings from query or JSON fields eci, filter, kernel_size, method and layer
+    (defaults: the paper's TAM at the last layer, tamx.defaults, as `tamx explain`'s; a baseline
+    method's filter defaults to none, as there), checked as `tamx explain` checks its options."""
     given = query.get("kernel_size", defaults.KERNEL_SIZE)
     # an integer, as `--kernel-size` takes: no bool, no 5.5 cut to 5, no 1e999
     if isinstance(given, str) and given.strip().lstrip("+-").isdigit():
         given = _integer(given)
     if isinstance(given, bool) or not isinstance(given, int):
         raise http_error(400, f"kernel_size must be an odd integer, got {given!r}")
+    layer = query.get("layer", -1)
+    if isinstance(layer, str) and layer.strip().lstrip("+-").isdigit():
+        layer = _integer(layer)
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise http_error(400, f"layer must be a layer counted from the last (-1, -2, ...), got {layer!r}")
+    method = str(query.get("method", "tam"))
     try:
         return ExplainSettings(
-            eci=str(query.get("eci", defaults.ECI)), filter=str(query.get("filter", defaults.FILTER)), kernel_size=given
+            eci=str(query.get("eci", defaults.ECI)),
+            filter=str(query.get("filter", defaults.FILTER if method == "tam" else "none")),
+            kernel_size=given,
+            method=method,
+            layer=layer,
         )
     except TamxError as exc:
         raise http_error(400, str(exc)) from None
