@@ -83,7 +83,7 @@ def test_the_benchmark_is_the_documented_commands(tmp_path):
         result = CliRunner().invoke(main, argv)
         assert result.exit_code == 0, (argv, result.output)
     lines = result.stdout.splitlines()
-    assert "Point" in lines[0]
+    assert lines[0] == "folder: protocol tamx, threshold Otsu" and "Point" in lines[1]  # the title, then the heading
     classes = [line.split()[1] for line in lines if line.startswith("tam ") and len(line.split()) == 7]
     assert classes == ["colour", "shape"]
     assert "teacher-forced" in result.stdout  # the true captions were given: no caption scores
