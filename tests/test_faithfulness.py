@@ -123,6 +123,41 @@ def test_a_planted_region_gives_a_mask_deletion_auc_far_below_random(shapes, tmp
     assert np.all(aucs["mask_insertion"][rows] >= aucs["random_insertion"][rows])
 
 
+def test_sharing_images_between_orders_gives_the_curves_of_scoring_each_order_on_its_own(shapes, tmp_path):
+    from tamx.pipeline.faithfulness import FaithfulnessSettings, faithfulness_run
+
+    data, source = shapes
+    sample_id = open_run(source).sample_ids()[0]
+    found, images = {}, {}
+    for share in (False, True):
+        run = _copy(source, tmp_path / str(share))
+        model, processor, _ = _planted(run, data, sample_id)
+        # 50 steps of 144 cells: the top few cells of two maps of one token often agree
+        report = faithfulness_run(
+            run,
+            "tamx-demo",
+            variants=["cam", "tam"],
+            settings=FaithfulnessSettings(steps=50),
+            dataset="folder",
+            data=data,
+            sample_ids=[sample_id],
+            model=model,
+            processor=processor,
+            share_images=share,
+        )
+        assert report.done == [sample_id] and report.forward_images == model.images
+        images[share] = model.images
+        found[share] = {v: open_run(run).faithfulness(sample_id, v) for v in ("cam", "tam")}
+    for variant, alone in found[False].items():
+        shared = found[True][variant]
+        assert np.array_equal(shared.tokens, alone.tokens) and len(alone.tokens) >= 2
+        for name in ("deletion", "insertion", "random_deletion", "random_insertion"):
+            np.testing.assert_allclose(getattr(shared, name), getattr(alone, name), rtol=0, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(shared.mask_deletion, alone.mask_deletion, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(shared.mask_insertion, alone.mask_insertion, rtol=0, atol=1e-6)
+    assert images[True] < images[False]  # the same curves from fewer forward passes
+
+
 def test_eval_reports_the_faithfulness_block_and_says_how_without_records(shapes, tmp_path, monkeypatch):
     data, source = shapes
     run = _copy(source, tmp_path)

@@ -95,11 +95,11 @@ def decode_images(sample: Sample) -> dict[tuple[str, int, int | None], np.ndarra
 class Scorer:
     """Teacher-forced probabilities of a sample's answer tokens for sets of perturbed images."""
 
-    def __init__(self, model: torch.nn.Module, processor: Any, batch_size: int) -> None:
+    def __init__(self, model: torch.nn.Module, processor: Any, batch_size: int, share: bool = True) -> None:
         from ..encode.adapters import adapter_for
 
         self.adapter = adapter_for(model, processor)
-        self.model, self.processor, self.batch_size = model, processor, batch_size
+        self.model, self.processor, self.batch_size, self.share = model, processor, batch_size, share
         self.images = 0
         self.seconds = 0.0
 
@@ -171,19 +171,42 @@ def _curves(
     orders: list[np.ndarray],
     steps: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Deletion and insertion p [len(orders), steps - 1, N] at the inner steps 1..steps-1 of each order."""
+    """Deletion and insertion p [len(orders), steps - 1, N] at the inner steps 1..steps-1 of each order.
+
+    A step's image depends only on which cells it has replaced (deletion) or restored (insertion),
+    not on their order, so the steps of all orders that perturb the same set of cells (two tokens
+    whose maps share their top cells, a colour and a shape word of one object) are one image, scored
+    once (`scorer.share`; off, every order's every step is scored on its own)."""
     counts = step_counts(int(regions.seen.sum()), steps)[1:-1]
-    sets = []
-    for order in orders:
-        ranks = rank_images(regions, order)
-        dele = [step_images(img, gone, rank, counts) for img, gone, rank in zip(images, deleted, ranks)]
-        ins = [step_images(gone, img, rank, counts) for img, gone, rank in zip(images, deleted, ranks)]
-        sets += [[d[j] for d in dele] for j in range(len(counts))]
-        sets += [[i[j] for i in ins] for j in range(len(counts))]
-    if not sets:
-        n = len(sample.answer_positions)
+    n = len(sample.answer_positions)
+    if not len(counts) or not orders:
         return np.zeros((len(orders), 0, n), np.float32), np.zeros((len(orders), 0, n), np.float32)
-    p = scorer.score(sample, prompt, sets).reshape(len(orders), 2, len(counts), -1)
+    # which image each (order, direction, step) shows: (direction, the sorted cells perturbed)
+    slots: dict[tuple, int] = {}
+    where = np.zeros((len(orders), 2, len(counts)), np.int64)
+    made: list[tuple[int, int, int]] = []  # (order, direction, step) that first made each image
+    for o, order in enumerate(orders):
+        for direction in (0, 1):
+            for j, count in enumerate(counts.tolist()):
+                key = (direction, np.sort(order[:count]).tobytes()) if scorer.share else (o, direction, j)
+                if key not in slots:
+                    slots[key] = len(made)
+                    made.append((o, direction, j))
+                where[o, direction, j] = slots[key]
+    sets: list[list[np.ndarray]] = [[] for _ in made]
+    by_order: dict[int, list[int]] = {}
+    for index, (o, _, _) in enumerate(made):
+        by_order.setdefault(o, []).append(index)
+    for o, indices in by_order.items():
+        ranks = rank_images(regions, orders[o])
+        for index in indices:
+            _, direction, j = made[index]
+            pairs = zip(images, deleted, ranks)
+            if direction == 0:
+                sets[index] = [step_images(img, gone, rank, counts[j : j + 1])[0] for img, gone, rank in pairs]
+            else:
+                sets[index] = [step_images(gone, img, rank, counts[j : j + 1])[0] for img, gone, rank in pairs]
+    p = scorer.score(sample, prompt, sets)[where]
     return p[:, 0], p[:, 1]
 
 
@@ -344,10 +367,13 @@ def faithfulness_run(
     wrap: Callable[[Iterator[str], int], Iterator[str]] | None = None,
     model: torch.nn.Module | None = None,
     processor: Any = None,
+    share_images: bool = True,
 ) -> FaithfulnessReport:
     """Score `variants` (default: every stored one) of the run's samples; store a record per sample
     and variant. Finished ones are skipped (resume) unless `overwrite`. Under torchrun each rank
-    takes a shard of the samples. `model`/`processor`: already loaded (else loaded from model_id)."""
+    takes a shard of the samples. `model`/`processor`: already loaded (else loaded from model_id).
+    `share_images`: score an image that several orders' steps show once (False: each on its own,
+    the same curves at many times the cost; for checking)."""
     from tamx.datasets import category_names, load_dataset
     from tamx.pos import Tagger, category_lemmas
 
@@ -382,7 +408,7 @@ def faithfulness_run(
 
         model = load_model(model_id, device=device, dtype=dtype)
         processor = load_processor(model_id)
-    scorer = Scorer(model, processor, batch_size) if todo else None
+    scorer = Scorer(model, processor, batch_size, share_images) if todo else None
     wanted = dict(todo)
     stream: Iterator[str] = iter(wanted)
     for sample_id in wrap(stream, len(wanted)) if wrap else stream:
