@@ -7,6 +7,12 @@ prints images per second and the ratio against batch size 1 (same thread count, 
     python benchmarks/faithfulness_bench.py [--run RUN] [--images 64] [--batch-sizes 1,8,32] [--threads 1,2]
 
 Without --run it writes one shapes scene and encodes it with tamx-demo in a temporary folder.
+
+    python benchmarks/faithfulness_bench.py --count --run RUN [--variants cam,tam] [--data SHAPES]
+
+counts, with no forward pass, the images a full `tamx faithfulness` of RUN's explained samples
+scores (default settings; the mask control with --data, a shapes folder) when each order's steps
+are scored on their own and when steps showing the same image are shared, and their ratio.
 """
 
 from __future__ import annotations
@@ -30,6 +36,41 @@ def _small_run(folder: Path) -> Path:
     return run
 
 
+def count(run_path: str, variants: list[str], data: str | None) -> None:
+    import numpy as np
+    from tamx.pipeline.faithfulness.stage import FaithfulnessSettings, faithfulness_sample
+
+    from tamx import open_run
+    from tamx.datasets import category_names, load_dataset
+    from tamx.pos import Tagger, category_lemmas
+
+    class Counter:
+        """A scorer that counts the images it is given and scores none."""
+
+        def __init__(self, share: bool) -> None:
+            self.share, self.images = share, 0
+
+        def score(self, sample, prompt, sets):
+            self.images += len(sets)
+            return np.zeros((len(sets), len(sample.answer_positions)), np.float32)
+
+    run = open_run(run_path)
+    records = {r.id: r for r in load_dataset("folder", data)} if data else {}
+    lemmas = category_lemmas(category_names(list(records.values()))) if records else {}
+    tagger = Tagger("rules", {w for ws in lemmas.values() for w in ws})
+    ids = run.sample_ids()
+    counted = {}
+    for share in (False, True):
+        scorer = Counter(share)
+        for sample_id in ids:
+            faithfulness_sample(
+                scorer, run, sample_id, variants, FaithfulnessSettings(), tagger, records.get(sample_id)
+            )
+        counted[share] = scorer.images
+    print(f"{len(ids)} samples, variants {','.join(variants)}: {counted[False]} images each order on its own, "
+          f"{counted[True]} shared ({counted[False] / counted[True]:.3f}x fewer)")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", help="a run encoded with tamx-demo (default: one fresh shapes scene)")
@@ -37,7 +78,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--rounds", type=int, default=2, help="repeats per setting (best is kept)")
+    parser.add_argument("--count", action="store_true", help="count the images a full run scores, no model")
+    parser.add_argument("--variants", default="cam,tam", help="with --count")
+    parser.add_argument("--data", help="with --count: the shapes folder the run was encoded from (mask control)")
     args = parser.parse_args(argv)
+    if args.count:
+        count(args.run, args.variants.split(","), args.data)
+        return
 
     import torch
     from tamx.pipeline.encode.loading import load_model, load_processor
