@@ -325,6 +325,77 @@ def _max(a: float, b: float) -> float:
     return a if a >= b or a != a else b
 
 
+@numba.njit(cache=True, inline="always")
+def _window_3x3(padded: np.ndarray, b: int, y: int, x: int) -> tuple:
+    """The 3x3 window at (b, y, x) of padded [B, H + 2, W + 2] float32, sorted by the numpy code's
+    network (v0..v8), with its float64 sum (in reading order), mean and population variance (in
+    sorted order): the steps both kernels share, in the numpy code's order."""
+    v0 = padded[b, y + 0, x + 0]
+    v1 = padded[b, y + 0, x + 1]
+    v2 = padded[b, y + 0, x + 2]
+    v3 = padded[b, y + 1, x + 0]
+    v4 = padded[b, y + 1, x + 1]
+    v5 = padded[b, y + 1, x + 2]
+    v6 = padded[b, y + 2, x + 0]
+    v7 = padded[b, y + 2, x + 1]
+    v8 = padded[b, y + 2, x + 2]
+    total = np.float64(v0)
+    total += np.float64(v1)
+    total += np.float64(v2)
+    total += np.float64(v3)
+    total += np.float64(v4)
+    total += np.float64(v5)
+    total += np.float64(v6)
+    total += np.float64(v7)
+    total += np.float64(v8)
+    v0, v3 = _min(v0, v3), _max(v0, v3)
+    v1, v7 = _min(v1, v7), _max(v1, v7)
+    v2, v5 = _min(v2, v5), _max(v2, v5)
+    v4, v8 = _min(v4, v8), _max(v4, v8)
+    v0, v7 = _min(v0, v7), _max(v0, v7)
+    v2, v4 = _min(v2, v4), _max(v2, v4)
+    v3, v8 = _min(v3, v8), _max(v3, v8)
+    v5, v6 = _min(v5, v6), _max(v5, v6)
+    v0, v2 = _min(v0, v2), _max(v0, v2)
+    v1, v3 = _min(v1, v3), _max(v1, v3)
+    v4, v5 = _min(v4, v5), _max(v4, v5)
+    v7, v8 = _min(v7, v8), _max(v7, v8)
+    v1, v4 = _min(v1, v4), _max(v1, v4)
+    v3, v6 = _min(v3, v6), _max(v3, v6)
+    v5, v7 = _min(v5, v7), _max(v5, v7)
+    v0, v1 = _min(v0, v1), _max(v0, v1)
+    v2, v4 = _min(v2, v4), _max(v2, v4)
+    v3, v5 = _min(v3, v5), _max(v3, v5)
+    v6, v8 = _min(v6, v8), _max(v6, v8)
+    v2, v3 = _min(v2, v3), _max(v2, v3)
+    v4, v5 = _min(v4, v5), _max(v4, v5)
+    v6, v7 = _min(v6, v7), _max(v6, v7)
+    v1, v2 = _min(v1, v2), _max(v1, v2)
+    v3, v4 = _min(v3, v4), _max(v3, v4)
+    v5, v6 = _min(v5, v6), _max(v5, v6)
+    mean = total / 9
+    d = np.float64(v0) - mean
+    var = d * d
+    d = np.float64(v1) - mean
+    var += d * d
+    d = np.float64(v2) - mean
+    var += d * d
+    d = np.float64(v3) - mean
+    var += d * d
+    d = np.float64(v4) - mean
+    var += d * d
+    d = np.float64(v5) - mean
+    var += d * d
+    d = np.float64(v6) - mean
+    var += d * d
+    d = np.float64(v7) - mean
+    var += d * d
+    d = np.float64(v8) - mean
+    var += d * d
+    var /= 9
+    return v0, v1, v2, v3, v4, v5, v6, v7, v8, total, mean, var
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _rank_gaussian_3x3_exponent(padded: np.ndarray, q: np.ndarray) -> None:
     """Into q [B, H, W]: -mean^2 / (2 var) of each 3x3 window of padded [B, H + 2, W + 2] float32."""
@@ -332,69 +403,7 @@ def _rank_gaussian_3x3_exponent(padded: np.ndarray, q: np.ndarray) -> None:
     for b in range(count):
         for y in range(height):
             for x in range(width):
-                v0 = padded[b, y + 0, x + 0]
-                v1 = padded[b, y + 0, x + 1]
-                v2 = padded[b, y + 0, x + 2]
-                v3 = padded[b, y + 1, x + 0]
-                v4 = padded[b, y + 1, x + 1]
-                v5 = padded[b, y + 1, x + 2]
-                v6 = padded[b, y + 2, x + 0]
-                v7 = padded[b, y + 2, x + 1]
-                v8 = padded[b, y + 2, x + 2]
-                total = np.float64(v0)
-                total += np.float64(v1)
-                total += np.float64(v2)
-                total += np.float64(v3)
-                total += np.float64(v4)
-                total += np.float64(v5)
-                total += np.float64(v6)
-                total += np.float64(v7)
-                total += np.float64(v8)
-                v0, v3 = _min(v0, v3), _max(v0, v3)
-                v1, v7 = _min(v1, v7), _max(v1, v7)
-                v2, v5 = _min(v2, v5), _max(v2, v5)
-                v4, v8 = _min(v4, v8), _max(v4, v8)
-                v0, v7 = _min(v0, v7), _max(v0, v7)
-                v2, v4 = _min(v2, v4), _max(v2, v4)
-                v3, v8 = _min(v3, v8), _max(v3, v8)
-                v5, v6 = _min(v5, v6), _max(v5, v6)
-                v0, v2 = _min(v0, v2), _max(v0, v2)
-                v1, v3 = _min(v1, v3), _max(v1, v3)
-                v4, v5 = _min(v4, v5), _max(v4, v5)
-                v7, v8 = _min(v7, v8), _max(v7, v8)
-                v1, v4 = _min(v1, v4), _max(v1, v4)
-                v3, v6 = _min(v3, v6), _max(v3, v6)
-                v5, v7 = _min(v5, v7), _max(v5, v7)
-                v0, v1 = _min(v0, v1), _max(v0, v1)
-                v2, v4 = _min(v2, v4), _max(v2, v4)
-                v3, v5 = _min(v3, v5), _max(v3, v5)
-                v6, v8 = _min(v6, v8), _max(v6, v8)
-                v2, v3 = _min(v2, v3), _max(v2, v3)
-                v4, v5 = _min(v4, v5), _max(v4, v5)
-                v6, v7 = _min(v6, v7), _max(v6, v7)
-                v1, v2 = _min(v1, v2), _max(v1, v2)
-                v3, v4 = _min(v3, v4), _max(v3, v4)
-                v5, v6 = _min(v5, v6), _max(v5, v6)
-                mean = total / 9
-                d = np.float64(v0) - mean
-                var = d * d
-                d = np.float64(v1) - mean
-                var += d * d
-                d = np.float64(v2) - mean
-                var += d * d
-                d = np.float64(v3) - mean
-                var += d * d
-                d = np.float64(v4) - mean
-                var += d * d
-                d = np.float64(v5) - mean
-                var += d * d
-                d = np.float64(v6) - mean
-                var += d * d
-                d = np.float64(v7) - mean
-                var += d * d
-                d = np.float64(v8) - mean
-                var += d * d
-                var /= 9
+                _, _, _, _, _, _, _, _, _, _total, mean, var = _window_3x3(padded, b, y, x)
                 m = mean * mean
                 q[b, y, x] = (-m) / (2.0 * var)
 
@@ -406,69 +415,7 @@ def _rank_gaussian_3x3_finish(padded: np.ndarray, q: np.ndarray, out: np.ndarray
     for b in range(count):
         for y in range(height):
             for x in range(width):
-                v0 = padded[b, y + 0, x + 0]
-                v1 = padded[b, y + 0, x + 1]
-                v2 = padded[b, y + 0, x + 2]
-                v3 = padded[b, y + 1, x + 0]
-                v4 = padded[b, y + 1, x + 1]
-                v5 = padded[b, y + 1, x + 2]
-                v6 = padded[b, y + 2, x + 0]
-                v7 = padded[b, y + 2, x + 1]
-                v8 = padded[b, y + 2, x + 2]
-                total = np.float64(v0)
-                total += np.float64(v1)
-                total += np.float64(v2)
-                total += np.float64(v3)
-                total += np.float64(v4)
-                total += np.float64(v5)
-                total += np.float64(v6)
-                total += np.float64(v7)
-                total += np.float64(v8)
-                v0, v3 = _min(v0, v3), _max(v0, v3)
-                v1, v7 = _min(v1, v7), _max(v1, v7)
-                v2, v5 = _min(v2, v5), _max(v2, v5)
-                v4, v8 = _min(v4, v8), _max(v4, v8)
-                v0, v7 = _min(v0, v7), _max(v0, v7)
-                v2, v4 = _min(v2, v4), _max(v2, v4)
-                v3, v8 = _min(v3, v8), _max(v3, v8)
-                v5, v6 = _min(v5, v6), _max(v5, v6)
-                v0, v2 = _min(v0, v2), _max(v0, v2)
-                v1, v3 = _min(v1, v3), _max(v1, v3)
-                v4, v5 = _min(v4, v5), _max(v4, v5)
-                v7, v8 = _min(v7, v8), _max(v7, v8)
-                v1, v4 = _min(v1, v4), _max(v1, v4)
-                v3, v6 = _min(v3, v6), _max(v3, v6)
-                v5, v7 = _min(v5, v7), _max(v5, v7)
-                v0, v1 = _min(v0, v1), _max(v0, v1)
-                v2, v4 = _min(v2, v4), _max(v2, v4)
-                v3, v5 = _min(v3, v5), _max(v3, v5)
-                v6, v8 = _min(v6, v8), _max(v6, v8)
-                v2, v3 = _min(v2, v3), _max(v2, v3)
-                v4, v5 = _min(v4, v5), _max(v4, v5)
-                v6, v7 = _min(v6, v7), _max(v6, v7)
-                v1, v2 = _min(v1, v2), _max(v1, v2)
-                v3, v4 = _min(v3, v4), _max(v3, v4)
-                v5, v6 = _min(v5, v6), _max(v5, v6)
-                mean = total / 9
-                d = np.float64(v0) - mean
-                var = d * d
-                d = np.float64(v1) - mean
-                var += d * d
-                d = np.float64(v2) - mean
-                var += d * d
-                d = np.float64(v3) - mean
-                var += d * d
-                d = np.float64(v4) - mean
-                var += d * d
-                d = np.float64(v5) - mean
-                var += d * d
-                d = np.float64(v6) - mean
-                var += d * d
-                d = np.float64(v7) - mean
-                var += d * d
-                d = np.float64(v8) - mean
-                var += d * d
-                var /= 9
+                v0, v1, v2, v3, v4, v5, v6, v7, v8, total, _mean, var = _window_3x3(padded, b, y, x)
                 if total <= 0.0:  # Eq. 6: no activation in the window
                     out[b, y, x] = 0.0
                     continue
