@@ -87,7 +87,7 @@ def test_eval_reports_pointing_per_word_class_beside_the_iou(planted, tmp_path):
     assert result.exit_code == 0, result.output
     title, header = result.stdout.splitlines()[:2]
     assert title == "folder: protocol tamx, threshold Otsu"
-    assert header.split()[-3:] == ["Point", "objects", "func."]
+    assert header.split()[-4:] == ["Point", "objects", "func.", "method"]
     summary = json.loads((out / "summary.json").read_text())
     for variant in ("cam", "tam"):
         point = summary["variants"][variant]["pointing"]

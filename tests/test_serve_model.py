@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
+from tamx.pipeline.demo import DEMO_MODEL
 from tamx.pipeline.demo.run import MODEL_DIR
 from tamx.pipeline.encode import EncodeSettings
 from tamx.pipeline.serve import ServeConfig, ServerThread, make_app
@@ -159,9 +160,10 @@ def test_the_command_loads_the_model_and_serves_its_run(tmp_path):
         assert lines[0].startswith("loading ") and "and a model" in lines[-1], lines
         url = lines[-1].split("open ", 1)[1].strip()
         config = httpx.get(url + "api/config", timeout=30).json()
-        assert config["model"]["id"] == MODEL_DIR.name and config["model"]["run"] == "live"  # a name, not a path
+        # the bundled folder is named as `tamx demo` names it, not by its path
+        assert config["model"]["id"] == DEMO_MODEL and config["model"]["run"] == "live"
         empty = httpx.get(url, timeout=30)  # the empty page, until a first generation
-        assert empty.status_code == 200 and MODEL_DIR.name in empty.text
+        assert empty.status_code == 200 and DEMO_MODEL in empty.text
         assert str(MODEL_DIR.resolve()) not in empty.text, "a page shows the model folder's name, not its path"
     finally:
         process.terminate()
