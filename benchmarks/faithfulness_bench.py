@@ -50,7 +50,7 @@ def count(run_path: str, variants: list[str], data: str | None) -> None:
         def __init__(self, share: bool) -> None:
             self.share, self.images = share, 0
 
-        def score(self, sample, prompt, sets):
+        def score(self, sample, prompt, sets, layout=None):
             self.images += len(sets)
             return np.zeros((len(sets), len(sample.answer_positions)), np.float32)
 

@@ -139,43 +139,106 @@ def step_counts(cells: int, steps: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CellRegions:
-    """Where each map cell [V] lies on its image: `item` (index into `items`, -1: the cell covers
-    no pixel of its image, padding only) and its pixel box [V, 4] (x0, y0, x1, y1), clipped.
-    `items`: the (kind, media, frame) of each image the cells lie on; `sizes`: their (width, height)."""
+    """Where each map cell [V] lies: its pixel box [V, 4] (x0, y0, x1, y1, clipped) on the images
+    `item` .. `item + count - 1` (indices into `items`; item -1: the cell covers no pixel of its
+    image, padding only). An image's cells cover one image (count 1); a video slice's cells cover
+    every sampled frame the slice merges (Qwen2-VL's slice t: frames 2t and 2t + 1, count 2).
+    `items`: the (kind, media, frame) of each image: ("image", media, None) for an image,
+    ("video", media, k) for the k-th sampled frame of a video (k in sampling order, not the source
+    frame index); `sizes`: their (width, height)."""
 
     item: np.ndarray
     boxes: np.ndarray
     items: list[tuple[str, int, int | None]]
     sizes: list[tuple[int, int]]
+    count: np.ndarray | None = None
 
     @property
     def seen(self) -> np.ndarray:
         """The cells the model saw image content in: [V] bool."""
         return self.item >= 0
 
+    def covers(self, cell: int) -> range:
+        """The indices into `items` of the images a cell covers (empty when it is not seen)."""
+        first = int(self.item[cell])
+        if first < 0:
+            return range(0)
+        return range(first, first + (1 if self.count is None else int(self.count[cell])))
+
+
+def video_slice_frames(blocks: Sequence[VisionBlock], videos: dict[int, Sequence[int]]) -> dict[tuple[int, int], range]:
+    """(block index, slice) -> the positions in its video's sampled frames that the slice merges.
+
+    videos: media index -> the source frame index of each sampled frame, in sampling order (as
+    encode stores them). A video's slices, over all its blocks in order (Qwen3-VL writes one
+    block per slice), share its sampled frames equally: `temporal` = frames / slices each, slice
+    s taking frames s * temporal .. (s + 1) * temporal - 1. ValueError where the frames do not
+    divide evenly or a slice's recorded source frames (`VisionBlock.frames`) are not those frames'.
+    """
+    out: dict[tuple[int, int], range] = {}
+    for media in sorted({b.media for b in blocks if b.kind == "video"}):
+        if media not in videos:
+            raise KeyError(("video", media, None))
+        sources = list(videos[media])
+        slices = [(index, s) for index, b in enumerate(blocks) if b.kind == "video" and b.media == media
+                  for s in range(b.grid[0])]  # fmt: skip
+        if not sources or len(sources) % len(slices):
+            raise ValueError(
+                f"video {media} stores {len(sources)} sampled frames for {len(slices)} slices: not a whole number each"
+            )
+        temporal = len(sources) // len(slices)
+        for n, (index, s) in enumerate(slices):
+            span = range(n * temporal, (n + 1) * temporal)
+            recorded = blocks[index].frames
+            if recorded and s < len(recorded) and tuple(recorded[s]) != tuple(dict.fromkeys(sources[k] for k in span)):
+                raise ValueError(
+                    f"video {media}: slice {n} merges source frames {tuple(recorded[s])}, but its sampled frames "
+                    f"{span.start}..{span.stop - 1} are {tuple(sources[k] for k in span)}"
+                )
+            out[(index, s)] = span
+    return out
+
 
 def cell_regions(
-    blocks: Sequence[VisionBlock], sizes: dict[tuple[str, int, int | None], tuple[int, int]]
+    blocks: Sequence[VisionBlock],
+    sizes: dict[tuple[str, int, int | None], tuple[int, int]],
+    videos: dict[int, Sequence[int]] | None = None,
 ) -> CellRegions:
-    """Every cell's pixel box on its image through the stored geometry (`tamx.layout.map_frames`).
+    """Every cell's pixel box on its image(s) through the stored geometry (`tamx.layout.map_frames`).
 
-    sizes: (kind, media, frame) -> (width, height) of each stored image or frame; a grid without
-    a recorded box is taken to cover its whole image. Cell edges are rounded to whole pixels, so
-    the cells of one grid tile it exactly; parts past the image (padding) are clipped away and a
-    cell left with no pixel is not seen (never perturbed).
+    sizes: (kind, media, frame) -> (width, height) of each stored image, and of each sampled video
+    frame as ("video", media, k) (see `CellRegions`); videos: media index -> the source frame index
+    of each sampled frame of that video (`video_slice_frames`), needed where a block is a video.
+    A grid without a recorded box is taken to cover its whole image. Cell edges are rounded to
+    whole pixels, so the cells of one grid tile it exactly; parts past the image (padding) are
+    clipped away and a cell left with no pixel is not seen (never perturbed). A video slice's
+    cells lie at the same box on every frame the slice merges. KeyError(key) where `sizes` lacks
+    an image or frame; ValueError where a video's frames do not match its slices.
     """
     frames = map_frames(blocks)
+    spans = video_slice_frames(blocks, videos or {}) if any(b.kind == "video" for b in blocks) else {}
     total = sum(f.size for f in frames)
     item = np.full(total, -1, np.int64)
+    count = np.ones(total, np.int64)
     boxes = np.zeros((total, 4), np.int64)
     items: list[tuple[str, int, int | None]] = []
+    seen_of: dict[int, int] = {}  # grids of each block so far: map_frames gives a slice's tiles together
     for f in frames:
-        key = (f.kind, f.media, f.frame if f.kind == "video" else None)
-        if key not in sizes:
-            raise KeyError(key)
-        width, height = sizes[key]
-        if key not in items:
-            items.append(key)
+        grids = seen_of.get(f.block, 0)
+        seen_of[f.block] = grids + 1
+        if f.kind == "video":
+            slice_ = grids // max(1, len(blocks[f.block].tiles))
+            keys = [("video", f.media, k) for k in spans[(f.block, slice_)]]
+        else:
+            keys = [(f.kind, f.media, None)]
+        for key in keys:
+            if key not in sizes:
+                raise KeyError(key)
+        if len({sizes[k] for k in keys}) != 1:
+            raise ValueError(f"the sampled frames of video {f.media} differ in size")
+        width, height = sizes[keys[0]]
+        if keys[0] not in items:
+            items.extend(keys)
         x0, y0, x1, y1 = f.box if f.box is not None else (0.0, 0.0, float(width), float(height))
         xs = np.clip(np.round(np.linspace(x0, x1, f.width + 1)), 0, width).astype(np.int64)
         ys = np.clip(np.round(np.linspace(y0, y1, f.height + 1)), 0, height).astype(np.int64)
@@ -185,8 +248,9 @@ def cell_regions(
         part = slice(f.offset, f.offset + f.size)
         boxes[part] = cell
         nonempty = (cell[:, 2] > cell[:, 0]) & (cell[:, 3] > cell[:, 1])
-        item[part] = np.where(nonempty, items.index(key), -1)
-    return CellRegions(item, boxes, items, [sizes[k] for k in items])
+        item[part] = np.where(nonempty, items.index(keys[0]), -1)
+        count[part] = len(keys)
+    return CellRegions(item, boxes, items, [sizes[k] for k in items], count)
 
 
 def cell_order(values: np.ndarray, seen: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -206,14 +270,15 @@ def rank_images(regions: CellRegions, order: np.ndarray) -> list[np.ndarray]:
     """Per image of `regions.items`: [H, W] int64, the smallest rank in `order` of the cells covering
     each pixel (len(order) where no ordered cell does: never perturbed). Pixel p is perturbed at
     step j when rank < count_j: a pixel goes as soon as any cell that covers it goes (a tile and
-    the thumbnail of one image both cover it)."""
+    the thumbnail of one image both cover it); a video slice's cell goes on every frame it merges."""
     big = len(order)
     ranks = [np.full((h, w), big, np.int64) for w, h in regions.sizes]
     # later ranks first, so the smallest rank of a pixel is written last
     for rank in range(len(order) - 1, -1, -1):
         cell = order[rank]
         x0, y0, x1, y1 = regions.boxes[cell]
-        ranks[regions.item[cell]][y0:y1, x0:x1] = rank
+        for image in regions.covers(cell):
+            ranks[image][y0:y1, x0:x1] = rank
     return ranks
 
 

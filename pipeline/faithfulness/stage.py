@@ -82,14 +82,88 @@ def baseline_image(image: np.ndarray, kind: str) -> np.ndarray:
 
 
 def decode_images(sample: Sample) -> dict[tuple[str, int, int | None], np.ndarray]:
-    """The sample's stored images as RGB arrays, by (kind, media, frame)."""
+    """The sample's stored images as RGB arrays, by (kind, media, frame): ("image", item, None) for
+    an image, ("video", item, k) for the k-th stored (sampled) frame of a video, in stored order."""
     images = {}
-    for media in sample.media or []:
+    for key, media in zip(decode_keys(sample), sample.media or []):
         pixels = cv2.imdecode(np.frombuffer(media.data, np.uint8), cv2.IMREAD_COLOR)
         if pixels is None:
             raise TamxError(f"its stored {media.kind} {media.item} does not decode ({media.mime}); re-encode it")
-        images[(media.kind, media.item, media.frame)] = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+        images[key] = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     return images
+
+
+def decode_keys(sample: Sample) -> Iterator[tuple[str, int, int | None]]:
+    """The keys `decode_images` gives the sample's stored images, in stored order (nothing decoded)."""
+    frames: dict[int, int] = {}
+    for media in sample.media or []:
+        if media.kind == "video-frame":
+            frames[media.item] = frames.get(media.item, -1) + 1
+            yield ("video", media.item, frames[media.item])
+        else:
+            yield (media.kind, media.item, media.frame)
+
+
+def video_frames(sample: Sample) -> dict[int, list[int]]:
+    """The source frame index of each stored (sampled) frame of every video, by media item."""
+    frames: dict[int, list[int]] = {}
+    for media in sample.media or []:
+        if media.kind == "video-frame":
+            frames.setdefault(media.item, []).append(-1 if media.frame is None else media.frame)
+    return frames
+
+
+@dataclass(frozen=True)
+class MediaLayout:
+    """How the images of `CellRegions.items` make the processor's media, as encode gave them:
+    per stored media item in order, its kind, the indices of its image (or of its video's sampled
+    frames, in sampling order) in that list, and for a video its source frame indices and fps."""
+
+    kinds: list[str]
+    parts: list[list[int]]
+    frame_indices: list[tuple[int, ...]]
+    fps: list[float | None]
+
+    @classmethod
+    def of(cls, sample: Sample, items: list[tuple[str, int, int | None]]) -> MediaLayout:
+        """The layout of `sample` over `items`; TamxError where a stored image lies on no vision block."""
+        where = {key: index for index, key in enumerate(items)}
+        keys = list(decode_keys(sample))
+        missing = [key for key in keys if key not in where]
+        if missing:
+            raise TamxError(f"its stored {missing[0][0]} {missing[0][1]} lies on no vision block; re-encode it")
+        media = sorted({key[1] for key in keys})
+        frames = video_frames(sample)
+        rates = (sample.meta or {}).get("video_fps")
+        rates = rates if isinstance(rates, list) else []
+        kinds, parts, indices, fps = [], [], [], []
+        videos = 0
+        for item in media:
+            mine = [key for key in keys if key[1] == item]
+            kinds.append(mine[0][0])
+            parts.append([where[key] for key in mine])
+            indices.append(tuple(frames.get(item, ())))
+            if mine[0][0] == "video":
+                rate = rates[videos] if videos < len(rates) else None
+                fps.append(float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None)
+                videos += 1
+            else:
+                fps.append(None)
+        return cls(kinds, parts, indices, fps)
+
+    def media(self, images: Sequence[np.ndarray]) -> list[Any]:
+        """The processor's media items (`MediaItem`) with these images (aligned with the items)."""
+        from ..encode.inputs import MediaItem
+
+        out = []
+        for kind, part, indices, fps in zip(self.kinds, self.parts, self.frame_indices, self.fps):
+            if kind == "video":
+                pixels = np.stack([images[i] for i in part])
+                total = max(indices) + 1 if indices else len(part)
+                out.append(MediaItem("video", "", pixels, indices, fps, total))
+            else:
+                out.append(MediaItem(kind, "", images[part[0]]))
+        return out
 
 
 class Scorer:
@@ -103,21 +177,36 @@ class Scorer:
         self.images = 0
         self.seconds = 0.0
 
-    def prompt_ids(self, prompt: str, images: list[np.ndarray]) -> np.ndarray:
+    def prompt_ids(self, prompt: str, images: list[np.ndarray], layout: MediaLayout | None = None) -> np.ndarray:
         """The processor's ids of the prompt with these images (no forward pass)."""
-        return self._process([prompt], [images])["input_ids"][0].numpy()
+        return self._process([prompt], [images], layout)["input_ids"][0].numpy()
 
-    def _process(self, prompts: list[str], images: list[list[np.ndarray]]) -> Any:
+    def _process(self, prompts: list[str], images: list[list[np.ndarray]], layout: MediaLayout | None = None) -> Any:
+        """The processor's outputs as encode calls it (`_processor_call`): each prompt's images
+        made into its media by `layout` (None: every array is an image)."""
+        from ..encode.inputs import MediaItem
+        from ..encode.record import _processor_call
+
         bos = self.adapter.tokenizer.bos_token
-        return self.processor(
-            text=prompts,
-            images=images,
-            return_tensors="pt",
-            add_special_tokens=not (bos and prompts[0].startswith(bos)),
+        per_prompt = [
+            layout.media(found) if layout is not None else [MediaItem("image", "", image) for image in found]
+            for found in images
+        ]
+        flat = [item for items in per_prompt for item in items]
+        if any(m.kind == "video" for m in flat) and getattr(self.processor, "video_processor", None) is None:
+            raise TamxError(
+                f"its video needs the {type(self.processor).__name__} video processor, which needs torchvision; "
+                "install torchvision (pip install torchvision)"
+            )
+        return _processor_call(
+            self.adapter, prompts, flat, not (bos and prompts[0].startswith(bos)), per_prompt=per_prompt
         )
 
-    def score(self, sample: Sample, prompt: str, image_sets: Sequence[list[np.ndarray]]) -> np.ndarray:
-        """p of every answer token at its position for each image set: [len(image_sets), N] float32."""
+    def score(
+        self, sample: Sample, prompt: str, image_sets: Sequence[list[np.ndarray]], layout: MediaLayout | None = None
+    ) -> np.ndarray:
+        """p of every answer token at its position for each image set: [len(image_sets), N] float32
+        (layout: how a set's images make the sample's images and videos; None: every one an image)."""
         answer_ids = sample.input_ids[sample.answer_positions]
         n = len(answer_ids)
         out = np.zeros((len(image_sets), n), np.float32)
@@ -125,7 +214,7 @@ class Scorer:
         for start in range(0, len(image_sets), self.batch_size):
             chunk = [list(s) for s in image_sets[start : start + self.batch_size]]
             began = time.perf_counter()
-            processed = self._process([prompt] * len(chunk), chunk)
+            processed = self._process([prompt] * len(chunk), chunk, layout)
             ids = processed["input_ids"].numpy()
             if ids.shape[1] != sample.answer_positions[0] or not (ids == sample.input_ids[: ids.shape[1]]).all():
                 raise TamxError("the processor's prompt tokens differ from the stored ones: is this the run's model?")
@@ -170,6 +259,7 @@ def _curves(
     regions: Any,
     orders: list[np.ndarray],
     steps: int,
+    layout: MediaLayout | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Deletion and insertion p [len(orders), steps - 1, N] at the inner steps 1..steps-1 of each order.
 
@@ -206,7 +296,7 @@ def _curves(
                 sets[index] = [step_images(img, gone, rank, counts[j : j + 1])[0] for img, gone, rank in pairs]
             else:
                 sets[index] = [step_images(gone, img, rank, counts[j : j + 1])[0] for img, gone, rank in pairs]
-    p = scorer.score(sample, prompt, sets)[where]
+    p = scorer.score(sample, prompt, sets, layout=layout)[where]
     return p[:, 0], p[:, 1]
 
 
@@ -231,8 +321,6 @@ def faithfulness_sample(
     version = run.sample_version(sample_id)
     sample = run.sample(sample_id)
     images_by_key = decode_images(sample)
-    if any(b.kind == "video" for b in sample.vision_blocks):
-        raise TamxError("video samples are not supported by faithfulness yet; give image samples")
     answers = sample.answer_positions
     if not np.array_equal(answers, np.arange(answers[0], len(sample.input_ids))):
         raise TamxError("its answer is not the end of its sequence; faithfulness teacher-forces prompt + answer")
@@ -241,10 +329,13 @@ def faithfulness_sample(
         raise TamxError("its meta holds no rendered prompt; re-encode it with tamx encode")
     sizes = {key: (img.shape[1], img.shape[0]) for key, img in images_by_key.items()}
     try:
-        regions = cell_regions(sample.vision_blocks, sizes)
+        regions = cell_regions(sample.vision_blocks, sizes, video_frames(sample))
     except KeyError as exc:
         raise TamxError(f"its stored media lack the image {exc.args[0]}; re-encode it") from None
+    except ValueError as exc:
+        raise TamxError(f"its stored frames do not fit its vision blocks ({exc}); re-encode it") from None
     images = [images_by_key[key] for key in regions.items]
+    layout = MediaLayout.of(sample, regions.items)
     base = [baseline_image(img, settings.baseline) for img in images]
     everything = np.arange(len(regions.item))[regions.seen]
     ranks = rank_images(regions, everything)
@@ -257,7 +348,7 @@ def faithfulness_sample(
     tokens = np.array([t for word_tokens, _ in words for t in word_tokens], np.int64)
     token_category = [c for word_tokens, c in words for _ in word_tokens]
     steps = settings.steps
-    ends = scorer.score(sample, prompt, [images, deleted])
+    ends = scorer.score(sample, prompt, [images, deleted], layout=layout)
     full, gone = ends[0][tokens], ends[1][tokens]
     # every order of this sample (random, mask, each variant's per token) in one batched scoring
     rng = np.random.default_rng([settings.seed, 0])
@@ -267,6 +358,9 @@ def faithfulness_sample(
         frames = map_frames(sample.vision_blocks)
         for category in sorted({c for c in token_category if c is not None}):
             mask = masks[category]
+            if any(b.kind == "video" for b in sample.vision_blocks):
+                log.warning("sample %r: a mask is one image's, not a video's; no mask control", sample_id)
+                break
             if mask.shape != images[0].shape[:2]:
                 log.warning("sample %r: the %s mask is not the image's size; no mask control", sample_id, category)
                 continue
@@ -281,7 +375,7 @@ def faithfulness_sample(
         variant_orders[variant] = len(orders)
         for token in tokens.tolist():
             orders.append(cell_order(final[token], regions.seen, np.random.default_rng([settings.seed, 2, token])))
-    dele, ins = _curves(scorer, sample, prompt, images, deleted, regions, orders, steps)
+    dele, ins = _curves(scorer, sample, prompt, images, deleted, regions, orders, steps, layout)
     randoms = slice(0, settings.random_orders)
     random_deletion = _full_curve(full, dele[randoms].mean(axis=0)[:, tokens].T, gone)
     random_insertion = _full_curve(gone, ins[randoms].mean(axis=0)[:, tokens].T, full)
