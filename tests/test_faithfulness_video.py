@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tamx.faithfulness import cell_regions, rank_images, step_images, video_slice_frames
+from tamx.faithfulness import cell_order, cell_regions, rank_images, step_images, video_slice_frames
 from tamx.records import VisionBlock
 
 # ------------------------------------------------------------------ the core, without torch
@@ -40,6 +40,19 @@ def test_a_video_slice_cell_covers_the_same_box_on_every_frame_the_slice_merges(
     for c in changed[2:]:
         assert (c.min(axis=0).tolist(), c.max(axis=0).tolist()) == ([0, 28], [27, 55])  # rows 0..27, columns 28..55
     assert (ranks[0] == 1).all()  # the image is never touched
+
+
+def test_one_order_runs_over_the_cells_of_the_image_and_of_every_slice_by_map_value():
+    """No quota per image or frame: the 6 cells of largest value go first wherever they lie (here
+    slice 1 of the video, cells 12..17), so after 6 of 18 steps frames 2 and 3 are gone whole
+    while the image and frames 0 and 1 are untouched."""
+    regions = cell_regions([IMAGE, VIDEO], SIZES, SOURCES)
+    values = np.r_[np.full(6, 0.5), np.full(6, 0.1), np.linspace(0.9, 1.0, 6)]
+    order = cell_order(values, regions.seen, np.random.default_rng(0))
+    assert order.tolist() == [17, 16, 15, 14, 13, 12, *order[6:12].tolist(), *order[12:].tolist()]
+    assert sorted(order[6:12].tolist()) == list(range(6)) and sorted(order[12:].tolist()) == list(range(6, 12))
+    gone = [(rank < 6).mean() for rank in rank_images(regions, order)]
+    assert gone == [0.0, 0.0, 0.0, 1.0, 1.0]  # image, frames 0..3
 
 
 def test_qwen3_vl_blocks_of_one_slice_each_share_the_video_frames_in_order():
@@ -166,6 +179,7 @@ def _teacher_forced(model, processor, sample, images, frames, sources, torch):
     return torch.softmax(logits, -1).gather(1, answer[0, :, None])[:, 0].numpy()
 
 
+@pytest.mark.slow  # the module fixture encodes, explains and scores two samples per family (~8 s)
 @pytest.mark.parametrize("sample_id", ["clip", "mixed"])
 def test_faithfulness_scores_video_samples_from_their_stored_frames(video_run, sample_id):
     from tamx import open_run
@@ -197,8 +211,9 @@ def test_faithfulness_scores_video_samples_from_their_stored_frames(video_run, s
         np.testing.assert_array_equal(getattr(record, end)[:, -1], record.full)
 
 
+@pytest.mark.slow  # the module fixture encodes, explains and scores two samples per family (~8 s)
 def test_a_removed_cell_goes_on_both_frames_of_its_slice_and_nowhere_else(video_run):
-    """Every video the processor got while scoring: each 28 px cell (a merged 2x2 patch of 14 px)
+    """Every video the processor got while scoring: each cell (2 x 3 over the 84 x 56 px frame: 28 px squares)
     is whole or black, identically on the two frames of a slice; the clip's first deletion step
     (12 steps over its 12 cells) removes exactly one cell, on its slice's two frames only."""
     from tamx import open_run
@@ -220,6 +235,7 @@ def test_a_removed_cell_goes_on_both_frames_of_its_slice_and_nowhere_else(video_
     assert singles  # single-cell steps were scored (the first step of each order of the clip)
 
 
+@pytest.mark.slow  # the module fixture encodes, explains and scores two samples per family (~8 s)
 def test_a_video_without_its_frames_is_refused_in_one_line(video_run, tmp_path):
     """A stored sample whose frames do not fit its slices fails alone, with what to do; so does a
     video when the processor has no video processor (torchvision missing)."""
