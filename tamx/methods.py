@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import defaults
 from .baselines import attention_maps, gradient_maps, rollout_maps
 from .errors import TamxError
 from .explain import ExplainSettings, explain_sample
@@ -32,6 +33,7 @@ class Method:
     summary: str
     records: str = ""  # the encode option that records what it reads, where the default does not
     recorded_as: str = ""  # the sample's JSON field that says so (a check without loading arrays)
+    layers: Callable[[Sample], list[int]] = lambda sample: []
 
 
 # name -> Method.
@@ -40,6 +42,7 @@ METHODS: dict[str, Method] = {
         lambda sample, settings: explain_sample(sample, replace(settings, method="tam")),
         ("hidden", "lm_head"),
         "token activation maps: CAM, ECI and the filter from a layer's hidden states (docs/method.md)",
+        layers=lambda sample: [-1, *[layer for layer in sample.lens_layers or [] if layer != -1]],
     ),
     "attention": Method(
         attention_maps,
@@ -61,6 +64,7 @@ METHODS: dict[str, Method] = {
         "Grad-CAM for a decoder at the recorded layer",
         "tamx encode --gradients LAYER",
         "gradient_layer",
+        layers=lambda sample: [sample.gradient_layer],
     ),
 }
 
@@ -101,6 +105,23 @@ def variant_title(name: str, settings: dict[str, Any]) -> str:
     except (TamxError, TypeError, ValueError):
         default = None
     return label if name == default else f"{name} ({label})"
+
+
+def default_filter(method: str) -> str:
+    """The filter `tamx explain --method METHOD` uses unless told: the paper's for the TAM family,
+    none for a baseline (its maps are what encode recorded)."""
+    return defaults.FILTER if method == "tam" else "none"
+
+
+def recorded_methods(sample: Sample) -> dict[str, list[int]]:
+    """The methods whose fields `sample` holds (every name in their `needs`), in registry order,
+    each with the layers it can be explained at: tam at the last (-1) and at those `tamx encode
+    --layers` recorded, gradient at the one `--gradients` recorded, [] for attention and rollout."""
+    return {
+        name: method.layers(sample)
+        for name, method in METHODS.items()
+        if all(getattr(sample, field, None) is not None for field in method.needs)
+    }
 
 
 def check_method(name: str) -> Method:

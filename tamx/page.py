@@ -89,6 +89,16 @@ class BlockView(TypedDict):
     assumed: bool  # no box recorded: the grid is drawn over the whole image
 
 
+class MethodView(TypedDict):
+    """A map method the sample holds what it reads for (`tamx.methods.recorded_methods`): what
+    `tamx serve`'s method and layer selectors offer (its live maps' `method=` and `layer=`)."""
+
+    name: str  # a name in tamx.methods.METHODS
+    title: str  # its readable name ("TAM", "attention (head mean)", "Grad-CAM"; tamx.methods.TITLES)
+    layers: list[int]  # the layers it can be computed at (-1 the last); [] where it takes none
+    filter: str  # the filter `tamx explain --method NAME` uses unless told (tamx.methods.default_filter)
+
+
 class PageData(TypedDict):
     """Everything one sample's page shows, JSON-ready: the payload of `window.tamx.load(data)`."""
 
@@ -109,6 +119,7 @@ class PageData(TypedDict):
     candidate_probs: list[list[float]]
     n_context: int  # prompt (context) tokens
     variants: dict[str, VariantView]
+    methods: list[MethodView]  # the methods the sample can be explained with, tam first ([] on an empty page)
     default_variant: str | None
     shown_variants: list[str]  # the variants the page opens with, side by side
     scale: Literal["map", "joint"]  # the colour scale the page opens with (tamx.report.SCALES)

@@ -28,8 +28,8 @@ import numpy as np
 
 from .faithfulness import CURVES, Faithfulness
 from .layout import MapFrame, map_frames
-from .methods import variant_title
-from .page import ComparisonData, FaithfulnessView, PageData, VariantView
+from .methods import TITLES, default_filter, recorded_methods, variant_title
+from .page import ComparisonData, FaithfulnessView, MethodView, PageData, VariantView
 from .records import Maps, RunInfo, Sample
 from .tokens import answer_logprobs, candidate_strings, printable_surrogates, token_strings
 from .words import word_index
@@ -326,6 +326,13 @@ def _segments(sample: Sample, strings: list[str]) -> list[dict[str, Any]]:
     return segments
 
 
+def _methods_view(sample: Sample) -> list[MethodView]:
+    return [
+        {"name": name, "title": TITLES.get(name, name), "layers": layers, "filter": default_filter(name)}
+        for name, layers in recorded_methods(sample).items()
+    ]
+
+
 def _variant_view(maps: Maps, record: Faithfulness | None = None) -> VariantView:
     n = len(maps.final)
     earlier = maps.answer_relevance if maps.answer_relevance is not None else np.zeros((n, n), np.float32)
@@ -422,6 +429,7 @@ def page_data(
         "candidate_probs": probabilities,
         "n_context": len(sample.context_positions),
         "variants": {name: _variant_view(maps, (faithfulness or {}).get(name)) for name, maps in variants.items()},
+        "methods": _methods_view(sample),
         "default_variant": default,
         "shown_variants": [v for v in shown or [] if v in variants] or ([default] if default else []),
         "scale": scale,
@@ -450,6 +458,7 @@ def empty_page_data(model: str | None) -> PageData:
         "answer_probs": None,
         "n_context": 0,
         "variants": {},
+        "methods": [],
         "default_variant": None,
         "shown_variants": [],
         "scale": DEFAULT_SCALE,

@@ -4,7 +4,9 @@ by `tamx explain --layer / --method`; checked against the model's own forward pa
 
 from __future__ import annotations
 
+import html
 import json
+import re
 
 import numpy as np
 from click.testing import CliRunner
@@ -187,3 +189,44 @@ def test_serve_recomputes_a_layer_and_a_method_as_explain_stores_them(tmp_path):
         assert missing.status_code == 400 and "tamx encode --layers -1,-3" in missing.text
         bad = client.get("/api/runs/r/samples/a/live", params={"layer": "2"})
         assert bad.status_code == 400 and "layer" in bad.text
+
+
+def test_serve_lists_what_a_sample_recorded_and_labels_the_live_maps(tmp_path):
+    """The page data says which methods and layers a sample can be explained with (serve's
+    selectors offer those; an ordinary sample: TAM at the last layer only); the live maps carry
+    their label; a save without a name is named as `tamx explain` names it (gradient_l-2)."""
+    from starlette.testclient import TestClient
+    from tamx.pipeline.serve import make_app
+
+    from tamx.methods import recorded_methods
+    from tamx.page import MethodView
+
+    path, plain = _run_with(tmp_path, baselines=True), _run_with(tmp_path / "plain")
+    recorded = [
+        {"name": "tam", "title": "TAM", "layers": [-1, -2, -4], "filter": "rank-gaussian"},
+        {"name": "attention", "title": "attention (head mean)", "layers": [], "filter": "none"},
+        {"name": "rollout", "title": "rollout", "layers": [], "filter": "none"},
+        {"name": "gradient", "title": "Grad-CAM", "layers": [-2], "filter": "none"},
+    ]
+    assert all(set(view) == set(MethodView.__annotations__) for view in recorded)
+    with TestClient(make_app({"r": path, "plain": plain}, allowed_hosts=("testserver",))) as client:
+        assert client.get("/api/runs/r/samples/a").json()["methods"] == recorded
+        only_tam = [{"name": "tam", "title": "TAM", "layers": [-1], "filter": "rank-gaussian"}]
+        assert client.get("/api/runs/plain/samples/a").json()["methods"] == only_tam
+        page = client.get("/?run=r&sample=a").text  # the page opens with the same data
+        embedded = re.search(r'id="tamx-data">(.*?)</script>', page, re.S).group(1)
+        assert json.loads(html.unescape(embedded))["methods"] == recorded
+        for params, label in (({}, "TAM"), ({"layer": -2}, "TAM, layer -2"),
+                              ({"layer": -4, "eci": "off", "filter": "none"}, "CAM, layer -4"),
+                              ({"method": "attention"}, "attention (head mean)"),
+                              ({"method": "rollout", "filter": "median"}, "rollout"),
+                              ({"method": "gradient"}, "Grad-CAM, layer -2"),
+                              ({"method": "gradient", "layer": -2}, "Grad-CAM, layer -2")):  # fmt: skip
+            body = client.get("/api/runs/r/samples/a/live", params=params).json()
+            assert body["label"] == label and body["view"]["label"] == f"live: {label}", params
+        saved = client.post("/api/runs/r/variants", json={"method": "gradient", "samples": ["a"]})
+        assert saved.status_code == 200 and saved.json()["variant"] == "gradient_l-2", saved.text
+    assert tamx.open_run(path).maps_settings("a", "gradient_l-2") == (
+        ExplainSettings(method="gradient", filter="none", layer=-2).to_json()
+    )
+    assert recorded_methods(tamx.open_run(plain).sample("a")) == {"tam": [-1]}

@@ -23,7 +23,7 @@ from tamx import ExplainSettings, TamxError, explain_sample, open_run
 from tamx.datasets import load_dataset
 from tamx.eci import ECI_WEIGHTINGS, Weighting, context_weights, weighted_modes
 from tamx.eval_metrics import EVAL_METRICS, EvalMetric, MapContext, score_metrics
-from tamx.methods import METHODS, Method, compute_maps
+from tamx.methods import METHODS, Method, compute_maps, recorded_methods
 from tamx.metrics import project_sample_maps, quantise_sample_maps
 from tamx.pos import Tagger, category_lemmas
 from tamx.synthetic import synthetic_sample
@@ -148,16 +148,20 @@ def test_a_toy_eci_mode_reaches_the_cli_eval_label_and_serve(run_path):
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_method_contract(name):
-    """Maps: [N, V] per answer token, finite, the same bytes twice; a sample without a field it reads refused."""
+    """Maps: [N, V] per answer token, finite, the same bytes twice, at every layer it lists for the
+    sample (what serve offers); a sample without a field it reads refused, and the method not listed."""
     maps = compute_maps(name, SAMPLE)
     n, v = len(SAMPLE.answer_positions), SAMPLE.vision_size
     assert maps.final.shape == maps.cam.shape == (n, v) and maps.final.dtype == np.float32
     assert np.isfinite(maps.final).all() and (maps.final >= 0).all()
     assert compute_maps(name, SAMPLE).final.tobytes() == maps.final.tobytes()
+    for layer in recorded_methods(SAMPLE)[name]:
+        assert np.isfinite(compute_maps(name, SAMPLE, ExplainSettings(layer=layer)).final).all()
     for needed in METHODS[name].needs:
         broken = copy.copy(SAMPLE)
         object.__setattr__(broken, needed, None)
         assert needed in _one_line_error(lambda broken=broken: compute_maps(name, broken))
+        assert name not in recorded_methods(broken)
 
 
 def test_an_unknown_method_is_refused_in_one_line():

@@ -31,6 +31,7 @@ from tamx.explain import complete_maps
 from tamx.faithfulness import stored_records
 from tamx.figures import FigureStyle, save_figure, token_figure
 from tamx.filters import FILTERS
+from tamx.methods import variant_label
 from tamx.page import PAGE_VERSION, PageData
 from tamx.records import ID_MAX_LENGTH, check_sample_id
 from tamx.report import (
@@ -254,7 +255,9 @@ class Handlers:
         return json_response(await self.blocking(lambda: self.stored_page(name, sample_id)))
 
     async def api_live(self, request: Request) -> Response:
-        """The maps of one sample recomputed for the settings in the query: {settings, name, view}."""
+        """The maps of one sample recomputed for the settings in the query: {settings, name, label,
+        view} (name: the variant `tamx explain` would store them as; label: its method and layer,
+        "TAM, layer -8", `tamx.methods.variant_label`; the view is headed "live: " + label)."""
         name, sample_id = self.sample_params(request)
         settings = settings_from(dict(request.query_params))
         key = (name, sample_id, self.store.version(name, sample_id), json.dumps(settings.to_json(), sort_keys=True))
@@ -264,7 +267,9 @@ class Handlers:
             bare = dataclasses.replace(sample, media=[])  # the view needs no images
             view = page_data(bare, {LIVE: maps}, self.store.run(name).info)["variants"][LIVE]
             stored = ExplainSettings.from_json(maps.settings)  # gradient: the layer it was recorded at
-            body = {"settings": maps.settings, "name": stored.variant_name(), "view": view}
+            label = variant_label(maps.settings)
+            view["label"] = f"{LIVE}: {label}"  # the column's heading: "live: TAM, layer -8"
+            body = {"settings": maps.settings, "name": stored.variant_name(), "label": label, "view": view}
             return page_json(body).encode()
 
         body = await self.cache.get(key, compute, self.limiter)
@@ -317,13 +322,15 @@ class Handlers:
         ids = await self.blocking(lambda: read_store(self.store.run(name).sample_ids))
         body = await self.json_body(request, FORM_OVERHEAD + len(ids) * (ID_MAX_LENGTH + len('"",')))
         settings = settings_from(body)
-        variant = body.get("name") or settings.variant_name()
-        if variant == LIVE or not isinstance(variant, str):
-            raise http_error(400, f"a saved variant needs a name other than {LIVE!r}")
-        try:
-            check_sample_id(variant)
-        except SampleError as exc:
-            raise http_error(400, f"variant names follow the rules of sample ids: {exc.problem}") from None
+        # unnamed: the settings' name, as `tamx explain` gives it (gradient: with its recorded layer)
+        variant = body.get("name") or None
+        if variant is not None:
+            if variant == LIVE or not isinstance(variant, str):
+                raise http_error(400, f"a saved variant needs a name other than {LIVE!r}")
+            try:
+                check_sample_id(variant)
+            except SampleError as exc:
+                raise http_error(400, f"variant names follow the rules of sample ids: {exc.problem}") from None
         samples = body.get("samples")
         if samples is not None and (not isinstance(samples, list) or not all(isinstance(s, str) for s in samples)):
             raise http_error(400, "samples must be a list of sample ids, or left out for all samples")
@@ -340,7 +347,7 @@ class Handlers:
                 raise http_error(409, f"cannot write to {path} ({exc}); is the run read-only?") from None
 
         report = await self.blocking(save)
-        body = {"variant": variant, "done": report.done, "skipped": report.skipped, "failed": report.failed}
+        body = {"variant": report.variant, "done": report.done, "skipped": report.skipped, "failed": report.failed}
         return JSONResponse(body, status_code=409 if report.failed else 200)
 
     async def api_generate(self, request: Request) -> Response:

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from tamx import ExplainSettings, defaults
 from tamx.errors import TamxError
+from tamx.methods import default_filter
 from tamx.report import page_json
 
 FORM_OVERHEAD = 64 << 10  # multipart boundaries and the text fields, on top of the files
@@ -46,7 +47,7 @@ def settings_from(query: dict[str, Any]) -> ExplainSettings:
     try:
         return ExplainSettings(
             eci=str(query.get("eci", defaults.ECI)),
-            filter=str(query.get("filter", defaults.FILTER if method == "tam" else "none")),
+            filter=str(query.get("filter", default_filter(method))),
             kernel_size=given,
             method=method,
             layer=layer,
