@@ -1,5 +1,6 @@
 """The live page of `tamx serve` in headless Chromium: settings recompute the maps on the
-server, runs switch, variants are saved, figures download, and no request leaves the server."""
+server, runs switch, variants are saved, figures download, the method and layer a sample
+recorded are offered, and no request leaves the server."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tamx.report import DEFAULT_SCALE, normalise
 from tamx.synthetic import synthetic_run_info, synthetic_sample
 from tamx.tokens import token_strings
 
+from .refusals import tamx_output
 from .test_browser import EVIL, MAP_CANVASES, expected_canvases, read_canvases
 from .test_serve import core_figure
 
@@ -246,6 +248,9 @@ def test_the_settings_are_explained(server, chromium):
     for control in ("#serve-eci", "#serve-filter", "#serve-kernel"):
         title = page.page.locator(f"label:has({control})").get_attribute("title")
         assert title and title in help_text
+    # samples that recorded nothing but the last layer: no method or layer to choose, none explained
+    assert page.page.is_hidden("#serve-method") and page.page.is_hidden("#serve-layer")
+    assert "Map method" not in help_text
     assert page.errors == []
 
 
@@ -272,3 +277,109 @@ def test_a_refused_kernel_marks_the_live_maps_stale(server, chromium):
     page.page.wait_for_selector("body[data-live='relevance/rank-gaussian/3']:not([data-live-stale])")
     assert page.page.locator(".column.stale, .stale-note").count() == 0
     assert page.outside(server) == []
+
+
+def _explained_and_served(run, server):
+    """Run `run` through `tamx explain --layer -2`, `--method attention` and `--method gradient`,
+    and serve it as "rec" beside run "b" of `server` (its samples recorded the last layer only)."""
+    for args in (["--layer", "-2"], ["--method", "attention"], ["--method", "gradient"]):
+        tamx_output("explain", run, "--quiet", *args)
+    running = ServerThread(make_app({"rec": run, "b": server.root / "b"}))
+    running.run, running.plain = run, server.root / "b"
+    return running
+
+
+@pytest.fixture(scope="module")
+def synthetic_recorded(tmp_path_factory, server):
+    """A sample with the fields `tamx encode --layers / --attention / --gradients` records
+    (tamx.synthetic's baselines: layers -2 and -4, attention, rollout, Grad-CAM at layer -2),
+    written through the store API: no model, no torch."""
+    run = tmp_path_factory.mktemp("serve-synthetic-recorded") / "run"
+    create_run(run, synthetic_run_info(dtype="bfloat16")).write_sample(
+        synthetic_sample("scene", grids=[(1, 6, 8)], dtype="bfloat16", seed=3, baselines=True)
+    )
+    with _explained_and_served(run, server) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def encoded_recorded(tmp_path_factory, server):
+    """A run the bundled toy model encoded with `--layers -1,-2 --attention all --gradients -2`."""
+    pytest.importorskip("transformers")
+    from tamx.pipeline.demo import MODEL_DIR
+
+    if not (MODEL_DIR / "config.json").is_file():
+        pytest.skip("the bundled demo model is not built")
+    from tamx.shapes import scenes
+
+    root = tmp_path_factory.mktemp("serve-encoded-recorded")
+    image = root / "scene.png"
+    cv2.imwrite(str(image), scenes(3, 1)[0].image[..., ::-1])
+    tamx_output("encode", "--model", "tamx-demo", "--image", image, "--prompt", "Describe the image.",
+                "--layers", "-1,-2", "--attention", "all", "--gradients", "-2", "--device", "cpu",
+                "--out", root / "run", "--quiet")  # fmt: skip
+    with _explained_and_served(root / "run", server) as running:
+        yield running
+
+
+# the toy model's encode imports torch and transformers (~10 s): slow; the synthetic run is not
+@pytest.mark.parametrize("recorded", ["synthetic_recorded", pytest.param("encoded_recorded", marks=pytest.mark.slow)])
+def test_the_method_and_layer_a_sample_recorded_are_drawn_as_explain_stores_them(recorded, chromium, request):
+    """Picking a layer, then a method, recomputes the live maps as `tamx explain --layer` /
+    `--method` stores them (the same pixels, bit for bit), headed by their label; the filter
+    becomes the method's default and ECI, which it ignores, is disabled; an ordinary sample
+    next shows no selectors and gets TAM."""
+    recorded = request.getfixturevalue(recorded)
+    page = LivePage(chromium, recorded.url + "/?run=rec&sample=scene")
+    run = open_run(recorded.run)
+    sample = run.sample("scene")
+    assert run.variants("scene") == ["attention", "gradient_l-2", "tam_l-2"]  # what the page is checked against
+    methods = page.page.locator("#serve-method option")
+    assert methods.all_inner_texts() == ["TAM", "attention (head mean)", "rollout", "Grad-CAM"]
+    layers = [f"{layer}" for layer in sample.lens_layers]
+    assert page.page.locator("#serve-layer option").all_inner_texts() == ["-1 (last)", *layers]
+    assert "Map method" in page.page.inner_text("#serve-help")
+    page.pin(1)
+    live = "[data-painted='answer:1:-1:live']"
+
+    page.set_setting("#serve-layer", "-2")
+    page.page.wait_for_selector(f"body[data-live='relevance/rank-gaussian/3/tam/-2']{live}")
+    assert_painted(page, sample, answer_row(run.maps("scene", "tam_l-2"), 1), "live")
+    assert page.page.inner_text(".column[data-variant='live'] h2") == "live: TAM, layer -2"
+    assert page.page.get_attribute("body", "data-live-label") == "TAM, layer -2"
+    assert page.page.get_attribute("#serve-variant-name", "placeholder") == "tam_l-2"
+
+    page.set_setting("#serve-method", "attention")
+    page.page.wait_for_selector(f"body[data-live='none/3/attention']{live}")
+    assert_painted(page, sample, answer_row(run.maps("scene", "attention"), 1), "live")
+    assert page.page.inner_text(".column[data-variant='live'] h2") == "live: attention (head mean)"
+    assert page.page.input_value("#serve-filter") == "none" and page.page.is_disabled("#serve-eci")
+    assert page.page.is_hidden("#serve-layer")  # averaged over the recorded layers: no layer to pick
+
+    page.set_setting("#serve-method", "gradient")
+    page.page.wait_for_selector(f"body[data-live='none/3/gradient/-2']{live}")
+    assert_painted(page, sample, answer_row(run.maps("scene", "gradient_l-2"), 1), "live")
+    assert page.page.inner_text(".column[data-variant='live'] h2") == "live: Grad-CAM, layer -2"
+    assert page.page.input_value("#serve-layer") == "-2" and page.page.is_disabled("#serve-layer")
+    # beside the stored variant: the same pixels, its own heading
+    page.page.check("input[name=variant][value='gradient_l-2']")
+    page.page.wait_for_selector("body[data-painted='answer:1:-1:live+gradient_l-2']")
+    for variant in ("live", "gradient_l-2"):
+        assert_painted(page, sample, answer_row(run.maps("scene", "gradient_l-2"), 1), variant)
+    assert page.page.inner_text(".column[data-variant='gradient_l-2'] h2") == "Grad-CAM, layer -2"
+
+    page.page.uncheck("input[name=variant][value='gradient_l-2']")
+    page.set_setting("#serve-method", "tam")
+    page.page.wait_for_selector(f"body[data-live='relevance/rank-gaussian/3']{live}")
+    assert page.page.input_value("#serve-filter") == "rank-gaussian" and page.page.is_enabled("#serve-eci")
+    assert page.page.inner_text(".column[data-variant='live'] h2") == "live: TAM"
+
+    # an ordinary sample: no selectors; the live maps follow as TAM at the last layer
+    page.set_setting("#serve-method", "attention")
+    page.page.wait_for_selector("body[data-live='none/3/attention']")
+    page.page.select_option("#serve-run", "b")
+    page.page.wait_for_selector(f"body[data-serve-sample='b/multi'][data-live='relevance/rank-gaussian/3']{live}")
+    assert page.page.is_hidden("#serve-method") and page.page.is_hidden("#serve-layer")
+    multi = open_run(recorded.plain).sample("multi")
+    assert_painted(page, multi, answer_row(explain_sample(multi), 1), "live")
+    assert page.errors == [] and page.outside(recorded) == []

@@ -1,5 +1,6 @@
-// tamx serve: live controls over the report page (run and sample browser, explain settings,
-// save as variant, figure download, compare, and in model mode an upload form with its queue).
+// tamx serve: live controls over the report page (run and sample browser, explain settings with
+// the map method and layer where the sample recorded more than the last layer, save as variant,
+// figure download, compare, and in model mode an upload form with its queue).
 // The page itself is the report page; this script only fetches JSON from the server and calls
 // window.tamx.load(data). Every string from the server is shown through textContent.
 (() => {
@@ -42,6 +43,12 @@
   // ---------------------------------------------------------------- panel
   // What each setting does (tooltips, and the help line under the controls).
   const HELP = {
+    method:
+      "Map method: TAM, or a baseline the sample's encode recorded (attention and rollout with " +
+      "`tamx encode --attention`, Grad-CAM with `--gradients`); a baseline's filter starts at none and ECI does not apply.",
+    layer:
+      "Layer whose states the map is computed from: -1 the last, others as recorded by " +
+      "`tamx encode --layers` (Grad-CAM: the layer it was recorded at).",
     eci:
       "ECI (estimated causal inference, Eq. 4) removes from an answer token's map what the earlier " +
       "tokens already explain: relevance weights them by their relevance to it, uniform by a plain mean " +
@@ -65,6 +72,12 @@
         element("a", { id: "serve-compare", href: "/compare", text: "compare side by side" }),
       ]),
       element("form", { id: "serve-settings", class: "serve-row" }, [
+        element("label", { id: "serve-method-label", text: "method ", title: HELP.method, hidden: "" }, [
+          element("select", { id: "serve-method", name: "method" }),
+        ]),
+        element("label", { id: "serve-layer-label", text: "layer ", title: HELP.layer, hidden: "" }, [
+          element("select", { id: "serve-layer", name: "layer" }),
+        ]),
         element("label", { text: "ECI ", title: HELP.eci }, [element("select", { id: "serve-eci", name: "eci" })]),
         element("label", { text: "filter ", title: HELP.filter }, [element("select", { id: "serve-filter", name: "filter" })]),
         element("label", { text: "kernel ", title: HELP.kernel }, [
@@ -75,12 +88,7 @@
         element("button", { id: "serve-save", type: "button", text: "save as variant" }),
         element("a", { id: "serve-figure", href: "#", download: "", text: "download figure" }),
       ]),
-      element("p", {
-        id: "serve-help",
-        text:
-          HELP.eci + " " + HELP.filter + " " + HELP.kernel +
-          " A change recomputes the maps as the “live” variant, which is not stored until saved.",
-      }),
+      element("p", { id: "serve-help" }),
       element("div", { id: "serve-status", role: "status", "aria-live": "polite" })
     );
     document.body.prepend(panel);
@@ -91,7 +99,46 @@
     options($("#serve-filter"), config.filters);
     $("#serve-eci").value = config.defaults.eci; // the settings `tamx explain` uses unless told (tamx/defaults.py)
     $("#serve-filter").value = config.defaults.filter;
+    methodControls();
     if (config.model) buildUpload(panel);
+  }
+  // The method and layer selectors offer what the sample recorded (data.methods, tam first); a
+  // sample with nothing but the last layer shows neither, and the page is the plain one.
+  const methodOf = (name) => (data.methods || []).find((m) => m.name === name) || null;
+  const layerText = (layer) => String(layer) + (layer === -1 ? " (last)" : "");
+  function methodControls() {
+    const methods = data.methods || [];
+    const extra = methods.length > 1 || methods.some((m) => m.layers.some((layer) => layer !== -1));
+    const select = $("#serve-method");
+    const previous = select.value || "tam";
+    const layer = $("#serve-layer").value;
+    options(select, methods.map((m) => m.name), methods.map((m) => m.title));
+    $("#serve-method-label").hidden = !extra;
+    select.disabled = methods.length < 2; // TAM alone, at several layers
+    $("#serve-help").textContent =
+      (extra ? HELP.method + " " + HELP.layer + " " : "") + HELP.eci + " " + HELP.filter + " " + HELP.kernel +
+      " A change recomputes the maps as the “live” variant, which is not stored until saved.";
+    if (!methods.length) return layerChoices(null);
+    select.value = methodOf(previous) ? previous : "tam";
+    if (select.value !== previous) methodChosen(); // not recorded for this sample: TAM, with its filter
+    else layerChoices(layer);
+  }
+  // The chosen method's layers (kept where it has the one shown); ECI only where it applies (tam).
+  function layerChoices(keep) {
+    const method = methodOf($("#serve-method").value);
+    const layers = method ? method.layers : [];
+    const select = $("#serve-layer");
+    options(select, layers.map(String), layers.map(layerText));
+    if (layers.map(String).includes(keep)) select.value = keep;
+    select.disabled = layers.length < 2;
+    $("#serve-layer-label").hidden = $("#serve-method-label").hidden || !layers.length;
+    $("#serve-eci").disabled = method !== null && method.name !== "tam";
+  }
+  // A method chosen: its layers, and the filter `tamx explain --method` uses unless told.
+  function methodChosen() {
+    layerChoices(null);
+    const method = methodOf($("#serve-method").value);
+    if (method) $("#serve-filter").value = method.filter;
   }
   function buildUpload(panel) {
     const form = element("form", { id: "serve-upload", class: "serve-row" }, [
@@ -131,6 +178,7 @@
     data = await api(sampleUrl(run, sampleId));
     live = null;
     tamx.load(data);
+    methodControls();
     nameSample();
     history.replaceState(null, "", "/?run=" + q(run) + "&sample=" + q(sampleId));
     updateCompareLink();
@@ -163,10 +211,20 @@
   }
 
   // ---------------------------------------------------------------- live settings
+  // The live request's settings: TAM at the last layer sends eci, filter and kernel_size alone
+  // (the plain page's); another method or layer adds method= and layer= and drops the ECI it ignores.
   function settings() {
-    return { eci: $("#serve-eci").value, filter: $("#serve-filter").value, kernel_size: $("#serve-kernel").value };
+    const method = methodOf($("#serve-method").value);
+    const layer = $("#serve-layer").value;
+    const plain = method === null || (method.name === "tam" && layer === "-1");
+    const wanted = method === null || method.name === "tam" ? { eci: $("#serve-eci").value } : {};
+    wanted.filter = $("#serve-filter").value;
+    wanted.kernel_size = $("#serve-kernel").value;
+    if (!plain) wanted.method = method.name;
+    if (!plain && method.layers.length) wanted.layer = layer;
+    return wanted;
   }
-  const settingsKey = (s) => s.eci + "/" + s.filter + "/" + s.kernel_size;
+  const settingsKey = (s) => Object.values(s).join("/");
   // The live variant goes first: its column is the leftmost beside the stored ones compared to it.
   function withLive(view) {
     const stored = { ...data.variants };
@@ -193,8 +251,9 @@
     // The live maps are shown: alone at first; the stored variants ticked beside them stay.
     if (!tamx.state.variants.includes(config.live_variant)) tamx.show([config.live_variant]);
     $("#serve-variant-name").placeholder = result.name;
-    say("live: " + settingsKey(wanted) + " (not stored; save it as a variant to keep it)");
+    say("live: " + result.label + " · " + settingsKey(wanted) + " (not stored; save it as a variant to keep it)");
     document.body.dataset.live = settingsKey(wanted);
+    document.body.dataset.liveLabel = result.label;
   }
   // Refused settings: the live maps on screen are still the last ones computed; say so on them.
   function markStale(refused) {
@@ -282,7 +341,8 @@
     }));
     $("#serve-sample").addEventListener("change", guard((event) => showSample(event.target.value)));
     $("#serve-settings").addEventListener("change", (event) => {
-      if (["serve-eci", "serve-filter", "serve-kernel"].includes(event.target.id)) guard(recompute)();
+      if (event.target.id === "serve-method") methodChosen();
+      if (["serve-method", "serve-layer", "serve-eci", "serve-filter", "serve-kernel"].includes(event.target.id)) guard(recompute)();
     });
     $("#serve-settings").addEventListener("submit", (event) => event.preventDefault());
     $("#serve-save").addEventListener("click", guard(save));
