@@ -327,8 +327,8 @@ def encoded_recorded(tmp_path_factory, server):
 def test_the_method_and_layer_a_sample_recorded_are_drawn_as_explain_stores_them(recorded, chromium, request):
     """Picking a layer, then a method, recomputes the live maps as `tamx explain --layer` /
     `--method` stores them (the same pixels, bit for bit), headed by their label; the filter
-    becomes the method's default and ECI, which it ignores, is disabled; an ordinary sample
-    next shows no selectors and gets TAM."""
+    becomes the method's default and ECI, which it ignores, is disabled; a save stores the
+    method as explain would; an ordinary sample next shows no selectors and gets TAM."""
     recorded = request.getfixturevalue(recorded)
     page = LivePage(chromium, recorded.url + "/?run=rec&sample=scene")
     run = open_run(recorded.run)
@@ -369,6 +369,14 @@ def test_the_method_and_layer_a_sample_recorded_are_drawn_as_explain_stores_them
     assert page.page.inner_text(".column[data-variant='gradient_l-2'] h2") == "Grad-CAM, layer -2"
 
     page.page.uncheck("input[name=variant][value='gradient_l-2']")
+    # saved without a name: stored as `tamx explain --method rollout` stores it
+    page.set_setting("#serve-method", "rollout")
+    page.page.wait_for_selector(f"body[data-live='none/3/rollout']{live}")
+    page.page.click("#serve-save")
+    page.page.wait_for_selector("input[name=variant][value=rollout]")
+    rollout = ExplainSettings(method="rollout", filter="none")
+    assert open_run(recorded.run).maps_settings("scene", "rollout") == rollout.to_json()
+    assert_painted(page, sample, answer_row(open_run(recorded.run).maps("scene", "rollout"), 1), "live")
     page.set_setting("#serve-method", "tam")
     page.page.wait_for_selector(f"body[data-live='relevance/rank-gaussian/3']{live}")
     assert page.page.input_value("#serve-filter") == "rank-gaussian" and page.page.is_enabled("#serve-eci")
