@@ -34,21 +34,18 @@ def _forward(path, processor, stored, media_items, **kw):
         return model, adapter, model(**inputs, use_cache=False, **kw)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_layers_and_attention_equal_a_separate_forward_pass(loaded, family, media, tmp_path):  # noqa: F811
-    sample = inline_input((media["wide"],), None, "What is in this picture?", "A cat sits on a red mat.", "t")
-    run, _model, processor = encode_one(loaded, family, tmp_path, sample, layers=(-1, -2), attention=())
-    stored = run.sample("t")
-    assert stored.meta["settings"]["layers"] == [-2] and stored.lens_layers == [-2]
-    path = loaded(family)[0]
+def assert_equals_a_separate_forward_pass(path, processor, stored, media_folder):
+    """The stored layer -2 states, every layer's attention and the rollout of a sample recorded
+    with layers (-1, -2) and attention of all layers equal a separately loaded model's
+    `norm(output_hidden_states[-2])` and eager `output_attentions`, to 1e-5."""
     positions = read_positions(stored)
-    assert np.array_equal(stored.lens_positions, positions)
-    _fresh, adapter, out = _forward(path, processor, stored, media["folder"], output_hidden_states=True)
+    assert stored.lens_layers == [-2] and np.array_equal(stored.lens_positions, positions)
+    _fresh, adapter, out = _forward(path, processor, stored, media_folder, output_hidden_states=True)
     with torch.no_grad():  # hidden_states[-2]: the output of layer -2, before the final norm
         want = adapter.final_norm()(out.hidden_states[-2][:, positions])[0].numpy()
     np.testing.assert_allclose(stored.lens_hidden[0], want, atol=1e-5, rtol=1e-5)
 
-    _fresh, adapter, out = _forward(path, processor, stored, media["folder"], output_attentions=True)
+    _fresh, adapter, out = _forward(path, processor, stored, media_folder, output_attentions=True)
     count = len(out.attentions)
     assert stored.attention_layers == list(range(-1, -count - 1, -1))
     rows = np.maximum(np.concatenate([stored.answer_positions, stored.context_positions]) - 1, 0)
@@ -65,6 +62,15 @@ def test_layers_and_attention_equal_a_separate_forward_pass(loaded, family, medi
         rollout = (mixed / mixed.sum(axis=1, keepdims=True)) @ rollout
     np.testing.assert_allclose(stored.rollout, rollout[np.ix_(rows[:n], cells)], atol=1e-5)
     np.testing.assert_allclose(stored.rollout_prompt, rollout[np.ix_(rows[n:], cells)], atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_layers_and_attention_equal_a_separate_forward_pass(loaded, family, media, tmp_path):  # noqa: F811
+    sample = inline_input((media["wide"],), None, "What is in this picture?", "A cat sits on a red mat.", "t")
+    run, _model, processor = encode_one(loaded, family, tmp_path, sample, layers=(-1, -2), attention=())
+    stored = run.sample("t")
+    assert stored.meta["settings"]["layers"] == [-2]
+    assert_equals_a_separate_forward_pass(loaded(family)[0], processor, stored, media["folder"])
 
 
 def test_generated_answers_record_layers_per_batch_row(loaded, media, tmp_path):  # noqa: F811
@@ -106,21 +112,15 @@ def test_the_cli_records_layers_and_attention_and_explain_reads_them(loaded, med
     assert bad.returncode != 0 and "--layers" in bad.stderr and not (tmp_path / "bad").exists()
 
 
-@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
-@pytest.mark.slow
-def test_gradients_equal_a_finite_difference(loaded, family, media, tmp_path):  # noqa: F811
-    """Grad-CAM at layer -2 equals relu(d logit / d eps) where the layer's state at one cell is
-    scaled by (1 + eps) (the directional derivative along the state is sum_c g_c h_c)."""
+def assert_gradient_equals_a_finite_difference(path, processor, stored, media_folder):
+    """Grad-CAM at the recorded layer equals relu(d logit / d eps) where the layer's state at one
+    cell is scaled by (1 + eps) (the directional derivative along the state is sum_c g_c h_c),
+    for answer tokens 0 and 2 at the map's peak and three random cells, in float64."""
     from tamx.pipeline.encode.record import decoder_layers
 
-    sample = inline_input((media["wide"],), None, "What is in this picture?", "A cat sits on a red mat.", "g")
-    run, _model, processor = encode_one(loaded, family, tmp_path, sample, gradients=-2)
-    stored = run.sample("g")
-    assert stored.gradient_layer == -2 and stored.meta["settings"]["gradients"] == -2
-    path = loaded(family)[0]
     model = load_model(str(path), device="cpu", dtype="fp32").double()
     adapter = adapter_for(model, processor)
-    inputs = dict(model_inputs_for(processor, stored, media["folder"]))
+    inputs = dict(model_inputs_for(processor, stored, media_folder))
     answer = torch.as_tensor(stored.input_ids[stored.answer_positions][None])
     inputs = adapter.extend_inputs(adapter.model_inputs(inputs), answer)
     inputs = {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in inputs.items()}
@@ -134,7 +134,7 @@ def test_gradients_equal_a_finite_difference(loaded, family, media, tmp_path):  
             states[:, scale["at"]] *= 1 + scale["eps"]
         return (states, *output[1:]) if isinstance(output, tuple) else states
 
-    handle = decoder_layers(adapter)[-2].register_forward_hook(hook)
+    handle = decoder_layers(adapter)[stored.gradient_layer].register_forward_hook(hook)
     rng = np.random.default_rng(0)
     try:
         for i in (0, 2):
@@ -151,3 +151,13 @@ def test_gradients_equal_a_finite_difference(loaded, family, media, tmp_path):  
     finally:
         handle.remove()
     assert stored.gradient.max() > 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.slow
+def test_gradients_equal_a_finite_difference(loaded, family, media, tmp_path):  # noqa: F811
+    sample = inline_input((media["wide"],), None, "What is in this picture?", "A cat sits on a red mat.", "g")
+    run, _model, processor = encode_one(loaded, family, tmp_path, sample, gradients=-2)
+    stored = run.sample("g")
+    assert stored.gradient_layer == -2 and stored.meta["settings"]["gradients"] == -2
+    assert_gradient_equals_a_finite_difference(loaded(family)[0], processor, stored, media["folder"])
