@@ -2,9 +2,11 @@
 
 Scores the same perturbed images of one sample (its image and its blurred copy, alternating)
 teacher-forced with the bundled toy model at several batch sizes and torch thread counts, and
-prints images per second and the ratio against batch size 1 (same thread count, same run).
+prints images per second and the ratio against the first batch size (same thread count, same
+run); with several --dtypes, also the ratio against the first dtype (same threads and batch).
 
     python benchmarks/faithfulness_bench.py [--run RUN] [--images 64] [--batch-sizes 1,8,32] [--threads 1,2]
+        [--dtypes fp32,bf16]
 
 Without --run it writes one shapes scene and encodes it with tamx-demo in a temporary folder.
 
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=64, help="images scored per setting")
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--dtypes", default="fp32", help="model dtypes, comma-separated (fp32, bf16, fp16)")
     parser.add_argument("--rounds", type=int, default=2, help="repeats per setting (best is kept)")
     parser.add_argument("--count", action="store_true", help="count the images a full run scores, no model")
     parser.add_argument("--variants", default="cam,tam", help="with --count")
@@ -97,24 +100,28 @@ def main(argv: list[str] | None = None) -> None:
         sample = run.sample(run.sample_ids()[0])
         image = next(iter(decode_images(sample).values()))
         sets = [[image if k % 2 else baseline_image(image, "blur")] for k in range(args.images)]
-        model = load_model("tamx-demo", device="cpu", dtype="fp32")
+        dtypes = args.dtypes.split(",")
+        models = {dtype: load_model("tamx-demo", device="cpu", dtype=dtype) for dtype in dtypes}
         processor = load_processor("tamx-demo")
         prompt = sample.meta["prompt"]
         print(f"{args.images} images of {image.shape[1]}x{image.shape[0]}, {len(sample.input_ids)} tokens each")
-        print(f"{'threads':>7} {'batch':>5} {'images/s':>9} {'speed-up':>9}")
+        print(f"{'dtype':>5} {'threads':>7} {'batch':>5} {'images/s':>9} {'speed-up':>9} {'vs ' + dtypes[0]:>9}")
+        first = {}  # images/s of the first dtype per (threads, batch)
         for threads in [int(t) for t in args.threads.split(",")]:
             torch.set_num_threads(threads)
-            base = None
             for batch in [int(b) for b in args.batch_sizes.split(",")]:
-                best = float("inf")
-                for _ in range(args.rounds):
-                    scorer = Scorer(model, processor, batch)
-                    began = time.perf_counter()
-                    scorer.score(sample, prompt, sets)
-                    best = min(best, time.perf_counter() - began)
-                rate = args.images / best
-                base = base or rate
-                print(f"{threads:>7} {batch:>5} {rate:>9.1f} {rate / base:>8.2f}x")
+                for dtype in dtypes:  # interleaved, so that a change of load touches every dtype alike
+                    best = float("inf")
+                    for _ in range(args.rounds):
+                        scorer = Scorer(models[dtype], processor, batch)
+                        began = time.perf_counter()
+                        scorer.score(sample, prompt, sets)
+                        best = min(best, time.perf_counter() - began)
+                    rate = args.images / best
+                    base = first.setdefault((dtype, threads), rate)
+                    reference = first.setdefault((threads, batch), rate)
+                    ratios = f"{rate / base:>8.2f}x {rate / reference:>8.2f}x"
+                    print(f"{dtype:>5} {threads:>7} {batch:>5} {rate:>9.1f} {ratios}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from tamx.errors import printable
 from .errors import ErrorGroup, name_option, report_failures
 from .files import joined
 from .locations import Location
+from .options import model_device_options
 from .progress import progress
 
 # Start-up stays fast: every command imports its stage (numba, zarr, jinja2, cv2, torch) when
@@ -612,14 +613,7 @@ def demo(out: str, model: str | None, overwrite: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; not loopback: token.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
 @click.option("--token", help="Access token required on every request.  [default: random, unless on loopback]")
-@click.option("--device", default="auto", show_default=True, help="Model mode: cpu, cuda, cuda:1, ...")
-@click.option(
-    "--dtype",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
-    help="Model mode: the weights' dtype.",
-)
+@model_device_options
 @click.option(
     "--max-new-tokens",
     default=defaults.MAX_NEW_TOKENS,

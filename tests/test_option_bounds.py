@@ -67,3 +67,35 @@ def test_render_token_bounds(run_path, tmp_path):
     refused(
         tamx_cli("render", run_path, "--out", tmp_path / "r", "--png", "--tokens", "x"), "'x' is not an integer", code=2
     )
+
+
+# The commands that run a VLM share one declaration of --device and --dtype (pipeline/options.py).
+MODEL_COMMANDS = {
+    "encode": ["--model", "tamx-demo", "--out", "run"],
+    "faithfulness": [".", "--model", "tamx-demo"],
+    "serve": ["--model", "tamx-demo"],
+}
+
+
+def _option_help(command: str, option: str) -> str:
+    """The help entry of one option as `tamx COMMAND --help` prints it, its wrapped lines joined."""
+    lines = tamx_cli(command, "--help").output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(option + " "))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("-")), len(lines))
+    return " ".join(" ".join(lines[start:end]).split())
+
+
+def test_the_model_commands_declare_device_and_dtype_alike():
+    for option in ("--device", "--dtype"):
+        entries = {command: _option_help(command, option) for command in MODEL_COMMANDS}
+        assert len(set(entries.values())) == 1, entries
+    assert "[auto|bf16|fp16|fp32]" in entries["encode"] and "bf16 is faster" in entries["encode"]
+
+
+@pytest.mark.parametrize("command", sorted(MODEL_COMMANDS))
+def test_a_dtype_outside_the_choices_is_a_bad_option_in_every_model_command(command):
+    refused(
+        tamx_cli(command, *MODEL_COMMANDS[command], "--dtype", "fp64"),
+        "'fp64' is not one of 'auto', 'bf16', 'fp16', 'fp32'",
+        code=2,
+    )

@@ -13,6 +13,7 @@ from tamx.datasets import DATASETS
 from ..errors import name_option, report_failures
 from ..locations import Location
 from ..manifests import write_manifest
+from ..options import model_device_options
 from ..progress import progress
 from .hub import check_model_option
 
@@ -82,8 +83,7 @@ def _layer_list(value: str, option: str) -> tuple[int, ...]:
     type=click.IntRange(1),
     help="Frames sampled per video.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True)
+@model_device_options
 @click.option(
     "--batch-size",
     default=1,

@@ -8,6 +8,7 @@ from tamx.datasets import DATASETS
 
 from ..errors import report_failures
 from ..locations import Location
+from ..options import model_device_options
 from ..progress import progress
 
 
@@ -36,8 +37,7 @@ from ..progress import progress
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random orders and ties.")
 @click.option("--dataset", type=click.Choice(DATASETS), help="Mask dataset the run was encoded from (mask control).")
 @click.option("--data", type=Location(url=False, exists=True, file_okay=False), help="The folder of --dataset.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True)
+@model_device_options
 @click.option(
     "--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Perturbed images per forward pass."
 )
