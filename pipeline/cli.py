@@ -244,6 +244,7 @@ def explain(
     Each setting is stored as a variant beside the others; hidden states are never rewritten.
     """
     from tamx import ExplainSettings
+    from tamx.methods import default_filter
 
     from .explain import explain_run, keep_freed_memory
 
@@ -252,7 +253,7 @@ def explain(
         raise click.BadParameter(f"--layer applies to the tam method, not {method!r}", param_hint="'--layer'")
     settings = ExplainSettings(
         eci="off" if no_eci else eci_weights,
-        filter=filter_name or (defaults.FILTER if method == "tam" else "none"),
+        filter=filter_name or default_filter(method),
         kernel_size=kernel_size,
         candidates=not no_candidates,
         prompt=not no_prompt,
