@@ -99,6 +99,7 @@ def test_generated_answers_record_layers_per_batch_row(loaded, media, tmp_path):
         np.testing.assert_allclose(two.lens_hidden, one.lens_hidden, atol=1e-4)
 
 
+@pytest.mark.slow  # a subprocess encode (~18 s); qwen2_vl's in-process CLI test stays in the default suite
 def test_the_cli_records_layers_and_attention_and_explain_reads_them(loaded, media, tmp_path):  # noqa: F811
     path = loaded("llava")[0]
     out = tmp_path / "run"

@@ -131,6 +131,7 @@ def _frames_of(shapes: list[tuple[int, int]]) -> np.ndarray:
     return np.array([[offset, h, w] for offset, (h, w) in zip(offsets.tolist(), shapes)])
 
 
+@pytest.mark.slow  # 120 hypothesis examples, ~40 s here; every small grid below stays in the default suite
 @settings(max_examples=120, deadline=None)
 @given(
     shapes=st.lists(st.tuples(st.integers(1, 7), st.integers(1, 7)), min_size=1, max_size=4),
