@@ -1,5 +1,6 @@
 """tamx faithfulness: deletion and insertion through the CLI, on a shapes run of the bundled toy
-model, with a planted model whose answer provably depends on one region only."""
+model, with a planted model (a saved model folder) whose answer provably depends on one region
+only."""
 
 from __future__ import annotations
 
@@ -44,73 +45,58 @@ def _copy(run, tmp_path):
     return tmp_path / "run"
 
 
-class Planted(torch.nn.Module):
-    """A model whose every answer token's logit reads only the pixels of one region: high when
-    they are the original ones, low when they are zero. Counts the images it scores; can stop
-    (as if killed) after a number of forward passes."""
+@pytest.fixture(scope="module")
+def planted(shapes, tmp_path_factory):
+    """(model folder, run, sample id, category): a saved LLaVA whose every answer token of the first
+    scene reads only the pixels of its first named object (tests/planted_faithfulness.py), and the
+    two scenes encoded teacher-forced with it and explained (cam, tam)."""
+    from .planted_faithfulness import write_planted_model
 
-    def __init__(self, real, region: np.ndarray, answer_ids: np.ndarray, stop_after: int | None = None):
-        super().__init__()
-        self.config = real.config
-        self.generation_config = real.generation_config
-        self.region = torch.as_tensor(region, dtype=torch.float32)
-        self.answer_ids = torch.as_tensor(answer_ids)
-        self.reference: tuple[float, float] | None = None
-        self.calls, self.images, self.stop_after = 0, 0, stop_after
-        self.device, self.dtype = torch.device("cpu"), torch.float32
-
-    def forward(self, input_ids, pixel_values, logits_to_keep=1, **_):
-        self.calls += 1
-        if self.stop_after is not None and self.calls > self.stop_after:
-            raise KeyboardInterrupt
-        self.images += len(input_ids)
-        inside = (pixel_values.abs() * self.region).sum(dim=(1, 2, 3)) / (3 * self.region.sum())
-        low, high = self.reference
-        share = ((inside - low) / (high - low)).clamp(0, 1)  # 1: the region as it is, 0: zeroed
-        vocab = self.config.text_config.vocab_size
-        logits = torch.zeros(len(input_ids), logits_to_keep, vocab)
-        steps = torch.arange(len(self.answer_ids))  # row j of the kept logits predicts answer token j
-        logits[:, steps, self.answer_ids] = (14 * share - 6)[:, None]
-        return type("Out", (), {"logits": logits})()
+    data, _ = shapes
+    root = tmp_path_factory.mktemp("planted")
+    sample_id = "shapes-00000"
+    folder, category = write_planted_model(root / "planted-model", data, sample_id)
+    run = root / "run"
+    cli("encode", "--model", folder, "--manifest", data / "manifest-true.jsonl", "--out", run,
+        "--device", "cpu", "--dtype", "fp32", "--quiet")  # fmt: skip
+    cli("explain", run, "--variant", "cam", "--no-eci", "--filter", "none", "--quiet")
+    cli("explain", run, "--quiet")
+    return folder, run, sample_id, category
 
 
-def _planted(run_path, data, sample_id, **kw):
-    """The planted model for one sample: it reads the mask of the sample's first named object."""
-    import cv2
-    from tamx.pipeline.encode.loading import load_model, load_processor
+@pytest.fixture
+def forward_passes():
+    """Counts the LLaVA forward passes of this test and the images in them (whichever code loaded
+    the model); `stop_after` passes, the next one raises KeyboardInterrupt, as if the run were killed."""
+    from transformers import LlavaForConditionalGeneration
 
-    from tamx.datasets import load_dataset
+    class Passes:
+        calls, images, stop_after = 0, 0, None
 
-    record = {r.id: r for r in load_dataset("folder", data)}[sample_id]
-    category, mask = next(iter(record.masks().items()))
-    processor = load_processor("tamx-demo")
-    real = load_model("tamx-demo", device="cpu", dtype="fp32")
-    sample = open_run(run_path).sample(sample_id)
-    size = processor.image_processor.crop_size["height"]
-    region = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
-    model = Planted(real, region, sample.input_ids[sample.answer_positions], **kw)
-    image = cv2.cvtColor(cv2.imdecode(np.frombuffer(sample.media[0].data, np.uint8), 1), cv2.COLOR_BGR2RGB)
-    values = [
-        processor.image_processor(im, return_tensors="pt")["pixel_values"] for im in (np.zeros_like(image), image)
+    def before(module, args):
+        if isinstance(module, LlavaForConditionalGeneration):
+            Passes.calls += 1
+            if Passes.stop_after is not None and Passes.calls > Passes.stop_after:
+                raise KeyboardInterrupt
+
+    def after(module, args, output):
+        if isinstance(module, LlavaForConditionalGeneration):
+            Passes.images += len(output.logits)
+
+    hooks = [
+        torch.nn.modules.module.register_module_forward_pre_hook(before),
+        torch.nn.modules.module.register_module_forward_hook(after),
     ]
-    model.reference = tuple(float((v.abs() * model.region).sum() / (3 * model.region.sum())) for v in values)
-    return model, processor, category
+    yield Passes
+    for hook in hooks:
+        hook.remove()
 
 
-def _use(monkeypatch, model, processor):
-    import tamx.pipeline.encode.loading as loading
-
-    monkeypatch.setattr(loading, "load_model", lambda *a, **k: model)
-    monkeypatch.setattr(loading, "load_processor", lambda *a, **k: processor)
-
-
-def test_a_planted_region_gives_a_mask_deletion_auc_far_below_random(shapes, tmp_path, monkeypatch):
-    data, source = shapes
+def test_a_planted_region_gives_a_mask_deletion_auc_far_below_random(shapes, planted, tmp_path):
+    data, _ = shapes
+    folder, source, sample_id, category = planted
     run = _copy(source, tmp_path)
-    sample_id = open_run(run).sample_ids()[0]
-    model, processor, category = _planted(run, data, sample_id)
-    _use(monkeypatch, model, processor)
-    cli("faithfulness", run, "--model", "tamx-demo", "--variants", "tam", "--baseline", "zero",
+    cli("faithfulness", run, "--model", folder, "--variants", "tam", "--baseline", "zero",
         "--dataset", "folder", "--data", data, "--quiet")  # fmt: skip
     record = open_run(run).faithfulness(sample_id, "tam")
     aucs = record.aucs()
@@ -123,21 +109,26 @@ def test_a_planted_region_gives_a_mask_deletion_auc_far_below_random(shapes, tmp
     assert np.all(aucs["mask_insertion"][rows] >= aucs["random_insertion"][rows])
 
 
-def test_sharing_images_between_orders_gives_the_curves_of_scoring_each_order_on_its_own(shapes, tmp_path):
+def test_sharing_images_between_orders_gives_the_curves_of_scoring_each_order_on_its_own(
+    shapes, planted, tmp_path, forward_passes
+):
+    from tamx.pipeline.encode.loading import load_model, load_processor
     from tamx.pipeline.faithfulness import FaithfulnessSettings, faithfulness_run
 
-    data, source = shapes
-    sample_id = open_run(source).sample_ids()[0]
+    data, _ = shapes
+    folder, source, sample_id, _ = planted
+    torch.set_num_threads(1)  # as `tamx faithfulness --threads 1` (the default) does
+    model, processor = load_model(str(folder), device="cpu", dtype="fp32"), load_processor(str(folder))
     found, images = {}, {}
     for share in (False, True):
         run = _copy(source, tmp_path / str(share))
-        model, processor, _ = _planted(run, data, sample_id)
-        # 50 steps of 144 cells: the top few cells of two maps of one token often agree
+        before = forward_passes.images
+        # the planted model's cam and tam of one token share their top cells
         report = faithfulness_run(
             run,
-            "tamx-demo",
+            str(folder),
             variants=["cam", "tam"],
-            settings=FaithfulnessSettings(steps=50),
+            settings=FaithfulnessSettings(),
             dataset="folder",
             data=data,
             sample_ids=[sample_id],
@@ -145,8 +136,8 @@ def test_sharing_images_between_orders_gives_the_curves_of_scoring_each_order_on
             processor=processor,
             share_images=share,
         )
-        assert report.done == [sample_id] and report.forward_images == model.images
-        images[share] = model.images
+        images[share] = forward_passes.images - before
+        assert report.done == [sample_id] and report.forward_images == images[share]
         found[share] = {v: open_run(run).faithfulness(sample_id, v) for v in ("cam", "tam")}
     for variant, alone in found[False].items():
         shared = found[True][variant]
@@ -158,7 +149,7 @@ def test_sharing_images_between_orders_gives_the_curves_of_scoring_each_order_on
     assert images[True] < images[False]  # the same curves from fewer forward passes
 
 
-def test_eval_reports_the_faithfulness_block_and_says_how_without_records(shapes, tmp_path, monkeypatch):
+def test_eval_reports_the_faithfulness_block_and_says_how_without_records(shapes, tmp_path):
     data, source = shapes
     run = _copy(source, tmp_path)
     out = cli("eval", run, "--dataset", "folder", "--data", data, "--out", tmp_path / "before").output
@@ -177,24 +168,23 @@ def test_eval_reports_the_faithfulness_block_and_says_how_without_records(shapes
     assert (tmp_path / "after" / "faithfulness.csv").read_text().startswith("variant,sample,token")
 
 
-def test_a_killed_run_resumes_without_recomputing_finished_samples(shapes, tmp_path, monkeypatch):
-    data, source = shapes
+def test_a_killed_run_resumes_without_recomputing_finished_samples(planted, tmp_path, forward_passes):
+    folder, source, first, _ = planted
     run = _copy(source, tmp_path)
-    first, second = open_run(run).sample_ids()
-    options = ("--model", "tamx-demo", "--variants", "tam", "--steps", "3", "--random-orders", "1", "--quiet")
-    model, processor, _ = _planted(run, data, first, stop_after=2)  # two forward passes a sample at batch 64
-    _use(monkeypatch, model, processor)
+    second = next(s for s in open_run(run).sample_ids() if s != first)
+    options = ("--model", folder, "--variants", "tam", "--steps", "3", "--random-orders", "1", "--quiet")
+    forward_passes.stop_after = 2  # two forward passes a sample at batch 64
     cli("faithfulness", run, *options, "--batch-size", "64", code=130)
     assert open_run(run).faithfulness_variants(first) == ["tam"]
     assert open_run(run).faithfulness_variants(second) == []
     kept = json.loads((run / "samples" / first / "faithfulness" / "tam.json").read_text())["token"]
-    model.stop_after, model.calls = None, 0
+    forward_passes.stop_after, forward_passes.calls = None, 0
     out = CliRunner().invoke(main, ["faithfulness", str(run), *options[:-1], "--batch-size", "64"])
     assert out.exit_code == 0 and "1 sample(s) scored" in out.output and "1 already stored" in out.output
-    assert model.calls == 2  # the second sample only
+    assert forward_passes.calls == 2  # the second sample only
     assert json.loads((run / "samples" / first / "faithfulness" / "tam.json").read_text())["token"] == kept
     cli("faithfulness", run, *options, "--overwrite", "--batch-size", "64")
-    assert model.calls == 6
+    assert forward_passes.calls == 6
     assert json.loads((run / "samples" / first / "faithfulness" / "tam.json").read_text())["token"] != kept
 
 
