@@ -1,10 +1,13 @@
 """tamx faithfulness: deletion and insertion through the CLI, on a shapes run of the bundled toy
 model, with a planted model (a saved model folder) whose answer provably depends on one region
-only."""
+only, and under torchrun (two CPU ranks)."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -186,6 +189,44 @@ def test_a_killed_run_resumes_without_recomputing_finished_samples(planted, tmp_
     cli("faithfulness", run, *options, "--overwrite", "--batch-size", "64")
     assert forward_passes.calls == 6
     assert json.loads((run / "samples" / first / "faithfulness" / "tam.json").read_text())["token"] != kept
+
+
+def test_two_torchrun_ranks_score_each_sample_once_with_the_curves_of_one_process(shapes, tmp_path):
+    from .test_encode_core import ROOT, _env
+
+    data, source = shapes
+    one, two = _copy(source, tmp_path / "one"), _copy(source, tmp_path / "two")
+    options = ["--model", "tamx-demo", "--steps", "4", "--random-orders", "1", "--dataset", "folder",
+               "--data", str(data), "--device", "cpu", "--threads", "1"]  # fmt: skip
+    single = cli("faithfulness", one, *options).output
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    command += ["-m", "tamx.pipeline", "-v", "faithfulness", str(two), *options]
+    env = {**_env(), "OMP_NUM_THREADS": "2"}  # torchrun's default would be 1: --threads 1 must win over 2
+    ranks = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert ranks.returncode == 0, ranks.stderr
+    for rank in (0, 1):  # a shard each (one of the two scenes), every rank on one thread
+        assert f"rank {rank} of 2: 1 sample(s) to score, 0 already stored; 1 torch thread(s)" in ranks.stderr
+    summary = [line for line in ranks.stderr.splitlines() if "scored in" in line]
+    assert len(summary) == 1 and "2 sample(s) scored" in summary[0] and "on 2 ranks" in summary[0]
+    images = [re.search(r"\((\d+) images", text).group(1) for text in (single, summary[0])]
+    assert images[0] == images[1]  # every image scored once over the ranks
+    first, second = open_run(one), open_run(two)
+    for sample_id in first.sample_ids():
+        assert first.faithfulness_variants(sample_id) == second.faithfulness_variants(sample_id) == ["cam", "tam"]
+        for variant in ("cam", "tam"):
+            a, b = first.faithfulness(sample_id, variant), second.faithfulness(sample_id, variant)
+            assert np.array_equal(a.tokens, b.tokens) and a.settings == b.settings
+            for name in ("full", "baseline", "deletion", "insertion", "random_deletion", "random_insertion",
+                         "mask_deletion", "mask_insertion"):  # fmt: skip
+                np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0, atol=1e-6, err_msg=name)
+    # rank 1's sample fails (its maps damaged): rank 0 lists it and the job exits with status 1
+    maps = two / "samples" / second.sample_ids()[1] / "maps"
+    damaged = maps / f"tam.{json.loads((maps / 'tam.json').read_text())['slot']}"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    failing = [*command, "--variants", "tam", "--overwrite", "--quiet"]
+    broken = subprocess.run(failing, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert broken.returncode == 1, broken.stderr
+    assert broken.stderr.count("1 sample(s) failed:") == 1 and "chunk 0 is truncated" in broken.stderr
 
 
 def _no_model(monkeypatch):

@@ -77,6 +77,7 @@ def faithfulness(
     try:
         import torch
 
+        from ..encode.stage import _world
         from .stage import FaithfulnessSettings, faithfulness_run
     except ImportError as exc:
         raise click.ClickException(
@@ -85,7 +86,8 @@ def faithfulness(
         ) from None
     if bool(dataset) != bool(data):
         raise click.UsageError("--dataset and --data go together")
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)  # every torchrun rank runs this: --threads is per rank
+    first = _world()[0] == 0  # under torchrun rank 0 alone draws the bar and reports the whole job
     chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
     settings = FaithfulnessSettings(steps=steps, baseline=baseline, random_orders=random_orders, seed=seed, words=words)
     report = faithfulness_run(
@@ -99,13 +101,16 @@ def faithfulness(
         dtype=dtype,
         batch_size=batch_size,
         overwrite=overwrite,
-        wrap=lambda ids, total: (s for s in progress(ids, "faithfulness", total, quiet)),
+        wrap=lambda ids, total: (s for s in progress(ids, "faithfulness", total, quiet or not first)),
     )
+    if report.rank != 0:
+        return  # rank 0 lists every rank's failures and exits with the job's status
     if not quiet:
         skipped = f", {len(report.skipped)} already stored" if report.skipped else ""
+        ranks = f" on {report.ranks} ranks" if report.ranks > 1 else ""
         rate = report.forward_images / report.forward_seconds if report.forward_seconds else 0.0
         click.echo(
-            f"{run}: {len(report.done)} sample(s) scored in {report.seconds:.1f}s "
+            f"{run}: {len(report.done)} sample(s) scored in {report.seconds:.1f}s{ranks} "
             f"({report.forward_images} images, {rate:.0f}/s){skipped}",
             err=True,
         )

@@ -9,6 +9,7 @@ dataset, the ground-truth mask as the map. docs/faithfulness.md has the protocol
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -63,11 +64,15 @@ class FaithfulnessSettings:
 
 @dataclass(kw_only=True)
 class FaithfulnessReport(StageReport):
-    """Samples done, skipped (every asked variant stored) and failed; forward passes (images scored)."""
+    """Samples done, skipped (every asked variant stored) and failed; forward passes (images scored).
+    Under torchrun rank 0's report is the whole job's (`ranks` > 1: the ranks' outcomes and images
+    together, the longest rank's seconds); another rank's is its own shard's."""
 
     seconds: float = 0.0
     forward_images: int = 0
     forward_seconds: float = 0.0
+    rank: int = 0
+    ranks: int = 1
 
 
 def baseline_image(image: np.ndarray, kind: str) -> np.ndarray:
@@ -445,6 +450,29 @@ def check_request(run: Any, ids: Sequence[str], variants: Sequence[str] | None, 
     return chosen
 
 
+def in_torchrun_group(run: Callable[..., FaithfulnessReport]) -> Callable[..., FaithfulnessReport]:
+    """Run `run` inside the torchrun process group, joined for it if it is not yet (gloo on CPU,
+    nccl on CUDA) and left after; a plain call without torchrun is unchanged."""
+
+    @functools.wraps(run)
+    def joined_run(*args: Any, **kwargs: Any) -> FaithfulnessReport:
+        from ..encode.loading import resolve_device
+        from ..encode.stage import init_distributed
+
+        target = resolve_device(kwargs.get("device", "auto"))
+        if target.type == "cuda" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            torch.cuda.set_device(target)  # nccl's object collectives (the report) use the current device
+        joined = init_distributed(target)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            if joined:
+                torch.distributed.destroy_process_group()
+
+    return joined_run
+
+
+@in_torchrun_group
 def faithfulness_run(
     run_path: str | os.PathLike,
     model_id: str,
@@ -497,6 +525,10 @@ def faithfulness_run(
             todo.append((sample_id, missing))
         else:
             report.add(Outcome.skipped(sample_id))
+    log.info(
+        "rank %d of %d: %d sample(s) to score, %d already stored; %d torch thread(s)",
+        rank, world, len(todo), len(report.skipped), torch.get_num_threads(),
+    )  # fmt: skip
     if todo and model is None:
         from ..encode.loading import load_model, load_processor
 
@@ -523,4 +555,22 @@ def faithfulness_run(
     if scorer is not None:
         report.forward_images, report.forward_seconds = scorer.images, scorer.seconds
     report.seconds = time.perf_counter() - started
-    return report
+    report.rank, report.ranks = rank, world
+    return _whole_job(report) if world > 1 and torch.distributed.is_initialized() else report
+
+
+def _whole_job(report: FaithfulnessReport) -> FaithfulnessReport:
+    """Rank 0: every rank's report in one (waits for all ranks); another rank: its own."""
+    reports: list[FaithfulnessReport | None] = [None] * report.ranks
+    torch.distributed.all_gather_object(reports, report)
+    if report.rank != 0:
+        return report
+    whole = FaithfulnessReport(rank=0, ranks=report.ranks)
+    for part in reports:
+        whole.done += part.done
+        whole.skipped += part.skipped
+        whole.failed.update(part.failed)
+        whole.forward_images += part.forward_images
+        whole.forward_seconds = max(whole.forward_seconds, part.forward_seconds)  # the ranks run at once
+        whole.seconds = max(whole.seconds, part.seconds)
+    return whole
