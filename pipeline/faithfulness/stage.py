@@ -461,7 +461,8 @@ def in_torchrun_group(run: Callable[..., FaithfulnessReport]) -> Callable[..., F
 
         target = resolve_device(kwargs.get("device", "auto"))
         if target.type == "cuda" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-            torch.cuda.set_device(target)  # nccl's object collectives (the report) use the current device
+            # `cuda` means this rank's GPU; nccl's object collectives (the report) use the current device
+            torch.cuda.set_device(target.index if target.index is not None else int(os.environ.get("LOCAL_RANK", 0)))
         joined = init_distributed(target)
         try:
             return run(*args, **kwargs)
