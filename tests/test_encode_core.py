@@ -29,7 +29,7 @@ from tamx.pipeline.encode.adapters import (  # noqa: E402
 
 from tamx.layout import map_frames  # noqa: E402
 
-from .tiny_models import QwenVideoProcessorDouble, write_image, write_video  # noqa: E402
+from .tiny_models import QwenVideoProcessorDouble, with_answer, write_image, write_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = supported_model_types()  # every model_type of the adapter registry
@@ -130,11 +130,7 @@ def test_greedy_tokens_and_teacher_forced_hidden(loaded, family, media, tmp_path
     prompt_length = inputs["input_ids"].shape[1]
     assert np.array_equal(inputs["input_ids"][0].numpy(), stored.input_ids[:prompt_length])
     answer = torch.as_tensor(stored.input_ids[prompt_length:])[None]
-    inputs["input_ids"] = torch.cat([inputs["input_ids"], answer], 1)
-    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
-    for key in ("mm_token_type_ids", "token_type_ids"):
-        if key in inputs:
-            inputs[key] = torch.cat([inputs[key], torch.zeros_like(answer)], 1)
+    inputs = with_answer(inputs, answer)
     with torch.inference_mode():
         reference = model.model(**inputs).last_hidden_state[0].numpy()
     np.testing.assert_allclose(hidden, reference[:-1], rtol=1e-4, atol=1e-4)

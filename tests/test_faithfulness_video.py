@@ -163,17 +163,15 @@ def _teacher_forced(model, processor, sample, images, frames, sources, torch):
     here directly (not through tamx), the clip's 4 fps as encode read it."""
     from transformers.video_utils import VideoMetadata
 
+    from .tiny_models import with_answer
+
     metadata = VideoMetadata(total_num_frames=6, fps=4.0, frames_indices=sources, height=56, width=84)
     inputs = processor(text=[sample.meta["prompt"]], images=images or None, videos=[frames], do_sample_frames=False,
                        video_metadata=[metadata], return_tensors="pt")  # fmt: skip
     prompt = inputs["input_ids"].shape[1]
     assert np.array_equal(inputs["input_ids"][0].numpy(), sample.input_ids[:prompt])
     answer = torch.as_tensor(sample.input_ids[prompt:])[None]
-    inputs["input_ids"] = torch.cat([inputs["input_ids"], answer], 1)
-    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
-    for key in ("mm_token_type_ids", "token_type_ids"):
-        if key in inputs:
-            inputs[key] = torch.cat([inputs[key], torch.zeros_like(answer)], 1)
+    inputs = with_answer(inputs, answer)
     with torch.inference_mode():
         logits = model(**inputs).logits[0, prompt - 1 : -1].float()
     return torch.softmax(logits, -1).gather(1, answer[0, :, None])[:, 0].numpy()

@@ -337,6 +337,17 @@ BUILDERS = {
 }
 
 
+def with_answer(inputs, answer: torch.Tensor):
+    """Processor outputs for a prompt, with the answer ids [1, A] appended: teacher forcing (the
+    attention mask and any token-type ids extended alike)."""
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], answer], 1)
+    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    for key in ("mm_token_type_ids", "token_type_ids"):
+        if key in inputs:
+            inputs[key] = torch.cat([inputs[key], torch.zeros_like(answer)], 1)
+    return inputs
+
+
 def write_image(path: Path, height: int, width: int, seed: int = 0) -> str:
     """A random PNG (or JPEG by suffix) of the given size."""
     rng = np.random.default_rng(seed)
