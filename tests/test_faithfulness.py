@@ -163,6 +163,10 @@ def test_eval_reports_the_faithfulness_block_and_says_how_without_records(shapes
     assert "rnd del" in out and "colour" in out and "shape" in out
     block = json.loads((tmp_path / "after" / "summary.json").read_text())["faithfulness"]
     assert set(block) == {"cam", "tam"}
+    assert block["tam"]["method"] == block["cam"]["method"] == "tam@-1"  # labelled as the plausibility table
+    table = out.split("faithfulness (AUC")[1].splitlines()
+    rows = [line for line in table if line.startswith(("cam ", "tam "))]
+    assert len(rows) == 6 and all(row.endswith(" tam@-1") for row in rows)  # all, colour, shape per variant
     for entry in block.values():
         for key in ("deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc",
                     "mask_deletion_auc", "difference"):  # fmt: skip

@@ -123,7 +123,7 @@ class Produced:
     layer_states: list[torch.Tensor] = field(default_factory=list)  # [L-1, C] per EncodeSettings.layers
 
 
-def _processor_call(
+def processor_call(
     adapter: Adapter, prompts: list[str], media: list[MediaItem], add_special_tokens: bool, per_prompt=None, **extra
 ):
     """Call the processor; `per_prompt` gives each prompt's media (`Adapter.processor_images`)."""
@@ -155,7 +155,7 @@ def prepare_sample(adapter: Adapter, sample: EncodeInput, settings: EncodeSettin
     bos = tokenizer.bos_token
     add_special_tokens = not (bos and prompt.startswith(bos))
     try:
-        processed = _processor_call(
+        processed = processor_call(
             adapter,
             [prompt],
             media,
@@ -261,7 +261,7 @@ def generate(adapter: Adapter, batch: list[Prepared], settings: EncodeSettings) 
         processed = batch[0].processed
     else:
         media = [m for p in batch for m in p.media]
-        processed = _processor_call(
+        processed = processor_call(
             adapter,
             [p.prompt for p in batch],
             media,

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from tamx import RunInfo, create_run
 from tamx.errors import DiskFullError, TamxError
@@ -23,6 +22,7 @@ from tamx.store import ROOT, is_url, objects_at
 
 from ..files import writing
 from ..outcomes import Outcome, StageReport
+from ..ranks import barrier, rank_and_size, torchrun_group
 from .adapters import Adapter, adapter_for
 from .inputs import EncodeInput, InputError, read_manifest
 from .record import (
@@ -72,25 +72,6 @@ def run_info(adapter: Adapter, model_id: str) -> RunInfo:
     )
 
 
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def init_distributed(device: torch.device) -> bool:
-    """Join the torchrun process group if there is one (gloo on CPU, nccl on CUDA); True if joined now."""
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or not dist.is_available() or dist.is_initialized():
-        return False
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return True
-
-
 def as_inputs(inputs: str | os.PathLike | EncodeInput | Iterable[EncodeInput]) -> tuple[list[EncodeInput], dict]:
     """Samples from a manifest path, one EncodeInput, or a list of them; plus manifest lines that failed."""
     if isinstance(inputs, (str, os.PathLike)):
@@ -135,14 +116,14 @@ def encode(
         )
     model_id = model_name(model_id or getattr(model, "name_or_path", None) or "unknown")
     samples, failed = as_inputs(inputs)
-    rank, world = _world()
+    rank, world = rank_and_size()
     info = run_info(adapter, str(model_id))
     info.extra.update(extra or {})
     created = _new_run_folders(out) if rank == 0 else None
     with writing(f"the run {out}"):
         if rank == 0:
             create_run(out, info, exist_ok=True)
-        _barrier()
+        barrier()
         run = create_run(out, info, exist_ok=True)
     try:
         report = _encode_samples(adapter, run, samples, failed, settings, str(model_id), overwrite, batch_size, wrap)
@@ -150,7 +131,7 @@ def encode(
         if created is not None and world == 1:  # under torchrun other ranks may still be writing
             _discard_if_empty(run, created)
         raise
-    _barrier()
+    barrier()
     if created is not None:
         _discard_if_empty(run, created)
     report.seconds = time.perf_counter() - started
@@ -199,7 +180,7 @@ def _encode_samples(
     wrap: Callable[[Iterator[EncodeInput], int], Iterator[EncodeInput]] | None,
 ) -> EncodeReport:
     """This rank's shard of `samples`, skipped when stored (unless `overwrite`), else encoded in batches."""
-    rank, world = _world()
+    rank, world = rank_and_size()
     report = EncodeReport(failed=dict(failed) if rank == 0 else {})
     shard = samples[rank::world]
     stored = set(run.sample_ids())
@@ -296,8 +277,7 @@ def encode_path(
     if not samples:
         return EncodeReport(failed=failed)
     check_model(model_id)  # a typo fails here in one line, not after transformers' retries
-    joined = init_distributed(resolve_device(device))
-    try:
+    with torchrun_group(resolve_device(device)):
         model = load_model(model_id, device=device, dtype=dtype)
         processor = load_processor(model_id)
         name = model_name(model_id)
@@ -312,9 +292,6 @@ def encode_path(
             batch_size=batch_size,
             wrap=wrap,
         )
-        if _world()[0] == 0:
+        if rank_and_size()[0] == 0:
             report.failed = {**failed, **report.failed}
         return report
-    finally:
-        if joined:
-            dist.destroy_process_group()

@@ -96,12 +96,13 @@ def _cell(value: float | None) -> str:
 
 def format_faithfulness(summary: dict[str, Any]) -> str:
     """The terminal table: per variant and word class, deletion and insertion AUC (lower / higher is
-    more faithful), their difference, and the random and mask controls on the same tokens."""
+    more faithful), their difference, the random and mask controls on the same tokens, and the
+    variant's method and layer ("tam@-8", "attention"), as in the plausibility table."""
     if not summary:
         return HOW
     header = (
         f"{'variant':<14} {'word class':<12} {'tokens':>6} {'del':>7} {'ins':>7} {'ins-del':>7} "
-        f"{'rnd del':>7} {'rnd ins':>7} {'mask del':>8} {'mask ins':>8}"
+        f"{'rnd del':>7} {'rnd ins':>7} {'mask del':>8} {'mask ins':>8} method"
     )
     lines = ["faithfulness (AUC of p(token) over the fraction of cells perturbed)", header, "-" * len(header)]
     for variant, s in summary.items():
@@ -110,7 +111,7 @@ def format_faithfulness(summary: dict[str, Any]) -> str:
                 f"{variant:<14} {name:<12} {row['tokens']:>6} {_cell(row['deletion_auc'])} "
                 f"{_cell(row['insertion_auc'])} {_cell(row.get('difference'))} "
                 f"{_cell(row['random_deletion_auc'])} {_cell(row['random_insertion_auc'])} "
-                f"{_cell(row['mask_deletion_auc']):>8} {_cell(row['mask_insertion_auc']):>8}"
+                f"{_cell(row['mask_deletion_auc']):>8} {_cell(row['mask_insertion_auc']):>8} {s.get('method', '')}"
             )
     lines.append("faithful: del below rnd del and ins above rnd ins; mask: the ground-truth mask as the map")
     return "\n".join(lines)

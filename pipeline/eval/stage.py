@@ -303,6 +303,9 @@ def evaluate_run(
     scored = [s for s in shared if s not in result.failed]
     groups = {s: _token_groups(run, records[s], s, word_tagger, classes) for s in scored}
     result.faithfulness, result.faithfulness_entries = summarise_faithfulness(run, scored, groups, variants)
+    for variant, entry in result.faithfulness.items():  # labelled as in the plausibility table
+        if variant in result.variant_settings:
+            entry["method"] = method_label(result.variant_settings[variant])
     return result
 
 

@@ -77,7 +77,7 @@ def faithfulness(
     try:
         import torch
 
-        from ..encode.stage import _world
+        from ..ranks import rank_and_size
         from .stage import FaithfulnessSettings, faithfulness_run
     except ImportError as exc:
         raise click.ClickException(
@@ -87,7 +87,7 @@ def faithfulness(
     if bool(dataset) != bool(data):
         raise click.UsageError("--dataset and --data go together")
     torch.set_num_threads(threads)  # every torchrun rank runs this: --threads is per rank
-    first = _world()[0] == 0  # under torchrun rank 0 alone draws the bar and reports the whole job
+    first = rank_and_size()[0] == 0  # under torchrun rank 0 alone draws the bar and reports the whole job
     chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
     settings = FaithfulnessSettings(steps=steps, baseline=baseline, random_orders=random_orders, seed=seed, words=words)
     report = faithfulness_run(

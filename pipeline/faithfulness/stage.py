@@ -39,6 +39,7 @@ from tamx.records import Sample
 
 from ..files import writing
 from ..outcomes import Outcome, StageReport
+from ..ranks import rank_and_size, torchrun_group
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +188,10 @@ class Scorer:
         return self._process([prompt], [images], layout)["input_ids"][0].numpy()
 
     def _process(self, prompts: list[str], images: list[list[np.ndarray]], layout: MediaLayout | None = None) -> Any:
-        """The processor's outputs as encode calls it (`_processor_call`): each prompt's images
+        """The processor's outputs as encode calls it (`processor_call`): each prompt's images
         made into its media by `layout` (None: every array is an image)."""
         from ..encode.inputs import MediaItem
-        from ..encode.record import _processor_call
+        from ..encode.record import processor_call
 
         bos = self.adapter.tokenizer.bos_token
         per_prompt = [
@@ -203,7 +204,7 @@ class Scorer:
                 f"its video needs the {type(self.processor).__name__} video processor, which needs torchvision; "
                 "install torchvision (pip install torchvision)"
             )
-        return _processor_call(
+        return processor_call(
             self.adapter, prompts, flat, not (bos and prompts[0].startswith(bos)), per_prompt=per_prompt
         )
 
@@ -451,24 +452,15 @@ def check_request(run: Any, ids: Sequence[str], variants: Sequence[str] | None, 
 
 
 def in_torchrun_group(run: Callable[..., FaithfulnessReport]) -> Callable[..., FaithfulnessReport]:
-    """Run `run` inside the torchrun process group, joined for it if it is not yet (gloo on CPU,
-    nccl on CUDA) and left after; a plain call without torchrun is unchanged."""
+    """Run `run` inside the torchrun process group (`pipeline.ranks.torchrun_group`, on the device
+    asked for); a plain call without torchrun is unchanged."""
 
     @functools.wraps(run)
     def joined_run(*args: Any, **kwargs: Any) -> FaithfulnessReport:
         from ..encode.loading import resolve_device
-        from ..encode.stage import init_distributed
 
-        target = resolve_device(kwargs.get("device", "auto"))
-        if target.type == "cuda" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-            # `cuda` means this rank's GPU; nccl's object collectives (the report) use the current device
-            torch.cuda.set_device(target.index if target.index is not None else int(os.environ.get("LOCAL_RANK", 0)))
-        joined = init_distributed(target)
-        try:
+        with torchrun_group(resolve_device(kwargs.get("device", "auto"))):
             return run(*args, **kwargs)
-        finally:
-            if joined:
-                torch.distributed.destroy_process_group()
 
     return joined_run
 
@@ -500,8 +492,6 @@ def faithfulness_run(
     from tamx.datasets import category_names, load_dataset
     from tamx.pos import Tagger, category_lemmas
 
-    from ..encode.stage import _world
-
     started = time.perf_counter()
     settings = settings or FaithfulnessSettings()
     if settings.baseline not in BASELINES or settings.words not in WORDS or settings.steps < 2:
@@ -515,7 +505,7 @@ def faithfulness_run(
         records = {r.id: r for r in load_dataset(dataset, data)}
         category_words = {w for ws in category_lemmas(category_names(list(records.values()))).values() for w in ws}
     tagger = Tagger("rules", category_words)
-    rank, world = _world()
+    rank, world = rank_and_size()
     report = FaithfulnessReport()
     todo: list[tuple[str, list[str]]] = []
     for sample_id in ids[rank::world]:
