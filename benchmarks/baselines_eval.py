@@ -11,6 +11,7 @@ counts), their time as a ratio to plain, and the stored bytes each adds per samp
 info's "baselines" line).
 
     python benchmarks/baselines_eval.py --out /tmp/baselines [--samples 200] [--seed 1000] [--cost-samples 40]
+        [--rounds 2] [--threads 1] [--cost-only] [--generate]
 
 From the command line: `tamx shapes --out D --scenes 200`, `tamx encode --model tamx-demo
 --manifest D/manifest-true.jsonl --out R --layers -1,-2,-3 --attention all --gradients -2`,
@@ -50,7 +51,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1000, help="scene seed (training draws other streams)")
     parser.add_argument("--cost-samples", type=int, default=40, help="scenes encoded per setting for the cost")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each setting for the cost (the fastest counts)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--cost-only", action="store_true", help="measure the cost, skip the table")
+    parser.add_argument(
+        "--generate", action="store_true", help="cost of encodes that generate the answers (as tamx demo does)"
+    )
     args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     from tamx.pipeline.demo import resolve_model
     from tamx.pipeline.demo.dataset import write_shapes_dataset
@@ -67,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         write_shapes_dataset(data, args.samples, args.seed)
     inputs, failed = read_manifest(data / "manifest-true.jsonl")
     assert not failed, failed
+    cost_inputs = read_manifest(data / "manifest.jsonl")[0] if args.generate else inputs
     path = resolve_model("tamx-demo")
     model, processor = load_model(path, device="cpu", dtype="fp32"), load_processor(path)
 
@@ -78,11 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     }
     seconds: dict[str, float] = {}
     added: dict[str, dict[str, float]] = {}
-    for _ in range(2):
+    for _ in range(args.rounds):
         for name, settings in costs.items():
             folder = out / f"cost-{name}"
             shutil.rmtree(folder, ignore_errors=True)
-            report = encode(model, processor, inputs[: args.cost_samples], folder, settings=settings)
+            report = encode(model, processor, cost_inputs[: args.cost_samples], folder, settings=settings)
             assert not report.failed, report.failed
             seconds[name] = min(seconds.get(name, float("inf")), report.seconds)
             samples = run_summary(folder)["samples"]
@@ -91,13 +103,19 @@ def main(argv: list[str] | None = None) -> None:
                 **{f"{g}_bytes_per_sample": sum(s["baseline_bytes"].get(g, 0) for s in samples) / len(samples)
                    for g in ("layers", "attention", "gradients")},
             }  # fmt: skip
-    print(f"encode cost, {args.cost_samples} scenes (tamx-demo, CPU, faster of 2 runs each):")
+    print(
+        f"encode cost, {args.cost_samples} scenes, answers {'generated' if args.generate else 'teacher-forced'} "
+        f"(tamx-demo, CPU, {args.threads} thread(s), "
+        f"fastest of {args.rounds} interleaved runs each):"
+    )
     for name in costs:
         print(
             f"  {name:<10} {seconds[name]:7.2f} s  x{seconds[name] / seconds['plain']:.2f} of plain  "
             f"{added[name]['bytes_per_sample'] / 1e3:8.1f} kB/sample stored "
             f"(+{(added[name]['bytes_per_sample'] - added['plain']['bytes_per_sample']) / 1e3:.1f} kB)"
         )
+    if args.cost_only:
+        return
 
     started = time.perf_counter()
     shutil.rmtree(run, ignore_errors=True)

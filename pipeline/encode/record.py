@@ -492,16 +492,23 @@ def record_gradients(adapter: Adapter, prepared: Prepared, record: Sample, layer
     inputs = _answer_inputs(adapter, prepared, record)
     kept: dict[str, torch.Tensor] = {}
 
-    def keep(name: str):
-        def hook(module: torch.nn.Module, args: tuple, output: Any) -> None:
-            kept[name] = output[0] if isinstance(output, tuple) else output
+    def leaf(module: torch.nn.Module, args: tuple, output: Any) -> Any:
+        # the layer's states become the graph's leaf: with the weights not requiring gradients,
+        # nothing before them (vision tower, earlier layers) is recorded for autograd
+        states = output[0] if isinstance(output, tuple) else output
+        kept["layer"] = states = states.detach().requires_grad_(True)
+        return (states, *output[1:]) if isinstance(output, tuple) else states
 
-        return hook
+    def final(module: torch.nn.Module, args: tuple, output: Any) -> None:
+        kept["final"] = output[0] if isinstance(output, tuple) else output
 
     handles = [
-        decoder_layers(adapter)[layer].register_forward_hook(keep("layer")),
-        adapter.final_norm().register_forward_hook(keep("final")),
+        decoder_layers(adapter)[layer].register_forward_hook(leaf),
+        adapter.final_norm().register_forward_hook(final),
     ]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
     try:
         with torch.enable_grad():
             model(**inputs, use_cache=False, logits_to_keep=1)
@@ -523,6 +530,8 @@ def record_gradients(adapter: Adapter, prepared: Prepared, record: Sample, layer
     finally:
         for handle in handles:
             handle.remove()
+        for parameter in trainable:
+            parameter.requires_grad_(True)
     cells = torch.as_tensor(vision_positions(record.vision_blocks), device=model.device)
     with torch.no_grad():
         cam = (grads[:, 0].index_select(1, cells).float() * states[0].index_select(0, cells).float()).sum(-1)
