@@ -10,7 +10,7 @@ the areas under the curves (`auc`), and the stored record (`Faithfulness`, its f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,8 @@ FAITHFULNESS_FIELDS = (
 )
 FAITHFULNESS_ARRAYS = tuple(f.name for f in FAITHFULNESS_FIELDS if f.kind == "array")
 CURVES = ("deletion", "insertion", "random_deletion", "random_insertion", "mask_deletion", "mask_insertion")
+BASELINES = ("blur", "mean", "zero")  # what replaces a removed cell's pixels (`tamx faithfulness --baseline`)
+WORDS = ("content", "all")  # the answer tokens explained (`tamx faithfulness --words`)
 
 
 @dataclass
@@ -64,7 +66,6 @@ class Faithfulness:
     mask_deletion: np.ndarray | None = None
     mask_insertion: np.ndarray | None = None
     maps_token: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"Faithfulness({self.variant!r}, {len(self.tokens)} tokens x {len(self.fractions)} steps)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tamx.datasets import DATASETS
+from tamx.faithfulness import BASELINES, WORDS
 
 from ..errors import report_failures
 from ..locations import Location
@@ -20,7 +21,7 @@ from ..progress import progress
 @click.option("--variants", help="Comma-separated maps variants to score.  [default: every stored one]")
 @click.option(
     "--words",
-    type=click.Choice(["content", "all"]),
+    type=click.Choice(WORDS),
     default="content",
     show_default=True,
     help="Explain content words (not function words, not punctuation) or every answer token.",
@@ -28,7 +29,7 @@ from ..progress import progress
 @click.option("--steps", default=10, show_default=True, type=click.IntRange(2, 100), help="Equal fractions.")
 @click.option(
     "--baseline",
-    type=click.Choice(["blur", "mean", "zero"]),
+    type=click.Choice(BASELINES),
     default="blur",
     show_default=True,
     help="What replaces a removed cell's pixels.",

@@ -24,6 +24,8 @@ import torch
 from tamx import open_run
 from tamx.errors import TamxError
 from tamx.faithfulness import (
+    BASELINES,
+    WORDS,
     Faithfulness,
     cell_order,
     cell_regions,
@@ -42,9 +44,6 @@ from ..outcomes import Outcome, StageReport
 from ..ranks import rank_and_size, torchrun_group
 
 log = logging.getLogger(__name__)
-
-BASELINES = ("blur", "mean", "zero")
-WORDS = ("content", "all")
 
 
 @dataclass(frozen=True)
