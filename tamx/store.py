@@ -598,17 +598,26 @@ class Run:
         return dict(self._sample_commit(sample_id)["json"])
 
     def variants(self, sample_id: str) -> list[str]:
-        """Names of the maps variants committed for the current version of a sample, sorted."""
+        """Names of the maps variants committed for the current version of a sample, sorted (a
+        damaged commit is listed too, so that reading it names the damage)."""
+        return self._committed(sample_id, "maps", damaged=True)
+
+    def _committed(self, sample_id: str, folder: str, damaged: bool) -> list[str]:
+        """Names of the commits under samples/<id>/<folder> (maps, faithfulness) that belong to the
+        current version of the sample, sorted; `damaged`: also those whose commit does not read."""
         token = self._sample_commit(sample_id)["token"]
-        prefix = f"samples/{sample_id}/maps"
+        prefix = f"samples/{sample_id}/{folder}"
         names = []
         for name in self.objects.list(prefix):
-            if name.endswith(".json") and not name.startswith("."):
-                commit = self._commit_or_none(f"{prefix}/{name}")
-                if commit is None and not self.objects.exists(f"{prefix}/{name}"):
-                    continue  # deleted since the listing: a rewrite of the sample dropped it
-                if commit is None or commit.get("sample_token") == token:  # a damaged one is listed, to be named
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            commit = self._commit_or_none(f"{prefix}/{name}")
+            if commit is None:
+                # damaged, unless deleted since the listing (a rewrite of the sample dropped it)
+                if damaged and self.objects.exists(f"{prefix}/{name}"):
                     names.append(name[: -len(".json")])
+            elif commit.get("sample_token") == token:
+                names.append(name[: -len(".json")])
         return sorted(names)
 
     def sample_summary(self, sample_id: str) -> dict[str, Any]:
@@ -762,15 +771,7 @@ class Run:
     # ------------------------------------------------------------ faithfulness records
     def faithfulness_variants(self, sample_id: str) -> list[str]:
         """Variants with a faithfulness record of the current version of a sample, sorted."""
-        token = self._sample_commit(sample_id)["token"]
-        prefix = f"samples/{sample_id}/faithfulness"
-        names = []
-        for name in self.objects.list(prefix):
-            if name.endswith(".json") and not name.startswith("."):
-                commit = self._commit_or_none(f"{prefix}/{name}")
-                if commit is not None and commit.get("sample_token") == token:
-                    names.append(name[: -len(".json")])
-        return sorted(names)
+        return self._committed(sample_id, "faithfulness", damaged=False)
 
     def _faithfulness_commit(self, sample_id: str, variant: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(sample commit, record commit) of a variant's faithfulness record, or None if not stored."""
