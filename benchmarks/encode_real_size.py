@@ -148,17 +148,9 @@ LLAVA_TEMPLATE = (
 
 def stand_in_tokenizer(special: list[str], **roles: str):
     """A byte-level BPE tokenizer trained on a few sentences, with the family's special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tamx.pipeline.demo.train import byte_level_bpe
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=1000, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(CORPUS, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **roles)
+    return byte_level_bpe(CORPUS, special, 1000, **roles)
 
 
 def _layers(depth: str, full: int) -> int:

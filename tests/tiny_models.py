@@ -13,7 +13,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 CORPUS = [
     "Describe the image in one sentence.",
@@ -45,16 +44,9 @@ LLAVA_TEMPLATE = (
 
 def make_tokenizer(special: list[str], vocab: int = 300, **roles: str):
     """A byte-level BPE tokenizer trained on a few sentences, with `special` added as special tokens."""
-    from transformers import PreTrainedTokenizerFast
+    from tamx.pipeline.demo.train import byte_level_bpe
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(CORPUS, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **roles)
+    return byte_level_bpe(CORPUS, special, vocab, **roles)
 
 
 def _save(folder: Path, model, tokenizer, image_processor, template: str, processor_config: dict | None = None):

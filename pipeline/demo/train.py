@@ -103,8 +103,10 @@ def corpus() -> list[str]:
     return lines * 10
 
 
-def build_tokenizer():
-    """A byte-level BPE tokenizer with LLaVA's special tokens and a filler token; each world word is one token."""
+def byte_level_bpe(texts: list[str], special: list[str], vocab_size: int, **roles: str):
+    """A byte-level BPE tokenizer trained on `texts`, with `special` as its special tokens and
+    `roles` naming them (bos_token="<s>", ...): the toy model's, and the stand-ins the tests and
+    benchmarks build for each family."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -112,11 +114,16 @@ def build_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    tok.train_from_iterator(corpus(), trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **roles)
+
+
+def build_tokenizer():
+    """A byte-level BPE tokenizer with LLaVA's special tokens and a filler token; each world word is one token."""
+    tokenizer = byte_level_bpe(
+        corpus(), SPECIAL, 400, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     )
     tokenizer.chat_template = TEMPLATE
     return tokenizer
