@@ -709,16 +709,22 @@ class Run:
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(sample commit, maps commit) of a variant of the current sample, or None if not stored.
         `sample`: the sample commit if just read."""
+        return self._folder_commit(sample_id, "maps", variant, sample)
+
+    def _folder_commit(
+        self, sample_id: str, folder: str, variant: str, sample: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(sample commit, commit of samples/<id>/<folder>/<variant>) of the current sample (folder:
+        maps, faithfulness), or None if not stored. `sample`: the sample commit if just read."""
         sample = self._sample_commit(sample_id) if sample is None else sample
         check_name(variant, "variant name", portable=False)
-        key = f"samples/{sample_id}/maps/{variant}.json"
         try:
-            raw = self.objects.read(key)
+            raw = self.objects.read(f"samples/{sample_id}/{folder}/{variant}.json")
         except FileNotFoundError:
             return None
-        commit = _commit_json(raw, lambda problem: _raise(sample_id, f"maps/{variant}", problem))
+        commit = _commit_json(raw, lambda problem: _raise(sample_id, f"{folder}/{variant}", problem))
         if commit.get("sample_token") != sample["token"]:
-            return None  # maps of a sample that has since been rewritten
+            return None  # of a sample that has since been rewritten
         return sample, commit
 
     def _variant_commit(
@@ -775,14 +781,7 @@ class Run:
 
     def _faithfulness_commit(self, sample_id: str, variant: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(sample commit, record commit) of a variant's faithfulness record, or None if not stored."""
-        sample = self._sample_commit(sample_id)
-        check_name(variant, "variant name", portable=False)
-        try:
-            raw = self.objects.read(f"samples/{sample_id}/faithfulness/{variant}.json")
-        except FileNotFoundError:
-            return None
-        commit = _commit_json(raw, lambda problem: _raise(sample_id, f"faithfulness/{variant}", problem))
-        return None if commit.get("sample_token") != sample["token"] else (sample, commit)
+        return self._folder_commit(sample_id, "faithfulness", variant)
 
     def faithfulness(self, sample_id: str, variant: str):
         """Load one variant's faithfulness record (`tamx.faithfulness.Faithfulness`) of a sample."""
